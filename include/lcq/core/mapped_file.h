@@ -1,0 +1,57 @@
+// Read-only memory map of a whole file, shared by everything that views into it, so
+// weights are never copied just to be read.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace lcq {
+
+class MappedFile {
+ public:
+  // Throws lcq::Error naming the path if the file cannot be opened or mapped.
+  static std::shared_ptr<const MappedFile> open(const std::string& path);
+  ~MappedFile();
+  MappedFile(const MappedFile&) = delete;
+  MappedFile& operator=(const MappedFile&) = delete;
+
+  const uint8_t* data() const { return data_; }
+  size_t size() const { return size_; }
+  const std::string& path() const { return path_; }
+
+ private:
+  MappedFile() = default;
+  std::string path_;
+  const uint8_t* data_ = nullptr;
+  size_t size_ = 0;
+};
+
+// Bounds-checked sequential reader over a byte range; errors name the file and offset.
+class ByteReader {
+ public:
+  ByteReader(const uint8_t* data, size_t size, std::string path)
+      : data_(data), size_(size), path_(std::move(path)) {}
+
+  size_t offset() const { return pos_; }
+  size_t remaining() const { return size_ - pos_; }
+  const std::string& path() const { return path_; }
+  void seek(size_t pos);
+  const uint8_t* take(size_t n, const char* what);  // pointer to n bytes, advances
+  template <typename T>
+  T read(const char* what) {
+    T v;
+    const uint8_t* p = take(sizeof(T), what);
+    __builtin_memcpy(&v, p, sizeof(T));
+    return v;
+  }
+
+ private:
+  const uint8_t* data_;
+  size_t size_;
+  size_t pos_ = 0;
+  std::string path_;
+};
+
+}  // namespace lcq

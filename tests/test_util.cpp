@@ -1,0 +1,47 @@
+#include "test_util.h"
+
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+namespace fs = std::filesystem;
+
+namespace lcq::test {
+
+std::string shared_dir() { return LCQ_SHARED_DIR; }
+
+std::string shared(const std::string& rel) { return shared_dir() + "/" + rel; }
+
+std::string smollm2_gguf() {
+  const char* p = std::getenv("LCQ_SMOLLM2_GGUF");
+  if (p && fs::exists(p)) return p;
+  return "";
+}
+
+std::string scratch_dir() {
+  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+  std::string name = info ? std::string(info->test_suite_name()) + "." + info->name() : "lcq-test";
+  fs::path dir = fs::temp_directory_path() / ("lcq-test-" + std::to_string(::getpid())) / name;
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir.string();
+}
+
+std::string read_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+void write_bytes(const std::string& path, const std::string& bytes) {
+  std::ofstream out(path, std::ios::binary);
+  out.write(bytes.data(), std::streamsize(bytes.size()));
+}
+
+}  // namespace lcq::test
