@@ -40,3 +40,10 @@ struct Vocab {
 Vocab load_vocab_file(const std::string& path);
 
 }  // namespace lcq::tokenizer
+
+namespace lcq::tokenizer {
+// The vocabulary as a Hugging Face tokenizer.json (BPE model; ByteLevel for ByteLevelBPE,
+// byte-fallback + "▁" normalizer for SentencePiece with merges derived from the scores),
+// such that load_vocab_file() of the result gives back an equivalent tokenizer.
+std::string vocab_to_tokenizer_json(const Vocab& vocab);
+}  // namespace lcq::tokenizer

@@ -1,0 +1,2 @@
+// Tests for this layer are being written.
+#include <gtest/gtest.h>
