@@ -46,3 +46,9 @@ struct LoadOptions {
 ModelSource load_model_source(const std::string& path, const LoadOptions& opts = {});
 
 }  // namespace lcq::io
+
+namespace lcq::io {
+// Dequantizes a tensor of `src` to f32 in canonical layout (q/k rows permuted back to
+// rotate-half order when the file stores them interleaved). out has view.numel() floats.
+void load_tensor_f32(const ModelSource& src, const TensorView& view, float* out);
+}  // namespace lcq::io

@@ -1,0 +1,34 @@
+// A linear layer y = x W^T + b, optionally with activation quantization of its input.
+// Quantizers substitute `weight` with fake-quantized tensors during training.
+#pragma once
+
+#include <torch/types.h>
+
+#include <memory>
+
+namespace lcq::model {
+
+// Fake quantization of activations (weight-activation schemes, e.g. W8A8). Applied to the
+// input of a linear layer (and, for k/v, optionally to its output).
+struct ActQuant {
+  int bits = 0;  // 0: off
+  enum class Scheme { PerTensorStatic, PerTokenDynamic } scheme = Scheme::PerTokenDynamic;
+  float static_scale = 0.f;  // per-tensor static (symmetric) scale, calibrated
+  torch::Tensor apply(const torch::Tensor& x) const;
+};
+
+struct Linear {
+  torch::Tensor weight;  // [out, in]
+  torch::Tensor bias;    // [out] or undefined
+  std::shared_ptr<const ActQuant> input_quant;   // quantize x before the product
+  std::shared_ptr<const ActQuant> output_quant;  // quantize y (LRQ's KV8 on k/v projections)
+
+  bool defined() const { return weight.defined(); }
+  int64_t in_features() const;
+  int64_t out_features() const;
+  torch::Tensor forward(const torch::Tensor& x) const;
+  // The effective weight as a dense float tensor.
+  torch::Tensor dense_weight() const;
+};
+
+}  // namespace lcq::model

@@ -1,0 +1,107 @@
+// The transformer runtime: LLaMA-family and OPT decoders on libtorch tensors.
+//
+// A Model is a list of Blocks plus embeddings and head. block_forward() is a free function
+// of (config, block weights, input) so the quantizers can run one block with substituted
+// (fake-quantized, trainable) weights through exactly the code that evaluation uses.
+#pragma once
+
+#include "lcq/core/config.h"
+#include "lcq/model/linear.h"
+
+#include <torch/types.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace lcq::model {
+
+struct RuntimeOptions {
+  torch::Device device = torch::kCPU;
+  torch::ScalarType dtype = torch::kFloat32;  // kFloat32 or kBFloat16 (weights and activations)
+  int threads = 0;                            // 0: leave libtorch's default
+};
+
+// RMSNorm (weight only) or LayerNorm (weight and bias).
+struct Norm {
+  torch::Tensor weight, bias;
+  float eps = 1e-5f;
+  bool rms = true;
+  torch::Tensor forward(const torch::Tensor& x) const;
+};
+
+// One decoder layer. LLaMA: gate/up/down SwiGLU MLP. OPT: up = fc1, down = fc2, gate unused.
+struct Block {
+  Norm attn_norm, ffn_norm;
+  Linear q, k, v, o, gate, up, down;
+
+  // The quantizable linear layers in a fixed order with their canonical short names
+  // ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down").
+  std::vector<std::pair<std::string, Linear*>> linears();
+  std::vector<std::pair<std::string, const Linear*>> linears() const;
+};
+
+// Keys and values of past positions, per layer: [batch, n_kv_heads, capacity, head_dim].
+class KVCache {
+ public:
+  KVCache(const ModelConfig& c, int64_t batch, int64_t capacity, const torch::TensorOptions& opts);
+  int64_t length() const { return length_; }
+  int64_t capacity() const { return capacity_; }
+  void clear() { length_ = 0; }
+  // Appends k/v ([B, Hkv, T, hd]) for `layer` at position length() and returns views of all
+  // cached positions. advance() moves length() once every layer has appended.
+  std::pair<torch::Tensor, torch::Tensor> append(int layer, const torch::Tensor& k, const torch::Tensor& v);
+  void advance(int64_t n) { length_ += n; }
+
+ private:
+  std::vector<torch::Tensor> k_, v_;
+  int64_t length_ = 0, capacity_ = 0;
+};
+
+// Rotary position embedding tables (cos, sin) of shape [positions, head_dim] in
+// rotate-half layout, honouring the config's theta and scaling.
+struct Rope {
+  torch::Tensor cos, sin;
+  static Rope make(const ModelConfig& c, int64_t positions, const torch::TensorOptions& opts);
+};
+
+// Shared state for running blocks: the config and RoPE tables.
+struct BlockContext {
+  const ModelConfig* config = nullptr;
+  const Rope* rope = nullptr;
+};
+
+// One decoder layer on x [B, T, dim] whose first position is start_pos. With a cache, keys and
+// values of earlier positions come from it and this call's are appended (layer index given).
+torch::Tensor block_forward(const BlockContext& ctx, const Block& block, const torch::Tensor& x, int64_t start_pos,
+                            KVCache* cache = nullptr, int layer = 0);
+
+class Model {
+ public:
+  ModelConfig config;
+  RuntimeOptions options;
+  torch::Tensor tok_embd;  // [vocab, dim]
+  torch::Tensor pos_embd;  // OPT learned positions [max_pos + 2, dim], else undefined
+  std::vector<Block> blocks;
+  Norm output_norm;
+  Linear output;           // shares tok_embd when tied
+  Rope rope;
+
+  BlockContext context() const { return {&config, &rope}; }
+  torch::TensorOptions tensor_options() const;
+
+  // tokens [B, T] (int64) -> hidden states [B, T, dim] for positions start_pos..
+  torch::Tensor embed(const torch::Tensor& tokens, int64_t start_pos = 0) const;
+  // final norm + output head: [B, T, dim] -> logits [B, T, vocab] (float32)
+  torch::Tensor head(const torch::Tensor& x) const;
+  // Full forward. With a cache, continues after cache->length() and advances it.
+  torch::Tensor forward(const torch::Tensor& tokens, KVCache* cache = nullptr) const;
+
+  KVCache make_cache(int64_t batch, int64_t capacity) const;
+  int64_t parameter_count() const;
+  // Makes sure the RoPE tables cover `positions` (long prompts beyond max_seq_len are allowed
+  // for rope models; OPT's learned positions are a hard limit).
+  void ensure_positions(int64_t positions);
+};
+
+}  // namespace lcq::model

@@ -1,1 +1,0 @@
-// Translation unit that keeps the io layer non-empty while it is being written.

@@ -1,0 +1,119 @@
+#include "lcq/model/loader.h"
+
+#include "lcq/core/error.h"
+#include "lcq/core/progress.h"
+
+#include <torch/torch.h>
+
+#include <sys/mman.h>
+
+namespace lcq::model {
+
+namespace {
+
+// Copies (dequantizing) one tensor into a new float32 tensor, then tells the kernel it may
+// drop the file pages it came from: the weights never sit in memory twice.
+torch::Tensor load_tensor(const io::ModelSource& src, const io::TensorView& view, const RuntimeOptions& opts) {
+  auto t = torch::empty(view.shape, torch::kFloat32);
+  io::load_tensor_f32(src, view, t.data_ptr<float>());
+  const uintptr_t page = 4096;
+  uintptr_t begin = (reinterpret_cast<uintptr_t>(view.data) + page - 1) & ~(page - 1);
+  uintptr_t end = (reinterpret_cast<uintptr_t>(view.data) + view.nbytes) & ~(page - 1);
+  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+  return t.to(torch::TensorOptions().dtype(opts.dtype).device(opts.device));
+}
+
+}  // namespace
+
+void set_threads(int threads) {
+  if (threads > 0) torch::set_num_threads(threads);
+}
+
+Model build_model(const io::ModelSource& src, const RuntimeOptions& opts) {
+  const ModelConfig& c = src.config;
+  c.validate(src.path);
+  set_threads(opts.threads);
+  Model m;
+  m.config = c;
+  m.options = opts;
+
+  Progress progress("loading " + src.path, int64_t(src.tensors.size()));
+  auto get = [&](const std::string& name, std::vector<int64_t> shape) {
+    const io::TensorView& v = src.get(name);
+    LCQ_CHECK(v.shape == shape, "{}: tensor '{}' has shape [{}], expected [{}] for this architecture", src.path,
+              name, fmt::join(v.shape, ", "), fmt::join(shape, ", "));
+    progress.add();
+    return load_tensor(src, v, opts);
+  };
+  auto get_opt = [&](const std::string& name, std::vector<int64_t> shape) {
+    return src.find(name) ? get(name, shape) : torch::Tensor();
+  };
+
+  const int64_t D = c.dim, Hd = c.head_dim, q_dim = int64_t(c.n_heads) * Hd, kv_dim = c.kv_dim();
+  const bool opt = c.arch == Arch::OPT;
+  m.tok_embd = get("token_embd.weight", {c.vocab_size, D});
+  if (opt) {
+    const io::TensorView& pe = src.get("position_embd.weight");
+    m.pos_embd = get("position_embd.weight", {pe.shape.empty() ? 0 : pe.shape[0], D});
+  }
+  auto norm = [&](const std::string& prefix) {
+    Norm n;
+    n.weight = get(prefix + ".weight", {D});
+    n.bias = get_opt(prefix + ".bias", {D});
+    n.eps = c.norm_eps;
+    n.rms = !opt;
+    return n;
+  };
+  for (int l = 0; l < c.n_layers; ++l) {
+    const std::string p = "blk." + std::to_string(l) + ".";
+    Block b;
+    b.attn_norm = norm(p + "attn_norm");
+    b.ffn_norm = norm(p + "ffn_norm");
+    auto lin = [&](const std::string& name, int64_t out, int64_t in) {
+      Linear x;
+      x.weight = get(p + name + ".weight", {out, in});
+      x.bias = get_opt(p + name + ".bias", {out});
+      return x;
+    };
+    b.q = lin("attn_q", q_dim, D);
+    b.k = lin("attn_k", kv_dim, D);
+    b.v = lin("attn_v", kv_dim, D);
+    b.o = lin("attn_output", D, q_dim);
+    if (!opt) b.gate = lin("ffn_gate", c.hidden_dim, D);
+    b.up = lin("ffn_up", c.hidden_dim, D);
+    b.down = lin("ffn_down", D, c.hidden_dim);
+    m.blocks.push_back(std::move(b));
+  }
+  m.output_norm = norm("output_norm");
+  if (c.tie_embeddings || !src.find("output.weight")) {
+    m.config.tie_embeddings = true;
+    m.output.weight = m.tok_embd;
+  } else {
+    m.output.weight = get("output.weight", {c.vocab_size, D});
+  }
+  progress.finish();
+  m.ensure_positions(c.max_seq_len);
+  return m;
+}
+
+const tokenizer::Tokenizer& LoadedModel::tok() const {
+  LCQ_CHECK(tokenizer != nullptr, "{}: no tokenizer found in or beside the model; pass --tokenizer FILE", path);
+  return *tokenizer;
+}
+
+LoadedModel load_model(const std::string& path, const io::LoadOptions& load, const RuntimeOptions& opts) {
+  io::ModelSource src = io::load_model_source(path, load);
+  LoadedModel lm;
+  lm.path = path;
+  lm.format = src.format;
+  lm.metadata = src.metadata;
+  if (!src.vocab.empty()) {
+    lm.tokenizer = tokenizer::make_tokenizer(src.vocab);
+    LCQ_CHECK(lm.tokenizer->size() <= src.config.vocab_size || src.config.vocab_size == 0,
+              "{}: tokenizer has {} tokens but the model only {}", path, lm.tokenizer->size(), src.config.vocab_size);
+  }
+  lm.model = build_model(src, opts);
+  return lm;
+}
+
+}  // namespace lcq::model

@@ -1,0 +1,222 @@
+#include "lcq/model/model.h"
+
+#include "lcq/core/error.h"
+
+#include <torch/torch.h>
+
+#include <cmath>
+
+namespace lcq::model {
+
+namespace F = torch::nn::functional;
+
+torch::Tensor Norm::forward(const torch::Tensor& x) const {
+  if (rms) {
+    // Computed in float32 whatever the activation type, as the reference implementations do.
+    auto xf = x.to(torch::kFloat32);
+    auto y = xf * torch::rsqrt(xf.pow(2).mean(-1, true) + eps);
+    return (y * weight.to(torch::kFloat32)).to(x.scalar_type());
+  }
+  return torch::layer_norm(x, {x.size(-1)}, weight, bias, eps);
+}
+
+std::vector<std::pair<std::string, Linear*>> Block::linears() {
+  std::vector<std::pair<std::string, Linear*>> out = {
+      {"attn_q", &q}, {"attn_k", &k}, {"attn_v", &v}, {"attn_output", &o}};
+  if (gate.defined()) out.emplace_back("ffn_gate", &gate);
+  out.emplace_back("ffn_up", &up);
+  out.emplace_back("ffn_down", &down);
+  return out;
+}
+
+std::vector<std::pair<std::string, const Linear*>> Block::linears() const {
+  std::vector<std::pair<std::string, const Linear*>> out;
+  for (auto& [name, lin] : const_cast<Block*>(this)->linears()) out.emplace_back(name, lin);
+  return out;
+}
+
+KVCache::KVCache(const ModelConfig& c, int64_t batch, int64_t capacity, const torch::TensorOptions& opts)
+    : capacity_(capacity) {
+  for (int l = 0; l < c.n_layers; ++l) {
+    k_.push_back(torch::zeros({batch, c.n_kv_heads, capacity, c.head_dim}, opts));
+    v_.push_back(torch::zeros({batch, c.n_kv_heads, capacity, c.head_dim}, opts));
+  }
+}
+
+std::pair<torch::Tensor, torch::Tensor> KVCache::append(int layer, const torch::Tensor& k, const torch::Tensor& v) {
+  const int64_t t = k.size(2);
+  LCQ_CHECK(length_ + t <= capacity_, "KV cache full: {} + {} positions exceed its capacity {}", length_, t,
+            capacity_);
+  using torch::indexing::Slice;
+  k_[layer].index_put_({Slice(), Slice(), Slice(length_, length_ + t)}, k);
+  v_[layer].index_put_({Slice(), Slice(), Slice(length_, length_ + t)}, v);
+  return {k_[layer].index({Slice(), Slice(), Slice(0, length_ + t)}),
+          v_[layer].index({Slice(), Slice(), Slice(0, length_ + t)})};
+}
+
+Rope Rope::make(const ModelConfig& c, int64_t positions, const torch::TensorOptions& opts) {
+  const int64_t half = c.head_dim / 2;
+  // Frequencies in double, as HF computes inv_freq in float32 from an int64 arange: we follow
+  // float32 rounding of inv_freq to match reference logits closely.
+  auto idx = torch::arange(0, c.head_dim, 2, torch::kInt64).to(torch::kFloat32);
+  auto inv_freq = 1.0 / torch::pow(torch::tensor(double(c.rope_theta), torch::kFloat32), idx / float(c.head_dim));
+  const RopeScaling& s = c.rope_scaling;
+  if (s.type == "llama3") {
+    // Llama 3.1: long wavelengths are divided by `factor`, short ones kept, smooth in between.
+    const double low_wavelen = s.original_max_position / s.low_freq_factor;
+    const double high_wavelen = s.original_max_position / s.high_freq_factor;
+    auto inv = inv_freq.accessor<float, 1>();
+    for (int64_t i = 0; i < half; ++i) {
+      const double wavelen = 2 * M_PI / inv[i];
+      if (wavelen > low_wavelen) {
+        inv[i] = float(inv[i] / s.factor);
+      } else if (wavelen >= high_wavelen) {
+        const double smooth = (s.original_max_position / wavelen - s.low_freq_factor) /
+                              (s.high_freq_factor - s.low_freq_factor);
+        inv[i] = float((1 - smooth) * inv[i] / s.factor + smooth * inv[i]);
+      }
+    }
+  }
+  auto pos = torch::arange(positions, torch::kFloat32);
+  if (s.type == "linear") pos = pos / s.factor;
+  auto freqs = torch::outer(pos, inv_freq);             // [P, half]
+  auto emb = torch::cat({freqs, freqs}, -1);            // rotate-half layout
+  return {emb.cos().to(opts), emb.sin().to(opts)};
+}
+
+namespace {
+
+torch::Tensor rotate_half(const torch::Tensor& x) {
+  const int64_t h = x.size(-1) / 2;
+  using torch::indexing::Slice;
+  auto x1 = x.index({"...", Slice(0, h)});
+  auto x2 = x.index({"...", Slice(h, torch::indexing::None)});
+  return torch::cat({-x2, x1}, -1);
+}
+
+// x [B, H, T, hd]; cos/sin [T, hd]
+torch::Tensor apply_rope(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin) {
+  return x * cos + rotate_half(x) * sin;
+}
+
+torch::Tensor attention(const ModelConfig& c, const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                        int64_t start_pos) {
+  // q [B, H, T, hd]; k, v [B, Hkv, S, hd] with S = start_pos + T. Grouped-query attention
+  // without copying k/v: view q as [B, Hkv, G*T, hd] against each shared k/v head.
+  const int64_t B = q.size(0), H = q.size(1), T = q.size(2), hd = q.size(3), S = k.size(2);
+  const int64_t Hkv = k.size(1), G = H / Hkv;
+  auto qg = q.reshape({B, Hkv, G * T, hd});
+  auto scores = torch::matmul(qg, k.transpose(2, 3)) * (1.0 / std::sqrt(double(hd)));  // [B, Hkv, G*T, S]
+  if (T > 1) {
+    // Causal mask: query at absolute position start_pos + t sees keys 0..start_pos + t.
+    auto qpos = torch::arange(start_pos, start_pos + T, torch::kInt64).repeat({G});
+    auto kpos = torch::arange(S, torch::kInt64);
+    auto mask = kpos.unsqueeze(0) > qpos.unsqueeze(1);  // [G*T, S]
+    scores = scores.masked_fill(mask.to(scores.device()), -std::numeric_limits<float>::infinity());
+  }
+  auto probs = torch::softmax(scores.to(torch::kFloat32), -1).to(v.scalar_type());
+  auto out = torch::matmul(probs, v);  // [B, Hkv, G*T, hd]
+  (void)c;
+  return out.reshape({B, H, T, hd});
+}
+
+}  // namespace
+
+torch::Tensor block_forward(const BlockContext& ctx, const Block& b, const torch::Tensor& x, int64_t start_pos,
+                            KVCache* cache, int layer) {
+  const ModelConfig& c = *ctx.config;
+  const int64_t B = x.size(0), T = x.size(1);
+  const bool opt = c.arch == Arch::OPT;
+
+  auto h = (opt && !c.opt_pre_layer_norm) ? x : b.attn_norm.forward(x);
+  auto q = b.q.forward(h).view({B, T, c.n_heads, c.head_dim}).transpose(1, 2);
+  auto k = b.k.forward(h).view({B, T, c.n_kv_heads, c.head_dim}).transpose(1, 2);
+  auto v = b.v.forward(h).view({B, T, c.n_kv_heads, c.head_dim}).transpose(1, 2);
+  if (!opt) {
+    using torch::indexing::Slice;
+    auto cos = ctx.rope->cos.index({Slice(start_pos, start_pos + T)});
+    auto sin = ctx.rope->sin.index({Slice(start_pos, start_pos + T)});
+    q = apply_rope(q, cos, sin);
+    k = apply_rope(k, cos, sin);
+  }
+  if (cache) std::tie(k, v) = cache->append(layer, k, v);
+  auto att = attention(c, q, k, v, start_pos).transpose(1, 2).reshape({B, T, c.n_heads * c.head_dim});
+  auto out = x + b.o.forward(att);
+  if (opt && !c.opt_pre_layer_norm) out = b.attn_norm.forward(out);
+
+  auto h2 = (opt && !c.opt_pre_layer_norm) ? out : b.ffn_norm.forward(out);
+  torch::Tensor m;
+  if (opt) {
+    m = b.down.forward(torch::relu(b.up.forward(h2)));
+  } else {
+    m = b.down.forward(F::silu(b.gate.forward(h2)) * b.up.forward(h2));
+  }
+  auto y = out + m;
+  if (opt && !c.opt_pre_layer_norm) y = b.ffn_norm.forward(y);
+  return y;
+}
+
+torch::TensorOptions Model::tensor_options() const {
+  return torch::TensorOptions().dtype(options.dtype).device(options.device);
+}
+
+torch::Tensor Model::embed(const torch::Tensor& tokens, int64_t start_pos) const {
+  auto x = F::embedding(tokens.to(tok_embd.device()), tok_embd);
+  if (pos_embd.defined()) {
+    // HF OPT's learned positions are offset by 2 (rows 0 and 1 are unused padding slots).
+    const int64_t T = tokens.size(1);
+    LCQ_CHECK(start_pos + T + 2 <= pos_embd.size(0), "sequence of {} positions exceeds the model's {} positions",
+              start_pos + T, pos_embd.size(0) - 2);
+    auto pos = torch::arange(start_pos + 2, start_pos + T + 2, torch::TensorOptions().dtype(torch::kInt64).device(tok_embd.device()));
+    x = x + F::embedding(pos, pos_embd).unsqueeze(0);
+  }
+  return x;
+}
+
+torch::Tensor Model::head(const torch::Tensor& x) const {
+  return output.forward(output_norm.forward(x)).to(torch::kFloat32);
+}
+
+void Model::ensure_positions(int64_t positions) {
+  if (config.arch == Arch::OPT) return;
+  if (!rope.cos.defined() || rope.cos.size(0) < positions)
+    rope = Rope::make(config, std::max<int64_t>(positions, config.max_seq_len), tensor_options());
+}
+
+torch::Tensor Model::forward(const torch::Tensor& tokens, KVCache* cache) const {
+  torch::NoGradGuard no_grad;
+  const int64_t start = cache ? cache->length() : 0;
+  LCQ_CHECK(config.arch == Arch::OPT || start + tokens.size(1) <= rope.cos.size(0),
+            "sequence of {} positions exceeds the prepared {} positions", start + tokens.size(1), rope.cos.size(0));
+  auto x = embed(tokens, start);
+  const BlockContext ctx = context();
+  for (size_t l = 0; l < blocks.size(); ++l) x = block_forward(ctx, blocks[l], x, start, cache, int(l));
+  if (cache) cache->advance(tokens.size(1));
+  return head(x);
+}
+
+KVCache Model::make_cache(int64_t batch, int64_t capacity) const {
+  return KVCache(config, batch, capacity, tensor_options());
+}
+
+int64_t Model::parameter_count() const {
+  int64_t n = tok_embd.numel() + (pos_embd.defined() ? pos_embd.numel() : 0);
+  auto add_norm = [&](const Norm& nm) {
+    n += nm.weight.defined() ? nm.weight.numel() : 0;
+    n += nm.bias.defined() ? nm.bias.numel() : 0;
+  };
+  auto add_lin = [&](const Linear& l) {
+    if (!l.defined()) return;
+    n += l.in_features() * l.out_features() + (l.bias.defined() ? l.bias.numel() : 0);
+  };
+  for (const Block& b : blocks) {
+    add_norm(b.attn_norm);
+    add_norm(b.ffn_norm);
+    for (auto& [name, lin] : b.linears()) add_lin(*lin);
+  }
+  add_norm(output_norm);
+  if (!config.tie_embeddings) add_lin(output);
+  return n;
+}
+
+}  // namespace lcq::model
