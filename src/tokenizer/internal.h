@@ -2,9 +2,6 @@
 // individual file formats, and small UTF-8 / byte-mapping helpers.
 #pragma once
 
-#include "lcq/tokenizer/tokenizer.h"
-#include "lcq/tokenizer/vocab.h"
-
 #include <array>
 #include <cstdint>
 #include <memory>
@@ -12,6 +9,9 @@
 #include <string_view>
 #include <utility>
 #include <vector>
+
+#include "lcq/tokenizer/tokenizer.h"
+#include "lcq/tokenizer/vocab.h"
 
 namespace lcq::tokenizer::detail {
 
@@ -34,9 +34,14 @@ int unicode_to_byte(uint32_t cp);
 // "<0x41>" -> 0x41; -1 when the piece is not a byte token.
 int parse_byte_token(std::string_view piece);
 
-inline int32_t token_type(const Vocab& v, int id) {
-  return v.types.empty() ? kNormal : v.types[size_t(id)];
-}
+// Token texts and regexes quoted in error messages: control characters escaped, long ones
+// cut, so that a message stays one line.
+std::string one_line(const std::string& s);
+
+// What error messages call the vocabulary: the file it came from, else "tokenizer".
+inline std::string origin(const Vocab& v) { return v.source_path.empty() ? "tokenizer" : v.source_path; }
+
+inline int32_t token_type(const Vocab& v, int id) { return v.types.empty() ? kNormal : v.types[size_t(id)]; }
 
 // Literal matcher for special / added tokens (control and user-defined types). Splits text
 // into alternating raw-text spans and token ids, leftmost-longest like Hugging Face.
@@ -77,9 +82,9 @@ Vocab load_hf_tokenizer_json(const std::string& path, std::string_view bytes);
 // A few facts about a SentencePiece ModelProto that the processor API does not expose,
 // read straight from the protobuf wire format.
 struct SpmProtoFacts {
-  int model_type = 1;               // TrainerSpec.model_type: 1 unigram (default), 2 BPE, 3 word, 4 char
-  bool add_dummy_prefix = true;     // NormalizerSpec.add_dummy_prefix
-  std::vector<int32_t> piece_types; // SentencePiece.type per piece (1 normal by default)
+  int model_type = 1;                // TrainerSpec.model_type: 1 unigram (default), 2 BPE, 3 word, 4 char
+  bool add_dummy_prefix = true;      // NormalizerSpec.add_dummy_prefix
+  std::vector<int32_t> piece_types;  // SentencePiece.type per piece (1 normal by default)
 };
 // Returns false when the bytes are not well-formed protobuf.
 bool scan_sentencepiece_proto(std::string_view bytes, SpmProtoFacts* facts);

@@ -17,7 +17,7 @@ struct MergeSymbol {
   int prev = -1, next = -1;
 };
 
-// Splits [0, sizes...) into adjacent symbols of the given byte lengths.
+// Adjacent symbols of the given byte lengths, covering the text from offset 0.
 inline std::vector<MergeSymbol> make_symbols(const std::vector<uint32_t>& lengths) {
   std::vector<MergeSymbol> syms(lengths.size());
   uint32_t pos = 0;

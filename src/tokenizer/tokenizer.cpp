@@ -1,10 +1,9 @@
 // Shared tokenizer machinery: UTF-8 and byte-mapping helpers, special-token matching,
 // pre-tokenizer names, Tokenizer::decode and the factory.
-#include "internal.h"
-
-#include "lcq/core/error.h"
-
 #include <algorithm>
+
+#include "internal.h"
+#include "lcq/core/error.h"
 
 namespace lcq::tokenizer {
 
@@ -83,6 +82,18 @@ const std::array<std::string, 256>& byte_to_unicode() { return byte_tables().to_
 
 int unicode_to_byte(uint32_t cp) { return cp < 512 ? byte_tables().to_byte[cp] : -1; }
 
+std::string one_line(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    if (out.size() >= 80) return out + "...";
+    if (static_cast<unsigned char>(c) < 0x20)
+      out += fmt::format("\\x{:02x}", int(c));
+    else
+      out += c;
+  }
+  return out;
+}
+
 int parse_byte_token(std::string_view piece) {
   if (piece.size() != 6 || piece.substr(0, 3) != "<0x" || piece[5] != '>') return -1;
   auto hex = [](char c) {
@@ -141,18 +152,17 @@ std::vector<SpecialMatcher::Fragment> SpecialMatcher::split(std::string_view tex
 // Digits(individual_digits) followed by ByteLevel, i.e. every digit alone, then GPT-2.
 const char* const kGpt2Regex =
     R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
-const char* const kLlama3Regex =
-    R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
-const char* const kQwen2Regex =
-    R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+const char* const kLlama3Regex = R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3})"
+                                 R"(| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+const char* const kQwen2Regex = R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N})"
+                                R"(| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
 
 std::string canonical_pretokenizer(const std::string& name) {
   static const std::pair<const char*, const char*> aliases[] = {
-      {"default", "default"},   {"gpt2", "default"},     {"gpt-2", "default"},
-      {"llama3", "llama3"},     {"llama-bpe", "llama3"}, {"llama-v3", "llama3"},
-      {"smaug-bpe", "llama3"},  {"dbrx", "llama3"},      {"falcon3", "llama3"},
-      {"qwen2", "qwen2"},       {"deepseek-r1-qwen", "qwen2"},
-      {"smollm", "smollm"},     {"starcoder", "smollm"}, {"refact", "smollm"},
+      {"default", "default"},  {"gpt2", "default"},    {"gpt-2", "default"},          {"llama3", "llama3"},
+      {"llama-bpe", "llama3"}, {"llama-v3", "llama3"}, {"smaug-bpe", "llama3"},       {"dbrx", "llama3"},
+      {"falcon3", "llama3"},   {"qwen2", "qwen2"},     {"deepseek-r1-qwen", "qwen2"}, {"smollm", "smollm"},
+      {"starcoder", "smollm"}, {"refact", "smollm"},
   };
   for (const auto& [alias, canonical] : aliases)
     if (name == alias) return canonical;
@@ -190,18 +200,19 @@ std::string Tokenizer::decode(const std::vector<int>& ids) const {
 }
 
 std::unique_ptr<Tokenizer> make_tokenizer(const Vocab& vocab) {
-  if (vocab.empty()) fail("tokenizer: the vocabulary is empty");
+  if (vocab.tokens.empty()) fail("{}: the vocabulary is empty", detail::origin(vocab));
+  const std::string who = detail::origin(vocab);
   const size_t n = vocab.tokens.size();
   if (!vocab.types.empty() && vocab.types.size() != n)
-    fail("tokenizer: {} token types for {} tokens", vocab.types.size(), n);
+    fail("{}: {} token types for {} tokens", who, vocab.types.size(), n);
   if (!vocab.scores.empty() && vocab.scores.size() != n)
-    fail("tokenizer: {} scores for {} tokens", vocab.scores.size(), n);
+    fail("{}: {} scores for {} tokens", who, vocab.scores.size(), n);
   for (const auto& [name, id] : {std::pair{"bos", vocab.bos_id}, std::pair{"eos", vocab.eos_id},
                                  std::pair{"unk", vocab.unk_id}, std::pair{"pad", vocab.pad_id}}) {
-    if (id < -1 || id >= vocab.size()) fail("tokenizer: {} id {} is outside the vocabulary of {}", name, id, n);
+    if (id < -1 || id >= vocab.size()) fail("{}: {} id {} is outside the vocabulary of {}", who, name, id, n);
   }
-  if (vocab.add_bos && vocab.bos_id < 0) fail("tokenizer: add_bos is set but there is no BOS token");
-  if (vocab.add_eos && vocab.eos_id < 0) fail("tokenizer: add_eos is set but there is no EOS token");
+  if (vocab.add_bos && vocab.bos_id < 0) fail("{}: add_bos is set but there is no BOS token", who);
+  if (vocab.add_eos && vocab.eos_id < 0) fail("{}: add_eos is set but there is no EOS token", who);
   switch (vocab.kind) {
     case VocabKind::SentencePiece:
       return detail::make_sentencepiece_tokenizer(vocab);
@@ -210,7 +221,7 @@ std::unique_ptr<Tokenizer> make_tokenizer(const Vocab& vocab) {
     case VocabKind::None:
       break;
   }
-  fail("tokenizer: the vocabulary has no kind");
+  fail("{}: the vocabulary has no kind", who);
 }
 
 }  // namespace lcq::tokenizer
