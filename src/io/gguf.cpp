@@ -8,6 +8,7 @@
 #include "lcq/core/atomic_file.h"
 #include "lcq/core/error.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -363,6 +364,14 @@ void GgufFile::parse() {
       fail("{}: tensor '{}' ({} bytes at data offset {}) extends past the end of the file ({} bytes): "
            "truncated or corrupt", file, printable(t.name), t.nbytes, info.offset, size);
     t.data = file_->data() + data_offset_ + info.offset;
+  }
+  // Overlapping tensors mean a wrong shape or offset (e.g. a dimension changed in place).
+  std::sort(infos.begin(), infos.end(), [](const Info& a, const Info& b) { return a.offset < b.offset; });
+  for (size_t i = 1; i < infos.size(); ++i) {
+    const TensorView& prev = tensors_[infos[i - 1].index];
+    if (infos[i - 1].offset + prev.nbytes > infos[i].offset)
+      fail("{}: tensor '{}' overlaps tensor '{}' in the data section", file, printable(prev.name),
+           printable(tensors_[infos[i].index].name));
   }
 }
 

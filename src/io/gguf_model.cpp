@@ -128,12 +128,8 @@ void check_tensors(const GgufFile& f, ModelConfig& c, GgufArch kind) {
   t.check("output_norm.weight", {D}, !opt || c.opt_pre_layer_norm);
   if (opt) {
     t.check("output_norm.bias", {D}, c.opt_pre_layer_norm);
-    const TensorView* pos = f.find_tensor("position_embd.weight");
-    if (!pos) fail("{}: missing tensor 'position_embd.weight'", f.path());
-    if (dtype_is_float_convertible(pos->dtype) &&
-        (pos->shape.size() != 2 || pos->shape[1] != D || pos->shape[0] < c.max_seq_len))
-      fail("{}: tensor 'position_embd.weight' has shape {}, expected [>= {}, {}]", f.path(),
-           shape_str(pos->shape), c.max_seq_len, D);
+    // As in transformers, the first two rows are reserved: position p uses row p + 2.
+    t.need("position_embd.weight", {int64_t(c.max_seq_len) + 2, D});
   } else {
     // llama files may carry q/k/v and output biases; qwen2 files always carry q/k/v ones.
     if (kind == GgufArch::Llama) c.attn_qkv_bias = f.find_tensor("blk.0.attn_q.bias") != nullptr;
@@ -252,7 +248,8 @@ namespace {
 
 std::string gguf_arch_for(const ModelConfig& c) {
   if (c.arch == Arch::OPT) return "opt";
-  return c.family == "qwen2" ? "qwen2" : "llama";
+  // Like the HF writer: q/k/v biases without an output bias is the Qwen2 layout.
+  return c.family == "qwen2" || (c.attn_qkv_bias && !c.attn_out_bias) ? "qwen2" : "llama";
 }
 
 void set_config(GgufWriter& w, const ModelConfig& c, const std::string& arch) {

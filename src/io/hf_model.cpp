@@ -5,7 +5,6 @@
 #include "formats.h"
 #include "hf_json.h"
 #include "hf_names.h"
-
 #include "lcq/core/error.h"
 #include "lcq/io/safetensors.h"
 
@@ -95,7 +94,8 @@ ModelConfig parse_opt_config(const json& cfg, const std::string& where) {
   c.activation = "relu";
   c.attn_qkv_bias = c.attn_out_bias = c.mlp_bias = json_bool(cfg, "enable_bias", where, true);
   const int proj = json_int(cfg, "word_embed_proj_dim", where, c.dim);
-  LCQ_CHECK(proj == c.dim, "{}: unsupported: OPT with project_in/out (word_embed_proj_dim {} != hidden_size {})", where,
+  LCQ_CHECK(proj == c.dim,
+            "{}: unsupported: OPT with project_in/out (word_embed_proj_dim {} != hidden_size {})", where,
             proj, c.dim);
   LCQ_CHECK(json_bool(cfg, "layer_norm_elementwise_affine", where, true),
             "{}: unsupported: OPT layer norms without weights", where);
@@ -128,8 +128,8 @@ std::vector<SafetensorsFile> open_weights(const fs::path& dir) {
       LCQ_CHECK(fs::is_regular_file(p, ec), "{}: shard '{}' does not exist", where, shard);
       files.push_back(read_safetensors(p.string()));
       for (const std::string& n : names)
-        LCQ_CHECK(files.back().find(n), "{}: the index lists tensor '{}' but the shard does not hold it", p.string(),
-                  n);
+        LCQ_CHECK(files.back().find(n), "{}: the index lists tensor '{}' but the shard does not hold it",
+                  p.string(), n);
     }
     return files;
   }
@@ -147,7 +147,6 @@ void collect_tensors(ModelSource& src, std::vector<SafetensorsFile>& files, cons
   for (const auto& [name, shape] : expected) wanted[name] = &shape;
 
   std::map<std::string, TensorView> found;
-  std::map<std::string, std::string> hf_name_of;
   for (const SafetensorsFile& f : files) {
     for (const TensorView& v : f.tensors) {
       const std::string canonical = to_canonical(v.name, c.arch);
@@ -157,16 +156,17 @@ void collect_tensors(ModelSource& src, std::vector<SafetensorsFile>& files, cons
       }
       if (canonical == "output.weight" && c.tie_embeddings) continue;  // tied: the embedding serves
       auto w = wanted.find(canonical);
-      LCQ_CHECK(w != wanted.end(), "{}: tensor '{}' does not fit the model config.json describes", f.path, v.name);
+      LCQ_CHECK(w != wanted.end(), "{}: tensor '{}' does not fit the model that config.json describes",
+                f.path, v.name);
       LCQ_CHECK(found.count(canonical) == 0, "{}: tensor '{}' is stored twice", f.path, v.name);
-      LCQ_CHECK(shape_matches(*w->second, v.shape), "{}: tensor '{}' has shape {}, config.json implies {}", f.path,
-                v.name, shape_str(v.shape), shape_str(*w->second));
-      LCQ_CHECK(dtype_is_float_convertible(v.dtype), "{}: tensor '{}' has type {}; only float tensors are supported",
-                f.path, v.name, dtype_name(v.dtype));
+      LCQ_CHECK(shape_matches(*w->second, v.shape), "{}: tensor '{}' has shape {}, config.json implies {}",
+                f.path, v.name, shape_str(v.shape), shape_str(*w->second));
+      LCQ_CHECK(dtype_is_float_convertible(v.dtype),
+                "{}: tensor '{}' has type {}; only float tensors are supported", f.path, v.name,
+                dtype_name(v.dtype));
       TensorView cv = v;
       cv.name = canonical;
       found.emplace(canonical, std::move(cv));
-      hf_name_of[canonical] = v.name;
     }
   }
   for (const auto& [name, shape] : expected) {
@@ -190,7 +190,8 @@ int token_id(const json& cfg, const char* key) {
     if (v->empty()) return -1;
     v = &(*v)[0];
   }
-  return v->is_number_integer() ? v->get<int>() : -1;
+  if (!v->is_number_integer() || v->get<int64_t>() < 0 || v->get<int64_t>() > (int64_t(1) << 30)) return -1;
+  return v->get<int>();
 }
 
 // tokenizer_config.json spells special tokens as strings or as {"content": ...} objects.
@@ -198,15 +199,18 @@ int token_by_text(const json& tc, const char* key, const tokenizer::Vocab& vocab
   auto it = tc.find(key);
   if (it == tc.end()) return -1;
   std::string text;
-  if (it->is_string()) text = it->get<std::string>();
-  else if (it->is_object() && it->contains("content") && (*it)["content"].is_string()) text = (*it)["content"];
+  if (it->is_string())
+    text = it->get<std::string>();
+  else if (it->is_object() && it->contains("content") && (*it)["content"].is_string())
+    text = (*it)["content"];
   if (text.empty()) return -1;
   for (int i = 0; i < vocab.size(); ++i)
     if (vocab.tokens[size_t(i)] == text) return i;
   return -1;
 }
 
-tokenizer::Vocab load_tokenizer(const fs::path& dir, const LoadOptions& opts, const json& cfg, int model_vocab) {
+tokenizer::Vocab load_tokenizer(const fs::path& dir, const LoadOptions& opts, const json& cfg,
+                                int model_vocab) {
   std::string path = opts.tokenizer_path;
   std::error_code ec;
   for (const char* name : {"tokenizer.json", "tokenizer.model"})
@@ -242,7 +246,8 @@ ModelSource load_hf_model(const std::string& dir, const LoadOptions& opts) {
   std::error_code ec;
   LCQ_CHECK(fs::is_directory(d, ec), "{}: not a directory", dir);
   const fs::path cfg_path = d / "config.json";
-  LCQ_CHECK(fs::is_regular_file(cfg_path, ec), "{}: no config.json (not a Hugging Face model directory)", dir);
+  LCQ_CHECK(fs::is_regular_file(cfg_path, ec), "{}: no config.json (not a Hugging Face model directory)",
+            dir);
   const std::string where = cfg_path.string();
   const json cfg = read_json(where);
   LCQ_CHECK(cfg.is_object(), "{}: not a JSON object", where);

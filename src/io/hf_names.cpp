@@ -13,23 +13,31 @@ struct Pair {
 
 // Module paths (without ".weight"/".bias"); the parameter suffix carries over unchanged.
 constexpr Pair kLlamaLayer[] = {
-    {"input_layernorm", "attn_norm"},          {"self_attn.q_proj", "attn_q"},  {"self_attn.k_proj", "attn_k"},
-    {"self_attn.v_proj", "attn_v"},            {"self_attn.o_proj", "attn_output"},
-    {"post_attention_layernorm", "ffn_norm"},  {"mlp.gate_proj", "ffn_gate"},   {"mlp.up_proj", "ffn_up"},
+    {"input_layernorm", "attn_norm"},    {"self_attn.q_proj", "attn_q"},
+    {"self_attn.k_proj", "attn_k"},      {"self_attn.v_proj", "attn_v"},
+    {"self_attn.o_proj", "attn_output"}, {"post_attention_layernorm", "ffn_norm"},
+    {"mlp.gate_proj", "ffn_gate"},       {"mlp.up_proj", "ffn_up"},
     {"mlp.down_proj", "ffn_down"},
 };
 constexpr Pair kLlamaGlobal[] = {{"embed_tokens", "token_embd"}, {"norm", "output_norm"}};
 
 constexpr Pair kOptLayer[] = {
-    {"self_attn.q_proj", "attn_q"},         {"self_attn.k_proj", "attn_k"},   {"self_attn.v_proj", "attn_v"},
-    {"self_attn.out_proj", "attn_output"},  {"self_attn_layer_norm", "attn_norm"},
-    {"final_layer_norm", "ffn_norm"},       {"fc1", "ffn_up"},                {"fc2", "ffn_down"},
+    {"self_attn.q_proj", "attn_q"},
+    {"self_attn.k_proj", "attn_k"},
+    {"self_attn.v_proj", "attn_v"},
+    {"self_attn.out_proj", "attn_output"},
+    {"self_attn_layer_norm", "attn_norm"},
+    {"final_layer_norm", "ffn_norm"},
+    {"fc1", "ffn_up"},
+    {"fc2", "ffn_down"},
 };
 constexpr Pair kOptGlobal[] = {{"decoder.embed_tokens", "token_embd"},
                                {"decoder.embed_positions", "position_embd"},
                                {"decoder.final_layer_norm", "output_norm"}};
 
-bool starts_with(const std::string& s, const std::string& prefix) { return s.compare(0, prefix.size(), prefix) == 0; }
+bool starts_with(const std::string& s, const std::string& prefix) {
+  return s.compare(0, prefix.size(), prefix) == 0;
+}
 
 bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
@@ -92,8 +100,8 @@ std::string to_hf(const std::string& canonical, Arch arch) {
     if (!split_layer(module.substr(4), layer, rest)) return "";
     const char* h = opt ? lookup(kOptLayer, rest, false) : lookup(kLlamaLayer, rest, false);
     if (!h) return "";
-    return std::string(opt ? "model.decoder.layers." : "model.layers.") + std::to_string(layer) + "." + h + "." +
-           param;
+    return std::string(opt ? "model.decoder.layers." : "model.layers.") + std::to_string(layer) + "." + h +
+           "." + param;
   }
   const char* h = opt ? lookup(kOptGlobal, module, false) : lookup(kLlamaGlobal, module, false);
   return h ? "model." + std::string(h) + "." + param : "";
@@ -105,7 +113,9 @@ ExpectedTensors expected_tensors(const ModelConfig& c) {
   const int64_t dim = c.dim, hidden = c.hidden_dim, vocab = c.vocab_size;
   const int64_t q_dim = int64_t(c.n_heads) * c.head_dim, kv_dim = c.kv_dim();
   ExpectedTensors out;
-  auto add = [&](const std::string& name, std::vector<int64_t> shape) { out.emplace_back(name, std::move(shape)); };
+  auto add = [&](const std::string& name, std::vector<int64_t> shape) {
+    out.emplace_back(name, std::move(shape));
+  };
   add("token_embd.weight", {vocab, dim});
   if (c.arch == Arch::OPT) add("position_embd.weight", {-1, dim});
   for (int l = 0; l < c.n_layers; ++l) {

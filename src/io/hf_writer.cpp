@@ -2,7 +2,6 @@
 // config.json, model.safetensors, tokenizer.json and tokenizer_config.json, each atomically.
 // config.json is written last, so a directory that has one holds complete weights.
 #include "hf_names.h"
-
 #include "lcq/core/atomic_file.h"
 #include "lcq/core/error.h"
 #include "lcq/io/safetensors.h"
@@ -44,7 +43,8 @@ ordered_json rope_scaling_json(const RopeScaling& rs) {
   return r;
 }
 
-ordered_json config_json(const ModelConfig& c, DType dtype, const tokenizer::Vocab& vocab, const std::string& dir) {
+ordered_json config_json(const ModelConfig& c, DType dtype, const tokenizer::Vocab& vocab,
+                         const std::string& dir) {
   ordered_json j;
   if (c.arch == Arch::OPT) {
     LCQ_CHECK(c.attn_qkv_bias == c.attn_out_bias && c.attn_qkv_bias == c.mlp_bias,
@@ -118,8 +118,9 @@ ordered_json tokenizer_config_json(const tokenizer::Vocab& vocab, const ModelCon
 
 }  // namespace
 
-void write_hf_model(const std::string& dir, const ModelConfig& config, const std::vector<WriteTensor>& tensors,
-                    const tokenizer::Vocab& vocab, const WriteOptions& opts) {
+void write_hf_model(const std::string& dir, const ModelConfig& config,
+                    const std::vector<WriteTensor>& tensors, const tokenizer::Vocab& vocab,
+                    const WriteOptions& opts) {
   config.validate(dir);
   const hf::ExpectedTensors expected = hf::expected_tensors(config);
   std::map<std::string, const std::vector<int64_t>*> wanted;
@@ -135,11 +136,11 @@ void write_hf_model(const std::string& dir, const ModelConfig& config, const std
               dtype_name(t.dtype));
     if (t.name == "output.weight" && config.tie_embeddings) continue;  // tied: transformers re-ties on load
     auto w = wanted.find(t.name);
-    LCQ_CHECK(w != wanted.end(), "{}: tensor '{}' does not belong to a {} model with this config", dir, t.name,
-              arch_name(config.arch));
+    LCQ_CHECK(w != wanted.end(), "{}: tensor '{}' does not belong to a {} model with this config", dir,
+              t.name, arch_name(config.arch));
     LCQ_CHECK(seen.insert(t.name).second, "{}: tensor '{}' given twice", dir, t.name);
-    LCQ_CHECK(hf::shape_matches(*w->second, t.shape), "{}: tensor '{}' has shape {}, the config implies {}", dir,
-              t.name, hf::shape_str(t.shape), hf::shape_str(*w->second));
+    LCQ_CHECK(hf::shape_matches(*w->second, t.shape), "{}: tensor '{}' has shape {}, the config implies {}",
+              dir, t.name, hf::shape_str(t.shape), hf::shape_str(*w->second));
     if (t.name == "token_embd.weight") main_dtype = t.dtype;
     WriteTensor hf_tensor = t;
     hf_tensor.name = hf::to_hf(t.name, config.arch);
@@ -155,14 +156,16 @@ void write_hf_model(const std::string& dir, const ModelConfig& config, const std
   LCQ_CHECK(!ec && fs::is_directory(dir), "{}: cannot create directory: {}", dir, ec.message());
   const fs::path d(dir);
   std::map<std::string, std::string> meta = {{"format", "pt"}};
-  for (auto it = opts.extra_metadata.begin(); it != opts.extra_metadata.end(); ++it)
-    meta[it.key()] = it->is_string() ? it->get<std::string>() : it->dump();
+  if (opts.extra_metadata.is_object())
+    for (auto it = opts.extra_metadata.begin(); it != opts.extra_metadata.end(); ++it)
+      meta[it.key()] = it->is_string() ? it->get<std::string>() : it->dump();
   write_safetensors((d / "model.safetensors").string(), out, meta);
   // A stale index from an earlier sharded export would shadow the new file on load.
   fs::remove(d / "model.safetensors.index.json", ec);
   if (!vocab.empty()) {
     write_file_atomic((d / "tokenizer.json").string(), tokenizer::vocab_to_tokenizer_json(vocab));
-    write_file_atomic((d / "tokenizer_config.json").string(), tokenizer_config_json(vocab, config).dump(2) + "\n");
+    write_file_atomic((d / "tokenizer_config.json").string(),
+                      tokenizer_config_json(vocab, config).dump(2) + "\n");
   }
   write_file_atomic((d / "config.json").string(), cfg.dump(2) + "\n");
 }

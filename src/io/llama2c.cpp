@@ -8,7 +8,6 @@
 // Neither has a magic number we can trust for the legacy case, so the header is validated
 // for plausibility and the file size must match it exactly.
 #include "formats.h"
-
 #include "lcq/core/error.h"
 #include "lcq/core/mapped_file.h"
 
@@ -41,9 +40,10 @@ struct Segment {
 
 void validate_header(const Header& h, bool legacy, const std::string& path) {
   auto bad = [&](const char* why) {
-    fail("{}: invalid llama2.c header (dim {}, hidden_dim {}, n_layers {}, n_heads {}, n_kv_heads {}, "
-         "vocab_size {}, seq_len {}): {}; is this a llama2.c checkpoint?",
-         path, h.dim, h.hidden_dim, h.n_layers, h.n_heads, h.n_kv_heads, h.vocab_size, h.seq_len, why);
+    fail(
+        "{}: invalid llama2.c header (dim {}, hidden_dim {}, n_layers {}, n_heads {}, n_kv_heads {}, "
+        "vocab_size {}, seq_len {}): {}; is this a llama2.c checkpoint?",
+        path, h.dim, h.hidden_dim, h.n_layers, h.n_heads, h.n_kv_heads, h.vocab_size, h.seq_len, why);
   };
   if (h.dim <= 0 || h.hidden_dim <= 0 || h.n_layers <= 0 || h.n_heads <= 0 || h.n_kv_heads <= 0 ||
       h.seq_len <= 0 || h.vocab_size == 0)
@@ -54,7 +54,8 @@ void validate_header(const Header& h, bool legacy, const std::string& path) {
       h.seq_len > (1 << 20))
     bad("sizes are implausibly large");
   if (h.n_heads > h.dim || h.dim % h.n_heads != 0) bad("dim is not a multiple of n_heads");
-  if (h.n_kv_heads > h.n_heads || h.n_heads % h.n_kv_heads != 0) bad("n_heads is not a multiple of n_kv_heads");
+  if (h.n_kv_heads > h.n_heads || h.n_heads % h.n_kv_heads != 0)
+    bad("n_heads is not a multiple of n_kv_heads");
   if ((h.dim / h.n_heads) % 2 != 0) bad("the head size is odd");
 }
 
@@ -100,14 +101,15 @@ tokenizer::Vocab load_tokenizer(const std::string& path, const LoadOptions& opts
   tokenizer::Vocab vocab;
   if (!opts.tokenizer_path.empty()) {
     vocab = tokenizer::load_vocab_file(opts.tokenizer_path);
-    LCQ_CHECK(fits(vocab), "{}: the tokenizer has {} tokens but the model {} has only {}", opts.tokenizer_path,
-              vocab.size(), path, model_vocab);
+    LCQ_CHECK(fits(vocab), "{}: the tokenizer has {} tokens but the model {} has only {}",
+              opts.tokenizer_path, vocab.size(), path, model_vocab);
   } else {
     // llama2.c keeps its tokenizer beside the checkpoint; a generic tokenizer.bin there may
     // belong to another model, so candidates larger than this model's vocabulary are skipped.
     const fs::path dir = fs::path(path).parent_path();
     const std::string v = std::to_string(model_vocab);
-    const std::string names[] = {"tokenizer.bin", "tok" + v + ".bin", "tokenizer.model", "tok" + v + ".model"};
+    const std::string names[] = {"tokenizer.bin", "tok" + v + ".bin", "tokenizer.model",
+                                 "tok" + v + ".model"};
     for (const std::string& name : names) {
       const fs::path candidate = dir / name;
       std::error_code ec;
@@ -134,7 +136,8 @@ ModelSource load_llama2c_model(const std::string& path, const LoadOptions& opts)
   auto map = MappedFile::open(path);
   const uint8_t* data = map->data();
   const size_t size = map->size();
-  LCQ_CHECK(size >= kLegacyHeaderBytes, "{}: truncated: {} bytes is shorter than a llama2.c header", path, size);
+  LCQ_CHECK(size >= kLegacyHeaderBytes, "{}: truncated: {} bytes is shorter than a llama2.c header", path,
+            size);
 
   uint32_t magic = 0;
   std::memcpy(&magic, data, 4);
@@ -146,8 +149,8 @@ ModelSource load_llama2c_model(const std::string& path, const LoadOptions& opts)
   if (legacy) {
     std::memcpy(&h, data, sizeof(Header));
   } else {
-    LCQ_CHECK(size >= kV1HeaderBytes, "{}: truncated: {} bytes is shorter than the 256-byte llama2.c header", path,
-              size);
+    LCQ_CHECK(size >= kV1HeaderBytes, "{}: truncated: {} bytes is shorter than the 256-byte llama2.c header",
+              path, size);
     int32_t v = 0;
     std::memcpy(&v, data + 4, 4);
     version = v;
@@ -210,7 +213,8 @@ ModelSource load_llama2c_model(const std::string& path, const LoadOptions& opts)
       placed.push_back({view_order(v.name, s.per_layer ? l : -1, si), std::move(v)});
     }
   }
-  std::stable_sort(placed.begin(), placed.end(), [](const Placed& a, const Placed& b) { return a.key < b.key; });
+  std::stable_sort(placed.begin(), placed.end(),
+                   [](const Placed& a, const Placed& b) { return a.key < b.key; });
   for (auto& pl : placed) src.tensors.push_back(std::move(pl.view));
 
   src.metadata = {{"format", "llama2c"}, {"version", version}, {"shared_classifier", shared}};

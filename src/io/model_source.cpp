@@ -1,6 +1,5 @@
 // Format detection and the ModelSource lookups shared by every loader.
 #include "formats.h"
-
 #include "lcq/core/error.h"
 
 #include <cstring>

@@ -31,9 +31,9 @@ struct StDType {
 };
 
 constexpr StDType kDTypes[] = {
-    {"F64", DType::F64, 8}, {"F32", DType::F32, 4}, {"F16", DType::F16, 2}, {"BF16", DType::BF16, 2},
-    {"I64", DType::I64, 8}, {"I32", DType::I32, 4}, {"I16", DType::I16, 2}, {"I8", DType::I8, 1},
-    {"U8", DType::U8, 1},
+    {"F64", DType::F64, 8},   {"F32", DType::F32, 4}, {"F16", DType::F16, 2},
+    {"BF16", DType::BF16, 2}, {"I64", DType::I64, 8}, {"I32", DType::I32, 4},
+    {"I16", DType::I16, 2},   {"I8", DType::I8, 1},   {"U8", DType::U8, 1},
 };
 
 const StDType* find_dtype(const std::string& name) {
@@ -75,7 +75,8 @@ TensorView parse_entry(const std::string& path, const std::string& name, const n
   auto off = e.find("data_offsets");
   LCQ_CHECK(dt != e.end() && dt->is_string(), "{}: missing or non-string 'dtype'", where);
   LCQ_CHECK(sh != e.end() && sh->is_array(), "{}: missing or non-array 'shape'", where);
-  LCQ_CHECK(off != e.end() && off->is_array() && off->size() == 2, "{}: 'data_offsets' must be [begin, end]", where);
+  LCQ_CHECK(off != e.end() && off->is_array() && off->size() == 2, "{}: 'data_offsets' must be [begin, end]",
+            where);
   const StDType* st = find_dtype(dt->get<std::string>());
   LCQ_CHECK(st, "{}: unsupported dtype '{}'", where, dt->get<std::string>());
 
@@ -91,11 +92,12 @@ TensorView parse_entry(const std::string& path, const std::string& name, const n
   for (const auto& o : *off)
     LCQ_CHECK(o.is_number_unsigned(), "{}: data_offsets must be non-negative integers", where);
   const uint64_t begin = (*off)[0].get<uint64_t>(), end = (*off)[1].get<uint64_t>();
-  LCQ_CHECK(begin <= end && end <= buffer_size, "{}: data_offsets [{}, {}] lie outside the data buffer ({} bytes)",
-            where, begin, end, buffer_size);
+  LCQ_CHECK(begin <= end && end <= buffer_size,
+            "{}: data_offsets [{}, {}] lie outside the data buffer ({} bytes)", where, begin, end,
+            buffer_size);
   const uint64_t need = checked_nbytes(v.shape, st->elem_bytes, where);
-  LCQ_CHECK(end - begin == need, "{}: data_offsets span {} bytes but shape {} of {} needs {}", where, end - begin,
-            shape_str(v.shape), st->name, need);
+  LCQ_CHECK(end - begin == need, "{}: data_offsets span {} bytes but shape {} of {} needs {}", where,
+            end - begin, shape_str(v.shape), st->name, need);
   v.nbytes = size_t(need);
   begin_out = begin;
   return v;
@@ -119,13 +121,13 @@ SafetensorsFile read_safetensors(const std::string& path) {
   auto map = MappedFile::open(path);
   const uint8_t* data = map->data();
   const size_t size = map->size();
-  LCQ_CHECK(size >= 8, "{}: truncated: {} bytes, but a safetensors file starts with an 8-byte header length", path,
-            size);
+  LCQ_CHECK(size >= 8, "{}: truncated: {} bytes, but a safetensors file starts with an 8-byte header length",
+            path, size);
   uint64_t header_len = 0;
   std::memcpy(&header_len, data, 8);
   LCQ_CHECK(header_len <= size - 8,
-            "{}: header length {} exceeds the file size ({} bytes): truncated or not a safetensors file", path,
-            header_len, size);
+            "{}: header length {} exceeds the file size ({} bytes): truncated or not a safetensors file",
+            path, header_len, size);
   LCQ_CHECK(header_len <= kMaxHeaderBytes, "{}: header length {} is implausibly large", path, header_len);
 
   const char* hbegin = reinterpret_cast<const char*>(data + 8);
@@ -162,8 +164,8 @@ SafetensorsFile read_safetensors(const std::string& path) {
   std::string prev_name;
   for (auto& [begin, v] : entries) {
     // Empty tensors occupy no bytes and may share an offset with their neighbour.
-    LCQ_CHECK(v.nbytes == 0 || begin >= prev_end, "{}: tensors '{}' and '{}' overlap in the data buffer", path,
-              prev_name, v.name);
+    LCQ_CHECK(v.nbytes == 0 || begin >= prev_end, "{}: tensors '{}' and '{}' overlap in the data buffer",
+              path, prev_name, v.name);
     if (v.nbytes) {
       prev_end = begin + v.nbytes;
       prev_name = v.name;

@@ -17,7 +17,7 @@ namespace lcq::io {
 
 struct SafetensorsFile {
   std::string path;
-  std::vector<TensorView> tensors;  // names as stored, ordered by data offset
+  std::vector<TensorView> tensors;              // names as stored, ordered by data offset
   std::map<std::string, std::string> metadata;  // "__metadata__"
   std::shared_ptr<const void> keepalive;        // the mapping the views point into
 
