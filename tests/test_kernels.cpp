@@ -1,2 +1,332 @@
-// Tests for this layer are being written.
+// Tests for lcq_kernels: the packed codebook layout (round trips), every kernel path (scalar
+// reference and each SIMD target this CPU runs) against CodebookLayer::dequantize() followed
+// by a double-precision product, the dense baselines, and the bandwidth probe.
 #include <gtest/gtest.h>
+#include <omp.h>
+
+#include <cmath>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "lcq/core/error.h"
+#include "lcq/core/half.h"
+#include "lcq/kernels/codebook_layer.h"
+#include "lcq/kernels/dense.h"
+#include "lcq/kernels/membw.h"
+#include "lcq/kernels/packed_codebook.h"
+
+namespace lcq::kernels {
+namespace {
+
+struct Config {
+  int64_t rows, cols;
+  int bits, group, rank, dq_bits;
+};
+
+std::string describe(const Config& c) {
+  return fmt::format("{}x{} b={} g={} r={} dq={}", c.rows, c.cols, c.bits, c.group, c.rank, c.dq_bits);
+}
+
+CodebookLayer random_layer(const Config& c, uint32_t seed, int dq_group = 5) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal(0.f, 1.f);
+  std::uniform_real_distribution<float> uni(0.f, 1.f);
+  CodebookLayer l;
+  l.rows = c.rows;
+  l.cols = c.cols;
+  l.bits = c.bits;
+  l.group = c.group;
+  l.rank = c.rank;
+  l.dq_bits = c.dq_bits;
+  l.dq_group = dq_group;  // default small, so rows straddle double-quantization blocks
+  const int K = l.levels();
+  l.indices.resize(size_t(c.rows * c.cols));
+  for (auto& q : l.indices) q = uint8_t(rng() % unsigned(K));
+  l.v.resize(size_t(c.rank * K));
+  for (auto& v : l.v) v = f32_to_f16(normal(rng));
+  const int64_t G = l.n_groups();
+  if (c.dq_bits > 0) {
+    const int max_code = (1 << c.dq_bits) - 1;
+    const int64_t nb = l.n_dq_blocks();
+    l.s_codes.resize(size_t(c.rank * G));
+    l.b_codes.resize(size_t(G));
+    for (auto& q : l.s_codes) q = uint8_t(rng() % unsigned(max_code + 1));
+    for (auto& q : l.b_codes) q = uint8_t(rng() % unsigned(max_code + 1));
+    for (int64_t k = 0; k < c.rank * nb; ++k) {
+      l.s_scale.push_back(f32_to_f16(0.01f + 0.05f * uni(rng)));
+      l.s_offset.push_back(f32_to_f16(0.5f * normal(rng)));
+    }
+    for (int64_t k = 0; k < nb; ++k) {
+      l.b_scale.push_back(f32_to_f16(0.01f * uni(rng)));
+      l.b_offset.push_back(f32_to_f16(0.2f * normal(rng)));
+    }
+  } else {
+    l.s_f32.resize(size_t(c.rank * G));
+    l.b_f32.resize(size_t(G));
+    for (auto& s : l.s_f32) s = normal(rng);
+    for (auto& b : l.b_f32) b = 0.3f * normal(rng);
+  }
+  l.validate("random layer");
+  return l;
+}
+
+std::vector<float> random_vector(size_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal(0.f, 1.f);
+  std::vector<float> x(n);
+  for (auto& v : x) v = normal(rng);
+  return x;
+}
+
+// Y_ref = X W^T in double, and the scale sum |w x| that the tolerance is relative to.
+void reference_product(const std::vector<float>& W, int64_t rows, int64_t cols, const std::vector<float>& X,
+                       int64_t n, std::vector<double>& y, std::vector<double>& scale) {
+  y.assign(size_t(n * rows), 0.0);
+  scale.assign(size_t(n * rows), 0.0);
+  for (int64_t t = 0; t < n; ++t)
+    for (int64_t i = 0; i < rows; ++i) {
+      double s = 0, a = 0;
+      for (int64_t c = 0; c < cols; ++c) {
+        const double p = double(W[size_t(i * cols + c)]) * double(X[size_t(t * cols + c)]);
+        s += p;
+        a += std::fabs(p);
+      }
+      y[size_t(t * rows + i)] = s;
+      scale[size_t(t * rows + i)] = a;
+    }
+}
+
+// Counts mismatches so one failing config does not print thousands of lines.
+int count_mismatches(const std::vector<float>& got, const std::vector<double>& want, const std::vector<double>& scale,
+                     double rel, const std::string& what) {
+  int bad = 0;
+  for (size_t k = 0; k < want.size(); ++k) {
+    if (std::fabs(double(got[k]) - want[k]) <= rel * scale[k] + 1e-30 && std::isfinite(got[k])) continue;
+    if (bad++ < 3) ADD_FAILURE() << what << ": element " << k << " got " << got[k] << " want " << want[k];
+  }
+  return bad;
+}
+
+const std::vector<Config>& kernel_configs() {
+  static const std::vector<Config> configs = [] {
+    std::vector<Config> out;
+    const std::vector<Config> shapes = {
+        {7, 300, 0, 128, 0, 0},   // ragged last group (44 columns), odd rows
+        {33, 129, 0, 32, 0, 0},   // one column past a group boundary
+        {1, 1, 0, 1, 0, 0},       // group of 1: the scalar path
+        {5, 576, 0, 128, 0, 0},   // SmolLM2 width: 4.5 groups
+        {3, 520, 0, 8, 0, 0},     // smallest SIMD group, 3-bit tail words
+        {2, 1000, 0, 200, 0, 0},  // group not a power of two
+        {4, 300, 0, 100, 0, 0},   // group not a multiple of 8: the scalar path
+    };
+    int k = 0;
+    for (int bits : {2, 3, 4, 8})
+      for (const Config& s : shapes) {
+        Config c = s;
+        c.bits = bits;
+        c.rank = 1 + (k % 4);
+        c.dq_bits = (k / 4) % 2 == 0 ? 8 : 0;
+        if (k % 7 == 3) c.dq_bits = 4;
+        ++k;
+        out.push_back(c);
+      }
+    for (int rank = 1; rank <= 4; ++rank)
+      for (int dq : {0, 8}) out.push_back({9, 256, 2 + rank % 3, 64, rank, dq});
+    out.push_back({3, 70, 5, 16, 2, 8});   // bit widths without a dedicated format
+    out.push_back({3, 70, 1, 16, 1, 0});
+    return out;
+  }();
+  return configs;
+}
+
+class ThreadGuard {
+ public:
+  explicit ThreadGuard(int n) : saved_(omp_get_max_threads()) { omp_set_num_threads(n); }
+  ~ThreadGuard() { omp_set_num_threads(saved_); }
+
+ private:
+  int saved_;
+};
+
+class TargetGuard {
+ public:
+  explicit TargetGuard(int64_t id) { force_simd_target(id); }
+  ~TargetGuard() { force_simd_target(0); }
+};
+
+TEST(PackedCodebook, PackUnpackRoundTrip) {
+  for (const Config& c : kernel_configs()) {
+    const CodebookLayer l = random_layer(c, 11);
+    const PackedCodebookMatrix m = PackedCodebookMatrix::pack(l);
+    const CodebookLayer u = m.unpack();
+    EXPECT_EQ(u.indices, l.indices) << describe(c);
+    EXPECT_EQ(u.s_codes, l.s_codes) << describe(c);
+    EXPECT_EQ(u.b_codes, l.b_codes) << describe(c);
+    EXPECT_EQ(u.s_scale, l.s_scale) << describe(c);
+    EXPECT_EQ(u.s_offset, l.s_offset) << describe(c);
+    EXPECT_EQ(u.b_scale, l.b_scale) << describe(c);
+    EXPECT_EQ(u.b_offset, l.b_offset) << describe(c);
+    EXPECT_EQ(u.s_f32, l.s_f32) << describe(c);
+    EXPECT_EQ(u.b_f32, l.b_f32) << describe(c);
+    EXPECT_EQ(u.v, l.v) << describe(c);
+    EXPECT_EQ(u.dq_bits, l.dq_bits);
+    EXPECT_EQ(u.dq_group, l.dq_group);
+    for (int64_t i = 0; i < c.rows; i += 3)
+      for (int64_t col = 0; col < c.cols; col += 7)
+        ASSERT_EQ(m.index_at(i, col), l.indices[size_t(i * c.cols + col)]) << describe(c);
+
+    std::vector<float> want(size_t(c.rows * c.cols)), got(want.size());
+    l.dequantize(want.data());
+    m.dequantize(got.data());
+    EXPECT_EQ(got, want) << describe(c);
+  }
+}
+
+TEST(PackedCodebook, MemoryStaysAtBitWidth) {
+  const Config c{64, 4096, 2, 128, 2, 8};
+  const CodebookLayer l = random_layer(c, 3, 64);
+  const PackedCodebookMatrix m = PackedCodebookMatrix::pack(l);
+  EXPECT_EQ(m.index_bytes(), size_t(64 * 4096 * 2 / 8));
+  // 2 index bits + 3 one-byte codes per 128 weights + block constants + V.
+  EXPECT_LT(m.bits_per_weight(), 2.0 + 3 * 8.0 / 128 + 0.05);
+  EXPECT_GE(m.bits_per_weight(), l.bits_per_weight());
+  for (int bits : {3, 4}) {
+    const PackedCodebookMatrix p = PackedCodebookMatrix::pack(random_layer({16, 576, bits, 64, 1, 8}, 5));
+    EXPECT_LE(double(p.index_bytes()) * 8 / (16 * 576), bits * 1.12) << bits;  // ragged tails pad a little
+  }
+}
+
+TEST(PackedCodebook, PackRejectsInconsistentLayers) {
+  CodebookLayer l = random_layer({4, 64, 2, 32, 1, 8}, 9);
+  l.indices[5] = 7;  // out of range for 2 bits
+  EXPECT_THROW(PackedCodebookMatrix::pack(l), Error);
+  l = random_layer({4, 64, 2, 32, 1, 0}, 9);
+  l.b_f32.pop_back();
+  EXPECT_THROW(PackedCodebookMatrix::pack(l), Error);
+}
+
+TEST(PackedCodebook, LayerIndexPackingRoundTrip) {
+  for (int bits : {2, 3, 4})
+    for (int64_t cols : {1, 3, 7, 13, 129}) {
+      const CodebookLayer l = random_layer({5, cols, bits, 1, 1, 0}, uint32_t(cols * 10 + bits));
+      const std::vector<uint8_t> packed = l.pack_indices();
+      ASSERT_EQ(packed.size(), size_t(5 * ((cols * bits + 7) / 8)));
+      CodebookLayer u = l;
+      u.indices.assign(u.indices.size(), 0);
+      u.unpack_indices(packed.data(), packed.size(), "test");
+      EXPECT_EQ(u.indices, l.indices) << bits << " bits, " << cols << " cols";
+      EXPECT_THROW(u.unpack_indices(packed.data(), packed.size() - 1, "test"), Error);
+    }
+}
+
+TEST(PackedCodebook, TargetsAreListedAndForceable) {
+  const std::vector<SimdTarget> targets = available_simd_targets();
+  ASSERT_GE(targets.size(), 1u);
+  EXPECT_STREQ(targets.back().name, "SCALAR");  // the fallback is always there
+  for (const SimdTarget& t : targets) {
+    TargetGuard guard(t.id);
+    EXPECT_STREQ(current_simd_target(), t.name);
+  }
+  EXPECT_STREQ(current_simd_target(), targets.front().name);
+}
+
+// Every kernel path, thread count and batch size against the double-precision reference.
+TEST(PackedCodebook, KernelsMatchReference) {
+  const std::vector<SimdTarget> targets = available_simd_targets();
+  uint32_t seed = 100;
+  for (const Config& c : kernel_configs()) {
+    const CodebookLayer l = random_layer(c, seed++);
+    const PackedCodebookMatrix m = PackedCodebookMatrix::pack(l);
+    std::vector<float> W(size_t(c.rows * c.cols));
+    l.dequantize(W.data());
+    for (int64_t n : {1, 3, 17}) {
+      const std::vector<float> X = random_vector(size_t(n * c.cols), seed++);
+      std::vector<double> want, scale;
+      reference_product(W, c.rows, c.cols, X, n, want, scale);
+      std::vector<float> Y(size_t(n * c.rows));
+      auto check = [&](KernelPath path, const std::string& what) {
+        std::fill(Y.begin(), Y.end(), NAN);
+        if (n == 1) {
+          m.gemv(X.data(), Y.data(), path);
+        } else {
+          m.gemm(X.data(), n, Y.data(), path);
+        }
+        EXPECT_EQ(count_mismatches(Y, want, scale, 1e-5, what), 0) << what;
+      };
+      check(KernelPath::kScalar, describe(c) + " scalar n=" + std::to_string(n));
+      for (const SimdTarget& t : targets) {
+        TargetGuard guard(t.id);
+        check(KernelPath::kAuto, describe(c) + " " + t.name + " n=" + std::to_string(n));
+      }
+    }
+    if (c.group % 8 != 0) EXPECT_THROW(m.gemv(W.data(), W.data(), KernelPath::kSimd), Error);
+  }
+}
+
+// Large enough that the products are split over threads.
+TEST(PackedCodebook, ThreadedMatchesSingleThreaded) {
+  const std::vector<SimdTarget> targets = available_simd_targets();
+  for (int bits : {2, 3, 4, 8}) {
+    const Config c{301, 832, bits, 64, 2, bits == 3 ? 0 : 8};
+    const CodebookLayer l = random_layer(c, uint32_t(bits));
+    const PackedCodebookMatrix m = PackedCodebookMatrix::pack(l);
+    std::vector<float> W(size_t(c.rows * c.cols));
+    l.dequantize(W.data());
+    for (int64_t n : {1, 3}) {
+      const std::vector<float> X = random_vector(size_t(n * c.cols), 77);
+      std::vector<double> want, scale;
+      reference_product(W, c.rows, c.cols, X, n, want, scale);
+      for (int threads : {1, 2}) {
+        ThreadGuard tg(threads);
+        for (const SimdTarget& t : {targets.front(), targets.back()}) {
+          TargetGuard guard(t.id);
+          std::vector<float> Y(size_t(n * c.rows), NAN);
+          m.gemm(X.data(), n, Y.data());
+          EXPECT_EQ(count_mismatches(Y, want, scale, 1e-5, describe(c) + " " + t.name), 0)
+              << threads << " threads, n=" << n;
+        }
+      }
+    }
+  }
+}
+
+TEST(DenseKernels, GemvMatchesReference) {
+  const std::vector<SimdTarget> targets = available_simd_targets();
+  for (auto [rows, cols] : {std::pair<int64_t, int64_t>{1, 1}, {7, 37}, {300, 1003}}) {
+    std::vector<float> W = random_vector(size_t(rows * cols), 5);
+    std::vector<uint16_t> Wb(W.size());
+    std::vector<float> Wr(W.size());  // the bf16 weights as floats
+    for (size_t k = 0; k < W.size(); ++k) {
+      Wb[k] = f32_to_bf16(W[k]);
+      Wr[k] = bf16_to_f32(Wb[k]);
+    }
+    const std::vector<float> x = random_vector(size_t(cols), 6);
+    std::vector<double> want, scale, want_b, scale_b;
+    reference_product(W, rows, cols, x, 1, want, scale);
+    reference_product(Wr, rows, cols, x, 1, want_b, scale_b);
+    for (int threads : {1, 2}) {
+      ThreadGuard tg(threads);
+      for (const SimdTarget& t : targets) {
+        TargetGuard guard(t.id);
+        std::vector<float> y(size_t(rows), NAN);
+        gemv_f32(W.data(), rows, cols, x.data(), y.data());
+        EXPECT_EQ(count_mismatches(y, want, scale, 1e-5, std::string("f32 ") + t.name), 0) << rows << "x" << cols;
+        std::fill(y.begin(), y.end(), NAN);
+        gemv_bf16(Wb.data(), rows, cols, x.data(), y.data());
+        EXPECT_EQ(count_mismatches(y, want_b, scale_b, 1e-5, std::string("bf16 ") + t.name), 0) << rows << "x" << cols;
+      }
+    }
+  }
+}
+
+TEST(MemoryBandwidth, MeasuresSomething) {
+  const double one = measure_read_bandwidth_gbs(size_t(4) << 20, 1, 3);
+  const double two = measure_read_bandwidth_gbs(size_t(4) << 20, 2, 3);
+  EXPECT_GT(one, 0.1);
+  EXPECT_LT(one, 1e4);
+  EXPECT_GT(two, 0.1);
+}
+
+}  // namespace
+}  // namespace lcq::kernels

@@ -1,0 +1,226 @@
+// Kernel benchmarks: packed codebook GEMV/GEMM per bit width, dense f32/bf16 GEMV and the
+// memory read bandwidth, on 4096x4096 and the SmolLM2-135M shapes, with 1 and 2 threads.
+// Counters: GB/s = weight bytes read per second (packed bytes incl. group parameters for
+// the packed kernels), Gw/s = 1e9 weights per second.
+//
+// "hot" runs reuse one matrix (it may sit in the 32 MiB L3 of this machine); "cold" runs
+// rotate over copies totalling >= 192 MiB so every pass streams from memory, which is what
+// the bandwidth comparison is about. Run with
+//   bench_kernels --benchmark_repetitions=5 --benchmark_report_aggregates_only
+#include <benchmark/benchmark.h>
+#include <omp.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "lcq/core/half.h"
+#include "lcq/kernels/codebook_layer.h"
+#include "lcq/kernels/dense.h"
+#include "lcq/kernels/membw.h"
+#include "lcq/kernels/packed_codebook.h"
+
+namespace {
+
+using lcq::CodebookLayer;
+using lcq::kernels::KernelPath;
+using lcq::kernels::PackedCodebookMatrix;
+
+constexpr size_t kColdBytes = size_t(192) << 20;
+
+struct Shape {
+  const char* name;
+  int64_t rows, cols;
+};
+
+const Shape kShapes[] = {
+    {"4096x4096", 4096, 4096}, {"576x576", 576, 576},     {"192x576", 192, 576},
+    {"1536x576", 1536, 576},   {"576x1536", 576, 1536},   {"49152x576", 49152, 576},
+};
+
+uint64_t next_random(uint64_t& s) {  // xorshift64*: fast enough for 100M indices
+  s ^= s >> 12;
+  s ^= s << 25;
+  s ^= s >> 27;
+  return s * 2685821657736338717ull;
+}
+
+CodebookLayer make_layer(int64_t rows, int64_t cols, int bits, int rank) {
+  uint64_t s = 0x9E3779B97F4A7C15ull ^ uint64_t(rows * 31 + cols * 7 + bits);
+  CodebookLayer l;
+  l.rows = rows;
+  l.cols = cols;
+  l.bits = bits;
+  l.group = 128;
+  l.rank = rank;
+  l.dq_bits = 8;
+  l.dq_group = 64;
+  l.indices.resize(size_t(rows * cols));
+  for (size_t k = 0; k < l.indices.size(); k += 8) {
+    uint64_t r = next_random(s);
+    for (size_t j = k; j < std::min(l.indices.size(), k + 8); ++j, r >>= 8) l.indices[j] = uint8_t(r & uint64_t(l.levels() - 1));
+  }
+  for (int k = 0; k < rank * l.levels(); ++k) l.v.push_back(lcq::f32_to_f16(float(int(next_random(s) % 200) - 100) / 50.f));
+  const int64_t G = l.n_groups(), nb = l.n_dq_blocks();
+  for (int64_t k = 0; k < rank * G; ++k) l.s_codes.push_back(uint8_t(next_random(s)));
+  for (int64_t k = 0; k < G; ++k) l.b_codes.push_back(uint8_t(next_random(s)));
+  for (int64_t k = 0; k < rank * nb; ++k) {
+    l.s_scale.push_back(lcq::f32_to_f16(0.001f));
+    l.s_offset.push_back(lcq::f32_to_f16(0.01f));
+  }
+  for (int64_t k = 0; k < nb; ++k) {
+    l.b_scale.push_back(lcq::f32_to_f16(0.0005f));
+    l.b_offset.push_back(lcq::f32_to_f16(-0.05f));
+  }
+  return l;
+}
+
+// The matrices of the benchmark that ran last (benchmarks of one shape and width run
+// consecutively, so this avoids repacking without holding every matrix at once).
+struct PackedSet {
+  std::string key;
+  std::vector<PackedCodebookMatrix> copies;  // copies[0] is the hot matrix
+};
+
+const std::vector<PackedCodebookMatrix>& packed(const Shape& sh, int bits, int rank, bool cold) {
+  static PackedSet set;
+  const std::string key = std::string(sh.name) + "/" + std::to_string(bits) + "/" + std::to_string(rank);
+  if (set.key != key) {
+    set.copies.clear();
+    set.copies.push_back(PackedCodebookMatrix::pack(make_layer(sh.rows, sh.cols, bits, rank)));
+    set.key = key;
+  }
+  const size_t want = cold ? std::max<size_t>(2, kColdBytes / set.copies[0].nbytes() + 1) : 1;
+  while (set.copies.size() < want) set.copies.push_back(set.copies[0].clone());
+  return set.copies;
+}
+
+void set_counters(benchmark::State& state, double bytes_per_iter, double weights_per_iter) {
+  state.counters["GB/s"] = benchmark::Counter(bytes_per_iter * double(state.iterations()) / 1e9, benchmark::Counter::kIsRate);
+  state.counters["Gw/s"] = benchmark::Counter(weights_per_iter * double(state.iterations()) / 1e9, benchmark::Counter::kIsRate);
+}
+
+void packed_gemv(benchmark::State& state, Shape sh, int bits, int rank, int threads, bool cold, KernelPath path) {
+  omp_set_num_threads(threads);
+  const auto& ms = packed(sh, bits, rank, cold);
+  const size_t use = cold ? ms.size() : 1;
+  std::vector<float> x(size_t(sh.cols), 0.5f), y(size_t(sh.rows));
+  size_t k = 0;
+  for (auto _ : state) {
+    ms[k].gemv(x.data(), y.data(), path);
+    k = k + 1 == use ? 0 : k + 1;
+    benchmark::DoNotOptimize(y.data());
+  }
+  set_counters(state, double(ms[0].nbytes()), double(sh.rows) * double(sh.cols));
+  state.counters["bpw"] = ms[0].bits_per_weight();
+}
+
+void packed_gemm(benchmark::State& state, Shape sh, int bits, int rank, int threads, int64_t n) {
+  omp_set_num_threads(threads);
+  const auto& ms = packed(sh, bits, rank, false);
+  std::vector<float> X(size_t(n * sh.cols), 0.5f), Y(size_t(n * sh.rows));
+  for (auto _ : state) {
+    ms[0].gemm(X.data(), n, Y.data());
+    benchmark::DoNotOptimize(Y.data());
+  }
+  set_counters(state, double(ms[0].nbytes()), double(sh.rows) * double(sh.cols) * double(n));
+}
+
+template <class T>
+void dense_gemv(benchmark::State& state, Shape sh, int threads, bool cold) {
+  omp_set_num_threads(threads);
+  const size_t bytes = size_t(sh.rows * sh.cols) * sizeof(T);
+  const size_t copies = cold ? std::max<size_t>(2, kColdBytes / bytes + 1) : 1;
+  std::vector<std::vector<T>> ws(copies, std::vector<T>(size_t(sh.rows * sh.cols)));
+  for (auto& w : ws)
+    for (size_t k = 0; k < w.size(); ++k) w[k] = T(k % 7);
+  std::vector<float> x(size_t(sh.cols), 0.5f), y(size_t(sh.rows));
+  size_t k = 0;
+  for (auto _ : state) {
+    if constexpr (sizeof(T) == 4) {
+      lcq::kernels::gemv_f32(ws[k].data(), sh.rows, sh.cols, x.data(), y.data());
+    } else {
+      lcq::kernels::gemv_bf16(ws[k].data(), sh.rows, sh.cols, x.data(), y.data());
+    }
+    k = k + 1 == copies ? 0 : k + 1;
+    benchmark::DoNotOptimize(y.data());
+  }
+  set_counters(state, double(bytes), double(sh.rows) * double(sh.cols));
+}
+
+void memory_bandwidth(benchmark::State& state, int threads) {
+  double gbs = 0;
+  for (auto _ : state) gbs = lcq::kernels::measure_read_bandwidth_gbs(size_t(512) << 20, threads, 5);
+  state.counters["GB/s"] = gbs;
+}
+
+void register_all() {
+  using benchmark::RegisterBenchmark;
+  for (int threads : {1, 2}) {
+    RegisterBenchmark(("membw/512MiB/t" + std::to_string(threads)).c_str(), memory_bandwidth, threads)
+        ->Iterations(1)
+        ->Unit(benchmark::kMillisecond);
+  }
+  for (const Shape& sh : kShapes) {
+    const bool big = sh.rows * sh.cols >= 4096 * 4096 / 2;
+    for (int bits : {2, 3, 4, 8}) {
+      for (int threads : {1, 2}) {
+        for (bool cold : {false, true}) {
+          if (cold && !big) continue;
+          const std::string name = std::string("gemv/") + sh.name + "/b" + std::to_string(bits) + "/r2/t" +
+                                   std::to_string(threads) + (cold ? "/cold" : "/hot");
+          RegisterBenchmark(name.c_str(), packed_gemv, sh, bits, 2, threads, cold, KernelPath::kAuto)
+              ->Unit(benchmark::kMicrosecond)
+              ->UseRealTime();
+        }
+      }
+      if (sh.rows == 4096) {
+        for (int rank : {1, 4})
+          RegisterBenchmark((std::string("gemv/") + sh.name + "/b" + std::to_string(bits) + "/r" + std::to_string(rank) +
+                             "/t1/hot")
+                                .c_str(),
+                            packed_gemv, sh, bits, rank, 1, false, KernelPath::kAuto)
+              ->Unit(benchmark::kMicrosecond)
+              ->UseRealTime();
+        RegisterBenchmark((std::string("gemv-scalar/") + sh.name + "/b" + std::to_string(bits) + "/r2/t1/hot").c_str(),
+                          packed_gemv, sh, bits, 2, 1, false, KernelPath::kScalar)
+            ->Unit(benchmark::kMicrosecond)
+            ->UseRealTime();
+      }
+      if (sh.rows == 4096 || sh.rows == 1536) {
+        for (int threads : {1, 2})
+          for (int64_t n : {4, 16})
+            RegisterBenchmark((std::string("gemm/") + sh.name + "/b" + std::to_string(bits) + "/r2/t" +
+                               std::to_string(threads) + "/n" + std::to_string(n))
+                                  .c_str(),
+                              packed_gemm, sh, bits, 2, threads, n)
+                ->Unit(benchmark::kMicrosecond)
+                ->UseRealTime();
+      }
+    }
+    for (int threads : {1, 2})
+      for (bool cold : {false, true}) {
+        if (cold && !big) continue;
+        const std::string tail = std::string("/") + sh.name + "/t" + std::to_string(threads) + (cold ? "/cold" : "/hot");
+        RegisterBenchmark(("dense-f32" + tail).c_str(), dense_gemv<float>, sh, threads, cold)
+            ->Unit(benchmark::kMicrosecond)
+            ->UseRealTime();
+        RegisterBenchmark(("dense-bf16" + tail).c_str(), dense_gemv<uint16_t>, sh, threads, cold)
+            ->Unit(benchmark::kMicrosecond)
+            ->UseRealTime();
+      }
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  register_all();
+  benchmark::AddCustomContext("simd_target", lcq::kernels::current_simd_target());
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

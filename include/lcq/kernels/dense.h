@@ -1,0 +1,15 @@
+// Dense GEMV baselines (Highway SIMD, OpenMP over rows with omp_get_max_threads() threads):
+// the yardstick `lcq bench` prints beside the packed kernels, and the bf16 path of the
+// runtime. W is row-major [rows][cols]; accumulation is in f32.
+#pragma once
+
+#include <cstdint>
+
+namespace lcq::kernels {
+
+// y[rows] = W x with f32 weights.
+void gemv_f32(const float* W, int64_t rows, int64_t cols, const float* x, float* y);
+// y[rows] = W x with bf16 weights (raw bits) and f32 activations.
+void gemv_bf16(const uint16_t* W, int64_t rows, int64_t cols, const float* x, float* y);
+
+}  // namespace lcq::kernels

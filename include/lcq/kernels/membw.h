@@ -1,0 +1,12 @@
+// Memory read bandwidth, measured the way the GEMV kernels read weights: a SIMD sum over a
+// buffer (make it much larger than the last-level cache), split over `threads` OpenMP
+// threads. Returns the median of `repetitions` timed passes in GB/s (1e9 bytes/s).
+#pragma once
+
+#include <cstddef>
+
+namespace lcq::kernels {
+
+double measure_read_bandwidth_gbs(size_t bytes, int threads, int repetitions = 7);
+
+}  // namespace lcq::kernels

@@ -1,0 +1,100 @@
+// PackedCodebookMatrix: an LCQ CodebookLayer in a SIMD-friendly packed form, with fast
+// y = W_hat x (GEMV) and Y = X W_hat^T (GEMM) kernels. The layout is described in
+// docs/packed-format.md. Indices stay at their bit width; per-group parameters keep the
+// layer's own compact encoding (8-bit codes + fp16 block scales/offsets, or f32 when the
+// layer has no double quantization), so loading never expands the matrix to floats.
+//
+// Threads: the kernels use OpenMP with omp_get_max_threads() threads (omp_set_num_threads
+// governs them, as it governs libtorch's parallel backend).
+#pragma once
+
+#include "lcq/kernels/codebook_layer.h"
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+namespace lcq::kernels {
+
+// Which implementation runs the product. kAuto picks the SIMD kernel of the best target this
+// CPU supports (or the scalar reference where the SIMD kernel does not apply, e.g. group
+// sizes that are not a multiple of 8).
+enum class KernelPath { kAuto, kScalar, kSimd };
+
+// 64-byte aligned byte storage (for packed indices).
+struct AlignedFree {
+  void operator()(void* p) const;
+};
+using AlignedBytes = std::unique_ptr<uint8_t[], AlignedFree>;
+AlignedBytes allocate_aligned(size_t nbytes);  // zero-filled
+
+class PackedCodebookMatrix {
+ public:
+  PackedCodebookMatrix() = default;
+  PackedCodebookMatrix(PackedCodebookMatrix&&) noexcept = default;
+  PackedCodebookMatrix& operator=(PackedCodebookMatrix&&) noexcept = default;
+
+  // Validates the layer (lcq::Error on inconsistency) and packs it.
+  static PackedCodebookMatrix pack(const CodebookLayer& layer);
+  // The exact layer back (indices, codes, scales, V): pack(layer).unpack() == layer.
+  CodebookLayer unpack() const;
+  // A deep copy (the class is move-only because the index buffer is large).
+  PackedCodebookMatrix clone() const;
+
+  int64_t rows() const { return rows_; }
+  int64_t cols() const { return cols_; }
+  int bits() const { return bits_; }
+  int group() const { return group_; }
+  int rank() const { return rank_; }
+  bool double_quantized() const { return dq_bits_ > 0; }
+  // Bytes of everything the kernels read (indices, group parameters, block parameters, V).
+  size_t nbytes() const;
+  size_t index_bytes() const { return size_t(rows_ * row_bytes_); }
+  double bits_per_weight() const { return 8.0 * double(nbytes()) / (double(rows_) * double(cols_)); }
+
+  // y[rows] = W_hat x[cols].
+  void gemv(const float* x, float* y, KernelPath path = KernelPath::kAuto) const;
+  // Y[n][rows] = X[n][cols] W_hat^T, both row-major.
+  void gemm(const float* X, int64_t n, float* Y, KernelPath path = KernelPath::kAuto) const;
+  // Row-major rows x cols floats, identical to CodebookLayer::dequantize().
+  void dequantize(float* out) const;
+
+  // Layout facts (used by the kernels and tests).
+  int64_t row_bytes() const { return row_bytes_; }
+  int64_t padded_cols() const { return padded_cols_; }
+  int index_at(int64_t row, int64_t col) const;  // decodes one index from the packed bits
+
+ private:
+  friend struct PackedAccess;
+  int64_t rows_ = 0, cols_ = 0, padded_cols_ = 0, row_bytes_ = 0;
+  int bits_ = 0, group_ = 0, rank_ = 0, format_ = 0;
+  int64_t full_blocks_ = 0;  // full index blocks per row (see docs/packed-format.md)
+  int tail_fields_ = 0;      // 8-column fields in the short tail block (0 = none)
+  AlignedBytes idx_;         // rows * row_bytes_
+  int dq_bits_ = 0, dq_group_ = 0;
+  std::vector<uint8_t> coef_codes_;   // [rows][groups_per_row][rank + 1] (dq): S codes, then B
+  std::vector<float> coef_f32_;       // same order (no dq)
+  std::vector<uint16_t> blk_scale_, blk_offset_;  // fp16 [rank + 1][n_dq_blocks]: S rows, then B
+  std::vector<uint16_t> v_;           // fp16 [rank][K]
+  // Decoded copies of the small fp16 arrays, so the kernels never convert them per call.
+  std::vector<float> blk_scale_f_, blk_offset_f_, v_f_;
+
+  void run(const float* X, int64_t n, float* Y, KernelPath path) const;
+};
+
+// SIMD targets of the kernels (Highway dynamic dispatch), for tests and benchmarks.
+struct SimdTarget {
+  int64_t id;        // Highway target bit
+  const char* name;  // e.g. "AVX2"
+};
+// Targets compiled into lcq_kernels that this CPU can run, best first (includes the scalar
+// fallback target).
+std::vector<SimdTarget> available_simd_targets();
+// Restricts dispatch to `id` (one of available_simd_targets()), or back to the best with 0.
+// Not thread-safe: call it only while no kernel runs.
+void force_simd_target(int64_t id);
+// Name of the target dispatch currently selects.
+const char* current_simd_target();
+
+}  // namespace lcq::kernels

@@ -1,0 +1,345 @@
+// PackedCodebookMatrix: packing, unpacking, the scalar reference kernel and the threaded
+// driver. The SIMD kernels live in packed_codebook_simd.cpp.
+#include "lcq/kernels/packed_codebook.h"
+
+#include "lcq/core/error.h"
+#include "lcq/core/half.h"
+#include "packed_internal.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <vector>
+
+namespace lcq::kernels {
+
+void AlignedFree::operator()(void* p) const { std::free(p); }
+
+AlignedBytes allocate_aligned(size_t nbytes) {
+  const size_t rounded = std::max<size_t>(64, (nbytes + 63) / 64 * 64);
+  void* p = std::aligned_alloc(64, rounded);
+  if (!p) fail("out of memory allocating {} bytes for packed weights", nbytes);
+  std::memset(p, 0, rounded);
+  return AlignedBytes(static_cast<uint8_t*>(p));
+}
+
+struct PackedAccess {
+  static detail::MatrixView view(const PackedCodebookMatrix& m) {
+    detail::MatrixView v{};
+    v.rows = m.rows_;
+    v.cols = m.cols_;
+    v.padded_cols = m.padded_cols_;
+    v.row_bytes = m.row_bytes_;
+    v.full_blocks = m.full_blocks_;
+    v.tail_fields = m.tail_fields_;
+    v.format = m.format_;
+    v.bits = m.bits_;
+    v.levels = 1 << m.bits_;
+    v.group = m.group_;
+    v.rank = m.rank_;
+    v.groups_per_row = (m.cols_ + m.group_ - 1) / m.group_;
+    v.idx = m.idx_.get();
+    v.dq_bits = m.dq_bits_;
+    v.dq_group = m.dq_group_;
+    v.n_blocks = m.dq_bits_ > 0 ? int64_t(m.blk_scale_f_.size()) / (m.rank_ + 1) : 0;
+    v.coef_codes = m.coef_codes_.data();
+    v.coef_f32 = m.coef_f32_.data();
+    v.blk_scale = m.blk_scale_f_.data();
+    v.blk_offset = m.blk_offset_f_.data();
+    v.v = m.v_f_.data();
+    return v;
+  }
+};
+
+namespace {
+
+void encode_row(int format, int bits, const detail::RowShape& s, int64_t cols, const uint8_t* q, uint8_t* row) {
+  detail::Piece pieces[2];
+  for (int64_t c = 0; c < cols; ++c) {
+    const int np = detail::locate_pieces(format, bits, s, c, pieces);
+    for (int k = 0; k < np; ++k) {
+      const detail::Piece& p = pieces[k];
+      uint32_t w = detail::load_word(row + p.offset, p.word_bits);
+      w |= ((uint32_t(q[c]) >> p.value_shift) & ((1u << p.nbits) - 1)) << p.shift;
+      detail::store_word(row + p.offset, p.word_bits, w);
+    }
+  }
+}
+
+void decode_row(int format, int bits, const detail::RowShape& s, int64_t cols, const uint8_t* row, uint8_t* q) {
+  detail::Piece pieces[2];
+  for (int64_t c = 0; c < cols; ++c) {
+    const int np = detail::locate_pieces(format, bits, s, c, pieces);
+    uint32_t v = 0;
+    for (int k = 0; k < np; ++k) {
+      const detail::Piece& p = pieces[k];
+      v |= ((detail::load_word(row + p.offset, p.word_bits) >> p.shift) & ((1u << p.nbits) - 1)) << p.value_shift;
+    }
+    q[c] = uint8_t(v);
+  }
+}
+
+detail::RowShape shape_of(const PackedCodebookMatrix& m, int format) { return detail::row_shape(format, m.cols()); }
+
+}  // namespace
+
+PackedCodebookMatrix PackedCodebookMatrix::pack(const CodebookLayer& layer) {
+  layer.validate("packing codebook layer");
+  PackedCodebookMatrix m;
+  m.rows_ = layer.rows;
+  m.cols_ = layer.cols;
+  m.bits_ = layer.bits;
+  m.group_ = layer.group;
+  m.rank_ = layer.rank;
+  m.format_ = detail::format_for_bits(layer.bits);
+  const detail::RowShape s = detail::row_shape(m.format_, m.cols_);
+  m.full_blocks_ = s.full_blocks;
+  m.tail_fields_ = s.tail_fields;
+  m.row_bytes_ = s.row_bytes;
+  m.padded_cols_ = s.padded_cols;
+
+  m.idx_ = allocate_aligned(size_t(m.rows_ * m.row_bytes_));
+  for (int64_t i = 0; i < m.rows_; ++i)
+    encode_row(m.format_, m.bits_, s, m.cols_, layer.indices.data() + i * m.cols_, m.idx_.get() + i * m.row_bytes_);
+
+  // Group parameters, regrouped so that one group's rank + 1 coefficients are adjacent.
+  const int64_t G = layer.n_groups();
+  const int np = m.rank_ + 1;
+  m.dq_bits_ = layer.dq_bits;
+  if (layer.dq_bits > 0) {
+    m.dq_group_ = layer.dq_group;
+    m.coef_codes_.resize(size_t(G * np));
+    for (int64_t g = 0; g < G; ++g) {
+      for (int r = 0; r < m.rank_; ++r) m.coef_codes_[size_t(g * np + r)] = layer.s_codes[size_t(r * G + g)];
+      m.coef_codes_[size_t(g * np + m.rank_)] = layer.b_codes[size_t(g)];
+    }
+    const int64_t nb = layer.n_dq_blocks();
+    m.blk_scale_.resize(size_t(np * nb));
+    m.blk_offset_.resize(size_t(np * nb));
+    std::copy(layer.s_scale.begin(), layer.s_scale.end(), m.blk_scale_.begin());
+    std::copy(layer.s_offset.begin(), layer.s_offset.end(), m.blk_offset_.begin());
+    std::copy(layer.b_scale.begin(), layer.b_scale.end(), m.blk_scale_.begin() + m.rank_ * nb);
+    std::copy(layer.b_offset.begin(), layer.b_offset.end(), m.blk_offset_.begin() + m.rank_ * nb);
+    m.blk_scale_f_.resize(m.blk_scale_.size());
+    m.blk_offset_f_.resize(m.blk_offset_.size());
+    f16_to_f32_n(m.blk_scale_.data(), m.blk_scale_f_.data(), m.blk_scale_.size());
+    f16_to_f32_n(m.blk_offset_.data(), m.blk_offset_f_.data(), m.blk_offset_.size());
+  } else {
+    m.dq_group_ = layer.dq_group;
+    m.coef_f32_.resize(size_t(G * np));
+    for (int64_t g = 0; g < G; ++g) {
+      for (int r = 0; r < m.rank_; ++r) m.coef_f32_[size_t(g * np + r)] = layer.s_f32[size_t(r * G + g)];
+      m.coef_f32_[size_t(g * np + m.rank_)] = layer.b_f32[size_t(g)];
+    }
+  }
+  m.v_ = layer.v;
+  m.v_f_.resize(m.v_.size());
+  f16_to_f32_n(m.v_.data(), m.v_f_.data(), m.v_.size());
+  return m;
+}
+
+CodebookLayer PackedCodebookMatrix::unpack() const {
+  CodebookLayer l;
+  l.rows = rows_;
+  l.cols = cols_;
+  l.bits = bits_;
+  l.group = group_;
+  l.rank = rank_;
+  l.indices.resize(size_t(rows_ * cols_));
+  const detail::RowShape s = shape_of(*this, format_);
+  for (int64_t i = 0; i < rows_; ++i)
+    decode_row(format_, bits_, s, cols_, idx_.get() + i * row_bytes_, l.indices.data() + i * cols_);
+  const int64_t G = l.n_groups();
+  const int np = rank_ + 1;
+  l.dq_bits = dq_bits_;
+  l.dq_group = dq_group_;
+  if (dq_bits_ > 0) {
+    l.s_codes.resize(size_t(rank_ * G));
+    l.b_codes.resize(size_t(G));
+    for (int64_t g = 0; g < G; ++g) {
+      for (int r = 0; r < rank_; ++r) l.s_codes[size_t(r * G + g)] = coef_codes_[size_t(g * np + r)];
+      l.b_codes[size_t(g)] = coef_codes_[size_t(g * np + rank_)];
+    }
+    const size_t nb = blk_scale_.size() / size_t(np);
+    l.s_scale.assign(blk_scale_.begin(), blk_scale_.begin() + long(rank_ * nb));
+    l.s_offset.assign(blk_offset_.begin(), blk_offset_.begin() + long(rank_ * nb));
+    l.b_scale.assign(blk_scale_.begin() + long(rank_ * nb), blk_scale_.end());
+    l.b_offset.assign(blk_offset_.begin() + long(rank_ * nb), blk_offset_.end());
+  } else {
+    l.s_f32.resize(size_t(rank_ * G));
+    l.b_f32.resize(size_t(G));
+    for (int64_t g = 0; g < G; ++g) {
+      for (int r = 0; r < rank_; ++r) l.s_f32[size_t(r * G + g)] = coef_f32_[size_t(g * np + r)];
+      l.b_f32[size_t(g)] = coef_f32_[size_t(g * np + rank_)];
+    }
+  }
+  l.v = v_;
+  return l;
+}
+
+PackedCodebookMatrix PackedCodebookMatrix::clone() const {
+  PackedCodebookMatrix m;
+  m.rows_ = rows_;
+  m.cols_ = cols_;
+  m.padded_cols_ = padded_cols_;
+  m.row_bytes_ = row_bytes_;
+  m.bits_ = bits_;
+  m.group_ = group_;
+  m.rank_ = rank_;
+  m.format_ = format_;
+  m.full_blocks_ = full_blocks_;
+  m.tail_fields_ = tail_fields_;
+  m.idx_ = allocate_aligned(index_bytes());
+  if (index_bytes() > 0) std::memcpy(m.idx_.get(), idx_.get(), index_bytes());
+  m.dq_bits_ = dq_bits_;
+  m.dq_group_ = dq_group_;
+  m.coef_codes_ = coef_codes_;
+  m.coef_f32_ = coef_f32_;
+  m.blk_scale_ = blk_scale_;
+  m.blk_offset_ = blk_offset_;
+  m.v_ = v_;
+  m.blk_scale_f_ = blk_scale_f_;
+  m.blk_offset_f_ = blk_offset_f_;
+  m.v_f_ = v_f_;
+  return m;
+}
+
+size_t PackedCodebookMatrix::nbytes() const {
+  return index_bytes() + coef_codes_.size() + coef_f32_.size() * sizeof(float) +
+         (blk_scale_.size() + blk_offset_.size() + v_.size()) * sizeof(uint16_t);
+}
+
+int PackedCodebookMatrix::index_at(int64_t row, int64_t col) const {
+  LCQ_CHECK(row >= 0 && row < rows_ && col >= 0 && col < cols_, "index_at({}, {}) outside a {}x{} matrix", row, col,
+            rows_, cols_);
+  uint8_t q = 0;
+  const detail::RowShape s = shape_of(*this, format_);
+  detail::Piece pieces[2];
+  const int np = detail::locate_pieces(format_, bits_, s, col, pieces);
+  const uint8_t* p = idx_.get() + row * row_bytes_;
+  for (int k = 0; k < np; ++k)
+    q |= uint8_t(((detail::load_word(p + pieces[k].offset, pieces[k].word_bits) >> pieces[k].shift) &
+                  ((1u << pieces[k].nbits) - 1))
+                 << pieces[k].value_shift);
+  return q;
+}
+
+namespace detail {
+
+void basis_tables(const MatrixView& m, int64_t block, int stride, float* E) {
+  const int K = std::min(m.levels, stride), R = m.rank;
+  float* e0 = E;
+  for (int t = 0; t < K; ++t) e0[t] = 0.f;
+  for (int r = 0; r <= R; ++r) {
+    float* er = E + size_t(r + 1) * stride;
+    const float sc = m.dq_bits > 0 ? m.blk_scale[r * m.n_blocks + block] : 1.f;
+    const float off = m.dq_bits > 0 ? m.blk_offset[r * m.n_blocks + block] : 0.f;
+    for (int t = 0; t < K; ++t) {
+      const float vt = r < R ? m.v[r * m.levels + t] : -1.f;  // B enters with a minus sign
+      er[t] = sc * vt;
+      e0[t] += off * vt;
+    }
+  }
+  for (int r = 0; r <= R + 1; ++r)  // repeat short tables across the stride
+    for (int t = K; t < stride; ++t) E[size_t(r) * stride + t] = E[size_t(r) * stride + t - K];
+}
+
+namespace {
+
+// C[g][t] exactly as CodebookLayer::codebook computes it.
+void reference_codebook(const MatrixView& m, int64_t g, float* out) {
+  const int K = m.levels, np = m.rank + 1;
+  auto param = [&](int p) {
+    if (m.dq_bits == 0) return m.coef_f32[g * np + p];
+    const int64_t blk = g / m.dq_group;
+    return m.blk_offset[p * m.n_blocks + blk] + m.blk_scale[p * m.n_blocks + blk] * float(m.coef_codes[g * np + p]);
+  };
+  const float b = param(m.rank);
+  for (int t = 0; t < K; ++t) out[t] = -b;
+  for (int r = 0; r < m.rank; ++r) {
+    const float s = param(r);
+    for (int t = 0; t < K; ++t) out[t] += s * m.v[r * K + t];
+  }
+}
+
+}  // namespace
+
+void gemm_rows_scalar(const MatrixView& m, const float* X, int64_t n, float* Y, int64_t row0, int64_t row1) {
+  const RowShape s = row_shape(m.format, m.cols);
+  std::vector<uint8_t> q(static_cast<size_t>(m.cols));
+  std::vector<float> cb(static_cast<size_t>(m.levels));
+  std::vector<float> acc(static_cast<size_t>(n));
+  for (int64_t i = row0; i < row1; ++i) {
+    decode_row(m.format, m.bits, s, m.cols, m.idx + i * m.row_bytes, q.data());
+    std::fill(acc.begin(), acc.end(), 0.f);
+    for (int64_t j = 0; j < m.groups_per_row; ++j) {
+      reference_codebook(m, i * m.groups_per_row + j, cb.data());
+      const int64_t c0 = j * m.group, c1 = std::min(m.cols, c0 + m.group);
+      for (int64_t t = 0; t < n; ++t) {
+        const float* x = X + t * m.padded_cols;
+        float sum = 0.f;
+        for (int64_t c = c0; c < c1; ++c) sum += cb[q[size_t(c)]] * x[c];
+        acc[size_t(t)] += sum;
+      }
+    }
+    for (int64_t t = 0; t < n; ++t) Y[t * m.rows + i] = acc[size_t(t)];
+  }
+}
+
+}  // namespace detail
+
+void PackedCodebookMatrix::dequantize(float* out) const {
+  const detail::MatrixView m = PackedAccess::view(*this);
+  const detail::RowShape s = shape_of(*this, format_);
+  std::vector<uint8_t> q(static_cast<size_t>(cols_));
+  std::vector<float> cb(static_cast<size_t>(m.levels));
+  for (int64_t i = 0; i < rows_; ++i) {
+    decode_row(format_, bits_, s, cols_, idx_.get() + i * row_bytes_, q.data());
+    for (int64_t j = 0; j < m.groups_per_row; ++j) {
+      detail::reference_codebook(m, i * m.groups_per_row + j, cb.data());
+      const int64_t c1 = std::min(cols_, (j + 1) * group_);
+      for (int64_t c = j * group_; c < c1; ++c) out[i * cols_ + c] = cb[q[size_t(c)]];
+    }
+  }
+}
+
+void PackedCodebookMatrix::gemv(const float* x, float* y, KernelPath path) const { run(x, 1, y, path); }
+
+void PackedCodebookMatrix::gemm(const float* X, int64_t n, float* Y, KernelPath path) const { run(X, n, Y, path); }
+
+void PackedCodebookMatrix::run(const float* X, int64_t n, float* Y, KernelPath path) const {
+  LCQ_CHECK(rows_ > 0, "product with an empty packed matrix");
+  if (n <= 0) return;
+  const detail::MatrixView m = PackedAccess::view(*this);
+  const bool simd = path != KernelPath::kScalar && group_ % detail::kLanes == 0;
+  LCQ_CHECK(simd || path != KernelPath::kSimd, "no SIMD kernel for group size {} (needs a multiple of 8)", group_);
+
+  // Zero-padded activations: the kernels read whole 8-column fields.
+  thread_local std::vector<float> padded;
+  const float* xs = X;
+  if (padded_cols_ != cols_) {
+    padded.assign(size_t(n * padded_cols_), 0.f);
+    for (int64_t t = 0; t < n; ++t) std::copy(X + t * cols_, X + (t + 1) * cols_, padded.data() + t * padded_cols_);
+    xs = padded.data();
+  }
+  auto kernel = simd ? &detail::gemm_rows_simd : &detail::gemm_rows_scalar;
+
+  // Rows are handed out in chunks so that a thread slowed by other load on the machine
+  // does not hold everyone back; small products stay on the calling thread.
+  const int threads = omp_get_max_threads();
+  const double work = double(rows_) * double(cols_) * double(n);
+  if (threads <= 1 || work < 2.0e5 || rows_ < 16) {
+    kernel(m, xs, n, Y, 0, rows_);
+    return;
+  }
+  const int64_t chunk = std::max<int64_t>(8, rows_ / (int64_t(threads) * 8));
+  const int64_t nchunks = (rows_ + chunk - 1) / chunk;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
+  for (int64_t c = 0; c < nchunks; ++c) {
+    const int64_t r0 = c * chunk;
+    kernel(m, xs, n, Y, r0, std::min(rows_, r0 + chunk));
+  }
+}
+
+}  // namespace lcq::kernels
