@@ -1,1 +1,41 @@
-int main() { return 0; }
+// lcq: low-bit post-training quantization of LLMs with learned low-rank codebooks.
+#include "common.h"
+
+#include "lcq/core/error.h"
+
+#include <c10/util/Exception.h>
+
+#include <cstdio>
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "lcq - accurate low-bit quantization of LLMs (LCQ low-rank codebooks, LRQ, and the rank-one baselines).\n"
+      "Models: GGUF files, Hugging Face directories (safetensors), llama2.c checkpoints.\n"
+      "Run `lcq demo` for a tour, or `lcq COMMAND --help` for one command.",
+      "lcq"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "lcq 0.1.0");
+  lcq::cli::register_info(app);
+  lcq::cli::register_generate(app);
+  lcq::cli::register_perplexity(app);
+  lcq::cli::register_convert(app);
+  lcq::cli::register_demo(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const lcq::Error& e) {
+    std::fprintf(stderr, "lcq: error: %s\n", e.what());
+    return 1;
+  } catch (const c10::Error& e) {
+    std::fprintf(stderr, "lcq: error: %s\n", e.what_without_backtrace());
+    return 1;
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "lcq: error: out of memory\n");
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "lcq: error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,74 @@
+// lcq info MODEL: what a model file holds, without loading the weights.
+#include "common.h"
+
+#include "lcq/io/model_source.h"
+
+#include <fmt/format.h>
+
+#include <map>
+
+namespace lcq::cli {
+
+void register_info(CLI::App& app) {
+  auto* cmd = app.add_subcommand("info", "Show a model's architecture, shapes, parameter count and tensor types");
+  auto opts = std::make_shared<ModelOptions>();
+  auto list = std::make_shared<bool>(false);
+  opts->add_to(*cmd, /*with_runtime=*/false);
+  cmd->add_flag("--tensors", *list, "List every tensor with its type and shape");
+  cmd->footer("Example: lcq info SmolLM2-135M-Instruct.Q4_1.gguf --tensors");
+  cmd->callback([opts, list] {
+    io::ModelSource src = io::load_model_source(opts->path, opts->load_options());
+    const ModelConfig& c = src.config;
+    int64_t params = 0, bytes = 0;
+    std::map<std::string, std::pair<int64_t, int64_t>> by_type;  // type -> (tensors, params)
+    for (const auto& t : src.tensors) {
+      params += t.numel();
+      bytes += int64_t(t.nbytes);
+      auto& e = by_type[io::dtype_name(t.dtype)];
+      e.first += 1;
+      e.second += t.numel();
+    }
+    nlohmann::json j;
+    j["path"] = src.path;
+    j["format"] = io::format_name(src.format);
+    j["config"] = c;
+    j["parameters"] = params;
+    j["tensor_bytes"] = bytes;
+    j["bits_per_parameter"] = params ? 8.0 * double(bytes) / double(params) : 0.0;
+    for (auto& [type, e] : by_type) j["tensor_types"][type] = {{"tensors", e.first}, {"parameters", e.second}};
+    if (!src.vocab.empty())
+      j["tokenizer"] = {{"kind", src.vocab.kind == tokenizer::VocabKind::SentencePiece ? "sentencepiece" : "bpe"},
+                        {"tokens", src.vocab.size()},
+                        {"bos_id", src.vocab.bos_id},
+                        {"eos_id", src.vocab.eos_id},
+                        {"add_bos", src.vocab.add_bos}};
+    if (src.metadata.contains("lcq")) j["quantization"] = src.metadata["lcq"];
+    if (*list)
+      for (const auto& t : src.tensors)
+        j["tensors"].push_back({{"name", t.name}, {"type", io::dtype_name(t.dtype)}, {"shape", t.shape}});
+    if (opts->json) return print_json(j);
+
+    fmt::print("{}  ({})\n", src.path, io::format_name(src.format));
+    fmt::print("  architecture  {} ({})\n", arch_name(c.arch), c.family);
+    fmt::print("  layers        {}\n  dim           {}\n  ffn dim       {}\n", c.n_layers, c.dim, c.hidden_dim);
+    fmt::print("  heads         {} query, {} key/value, head size {}\n", c.n_heads, c.n_kv_heads, c.head_dim);
+    fmt::print("  vocabulary    {}\n  context       {}\n", c.vocab_size, c.max_seq_len);
+    if (c.arch == Arch::Llama)
+      fmt::print("  rope          theta {:g}, scaling {}\n", c.rope_theta, c.rope_scaling.type);
+    fmt::print("  tied head     {}\n", c.tie_embeddings ? "yes" : "no");
+    fmt::print("  parameters    {} ({} in tensors, {:.2f} bits per parameter)\n", human_count(double(params)),
+               human_bytes(double(bytes)), j["bits_per_parameter"].get<double>());
+    for (auto& [type, e] : by_type)
+      fmt::print("    {:<6} {:>4} tensors  {:>10} parameters\n", type, e.first, human_count(double(e.second)));
+    if (j.contains("tokenizer"))
+      fmt::print("  tokenizer     {} tokens ({}), bos {}, eos {}\n", src.vocab.size(),
+                 j["tokenizer"]["kind"].get<std::string>(), src.vocab.bos_id, src.vocab.eos_id);
+    else
+      fmt::print("  tokenizer     none found (pass --tokenizer to commands that need one)\n");
+    if (*list)
+      for (const auto& t : src.tensors)
+        fmt::print("  {:<36} {:<6} [{}]\n", t.name, io::dtype_name(t.dtype), fmt::join(t.shape, ", "));
+  });
+}
+
+}  // namespace lcq::cli

@@ -1,0 +1,70 @@
+#include "common.h"
+
+#include "lcq/core/error.h"
+#include "lcq/core/progress.h"
+
+#include <fmt/format.h>
+
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+
+namespace lcq::cli {
+
+void ModelOptions::add_to(CLI::App& cmd, bool with_runtime) {
+  cmd.add_option("model", path, "Model: a GGUF file, a Hugging Face directory, or a llama2.c .bin")->required();
+  cmd.add_option("--tokenizer", tokenizer,
+                 "Tokenizer file (tokenizer.bin, *.model or tokenizer.json) when the model carries none");
+  if (with_runtime) {
+    cmd.add_option("-t,--threads", threads, "Worker threads (default: all cores)")->check(CLI::Range(0, 1024));
+    cmd.add_option("--dtype", dtype, "Compute type of the runtime")->check(CLI::IsMember({"f32", "bf16"}));
+  }
+  cmd.add_flag("--json", json, "Print machine-readable JSON on stdout");
+  cmd.add_flag("-q,--quiet", quiet, "No progress bars");
+  cmd.parse_complete_callback([this] { Progress::set_globally_enabled(!quiet && !json); });
+}
+
+model::RuntimeOptions ModelOptions::runtime() const {
+  model::RuntimeOptions r;
+  r.dtype = dtype == "bf16" ? torch::kBFloat16 : torch::kFloat32;
+  r.threads = threads;
+  return r;
+}
+
+io::LoadOptions ModelOptions::load_options() const {
+  io::LoadOptions o;
+  o.tokenizer_path = tokenizer;
+  return o;
+}
+
+model::LoadedModel ModelOptions::load() const { return model::load_model(path, load_options(), runtime()); }
+
+void print_json(const nlohmann::json& j) { std::cout << j.dump(2) << std::endl; }
+
+std::string human_count(double n) {
+  if (n >= 1e9) return fmt::format("{:.2f} B", n / 1e9);
+  if (n >= 1e6) return fmt::format("{:.2f} M", n / 1e6);
+  if (n >= 1e3) return fmt::format("{:.2f} K", n / 1e3);
+  return fmt::format("{:.0f}", n);
+}
+
+std::string human_bytes(double n) {
+  if (n >= 1024.0 * 1024 * 1024) return fmt::format("{:.2f} GiB", n / (1024.0 * 1024 * 1024));
+  if (n >= 1024.0 * 1024) return fmt::format("{:.1f} MiB", n / (1024.0 * 1024));
+  if (n >= 1024.0) return fmt::format("{:.1f} KiB", n / 1024.0);
+  return fmt::format("{:.0f} B", n);
+}
+
+static int64_t status_kb(const char* key) {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  const std::string k = key;
+  while (std::getline(in, line))
+    if (line.compare(0, k.size(), k) == 0) return std::stoll(line.substr(k.size() + 1)) * 1024;
+  return 0;
+}
+
+int64_t peak_rss_bytes() { return status_kb("VmHWM"); }
+int64_t current_rss_bytes() { return status_kb("VmRSS"); }
+
+}  // namespace lcq::cli

@@ -1,0 +1,46 @@
+// Shared pieces of the command-line tool: options every model command takes, loading, and
+// output helpers. Each command lives in its own cmd_*.cpp and registers itself in main.cpp.
+#pragma once
+
+#include "lcq/model/loader.h"
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include <functional>
+#include <string>
+
+namespace lcq::cli {
+
+struct ModelOptions {
+  std::string path;
+  std::string tokenizer;
+  int threads = 0;
+  std::string dtype = "f32";
+  bool json = false;
+  bool quiet = false;
+
+  // Adds MODEL (positional), --tokenizer, --threads, --dtype, --json, --quiet.
+  void add_to(CLI::App& cmd, bool with_runtime = true);
+  model::LoadedModel load() const;
+  model::RuntimeOptions runtime() const;
+  io::LoadOptions load_options() const;
+};
+
+// Prints JSON to stdout (one document) — what --json promises.
+void print_json(const nlohmann::json& j);
+// "1.23 M" style numbers for humans.
+std::string human_count(double n);
+std::string human_bytes(double n);
+// Peak resident memory of this process so far, in bytes (VmHWM).
+int64_t peak_rss_bytes();
+int64_t current_rss_bytes();
+
+using Registrar = std::function<void(CLI::App&)>;
+void register_info(CLI::App& app);
+void register_generate(CLI::App& app);
+void register_perplexity(CLI::App& app);
+void register_convert(CLI::App& app);
+void register_demo(CLI::App& app);
+
+}  // namespace lcq::cli

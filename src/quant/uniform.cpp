@@ -1,0 +1,93 @@
+#include "lcq/quant/uniform.h"
+
+#include "lcq/core/error.h"
+#include "lcq/core/half.h"
+
+#include <torch/torch.h>
+
+namespace lcq::quant {
+
+using torch::indexing::Slice;
+
+GroupedWeight GroupedWeight::make(const torch::Tensor& W, int64_t group) {
+  LCQ_CHECK(W.dim() == 2, "group quantization needs a 2-D weight");
+  LCQ_CHECK(group >= 1, "group size must be >= 1, got {}", group);
+  GroupedWeight gw;
+  const int64_t m = W.size(0), n = W.size(1);
+  gw.cols = n;
+  gw.group = std::min(group, n);
+  const int64_t G = (n + gw.group - 1) / gw.group, padded = G * gw.group;
+  torch::Tensor w = W.to(torch::kFloat32);
+  if (padded != n) {
+    w = torch::cat({w, w.index({Slice(), Slice(n - 1, n)}).expand({m, padded - n})}, 1);
+    gw.mask = (torch::arange(padded) < n).reshape({G, gw.group});
+  }
+  gw.w = w.reshape({m, G, gw.group});
+  return gw;
+}
+
+torch::Tensor GroupedWeight::ungroup(const torch::Tensor& g) const {
+  return g.reshape({g.size(0), -1}).index({Slice(), Slice(0, cols)});
+}
+
+UniformGrid minmax_grid(const GroupedWeight& gw, int bits, double shrink) {
+  const double qmax = double((1 << bits) - 1);
+  auto wmax = std::get<0>(gw.w.max(-1)) * shrink;
+  auto wmin = std::get<0>(gw.w.min(-1)) * shrink;
+  UniformGrid g;
+  // A group whose values are all equal gets a tiny positive scale (no division by zero).
+  g.scale = ((wmax - wmin) / qmax).clamp_min(1e-8);
+  g.zero = torch::clamp(torch::round(-wmin / g.scale), 0, qmax);
+  return g;
+}
+
+UniformGrid mse_grid(const GroupedWeight& gw, int bits, int steps, double min_shrink, double norm) {
+  UniformGrid best = minmax_grid(gw, bits, 1.0);
+  auto err_of = [&](const UniformGrid& g) {
+    auto e = (fake_quantize(gw, g, bits) - gw.ungroup(gw.w));
+    auto ge = GroupedWeight::make(e, gw.group).w.abs().pow(norm);
+    if (gw.mask.defined()) ge = ge * gw.mask;
+    return ge.sum(-1);  // [m, G]
+  };
+  auto best_err = err_of(best);
+  for (int i = 1; i < steps; ++i) {
+    const double shrink = 1.0 - (1.0 - min_shrink) * double(i) / double(steps);
+    UniformGrid g = minmax_grid(gw, bits, shrink);
+    auto err = err_of(g);
+    auto better = err < best_err;
+    best_err = torch::where(better, err, best_err);
+    best.scale = torch::where(better, g.scale, best.scale);
+    best.zero = torch::where(better, g.zero, best.zero);
+  }
+  return best;
+}
+
+torch::Tensor quantize_codes(const GroupedWeight& gw, const UniformGrid& grid, int bits) {
+  const double qmax = double((1 << bits) - 1);
+  return torch::clamp(torch::round(gw.w / grid.scale.unsqueeze(-1)) + grid.zero.unsqueeze(-1), 0, qmax);
+}
+
+torch::Tensor fake_quantize(const GroupedWeight& gw, const UniformGrid& grid, int bits) {
+  auto q = quantize_codes(gw, grid, bits);
+  return gw.ungroup((q - grid.zero.unsqueeze(-1)) * grid.scale.unsqueeze(-1));
+}
+
+CodebookLayer to_codebook(const GroupedWeight& gw, const UniformGrid& grid, int bits) {
+  CodebookLayer L;
+  L.rows = gw.w.size(0);
+  L.cols = gw.cols;
+  L.bits = bits;
+  L.group = int(gw.group);
+  L.rank = 1;
+  auto codes = gw.ungroup(quantize_codes(gw, grid, bits)).to(torch::kUInt8).contiguous();
+  L.indices.assign(codes.data_ptr<uint8_t>(), codes.data_ptr<uint8_t>() + codes.numel());
+  auto s = grid.scale.contiguous();
+  auto b = (grid.scale * grid.zero).contiguous();
+  L.s_f32.assign(s.data_ptr<float>(), s.data_ptr<float>() + s.numel());
+  L.b_f32.assign(b.data_ptr<float>(), b.data_ptr<float>() + b.numel());
+  L.dq_bits = 0;
+  for (int t = 0; t < (1 << bits); ++t) L.v.push_back(f32_to_f16(float(t)));
+  return L;
+}
+
+}  // namespace lcq::quant
