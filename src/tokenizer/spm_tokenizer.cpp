@@ -5,13 +5,13 @@
 // "▁", "▁" is prepended, the text is split into UTF-8 characters, and the adjacent pair
 // whose concatenation is a piece with the highest score is merged until none is left;
 // characters that are not pieces fall back to <0xXX> byte tokens (or <unk>).
-#include <sentencepiece_processor.h>
-
 #include <unordered_map>
 
 #include "internal.h"
 #include "lcq/core/error.h"
 #include "merge_queue.h"
+#include "lcq/core/mapped_file.h"
+#include "spm_library.h"
 
 namespace lcq::tokenizer::detail {
 namespace {
@@ -90,20 +90,24 @@ class SentencePieceTokenizer final : public Tokenizer {
  private:
   // libsentencepiece is used only if the .model still holds exactly this vocabulary.
   void try_load_processor() {
-    auto p = std::make_unique<sentencepiece::SentencePieceProcessor>();
-    if (!p->Load(vocab_.source_path).ok() || p->GetPieceSize() != vocab_.size()) return;
+    std::unique_ptr<SpmModel> p;
+    try {
+      const auto file = MappedFile::open(vocab_.source_path);
+      p = std::make_unique<SpmModel>(
+          vocab_.source_path, std::string_view(reinterpret_cast<const char*>(file->data()), file->size()));
+    } catch (const Error&) {
+      return;  // the file changed since the vocabulary was read: use our own algorithm
+    }
+    if (p->size() != vocab_.size()) return;
     for (int id = 0; id < vocab_.size(); ++id)
-      if (p->IdToPiece(id) != vocab_.tokens[size_t(id)]) return;
+      if (p->piece(id) != vocab_.tokens[size_t(id)]) return;
     processor_ = std::move(p);
   }
 
   void encode_text(std::string_view raw, std::vector<int>& out) const {
     if (raw.empty()) return;
     if (processor_) {
-      std::vector<int> ids;
-      const auto status = processor_->Encode(raw, &ids);
-      if (!status.ok()) fail("{}: SentencePiece failed to encode: {}", vocab_.source_path, status.ToString());
-      out.insert(out.end(), ids.begin(), ids.end());
+      processor_->encode(raw, out);
       return;
     }
     std::string text;
@@ -188,7 +192,7 @@ class SentencePieceTokenizer final : public Tokenizer {
   std::vector<int16_t> byte_values_;  // per token: the byte of a <0xXX> token, else -1
   bool has_byte_tokens_ = false;
   bool has_unused_ = false;
-  std::unique_ptr<sentencepiece::SentencePieceProcessor> processor_;
+  std::unique_ptr<SpmModel> processor_;
 };
 
 }  // namespace

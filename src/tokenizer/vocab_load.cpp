@@ -1,7 +1,5 @@
 // load_vocab_file(): recognises the tokenizer file by content and reads llama2.c
 // tokenizer.bin and SentencePiece .model files (tokenizer.json is in vocab_json.cpp).
-#include <sentencepiece_processor.h>
-
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -9,6 +7,7 @@
 #include "internal.h"
 #include "lcq/core/error.h"
 #include "lcq/core/mapped_file.h"
+#include "spm_library.h"
 
 namespace lcq::tokenizer {
 namespace detail {
@@ -210,28 +209,19 @@ Vocab load_sentencepiece_model(const std::string& path, std::string_view bytes) 
   if (facts.model_type != 2)
     fail("{}: SentencePiece model type '{}' is not supported (only bpe)", path,
          spm_model_type_name(facts.model_type));
-  sentencepiece::SentencePieceProcessor sp;
-  const auto status = sp.LoadFromSerializedProto(bytes);
-  if (!status.ok()) fail("{}: not a valid SentencePiece model: {}", path, status.ToString());
-
-  const int n = sp.GetPieceSize();
+  const SpmModel sp(path, bytes);
+  const int n = sp.size();
   Vocab v;
   v.kind = VocabKind::SentencePiece;
   v.source_path = path;
   v.tokens.reserve(size_t(n));
   for (int id = 0; id < n; ++id) {
-    v.tokens.push_back(sp.IdToPiece(id));
-    v.scores.push_back(sp.GetScore(id));
-    int32_t type = kNormal;
-    if (sp.IsUnknown(id))
-      type = kUnknown;
-    else if (sp.IsControl(id))
-      type = kControl;
-    else if (sp.IsUnused(id))
-      type = kUnused;
-    else if (sp.IsByte(id))
-      type = kByte;
-    else if (facts.piece_types.size() == size_t(n) && facts.piece_types[size_t(id)] == kSpmUserDefined)
+    v.tokens.push_back(sp.piece(id));
+    v.scores.push_back(sp.score(id));
+    // lcq_spm types use the proto's numbering, as do ours (GGUF's token types).
+    int32_t type = int32_t(sp.type(id));
+    if (type == kNormal && facts.piece_types.size() == size_t(n) &&
+        facts.piece_types[size_t(id)] == kSpmUserDefined)
       type = kUserDefined;
     v.types.push_back(type);
   }
