@@ -22,8 +22,16 @@ int main(int argc, char** argv) {
   lcq::cli::register_demo(app);
   try {
     app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
+  } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    // Usage errors: one line like every other error, exit code 2 as is customary.
+    std::fprintf(stderr, "lcq: error: %s (see --help)\n", e.what());
+    return 2;
   } catch (const lcq::Error& e) {
     std::fprintf(stderr, "lcq: error: %s\n", e.what());
     return 1;

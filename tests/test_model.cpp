@@ -1,0 +1,276 @@
+// The runtime against independent references: the naive double-precision llama2.c
+// implementation in tests/reference (stories260K), golden logits from Hugging Face
+// transformers (SmolLM2, skipped unless LCQ_SMOLLM2_GGUF is set), and itself across the
+// formats `lcq convert` writes.
+#include "lcq/core/error.h"
+#include "lcq/eval/perplexity.h"
+#include "lcq/model/generate.h"
+#include "lcq/model/loader.h"
+#include "reference/naive_llama.h"
+#include "test_util.h"
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+namespace {
+
+using lcq::model::LoadedModel;
+
+std::string stories_bin() { return lcq::test::shared("models/stories260K/stories260K.bin"); }
+std::string stories_tok() { return lcq::test::shared("models/stories260K/tok512.bin"); }
+std::string tinystories_val() { return lcq::test::shared("data/tinystories/tinystories_val.txt"); }
+std::string lcq_binary() { return std::string(LCQ_BINARY_DIR) + "/src/lcq"; }
+
+LoadedModel load_stories() {
+  lcq::io::LoadOptions lo;
+  lo.tokenizer_path = stories_tok();
+  return lcq::model::load_model(stories_bin(), lo);
+}
+
+// Logits [T, vocab] of one sequence in a single full forward pass.
+torch::Tensor full_logits(const lcq::model::Model& m, const std::vector<int>& ids) {
+  torch::NoGradGuard ng;
+  auto t = torch::tensor(std::vector<int64_t>(ids.begin(), ids.end()), torch::kLong).unsqueeze(0);
+  return m.forward(t).squeeze(0).to(torch::kFloat);
+}
+
+std::string slurp(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(f), {});
+}
+
+struct CommandResult {
+  int exit_code = -1;
+  std::string out, err;
+};
+
+// Runs the lcq binary with arguments (already shell-quoted where needed).
+CommandResult run_lcq(const std::string& args) {
+  char tmpl[] = "/tmp/lcq-cli-XXXXXX";  // not scratch_dir(): that one belongs to the test
+  const std::string dir = mkdtemp(tmpl);
+  const std::string cmd = lcq_binary() + " " + args + " >" + dir + "/out 2>" + dir + "/err";
+  const int status = std::system(cmd.c_str());
+  CommandResult r;
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  r.out = slurp(dir + "/out");
+  r.err = slurp(dir + "/err");
+  std::filesystem::remove_all(dir);
+  return r;
+}
+
+}  // namespace
+
+// --- stories260K against the naive reference -----------------------------------------------
+
+TEST(Stories260K, GreedyDecodeFromBosTellsTheKnownStory) {
+  LoadedModel lm = load_stories();
+  lcq::model::GenerateOptions go;
+  go.max_new_tokens = 40;
+  auto res = lcq::model::generate(lm.model, {lm.tok().bos_id()}, go);
+  std::string text;
+  int prev = lm.tok().bos_id();
+  for (int id : res.tokens) {
+    text += lm.tok().decode_token(prev, id);
+    prev = id;
+  }
+  const std::string expected = "Once upon a time, there was a little girl named Lily.";
+  EXPECT_EQ(text.substr(0, expected.size()), expected) << text;
+
+  auto ref = lcq::reference::NaiveLlama::load(stories_bin());
+  EXPECT_EQ(res.tokens, ref.greedy(40));
+}
+
+TEST(Stories260K, LogitsMatchTheNaiveReferenceAtEveryPosition) {
+  LoadedModel lm = load_stories();
+  std::vector<int> ids = lm.tok().encode(slurp(tinystories_val()).substr(0, 1500), true);
+  ids.resize(300);
+  const torch::Tensor ours = full_logits(lm.model, ids);
+  auto ref = lcq::reference::NaiveLlama::load(stories_bin());
+  double worst = 0;
+  for (size_t p = 0; p < ids.size(); ++p) {
+    const std::vector<double> want = ref.forward_f64(ids[p], int(p));
+    const torch::Tensor row_t = ours[int64_t(p)].contiguous();
+    const float* row = row_t.data_ptr<float>();
+    for (size_t v = 0; v < want.size(); ++v) worst = std::max(worst, std::abs(double(row[v]) - want[v]));
+  }
+  EXPECT_LT(worst, 2e-4) << "largest logit difference";
+}
+
+TEST(Stories260K, IncrementalDecodingWithTheCacheEqualsTheFullForward) {
+  LoadedModel lm = load_stories();
+  std::vector<int> ids = lm.tok().encode("Once upon a time, a cat sat on a mat and looked at the sky.", true);
+  const torch::Tensor full = full_logits(lm.model, ids);
+  torch::NoGradGuard ng;
+  auto cache = lm.model.make_cache(1, int64_t(ids.size()));
+  // A prefill of the first 5 tokens, then one token at a time.
+  std::vector<int64_t> first(ids.begin(), ids.begin() + 5);
+  torch::Tensor step = lm.model.forward(torch::tensor(first, torch::kLong).unsqueeze(0), &cache).squeeze(0);
+  EXPECT_LT((step - full.slice(0, 0, 5)).abs().max().item<float>(), 1e-5f);
+  for (size_t p = 5; p < ids.size(); ++p) {
+    torch::Tensor one = lm.model.forward(torch::tensor({int64_t(ids[p])}, torch::kLong).unsqueeze(0), &cache);
+    EXPECT_LT((one.squeeze(0).squeeze(0) - full[int64_t(p)]).abs().max().item<float>(), 5e-5f) << "position " << p;
+  }
+}
+
+TEST(Stories260K, PerplexityAgreesWithTheNaiveReference) {
+  // The GPTQ protocol on tinystories_val.txt at the model's context (512). The test scores
+  // the first 8 windows (4096 tokens); LCQ_TEST_ALL_WINDOWS=1 scores the whole file (slow).
+  LoadedModel lm = load_stories();
+  const std::vector<int> ids = lm.tok().encode(slurp(tinystories_val()), true);
+  const bool all = std::getenv("LCQ_TEST_ALL_WINDOWS") != nullptr;
+  lcq::eval::PerplexityOptions po;
+  po.seqlen = 512;
+  po.max_windows = all ? 0 : 8;
+  po.progress = false;
+  po.batch = 4;
+  const auto ours = lcq::eval::perplexity(lm.model, ids, po);
+  EXPECT_EQ(ours.seqlen, 512);
+  EXPECT_EQ(ours.windows, all ? int64_t(ids.size() / 512) : 8);
+  auto ref = lcq::reference::NaiveLlama::load(stories_bin());
+  const double want = ref.perplexity_gptq(ids, 512, int(po.max_windows));
+  EXPECT_NEAR(ours.ppl / want, 1.0, 1e-4) << "ours " << ours.ppl << " reference " << want;
+  std::printf("stories260K tinystories_val: %lld windows, ppl %.6f (reference %.6f)\n",
+              static_cast<long long>(ours.windows), ours.ppl, want);
+}
+
+TEST(Stories260K, PerplexityRejectsATextShorterThanOneWindow) {
+  LoadedModel lm = load_stories();
+  lcq::eval::PerplexityOptions po;
+  po.seqlen = 512;
+  po.progress = false;
+  EXPECT_THROW(lcq::eval::perplexity(lm.model, lm.tok().encode("Too short.", true), po), lcq::Error);
+}
+
+TEST(Stories260K, Bf16RuntimeStaysCloseToFp32) {
+  lcq::io::LoadOptions lo;
+  lo.tokenizer_path = stories_tok();
+  lcq::model::RuntimeOptions ro;
+  ro.dtype = torch::kBFloat16;
+  LoadedModel f32 = load_stories();
+  LoadedModel b16 = lcq::model::load_model(stories_bin(), lo, ro);
+  std::vector<int> ids = f32.tok().encode("Lily went to the park with her mom.", true);
+  const torch::Tensor a = full_logits(f32.model, ids), b = full_logits(b16.model, ids);
+  EXPECT_EQ(b16.model.tok_embd.scalar_type(), torch::kBFloat16);
+  EXPECT_LT((a - b).abs().max().item<float>(), 0.5f);  // bf16 keeps ~3 significant digits
+  EXPECT_TRUE(a.argmax(-1).equal(b.argmax(-1)));
+}
+
+// --- lcq convert --------------------------------------------------------------------------
+
+TEST(Convert, GgufAndHfCopiesGiveTheSameLogitsAndTokens) {
+  const std::string dir = lcq::test::scratch_dir();
+  const std::string gguf = dir + "/stories.gguf", hf = dir + "/stories-hf";
+  const std::string tok = " --tokenizer " + stories_tok();
+  ASSERT_EQ(run_lcq("convert " + stories_bin() + tok + " " + gguf + " --quiet").exit_code, 0);
+  ASSERT_EQ(run_lcq("convert " + stories_bin() + tok + " " + hf + " --quiet").exit_code, 0);
+
+  LoadedModel bin = load_stories();
+  const std::string text = "Once upon a time, Tom and Sue found a big red ball.\nThey played all day!";
+  const std::vector<int> ids = bin.tok().encode(text, true);
+  const torch::Tensor want = full_logits(bin.model, ids);
+  for (const std::string& path : {gguf, hf}) {
+    LoadedModel copy = lcq::model::load_model(path);  // the tokenizer travels with the model
+    EXPECT_EQ(copy.tok().encode(text, true), ids) << path;
+    EXPECT_LT((full_logits(copy.model, ids) - want).abs().max().item<float>(), 1e-5f) << path;
+    nlohmann::json a = copy.model.config, b = bin.model.config;
+    a.erase("family");  // "llama2c" is remembered only by the original
+    b.erase("family");
+    EXPECT_EQ(a, b) << path;
+  }
+  // And back: GGUF -> HF at f16 halves the weights and stays close.
+  const std::string hf16 = dir + "/stories-hf16";
+  ASSERT_EQ(run_lcq("convert " + gguf + " " + hf16 + " --type f16 --quiet").exit_code, 0);
+  LoadedModel h = lcq::model::load_model(hf16);
+  EXPECT_LT((full_logits(h.model, ids) - want).abs().max().item<float>(), 0.05f);
+}
+
+// --- bad input through the command line ---------------------------------------------------
+
+TEST(Cli, BadInputGivesOneClearLineAndExitCodeOne) {
+  const std::string dir = lcq::test::scratch_dir();
+  const std::string real = lcq::test::read_bytes(stories_bin());
+  const std::string truncated = dir + "/truncated.bin";
+  lcq::test::write_bytes(truncated, real.substr(0, real.size() / 3));
+  const std::string gguf_bad = dir + "/bad.gguf";
+  lcq::test::write_bytes(gguf_bad, "GGUF\x03\0\0\0" + std::string(8, '\xff'));
+  const std::string short_text = dir + "/short.txt";
+  lcq::test::write_bytes(short_text, "Once upon a time.");
+  const std::string tok = " --tokenizer " + stories_tok();
+
+  struct Case {
+    std::string args, must_name;
+  } cases[] = {
+      {"info " + truncated + tok, truncated},
+      {"info " + gguf_bad, gguf_bad},
+      {"info " + dir + "/missing.gguf", dir + "/missing.gguf"},
+      {"generate " + stories_bin() + " --tokenizer " + short_text, short_text},
+      {"perplexity " + stories_bin() + tok + " --text " + short_text, short_text},
+      {"perplexity " + stories_bin() + tok + " --text " + dir + "/nothing.txt", dir + "/nothing.txt"},
+  };
+  for (const auto& c : cases) {
+    const CommandResult r = run_lcq(c.args + " --quiet");
+    EXPECT_TRUE(r.exit_code == 1 || r.exit_code == 2) << c.args << "\n" << r.err;
+    ASSERT_FALSE(r.err.empty()) << c.args;
+    EXPECT_EQ(r.err.find('\n'), r.err.size() - 1) << "one line expected: " << r.err;
+    EXPECT_EQ(r.err.rfind("lcq: error: ", 0), 0u) << r.err;
+    EXPECT_NE(r.err.find(c.must_name), std::string::npos) << r.err;
+  }
+}
+
+TEST(Cli, PerplexityJsonIsMachineReadable) {
+  const std::string dir = lcq::test::scratch_dir();
+  const std::string text = dir + "/text.txt";
+  lcq::test::write_bytes(text, slurp(tinystories_val()).substr(0, 20000));
+  const CommandResult r = run_lcq("perplexity " + stories_bin() + " --tokenizer " + stories_tok() + " --text " +
+                                  text + " --json --quiet");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j.at("protocol"), "gptq");
+  EXPECT_EQ(j.at("seqlen"), 512);
+  EXPECT_GT(j.at("windows").get<int>(), 0);
+  EXPECT_TRUE(std::isfinite(j.at("perplexity").get<double>()));
+}
+
+// --- SmolLM2-135M against transformers' golden logits --------------------------------------
+
+TEST(SmolLM2Runtime, TokensAndLogitsMatchTransformers) {
+  const std::string path = lcq::test::smollm2_gguf();
+  if (path.empty()) GTEST_SKIP() << "set LCQ_SMOLLM2_GGUF to the SmolLM2-135M-Instruct Q4_1 GGUF";
+  const auto golden = nlohmann::json::parse(slurp(std::string(LCQ_SOURCE_DIR) + "/tests/fixtures/smollm2/golden_logits.json"));
+  LoadedModel lm = lcq::model::load_model(path);
+  const auto logit_ids = golden.at("logit_ids").get<std::vector<int64_t>>();
+  const torch::Tensor index = torch::tensor(logit_ids, torch::kLong);
+  for (const auto& prompt : golden.at("prompts")) {
+    const std::string name = prompt.at("name");
+    const auto want_ids = prompt.at("ids").get<std::vector<int>>();
+    ASSERT_EQ(lm.tok().encode(prompt.at("text"), prompt.at("add_special_tokens")), want_ids) << name;
+    const torch::Tensor logits = full_logits(lm.model, want_ids);
+    const auto want = prompt.at("logits").get<std::vector<std::vector<float>>>();
+    const auto want_lse = prompt.at("logsumexp").get<std::vector<double>>();
+    const auto want_argmax = prompt.at("argmax").get<std::vector<int64_t>>();
+    for (size_t p = 0; p < want.size(); ++p) {
+      const torch::Tensor picked = logits[int64_t(p)].index_select(0, index);
+      const float diff = (picked - torch::tensor(want[p])).abs().max().item<float>();
+      EXPECT_LT(diff, 2e-3f) << name << " position " << p;
+      EXPECT_NEAR(logits[int64_t(p)].to(torch::kDouble).logsumexp(0).item<double>(), want_lse[p], 2e-3) << name;
+      EXPECT_EQ(logits[int64_t(p)].argmax().item<int64_t>(), want_argmax[p]) << name << " position " << p;
+    }
+    // Greedy continuation: every step whose top-1 lead in the reference is clear must agree
+    // (ties within float noise may legitimately flip, and everything after them differs).
+    if (!prompt.contains("greedy")) continue;
+    const auto& g = prompt.at("greedy");
+    const auto want_greedy = g.at("ids").get<std::vector<int>>();
+    const auto lead = g.at("top1_minus_top2").get<std::vector<double>>();
+    lcq::model::GenerateOptions go;
+    go.max_new_tokens = int(want_greedy.size());
+    const auto got = lcq::model::generate(lm.model, want_ids, go).tokens;
+    for (size_t i = 0; i < want_greedy.size() && lead[i] > 1e-2; ++i)
+      ASSERT_EQ(got[i], want_greedy[i]) << name << " step " << i;
+  }
+}
