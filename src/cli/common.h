@@ -42,5 +42,6 @@ void register_generate(CLI::App& app);
 void register_perplexity(CLI::App& app);
 void register_convert(CLI::App& app);
 void register_demo(CLI::App& app);
+void register_quantize(CLI::App& app);
 
 }  // namespace lcq::cli

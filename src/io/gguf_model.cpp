@@ -69,6 +69,13 @@ struct TensorChecker {
   const TensorView* maybe(const std::string& name, const std::vector<int64_t>& shape) const {
     return check(name, shape, false);
   }
+  // A linear layer's weight: dense "<name>.weight", or an LCQ codebook layer (checked in
+  // full when it is read, see codebook_tensors.h).
+  void linear(const std::string& weight, const std::vector<int64_t>& shape) const {
+    const std::string base = weight.substr(0, weight.size() - std::string(".weight").size());
+    if (!f.find_tensor(weight) && f.find_tensor(base + ".lcq_idx")) return;
+    need(weight, shape);
+  }
 };
 
 void read_rope_scaling(const GgufFile& f, const std::string& p, RopeScaling& rs) {
@@ -139,13 +146,13 @@ void check_tensors(const GgufFile& f, ModelConfig& c, GgufArch kind) {
     const std::string b = fmt::format("blk.{}.", l);
     t.need(b + "attn_norm.weight", {D});
     t.need(b + "ffn_norm.weight", {D});
-    t.need(b + "attn_q.weight", {Q, D});
-    t.need(b + "attn_k.weight", {KV, D});
-    t.need(b + "attn_v.weight", {KV, D});
-    t.need(b + "attn_output.weight", {D, Q});
-    t.need(b + "ffn_up.weight", {F, D});
-    t.need(b + "ffn_down.weight", {D, F});
-    if (!opt) t.need(b + "ffn_gate.weight", {F, D});
+    t.linear(b + "attn_q.weight", {Q, D});
+    t.linear(b + "attn_k.weight", {KV, D});
+    t.linear(b + "attn_v.weight", {KV, D});
+    t.linear(b + "attn_output.weight", {D, Q});
+    t.linear(b + "ffn_up.weight", {F, D});
+    t.linear(b + "ffn_down.weight", {D, F});
+    if (!opt) t.linear(b + "ffn_gate.weight", {F, D});
     if (c.attn_qkv_bias) {
       t.need(b + "attn_q.bias", {Q});
       t.need(b + "attn_k.bias", {KV});

@@ -1,5 +1,7 @@
 #include "lcq/model/linear.h"
 
+#include "lcq/core/error.h"
+
 #include <torch/torch.h>
 
 namespace lcq::model {
@@ -25,7 +27,22 @@ torch::Tensor ActQuant::apply(const torch::Tensor& x) const {
 int64_t Linear::in_features() const { return weight.size(1); }
 int64_t Linear::out_features() const { return weight.size(0); }
 
+namespace {
+thread_local LinearInputTap::Fn* g_tap = nullptr;
+}  // namespace
+
+LinearInputTap::LinearInputTap(Fn fn) {
+  LCQ_CHECK(g_tap == nullptr, "LinearInputTap: taps do not nest");
+  g_tap = new Fn(std::move(fn));
+}
+
+LinearInputTap::~LinearInputTap() {
+  delete g_tap;
+  g_tap = nullptr;
+}
+
 torch::Tensor Linear::forward(const torch::Tensor& x) const {
+  if (g_tap) (*g_tap)(*this, x);
   torch::Tensor in = input_quant ? input_quant->apply(x) : x;
   torch::Tensor y = bias.defined() ? torch::nn::functional::linear(in, weight, bias)
                                    : torch::nn::functional::linear(in, weight);

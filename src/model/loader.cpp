@@ -2,6 +2,7 @@
 
 #include "lcq/core/error.h"
 #include "lcq/core/progress.h"
+#include "lcq/io/codebook_tensors.h"
 
 #include <torch/torch.h>
 
@@ -71,7 +72,17 @@ Model build_model(const io::ModelSource& src, const RuntimeOptions& opts) {
     b.ffn_norm = norm(p + "ffn_norm");
     auto lin = [&](const std::string& name, int64_t out, int64_t in) {
       Linear x;
-      x.weight = get(p + name + ".weight", {out, in});
+      const std::string base = p + name;
+      if (!src.find(base + ".weight") && io::has_codebook_layer(src, base)) {
+        // An LCQ layer: dequantized on load (the packed kernels run it without this step).
+        const CodebookLayer cl = io::read_codebook_layer(src, base, out, in);
+        auto w = torch::empty({out, in}, torch::kFloat32);
+        cl.dequantize(w.data_ptr<float>());
+        x.weight = w.to(torch::TensorOptions().dtype(opts.dtype).device(opts.device));
+        progress.add();
+      } else {
+        x.weight = get(base + ".weight", {out, in});
+      }
       x.bias = get_opt(p + name + ".bias", {out});
       return x;
     };

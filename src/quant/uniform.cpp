@@ -68,8 +68,11 @@ torch::Tensor quantize_codes(const GroupedWeight& gw, const UniformGrid& grid, i
 }
 
 torch::Tensor fake_quantize(const GroupedWeight& gw, const UniformGrid& grid, int bits) {
+  // scale*q - scale*zero: the codebook form C = S V - B, so that RTN and a rank-one
+  // codebook with V = [0..K-1] agree bit for bit.
   auto q = quantize_codes(gw, grid, bits);
-  return gw.ungroup((q - grid.zero.unsqueeze(-1)) * grid.scale.unsqueeze(-1));
+  auto s = grid.scale.unsqueeze(-1);
+  return gw.ungroup(q * s - s * grid.zero.unsqueeze(-1));
 }
 
 CodebookLayer to_codebook(const GroupedWeight& gw, const UniformGrid& grid, int bits) {

@@ -4,6 +4,7 @@
 
 #include <torch/types.h>
 
+#include <functional>
 #include <memory>
 
 namespace lcq::model {
@@ -29,6 +30,18 @@ struct Linear {
   torch::Tensor forward(const torch::Tensor& x) const;
   // The effective weight as a dense float tensor.
   torch::Tensor dense_weight() const;
+};
+
+// While alive, sees the input of every Linear::forward on this thread (before activation
+// quantization): how quantizers collect per-layer inputs (errors, Hessians, activation
+// statistics) without hooks in the model code. Not nestable.
+class LinearInputTap {
+ public:
+  using Fn = std::function<void(const Linear&, const torch::Tensor&)>;
+  explicit LinearInputTap(Fn fn);
+  ~LinearInputTap();
+  LinearInputTap(const LinearInputTap&) = delete;
+  LinearInputTap& operator=(const LinearInputTap&) = delete;
 };
 
 }  // namespace lcq::model

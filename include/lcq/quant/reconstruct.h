@@ -1,0 +1,76 @@
+// The block-wise reconstruction engine shared by the learned methods (LCQ; OmniQuant,
+// FlexRound and LRQ later). Blocks are quantized in order. For block l:
+//   inputs  = calibration activations after the already-quantized blocks < l
+//   targets = the full-precision block's outputs on full-precision inputs (default), or on
+//             the quantized inputs (targets_from_quantized_inputs)
+// the method's parameters are trained with Adam on the MSE between the two, then frozen;
+// the block's weights are replaced by the final quantized ones and the engine moves on.
+// Only one block's training state and three activation sets [N, L, dim] live at a time.
+#pragma once
+
+#include "lcq/kernels/codebook_layer.h"
+#include "lcq/model/model.h"
+
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace lcq::quant {
+
+struct LayerReport {
+  std::string name;           // e.g. "blk.3.attn_q"
+  double init_error = 0;      // relative output error ||x(W_hat - W)^T||^2 / ||x W^T||^2, at init
+  double final_error = 0;     // ... after training and double quantization
+  double bits_per_weight = 0;
+};
+
+struct BlockReport {
+  int layer = 0;
+  double init_loss = 0;       // block output MSE before training
+  double trained_loss = 0;    // after training (float parameters)
+  double final_loss = 0;      // after double quantization and re-assignment (what is stored)
+  double seconds = 0;
+  std::vector<LayerReport> layers;
+};
+
+// A quantization method as the engine sees it, for one block at a time.
+class BlockMethod {
+ public:
+  virtual ~BlockMethod() = default;
+  // Prepares the quantizers of `fp`'s linear layers (named "blk.<l>.<linear>").
+  virtual void begin_block(int layer, const model::Block& fp, const std::vector<torch::Tensor>& calib_inputs) = 0;
+  // Parameter groups (each with its own learning rate) to train; empty = nothing to train.
+  virtual std::vector<torch::optim::OptimizerParamGroup> param_groups() = 0;
+  // Writes the current quantized weights (differentiable in the parameters) into `working`.
+  virtual void apply(model::Block& working) = 0;
+  // Freezes the block: the final quantized layers, and their dequantized weights in `working`.
+  virtual std::map<std::string, CodebookLayer> end_block(model::Block& working) = 0;
+};
+
+struct ReconstructOptions {
+  int epochs = 10;
+  int64_t batch_size = 4;       // calibration samples per Adam step
+  std::string schedule = "cosine";  // cosine (to 0) | constant
+  bool targets_from_quantized_inputs = false;
+  uint64_t seed = 0;
+  bool progress = true;
+  int64_t error_samples = 4;    // samples used for the per-layer errors in the report
+};
+
+struct ReconstructResult {
+  std::map<std::string, CodebookLayer> layers;  // every quantized linear, by name
+  std::vector<BlockReport> blocks;
+};
+
+// Quantizes `model`'s blocks in place (their weights become the dequantized quantized
+// weights) with `method`, on calibration tokens [N, L].
+ReconstructResult reconstruct(model::Model& model, const torch::Tensor& calib_tokens, BlockMethod& method,
+                              const ReconstructOptions& opts);
+
+nlohmann::json to_json(const BlockReport& r);
+
+}  // namespace lcq::quant

@@ -1,0 +1,153 @@
+#include "lcq/quant/lcq.h"
+
+#include "lcq/core/error.h"
+#include "lcq/core/half.h"
+
+#include <cmath>
+#include <limits>
+
+namespace lcq::quant {
+
+void validate(const LcqOptions& o) {
+  LCQ_CHECK(o.bits >= 1 && o.bits <= 8, "--bits must be between 1 and 8, got {}", o.bits);
+  LCQ_CHECK(o.group >= 1, "--group must be >= 1, got {}", o.group);
+  LCQ_CHECK(o.rank >= 1 && o.rank <= 64, "--rank must be between 1 and 64, got {}", o.rank);
+  LCQ_CHECK(o.init == "rtn" || o.init == "mse", "--init must be rtn or mse, got '{}'", o.init);
+  LCQ_CHECK(o.dq_bits >= 0 && o.dq_bits <= 8, "--dq-bits must be between 0 (off) and 8, got {}", o.dq_bits);
+  LCQ_CHECK(o.dq_group >= 1, "--dq-group must be >= 1, got {}", o.dq_group);
+}
+
+LcqLinear::LcqLinear(const torch::Tensor& W, const LcqOptions& o, torch::Generator gen) : o_(o) {
+  validate(o);
+  torch::NoGradGuard ng;
+  gw_ = GroupedWeight::make(W.detach().to(torch::kFloat32), o.group);
+  const UniformGrid grid = o.init == "rtn" ? minmax_grid(gw_, o.bits) : mse_grid(gw_, o.bits);
+  const int64_t K = int64_t(1) << o.bits, r = o.rank;
+  const auto f32 = torch::TensorOptions().dtype(torch::kFloat32);
+  s0_ = grid.scale.clone();
+  // Row 0 is the rank-one grid (S~ = 1, V = [0..K-1], B~ = zero point); extra rows start with
+  // S~ = 0, so step 0 reproduces the initial quantizer exactly.
+  s_tilde_ = torch::zeros({r, s0_.size(0), s0_.size(1)}, f32);
+  s_tilde_[0].fill_(1.0);
+  b_tilde_ = grid.zero.clone();
+  v_ = torch::empty({r, K}, f32);
+  v_[0] = torch::arange(K, f32);
+  if (r > 1) v_.slice(0, 1, r).uniform_(-o.v_init, o.v_init, gen);
+  s_tilde_.set_requires_grad(true);
+  b_tilde_.set_requires_grad(true);
+  v_.set_requires_grad(true);
+}
+
+torch::Tensor LcqLinear::codebook() const {
+  // C[m, g, :] = sum_r (S~[r] s0)[m, g] V[r, :] - (B~ s0)[m, g]
+  auto S = s_tilde_ * s0_.unsqueeze(0);                    // [r, m, Gr]
+  auto C = torch::einsum("rmg,rk->mgk", {S, v_});          // [m, Gr, K]
+  return C - (b_tilde_ * s0_).unsqueeze(-1);
+}
+
+torch::Tensor LcqLinear::assign(const torch::Tensor& C) const {
+  torch::NoGradGuard ng;
+  const torch::Tensor c = C.detach();
+  // |w - C[k, j]| for every weight and entry, a row block at a time to bound memory.
+  const int64_t m = gw_.w.size(0), per = std::max<int64_t>(1, (int64_t(1) << 24) / (gw_.w[0].numel() * c.size(-1)));
+  std::vector<torch::Tensor> parts;
+  for (int64_t i = 0; i < m; i += per) {
+    auto w = gw_.w.slice(0, i, std::min(m, i + per)).unsqueeze(-1);       // [b, Gr, g, 1]
+    auto d = (w - c.slice(0, i, std::min(m, i + per)).unsqueeze(2)).abs();  // [b, Gr, g, K]
+    parts.push_back(d.argmin(-1));
+  }
+  return torch::cat(parts, 0);
+}
+
+torch::Tensor LcqLinear::weight() const {
+  auto C = codebook();
+  auto q = assign(C);
+  auto w = C.gather(-1, q);  // gradient flows to the entries the weights are assigned to
+  return gw_.ungroup(w);
+}
+
+void double_quantize(const float* x, int64_t n, int bits, int group, uint8_t* codes, uint16_t* scale,
+                     uint16_t* offset) {
+  const float qmax = float((1 << bits) - 1);
+  for (int64_t b0 = 0, blk = 0; b0 < n; b0 += group, ++blk) {
+    const int64_t b1 = std::min(n, b0 + group);
+    float lo = std::numeric_limits<float>::infinity(), hi = -lo;
+    for (int64_t i = b0; i < b1; ++i) {
+      lo = std::min(lo, x[i]);
+      hi = std::max(hi, x[i]);
+    }
+    // Codes are computed against the fp16-rounded scale and offset that will be stored.
+    const uint16_t off16 = f32_to_f16(lo);
+    const uint16_t sc16 = f32_to_f16((hi - lo) / qmax);
+    const float off = f16_to_f32(off16), sc = f16_to_f32(sc16);
+    scale[blk] = sc16;
+    offset[blk] = off16;
+    for (int64_t i = b0; i < b1; ++i) {
+      float c = sc > 0 ? std::nearbyint((x[i] - off) / sc) : 0.f;
+      codes[i] = uint8_t(std::min(qmax, std::max(0.f, c)));
+    }
+  }
+}
+
+void assign_nearest(CodebookLayer& l, const float* W) {
+  const int K = l.levels();
+  const int64_t gpr = l.groups_per_row();
+  l.indices.resize(size_t(l.rows * l.cols));
+  std::vector<float> cb(static_cast<size_t>(K));
+  for (int64_t i = 0; i < l.rows; ++i) {
+    for (int64_t j = 0; j < gpr; ++j) {
+      l.codebook(i * gpr + j, cb.data());
+      const int64_t c0 = j * l.group, c1 = std::min(l.cols, c0 + l.group);
+      for (int64_t c = c0; c < c1; ++c) {
+        const float w = W[i * l.cols + c];
+        int best = 0;
+        float best_d = std::abs(w - cb[0]);
+        for (int t = 1; t < K; ++t) {
+          const float d = std::abs(w - cb[size_t(t)]);
+          if (d < best_d) best_d = d, best = t;
+        }
+        l.indices[size_t(i * l.cols + c)] = uint8_t(best);
+      }
+    }
+  }
+}
+
+CodebookLayer LcqLinear::finalize() const {
+  torch::NoGradGuard ng;
+  CodebookLayer l;
+  l.rows = gw_.w.size(0);
+  l.cols = gw_.cols;
+  l.bits = o_.bits;
+  l.group = int(gw_.group);
+  l.rank = o_.rank;
+  l.dq_bits = o_.dq_bits;
+  l.dq_group = o_.dq_group;
+  const int64_t G = l.n_groups(), NB = l.n_dq_blocks(), r = l.rank;
+  auto S = (s_tilde_ * s0_.unsqueeze(0)).reshape({r, G}).contiguous();  // group g = row * Gr + j
+  auto B = (b_tilde_ * s0_).reshape({G}).contiguous();
+  const float* s = S.data_ptr<float>();
+  const float* b = B.data_ptr<float>();
+  if (l.dq_bits > 0) {
+    l.s_codes.resize(size_t(r * G));
+    l.s_scale.resize(size_t(r * NB));
+    l.s_offset.resize(size_t(r * NB));
+    for (int64_t k = 0; k < r; ++k)
+      double_quantize(s + k * G, G, l.dq_bits, l.dq_group, &l.s_codes[size_t(k * G)], &l.s_scale[size_t(k * NB)],
+                      &l.s_offset[size_t(k * NB)]);
+    l.b_codes.resize(size_t(G));
+    l.b_scale.resize(size_t(NB));
+    l.b_offset.resize(size_t(NB));
+    double_quantize(b, G, l.dq_bits, l.dq_group, l.b_codes.data(), l.b_scale.data(), l.b_offset.data());
+  } else {
+    l.s_f32.assign(s, s + r * G);
+    l.b_f32.assign(b, b + G);
+  }
+  auto V = v_.detach().contiguous();
+  for (int64_t i = 0; i < V.numel(); ++i) l.v.push_back(f32_to_f16(V.data_ptr<float>()[i]));
+  auto W = gw_.ungroup(gw_.w).contiguous();
+  assign_nearest(l, W.data_ptr<float>());
+  l.validate("lcq");
+  return l;
+}
+
+}  // namespace lcq::quant

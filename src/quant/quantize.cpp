@@ -1,0 +1,203 @@
+#include "lcq/quant/quantize.h"
+
+#include "lcq/core/error.h"
+#include "lcq/io/codebook_tensors.h"
+#include "lcq/io/writers.h"
+
+#include <chrono>
+#include <deque>
+
+namespace lcq::quant {
+
+namespace {
+
+std::string layer_name(int layer, const std::string& linear) { return "blk." + std::to_string(layer) + "." + linear; }
+
+// LCQ on the reconstruction engine: one LcqLinear per linear layer of the block.
+class LcqMethod final : public BlockMethod {
+ public:
+  explicit LcqMethod(const QuantizeOptions& o) : o_(o), gen_(at::detail::createCPUGenerator(o.engine.seed)) {}
+
+  void begin_block(int layer, const model::Block& fp, const std::vector<torch::Tensor>&) override {
+    layer_ = layer;
+    quantizers_.clear();
+    for (const auto& [name, lin] : fp.linears()) quantizers_.emplace_back(name, LcqLinear(lin->weight, o_.lcq, gen_));
+  }
+
+  std::vector<torch::optim::OptimizerParamGroup> param_groups() override {
+    if (o_.engine.epochs == 0) return {};
+    std::vector<torch::Tensor> scales, codebooks;
+    for (auto& [name, q] : quantizers_) {
+      for (auto& t : q.scale_parameters()) scales.push_back(t);
+      for (auto& t : q.codebook_parameters()) codebooks.push_back(t);
+    }
+    std::vector<torch::optim::OptimizerParamGroup> groups;
+    groups.emplace_back(scales, std::make_unique<torch::optim::AdamOptions>(o_.lr_scale));
+    groups.emplace_back(codebooks, std::make_unique<torch::optim::AdamOptions>(o_.lr_codebook));
+    return groups;
+  }
+
+  void apply(model::Block& working) override {
+    auto lins = working.linears();
+    for (size_t i = 0; i < lins.size(); ++i) lins[i].second->weight = quantizers_[i].second.weight();
+  }
+
+  std::map<std::string, CodebookLayer> end_block(model::Block& working) override {
+    std::map<std::string, CodebookLayer> out;
+    auto lins = working.linears();
+    for (size_t i = 0; i < lins.size(); ++i) {
+      CodebookLayer cl = quantizers_[i].second.finalize();
+      auto w = torch::empty({cl.rows, cl.cols}, torch::kFloat32);
+      cl.dequantize(w.data_ptr<float>());
+      model::Linear& lin = *lins[i].second;
+      lin.weight = w.to(lin.weight.options()).detach();
+      out.emplace(layer_name(layer_, quantizers_[i].first), std::move(cl));
+    }
+    quantizers_.clear();
+    return out;
+  }
+
+ private:
+  QuantizeOptions o_;
+  torch::Generator gen_;
+  int layer_ = 0;
+  std::vector<std::pair<std::string, LcqLinear>> quantizers_;
+};
+
+}  // namespace
+
+void validate(const QuantizeOptions& o) {
+  LCQ_CHECK(o.method == "lcq" || o.method == "rtn", "--method must be lcq or rtn, got '{}'", o.method);
+  validate(o.lcq);
+  LCQ_CHECK(o.lr_scale > 0 && o.lr_codebook > 0, "learning rates must be positive");
+  LCQ_CHECK(o.engine.epochs >= 0, "--epochs must be >= 0, got {}", o.engine.epochs);
+  LCQ_CHECK(o.engine.batch_size >= 1, "--batch-size must be >= 1, got {}", o.engine.batch_size);
+  LCQ_CHECK(o.engine.schedule == "cosine" || o.engine.schedule == "constant",
+            "--schedule must be cosine or constant, got '{}'", o.engine.schedule);
+}
+
+QuantizeResult quantize_model(model::Model& m, const torch::Tensor& calib, const QuantizeOptions& opts) {
+  validate(opts);
+  QuantizeOptions o = opts;
+  if (o.method == "rtn") {  // RTN is rank-one LCQ from the min-max grid, untrained
+    o.lcq.rank = 1;
+    o.lcq.init = "rtn";
+    o.engine.epochs = 0;
+  }
+  // NaN or infinite weights would silently poison every codebook: refuse before any work.
+  for (size_t l = 0; l < m.blocks.size(); ++l)
+    for (const auto& [name, lin] : m.blocks[l].linears())
+      LCQ_CHECK(torch::isfinite(lin->weight).all().item<bool>(), "weight '{}' contains NaN or infinite values",
+                layer_name(int(l), name));
+
+  const auto t0 = std::chrono::steady_clock::now();
+  QuantizeResult r;
+  LcqMethod method(o);
+  if (calib.defined()) {
+    ReconstructResult rr = reconstruct(m, calib, method, o.engine);
+    r.layers = std::move(rr.layers);
+    r.blocks = std::move(rr.blocks);
+  } else {
+    LCQ_CHECK(o.engine.epochs == 0, "method '{}' needs calibration data (--calib)", o.method);
+    torch::NoGradGuard ng;
+    for (size_t l = 0; l < m.blocks.size(); ++l) {
+      method.begin_block(int(l), m.blocks[l], {});
+      for (auto& [name, layer] : method.end_block(m.blocks[l])) r.layers.emplace(name, std::move(layer));
+    }
+  }
+  double bits = 0;
+  for (const auto& [name, l] : r.layers) {
+    bits += l.bits_per_weight() * double(l.rows * l.cols);
+    r.quantized_weights += l.rows * l.cols;
+  }
+  r.bits_per_weight = r.quantized_weights ? bits / double(r.quantized_weights) : 0;
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return r;
+}
+
+namespace {
+
+// The model's tensors under canonical names, as f32 buffers (kept alive in `storage`).
+// Linear layers present in `skip` are left out.
+std::vector<io::WriteTensor> dense_tensors(const model::Model& m, const std::map<std::string, CodebookLayer>* skip,
+                                           io::DType dtype, std::deque<torch::Tensor>& storage) {
+  std::vector<io::WriteTensor> out;
+  auto add = [&](const std::string& name, const torch::Tensor& t) {
+    if (!t.defined()) return;
+    storage.push_back(t.detach().to(torch::kFloat32).contiguous());
+    const torch::Tensor& c = storage.back();
+    io::WriteTensor w;
+    w.name = name;
+    w.shape = c.sizes().vec();
+    w.dtype = c.dim() >= 2 ? dtype : io::DType::F32;  // norms and biases stay f32
+    w.f32 = c.data_ptr<float>();
+    out.push_back(w);
+  };
+  add("token_embd.weight", m.tok_embd);
+  add("position_embd.weight", m.pos_embd);
+  for (size_t l = 0; l < m.blocks.size(); ++l) {
+    const model::Block& b = m.blocks[l];
+    const std::string p = "blk." + std::to_string(l) + ".";
+    add(p + "attn_norm.weight", b.attn_norm.weight);
+    add(p + "attn_norm.bias", b.attn_norm.bias);
+    add(p + "ffn_norm.weight", b.ffn_norm.weight);
+    add(p + "ffn_norm.bias", b.ffn_norm.bias);
+    for (const auto& [name, lin] : b.linears()) {
+      if (!skip || !skip->count(p + name)) add(p + name + ".weight", lin->weight);
+      add(p + name + ".bias", lin->bias);
+    }
+  }
+  add("output_norm.weight", m.output_norm.weight);
+  add("output_norm.bias", m.output_norm.bias);
+  if (!m.config.tie_embeddings) add("output.weight", m.output.weight);
+  return out;
+}
+
+}  // namespace
+
+void write_quantized_model(const std::string& path, const model::Model& m, const tokenizer::Vocab& vocab,
+                           const QuantizeResult& q, const nlohmann::json& extra) {
+  LCQ_CHECK(!q.layers.empty(), "{}: nothing was quantized", path);
+  std::deque<torch::Tensor> dense_storage;
+  std::deque<std::vector<uint8_t>> raw_storage;
+  auto tensors = dense_tensors(m, &q.layers, io::DType::F32, dense_storage);
+  for (const auto& [name, layer] : q.layers) io::add_codebook_tensors(name, layer, tensors, raw_storage);
+  io::WriteOptions wo;
+  wo.extra_metadata = extra;
+  const nlohmann::json common = io::codebook_metadata(q.layers.begin()->second);
+  for (const auto& [k, v] : common.items()) wo.extra_metadata[k] = v;
+  // Per-layer keys where a layer differs from the model-wide settings.
+  const CodebookLayer& first = q.layers.begin()->second;
+  for (const auto& [name, l] : q.layers) {
+    if (l.bits != first.bits) wo.extra_metadata["lcq.layer." + name + ".bits"] = l.bits;
+    if (l.group != first.group) wo.extra_metadata["lcq.layer." + name + ".group_size"] = l.group;
+    if (l.rank != first.rank) wo.extra_metadata["lcq.layer." + name + ".rank"] = l.rank;
+  }
+  wo.extra_metadata["lcq.bits_per_weight"] = q.bits_per_weight;
+  io::write_gguf_model(path, m.config, tensors, vocab, wo);
+}
+
+void write_dense_model(const std::string& path, const model::Model& m, const tokenizer::Vocab& vocab,
+                       io::DType dtype, const nlohmann::json& extra) {
+  std::deque<torch::Tensor> storage;
+  auto tensors = dense_tensors(m, nullptr, dtype, storage);
+  io::WriteOptions wo;
+  wo.extra_metadata = extra;
+  const bool gguf = path.size() >= 5 && path.compare(path.size() - 5, 5, ".gguf") == 0;
+  if (gguf)
+    io::write_gguf_model(path, m.config, tensors, vocab, wo);
+  else
+    io::write_hf_model(path, m.config, tensors, vocab, wo);
+}
+
+nlohmann::json to_json(const QuantizeResult& r) {
+  nlohmann::json blocks = nlohmann::json::array();
+  for (const auto& b : r.blocks) blocks.push_back(to_json(b));
+  return {{"seconds", r.seconds},
+          {"bits_per_weight", r.bits_per_weight},
+          {"quantized_weights", r.quantized_weights},
+          {"layers", r.layers.size()},
+          {"blocks", blocks}};
+}
+
+}  // namespace lcq::quant

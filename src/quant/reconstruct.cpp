@@ -1,0 +1,179 @@
+#include "lcq/quant/reconstruct.h"
+
+#include "lcq/core/error.h"
+#include "lcq/core/progress.h"
+
+#include <fmt/format.h>
+
+#include <chrono>
+#include <cmath>
+#include <random>
+
+namespace lcq::quant {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Runs `block` over all of x [N, L, D] in chunks, without gradients.
+torch::Tensor run_block(const model::BlockContext& ctx, const model::Block& block, const torch::Tensor& x,
+                        int64_t chunk) {
+  torch::NoGradGuard ng;
+  std::vector<torch::Tensor> outs;
+  for (int64_t i = 0; i < x.size(0); i += chunk)
+    outs.push_back(model::block_forward(ctx, block, x.slice(0, i, std::min(x.size(0), i + chunk)), 0));
+  return torch::cat(outs, 0);
+}
+
+double block_loss(const model::BlockContext& ctx, const model::Block& block, const torch::Tensor& x,
+                  const torch::Tensor& target, int64_t chunk) {
+  torch::NoGradGuard ng;
+  double sum = 0;
+  for (int64_t i = 0; i < x.size(0); i += chunk) {
+    const int64_t j = std::min(x.size(0), i + chunk);
+    auto y = model::block_forward(ctx, block, x.slice(0, i, j), 0);
+    sum += (y - target.slice(0, i, j)).pow(2).sum().item<double>();
+  }
+  return sum / double(target.numel());
+}
+
+// Relative output error of every linear of `quant` against the same linear of `fp`, on the
+// inputs each sees while `quant` runs over x.
+std::map<const model::Linear*, double> layer_errors(const model::BlockContext& ctx, const model::Block& quant,
+                                                    const model::Block& fp, const torch::Tensor& x) {
+  torch::NoGradGuard ng;
+  std::map<const model::Linear*, const model::Linear*> fp_of;
+  auto ql = quant.linears();
+  auto fl = fp.linears();
+  for (size_t i = 0; i < ql.size(); ++i) fp_of[ql[i].second] = fl[i].second;
+  std::map<const model::Linear*, double> err;
+  {
+    model::LinearInputTap tap([&](const model::Linear& l, const torch::Tensor& in) {
+      auto it = fp_of.find(&l);
+      if (it == fp_of.end()) return;
+      auto ref = torch::nn::functional::linear(in, it->second->weight);
+      auto got = torch::nn::functional::linear(in, l.weight);
+      err[&l] = (got - ref).pow(2).sum().item<double>() / std::max(1e-30, ref.pow(2).sum().item<double>());
+    });
+    model::block_forward(ctx, quant, x, 0);
+  }
+  return err;
+}
+
+}  // namespace
+
+nlohmann::json to_json(const BlockReport& r) {
+  nlohmann::json layers = nlohmann::json::array();
+  for (const auto& l : r.layers)
+    layers.push_back({{"name", l.name}, {"init_error", l.init_error}, {"final_error", l.final_error},
+                      {"bits_per_weight", l.bits_per_weight}});
+  return {{"layer", r.layer},        {"init_loss", r.init_loss}, {"trained_loss", r.trained_loss},
+          {"final_loss", r.final_loss}, {"seconds", r.seconds},     {"layers", layers}};
+}
+
+ReconstructResult reconstruct(model::Model& m, const torch::Tensor& calib, BlockMethod& method,
+                              const ReconstructOptions& o) {
+  LCQ_CHECK(calib.dim() == 2 && calib.size(0) >= 1, "calibration tokens must be [samples, seqlen]");
+  LCQ_CHECK(o.epochs >= 0, "--epochs must be >= 0, got {}", o.epochs);
+  LCQ_CHECK(o.batch_size >= 1, "--batch-size must be >= 1, got {}", o.batch_size);
+  const int64_t N = calib.size(0), chunk = std::max<int64_t>(o.batch_size, 8);
+  m.ensure_positions(calib.size(1));
+  const model::BlockContext ctx = m.context();
+  torch::manual_seed(o.seed);
+  std::mt19937_64 rng(o.seed);
+
+  torch::Tensor x_fp, x_q;
+  {
+    torch::NoGradGuard ng;
+    x_fp = m.embed(calib);
+    x_q = x_fp;
+  }
+  ReconstructResult result;
+  const int64_t steps_per_epoch = (N + o.batch_size - 1) / o.batch_size;
+  const int64_t total_steps = steps_per_epoch * o.epochs;
+  const int64_t n_err = std::min(N, o.error_samples);
+
+  for (size_t l = 0; l < m.blocks.size(); ++l) {
+    const auto t0 = Clock::now();
+    model::Block& block = m.blocks[l];
+    const model::Block fp = block;  // shares the full-precision weight tensors
+    torch::Tensor target = run_block(ctx, fp, o.targets_from_quantized_inputs ? x_q : x_fp, chunk);
+
+    std::vector<torch::Tensor> inputs;  // what the method may use for statistics (GPTQ, AWQ)
+    inputs.push_back(x_q);
+    method.begin_block(int(l), fp, inputs);
+    model::Block working = fp;
+    {
+      torch::NoGradGuard ng;
+      method.apply(working);
+    }
+    BlockReport rep;
+    rep.layer = int(l);
+    rep.init_loss = block_loss(ctx, working, x_q, target, chunk);
+    const auto init_err = layer_errors(ctx, working, fp, x_q.slice(0, 0, n_err));
+    rep.trained_loss = rep.init_loss;
+
+    auto groups = method.param_groups();
+    if (!groups.empty() && total_steps > 0) {
+      std::vector<double> base_lr;
+      for (auto& g : groups) base_lr.push_back(static_cast<torch::optim::AdamOptions&>(g.options()).lr());
+      torch::optim::Adam adam(groups, torch::optim::AdamOptions(1e-3));
+      Progress bar(fmt::format("block {}/{}", l + 1, m.blocks.size()), total_steps, o.progress);
+      std::vector<int64_t> order(static_cast<size_t>(N));
+      int64_t step = 0;
+      double epoch_loss = 0;
+      for (int e = 0; e < o.epochs; ++e) {
+        for (int64_t i = 0; i < N; ++i) order[size_t(i)] = i;
+        std::shuffle(order.begin(), order.end(), rng);
+        epoch_loss = 0;
+        for (int64_t b0 = 0; b0 < N; b0 += o.batch_size) {
+          const int64_t b1 = std::min(N, b0 + o.batch_size);
+          auto idx = torch::tensor(std::vector<int64_t>(order.begin() + b0, order.begin() + b1), torch::kInt64);
+          const double scale = o.schedule == "cosine" ? 0.5 * (1 + std::cos(M_PI * double(step) / double(total_steps))) : 1.0;
+          for (size_t gi = 0; gi < groups.size(); ++gi)
+            static_cast<torch::optim::AdamOptions&>(adam.param_groups()[gi].options()).lr(base_lr[gi] * scale);
+          adam.zero_grad();
+          method.apply(working);
+          auto y = model::block_forward(ctx, working, x_q.index_select(0, idx), 0);
+          auto loss = (y - target.index_select(0, idx)).pow(2).mean();
+          loss.backward();
+          adam.step();
+          epoch_loss += loss.item<double>() * double(b1 - b0);
+          ++step;
+          bar.update(step, fmt::format("epoch {}/{} loss {:.3e}", e + 1, o.epochs, epoch_loss / double(b1)));
+        }
+      }
+      bar.finish(fmt::format("loss {:.3e} -> {:.3e}", rep.init_loss, epoch_loss / double(N)));
+      torch::NoGradGuard ng;
+      method.apply(working);
+      rep.trained_loss = block_loss(ctx, working, x_q, target, chunk);
+    }
+
+    auto layers = method.end_block(working);
+    rep.final_loss = block_loss(ctx, working, x_q, target, chunk);
+    const auto final_err = layer_errors(ctx, working, fp, x_q.slice(0, 0, n_err));
+    auto wl = working.linears();
+    for (const auto& [name, lin] : wl) {
+      LayerReport lr;
+      lr.name = "blk." + std::to_string(l) + "." + name;
+      auto it_init = init_err.find(lin);
+      auto it_final = final_err.find(lin);
+      lr.init_error = it_init != init_err.end() ? it_init->second : NAN;
+      lr.final_error = it_final != final_err.end() ? it_final->second : NAN;
+      auto q = layers.find(lr.name);
+      lr.bits_per_weight = q != layers.end() ? q->second.bits_per_weight() : 32.0;
+      rep.layers.push_back(lr);
+    }
+    for (auto& [name, layer] : layers) result.layers.emplace(name, std::move(layer));
+    // The frozen block: its quantized weights stay in the model; next inputs come from it.
+    for (auto& [name, lin] : working.linears()) lin->weight = lin->weight.detach();
+    block = working;
+    x_q = run_block(ctx, block, x_q, chunk);
+    if (!o.targets_from_quantized_inputs) x_fp = target;
+    rep.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+    result.blocks.push_back(std::move(rep));
+  }
+  return result;
+}
+
+}  // namespace lcq::quant
