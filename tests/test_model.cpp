@@ -25,7 +25,6 @@ using lcq::model::LoadedModel;
 std::string stories_bin() { return lcq::test::shared("models/stories260K/stories260K.bin"); }
 std::string stories_tok() { return lcq::test::shared("models/stories260K/tok512.bin"); }
 std::string tinystories_val() { return lcq::test::shared("data/tinystories/tinystories_val.txt"); }
-std::string lcq_binary() { return std::string(LCQ_BINARY_DIR) + "/src/lcq"; }
 
 LoadedModel load_stories() {
   lcq::io::LoadOptions lo;
@@ -43,25 +42,6 @@ torch::Tensor full_logits(const lcq::model::Model& m, const std::vector<int>& id
 std::string slurp(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
   return std::string(std::istreambuf_iterator<char>(f), {});
-}
-
-struct CommandResult {
-  int exit_code = -1;
-  std::string out, err;
-};
-
-// Runs the lcq binary with arguments (already shell-quoted where needed).
-CommandResult run_lcq(const std::string& args) {
-  char tmpl[] = "/tmp/lcq-cli-XXXXXX";  // not scratch_dir(): that one belongs to the test
-  const std::string dir = mkdtemp(tmpl);
-  const std::string cmd = lcq_binary() + " " + args + " >" + dir + "/out 2>" + dir + "/err";
-  const int status = std::system(cmd.c_str());
-  CommandResult r;
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  r.out = slurp(dir + "/out");
-  r.err = slurp(dir + "/err");
-  std::filesystem::remove_all(dir);
-  return r;
 }
 
 }  // namespace
@@ -167,8 +147,8 @@ TEST(Convert, GgufAndHfCopiesGiveTheSameLogitsAndTokens) {
   const std::string dir = lcq::test::scratch_dir();
   const std::string gguf = dir + "/stories.gguf", hf = dir + "/stories-hf";
   const std::string tok = " --tokenizer " + stories_tok();
-  ASSERT_EQ(run_lcq("convert " + stories_bin() + tok + " " + gguf + " --quiet").exit_code, 0);
-  ASSERT_EQ(run_lcq("convert " + stories_bin() + tok + " " + hf + " --quiet").exit_code, 0);
+  ASSERT_EQ(lcq::test::run_lcq("convert " + stories_bin() + tok + " " + gguf + " --quiet").exit_code, 0);
+  ASSERT_EQ(lcq::test::run_lcq("convert " + stories_bin() + tok + " " + hf + " --quiet").exit_code, 0);
 
   LoadedModel bin = load_stories();
   const std::string text = "Once upon a time, Tom and Sue found a big red ball.\nThey played all day!";
@@ -185,7 +165,7 @@ TEST(Convert, GgufAndHfCopiesGiveTheSameLogitsAndTokens) {
   }
   // And back: GGUF -> HF at f16 halves the weights and stays close.
   const std::string hf16 = dir + "/stories-hf16";
-  ASSERT_EQ(run_lcq("convert " + gguf + " " + hf16 + " --type f16 --quiet").exit_code, 0);
+  ASSERT_EQ(lcq::test::run_lcq("convert " + gguf + " " + hf16 + " --type f16 --quiet").exit_code, 0);
   LoadedModel h = lcq::model::load_model(hf16);
   EXPECT_LT((full_logits(h.model, ids) - want).abs().max().item<float>(), 0.05f);
 }
@@ -214,7 +194,7 @@ TEST(Cli, BadInputGivesOneClearLineAndExitCodeOne) {
       {"perplexity " + stories_bin() + tok + " --text " + dir + "/nothing.txt", dir + "/nothing.txt"},
   };
   for (const auto& c : cases) {
-    const CommandResult r = run_lcq(c.args + " --quiet");
+    const lcq::test::CommandResult r = lcq::test::run_lcq(c.args + " --quiet");
     EXPECT_TRUE(r.exit_code == 1 || r.exit_code == 2) << c.args << "\n" << r.err;
     ASSERT_FALSE(r.err.empty()) << c.args;
     EXPECT_EQ(r.err.find('\n'), r.err.size() - 1) << "one line expected: " << r.err;
@@ -227,7 +207,7 @@ TEST(Cli, PerplexityJsonIsMachineReadable) {
   const std::string dir = lcq::test::scratch_dir();
   const std::string text = dir + "/text.txt";
   lcq::test::write_bytes(text, slurp(tinystories_val()).substr(0, 20000));
-  const CommandResult r = run_lcq("perplexity " + stories_bin() + " --tokenizer " + stories_tok() + " --text " +
+  const lcq::test::CommandResult r = lcq::test::run_lcq("perplexity " + stories_bin() + " --tokenizer " + stories_tok() + " --text " +
                                   text + " --json --quiet");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const auto j = nlohmann::json::parse(r.out);

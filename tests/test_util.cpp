@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <sys/wait.h>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -42,6 +43,19 @@ std::string read_bytes(const std::string& path) {
 void write_bytes(const std::string& path, const std::string& bytes) {
   std::ofstream out(path, std::ios::binary);
   out.write(bytes.data(), std::streamsize(bytes.size()));
+}
+
+CommandResult run_lcq(const std::string& args) {
+  char tmpl[] = "/tmp/lcq-cli-XXXXXX";  // not scratch_dir(): that one belongs to the test
+  const std::string dir = mkdtemp(tmpl);
+  const std::string cmd = std::string(LCQ_BINARY_DIR) + "/src/lcq " + args + " >" + dir + "/out 2>" + dir + "/err";
+  const int status = std::system(cmd.c_str());
+  CommandResult r;
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  r.out = read_bytes(dir + "/out");
+  r.err = read_bytes(dir + "/err");
+  fs::remove_all(dir);
+  return r;
 }
 
 }  // namespace lcq::test

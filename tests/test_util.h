@@ -12,4 +12,11 @@ std::string scratch_dir();                // a fresh temporary directory for thi
 std::string read_bytes(const std::string& path);
 void write_bytes(const std::string& path, const std::string& bytes);
 
+// Runs the lcq binary of this build with `args` (shell syntax) and collects its output.
+struct CommandResult {
+  int exit_code = -1;
+  std::string out, err;
+};
+CommandResult run_lcq(const std::string& args);
+
 }  // namespace lcq::test

@@ -80,7 +80,12 @@ void register_quantize(CLI::App& app) {
       a->c.path = a->calib;
       calib = quant::sample_calibration(lm.tok().encode(calib_text, true), a->c);
     }
-    quant::QuantizeResult r = quant::quantize_model(lm.model, calib, a->q);
+    quant::QuantizeResult r;
+    try {
+      r = quant::quantize_model(lm.model, calib, a->q);
+    } catch (const Error& e) {
+      fail("{}: {}", lm.path, e.what());
+    }
 
     nlohmann::json settings = {{"method", a->q.method}, {"bits", a->q.lcq.bits},   {"group", a->q.lcq.group},
                                {"rank", a->q.method == "rtn" ? 1 : a->q.lcq.rank},

@@ -62,9 +62,10 @@ torch::Tensor LcqLinear::assign(const torch::Tensor& C) const {
 torch::Tensor LcqLinear::weight() const {
   auto C = codebook();
   auto q = assign(C);
-  auto w = C.gather(-1, q);  // gradient flows to the entries the weights are assigned to
-  return gw_.ungroup(w);
+  return gw_.ungroup(C.gather(-1, q));  // gradient flows to the entries the weights are assigned to
 }
+
+torch::Tensor LcqLinear::weight(const torch::Tensor& q) const { return gw_.ungroup(codebook().gather(-1, q)); }
 
 void double_quantize(const float* x, int64_t n, int bits, int group, uint8_t* codes, uint16_t* scale,
                      uint16_t* offset) {

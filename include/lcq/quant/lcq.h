@@ -42,6 +42,7 @@ class LcqLinear {
   torch::Tensor codebook() const;                       // [m, Gr, K], differentiable
   torch::Tensor assign(const torch::Tensor& C) const;   // nearest entries [m, Gr, g], no grad
   torch::Tensor weight() const;                         // W_hat [m, n], differentiable in S~, B~, V
+  torch::Tensor weight(const torch::Tensor& q) const;   // ... with a given assignment [m, Gr, g]
 
   std::vector<torch::Tensor> scale_parameters() { return {s_tilde_, b_tilde_}; }  // S~, B~
   std::vector<torch::Tensor> codebook_parameters() { return {v_}; }               // V

@@ -1,0 +1,393 @@
+// LCQ quantizer: the rank-one case against RTN, gradients against finite differences,
+// double quantization, index packing, and stories260K end to end (file, CLI, errors).
+#include "lcq/core/error.h"
+#include "lcq/core/half.h"
+#include "lcq/eval/perplexity.h"
+#include "lcq/io/codebook_tensors.h"
+#include "lcq/model/loader.h"
+#include "lcq/quant/calibration.h"
+#include "lcq/quant/lcq.h"
+#include "lcq/quant/quantize.h"
+#include "lcq/quant/uniform.h"
+#include "test_util.h"
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+using namespace lcq;
+
+namespace {
+
+std::string stories_bin() { return test::shared("models/stories260K/stories260K.bin"); }
+std::string stories_tok() { return test::shared("models/stories260K/tok512.bin"); }
+std::string tinystories() { return test::shared("data/tinystories/tinystories_val.txt"); }
+
+model::LoadedModel load_stories() {
+  io::LoadOptions lo;
+  lo.tokenizer_path = stories_tok();
+  return model::load_model(stories_bin(), lo);
+}
+
+torch::Tensor real_weight() {  // a real layer with a ragged last group at group 48: 172 = 3*48 + 28
+  return load_stories().model.blocks[1].up.weight.clone();
+}
+
+std::vector<float> to_vec(const torch::Tensor& t) {
+  auto c = t.contiguous().to(torch::kFloat32);
+  return std::vector<float>(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
+}
+
+}  // namespace
+
+TEST(Lcq, RankOneWithLinearVReproducesRtnBitForBit) {
+  const torch::Tensor W = real_weight().t().contiguous();  // [64, 172]: ragged groups
+  for (int bits : {2, 3, 4}) {
+    for (int group : {32, 48, 172}) {
+      quant::LcqOptions o;
+      o.bits = bits;
+      o.group = group;
+      o.rank = 1;
+      o.init = "rtn";
+      o.dq_bits = 0;
+      quant::LcqLinear lcq(W, o, at::detail::createCPUGenerator(1));
+      auto gw = quant::GroupedWeight::make(W, group);
+      const auto rtn = to_vec(quant::fake_quantize(gw, quant::minmax_grid(gw, bits), bits));
+      torch::NoGradGuard ng;
+      EXPECT_EQ(to_vec(lcq.weight()), rtn) << bits << " bits, group " << group;
+      // And the stored form: to_codebook (RTN's codes) and finalize (nearest entries).
+      CodebookLayer layer = lcq.finalize();
+      std::vector<float> deq(rtn.size());
+      layer.dequantize(deq.data());
+      EXPECT_EQ(deq, rtn) << bits << " bits, group " << group;
+      CodebookLayer direct = quant::to_codebook(gw, quant::minmax_grid(gw, bits), bits);
+      EXPECT_EQ(direct.indices, layer.indices);
+    }
+  }
+}
+
+TEST(Lcq, ExtraRanksStartAtTheRankOneQuantizer) {
+  const torch::Tensor W = real_weight();
+  quant::LcqOptions o;
+  o.bits = 2;
+  o.group = 32;
+  o.rank = 1;
+  quant::LcqLinear r1(W, o, at::detail::createCPUGenerator(1));
+  o.rank = 4;
+  quant::LcqLinear r4(W, o, at::detail::createCPUGenerator(1));
+  torch::NoGradGuard ng;
+  EXPECT_TRUE(r1.weight().equal(r4.weight()));
+}
+
+TEST(Lcq, GradientsMatchFiniteDifferencesAtFixedAssignment) {
+  // L = sum(R * W_hat) with the assignment held fixed is linear in each single parameter,
+  // so a central difference is exact up to float rounding.
+  torch::manual_seed(0);
+  const torch::Tensor W = torch::randn({6, 20});
+  quant::LcqOptions o;
+  o.bits = 3;
+  o.group = 8;  // 20 = 8 + 8 + 4: a ragged group
+  o.rank = 3;
+  quant::LcqLinear lcq(W, o, at::detail::createCPUGenerator(3));
+  std::vector<torch::Tensor> params = lcq.scale_parameters();
+  for (auto& p : lcq.codebook_parameters()) params.push_back(p);
+  {
+    torch::NoGradGuard ng;  // move away from the initial point so that every term is non-zero
+    for (auto& p : params) p.add_(torch::randn_like(p) * 0.1);
+  }
+  const torch::Tensor q = lcq.assign(lcq.codebook());
+  const torch::Tensor R = torch::randn({6, 20});
+  auto loss = [&] { return (R * lcq.weight(q)).sum(); };
+  for (auto& p : params)
+    if (p.grad().defined()) p.grad().zero_();
+  loss().backward();
+  int checked = 0;
+  for (auto& p : params) {
+    auto flat = p.detach().view(-1);
+    auto grad = p.grad().view(-1);
+    for (int64_t i = 0; i < flat.numel(); ++i) {
+      const float h = 1e-2f, x0 = flat[i].item<float>();
+      double up, down;
+      {
+        torch::NoGradGuard ng;
+        flat[i] = x0 + h;
+        up = loss().item<double>();
+        flat[i] = x0 - h;
+        down = loss().item<double>();
+        flat[i] = x0;
+      }
+      const double fd = (up - down) / (2 * h);
+      EXPECT_NEAR(grad[i].item<double>(), fd, 2e-3 * std::max(1.0, std::abs(fd))) << "parameter entry " << i;
+      ++checked;
+    }
+  }
+  EXPECT_GT(checked, 6 * 3 * 3);
+}
+
+TEST(Lcq, DoubleQuantizationRoundTripsWithinHalfAStep) {
+  torch::manual_seed(1);
+  const int64_t n = 1000;
+  auto x = to_vec(torch::randn({n}) * 0.01 + 0.02);
+  for (int bits : {4, 8}) {
+    for (int group : {64, 7}) {
+      const int64_t nb = (n + group - 1) / group;
+      std::vector<uint8_t> codes(n);
+      std::vector<uint16_t> scale(nb), offset(nb);
+      quant::double_quantize(x.data(), n, bits, group, codes.data(), scale.data(), offset.data());
+      for (int64_t i = 0; i < n; ++i) {
+        const float sc = f16_to_f32(scale[i / group]), off = f16_to_f32(offset[i / group]);
+        ASSERT_LE(codes[i], (1 << bits) - 1);
+        const float back = off + sc * float(codes[i]);
+        // Half a step, plus the fp16 rounding of the offset (the block minimum).
+        EXPECT_LE(std::abs(back - x[i]), 0.5f * sc + std::abs(off) * 1e-3f + 1e-7f) << bits << " bits, i " << i;
+      }
+    }
+  }
+}
+
+TEST(Lcq, PackedIndicesRoundTripForRaggedShapes) {
+  std::mt19937 rng(5);
+  for (int bits : {2, 3, 4, 8}) {
+    for (int64_t cols : {1, 7, 13, 172, 577}) {
+      CodebookLayer l;
+      l.rows = 5;
+      l.cols = cols;
+      l.bits = bits;
+      l.group = 48;
+      l.indices.resize(size_t(l.rows * cols));
+      for (auto& q : l.indices) q = uint8_t(rng() % (1u << bits));
+      const auto packed = l.pack_indices();
+      EXPECT_EQ(packed.size(), size_t(l.rows * ((cols * bits + 7) / 8)));
+      CodebookLayer back = l;
+      back.indices.clear();
+      back.unpack_indices(packed.data(), packed.size(), "test");
+      EXPECT_EQ(back.indices, l.indices) << bits << " bits, " << cols << " cols";
+    }
+  }
+}
+
+TEST(Lcq, BitsPerWeightCountsEveryStoredByte) {
+  CodebookLayer l;
+  l.rows = 576;
+  l.cols = 576;
+  l.bits = 2;
+  l.group = 128;  // 5 groups per row, the last of 64
+  l.rank = 2;
+  l.dq_bits = 8;
+  l.dq_group = 64;
+  const double G = 576.0 * 5, NB = std::ceil(G / 64);
+  const double expected = (2.0 * 576 * 576 + 3 * G * 8 + 3 * NB * 32 + 2 * 4 * 16) / (576.0 * 576);
+  EXPECT_DOUBLE_EQ(l.bits_per_weight(), expected);
+}
+
+TEST(Calibration, WindowsAreSeededAndRejectShortTexts) {
+  std::vector<int> tokens(1000);
+  for (int i = 0; i < 1000; ++i) tokens[size_t(i)] = i;
+  quant::CalibrationOptions o;
+  o.nsamples = 16;
+  o.seqlen = 100;
+  o.seed = 7;
+  auto a = quant::sample_calibration(tokens, o), b = quant::sample_calibration(tokens, o);
+  EXPECT_TRUE(a.equal(b));
+  // Every window is a contiguous run of the text.
+  EXPECT_TRUE((a.slice(1, 1) - a.slice(1, 0, -1)).eq(1).all().item<bool>());
+  o.seed = 8;
+  EXPECT_FALSE(quant::sample_calibration(tokens, o).equal(a));
+  o.seqlen = 1001;
+  o.path = "calib.txt";
+  try {
+    quant::sample_calibration(tokens, o);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("calib.txt"), std::string::npos) << e.what();
+  }
+}
+
+// --- stories260K end to end ---------------------------------------------------------------
+
+namespace {
+
+struct Quantized {
+  double ppl = 0;
+  std::vector<int> eval_tokens;
+};
+
+double eval_ppl(const model::Model& m, const std::vector<int>& tokens) {
+  eval::PerplexityOptions po;
+  po.seqlen = 256;
+  po.max_windows = 8;
+  po.progress = false;
+  return eval::perplexity(m, tokens, po).ppl;
+}
+
+}  // namespace
+
+TEST(Stories260K, LcqFileLoadsAndBeatsRtnAtTheSameBitsAndGroup) {
+  const std::string dir = test::scratch_dir();
+  model::LoadedModel fp = load_stories();
+  const std::string text = test::read_bytes(tinystories());
+  // Calibrate on the first half of the file, evaluate on the second.
+  const std::vector<int> calib_tokens = fp.tok().encode(text.substr(0, text.size() / 2), true);
+  const std::vector<int> eval_tokens = fp.tok().encode(text.substr(text.size() / 2), true);
+  quant::CalibrationOptions co;
+  co.nsamples = 16;
+  co.seqlen = 128;
+  const torch::Tensor calib = quant::sample_calibration(calib_tokens, co);
+
+  quant::QuantizeOptions o;
+  o.lcq.bits = 3;
+  o.lcq.group = 32;
+  o.engine.epochs = 3;
+  o.engine.progress = false;
+
+  o.method = "rtn";
+  model::LoadedModel rtn = load_stories();
+  auto rq = quant::quantize_model(rtn.model, torch::Tensor(), o);
+  const double ppl_rtn = eval_ppl(rtn.model, eval_tokens);
+
+  o.method = "lcq";
+  o.lcq.rank = 2;
+  model::LoadedModel lcq = load_stories();
+  auto lq = quant::quantize_model(lcq.model, calib, o);
+  ASSERT_EQ(lq.blocks.size(), 5u);
+  for (const auto& b : lq.blocks) EXPECT_LT(b.trained_loss, b.init_loss) << "block " << b.layer;
+  const std::string path = dir + "/lcq.gguf";
+  quant::write_quantized_model(path, lcq.model, lcq.tok().vocab(), lq, {});
+  EXPECT_NEAR(lq.bits_per_weight, lq.layers.begin()->second.bits_per_weight(), 0.2);
+
+  // The file holds no dense copy of the quantized layers and loads back to the same weights.
+  io::ModelSource src = io::load_model_source(path);
+  EXPECT_EQ(src.find("blk.0.attn_q.weight"), nullptr);
+  EXPECT_TRUE(io::has_codebook_layer(src, "blk.0.attn_q"));
+  model::LoadedModel back = model::load_model(path);
+  for (size_t l = 0; l < back.model.blocks.size(); ++l) {
+    auto a = back.model.blocks[l].linears(), b = lcq.model.blocks[l].linears();
+    for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(a[i].second->weight.equal(b[i].second->weight)) << a[i].first;
+  }
+  const double ppl_lcq = eval_ppl(back.model, eval_tokens);
+  const double ppl_fp = eval_ppl(fp.model, eval_tokens);
+  std::printf("stories260K W3 g32: fp %.3f, rtn %.3f, lcq r2 %.3f\n", ppl_fp, ppl_rtn, ppl_lcq);
+  EXPECT_TRUE(std::isfinite(ppl_lcq));
+  EXPECT_LT(ppl_lcq, ppl_rtn);
+  EXPECT_GT(ppl_lcq, ppl_fp * 0.99);
+}
+
+TEST(Stories260K, SameSeedGivesTheSameModel) {
+  model::LoadedModel fp = load_stories();
+  const std::vector<int> tokens = fp.tok().encode(test::read_bytes(tinystories()).substr(0, 40000), true);
+  quant::CalibrationOptions co;
+  co.nsamples = 4;
+  co.seqlen = 64;
+  co.seed = 3;
+  quant::QuantizeOptions o;
+  o.lcq.bits = 2;
+  o.lcq.group = 32;
+  o.engine.epochs = 1;
+  o.engine.progress = false;
+  o.engine.seed = 3;
+  model::LoadedModel a = load_stories(), b = load_stories();
+  auto qa = quant::quantize_model(a.model, quant::sample_calibration(tokens, co), o);
+  auto qb = quant::quantize_model(b.model, quant::sample_calibration(tokens, co), o);
+  for (const auto& [name, layer] : qa.layers) {
+    EXPECT_EQ(layer.indices, qb.layers.at(name).indices) << name;
+    EXPECT_EQ(layer.s_codes, qb.layers.at(name).s_codes) << name;
+    EXPECT_EQ(layer.v, qb.layers.at(name).v) << name;
+  }
+}
+
+TEST(Stories260K, NanWeightsAreRefusedBeforeAnyWork) {
+  model::LoadedModel m = load_stories();
+  m.model.blocks[2].down.weight[0][3] = NAN;
+  quant::QuantizeOptions o;
+  o.method = "rtn";
+  try {
+    quant::quantize_model(m.model, torch::Tensor(), o);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("blk.2.ffn_down"), std::string::npos) << e.what();
+  }
+}
+
+// --- lcq quantize on the command line -----------------------------------------------------
+
+TEST(QuantizeCli, WritesAModelEveryCommandRunsAndAFakeQuantizedCopy) {
+  const std::string dir = test::scratch_dir();
+  const std::string out = dir + "/w3.gguf", fake = dir + "/w3-fake.gguf";
+  auto r = test::run_lcq("quantize " + stories_bin() + " --tokenizer " + stories_tok() + " -o " + out +
+                         " --bits 3 --group 32 --rank 2 --epochs 1 --nsamples 4 --seqlen 64 --calib " + tinystories() +
+                         " --export-fake " + fake + " --export-type f32 --json --quiet");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j.at("blocks").size(), 5u);
+  EXPECT_EQ(j.at("blocks")[0].at("layers").size(), 7u);
+  EXPECT_GT(j.at("bits_per_weight").get<double>(), 3.0);
+  EXPECT_LT(j.at("bits_per_weight").get<double>(), 4.0);
+  EXPECT_GT(j.at("peak_rss_bytes").get<int64_t>(), 0);
+
+  auto info = test::run_lcq("info " + out + " --json");
+  ASSERT_EQ(info.exit_code, 0) << info.err;
+  auto gen = test::run_lcq("generate " + out + " -n 8 --quiet");
+  ASSERT_EQ(gen.exit_code, 0) << gen.err;
+  EXPECT_FALSE(gen.out.empty());
+
+  // The fake-quantized export is an ordinary model with exactly the dequantized weights.
+  model::LoadedModel q = model::load_model(out), f = model::load_model(fake);
+  io::ModelSource fs = io::load_model_source(fake);
+  ASSERT_NE(fs.find("blk.0.attn_q.weight"), nullptr);
+  for (size_t l = 0; l < q.model.blocks.size(); ++l) {
+    auto a = q.model.blocks[l].linears(), b = f.model.blocks[l].linears();
+    for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(a[i].second->weight.equal(b[i].second->weight)) << a[i].first;
+  }
+}
+
+TEST(QuantizeCli, ImpossibleSettingsFailBeforeAnyWorkAndWriteNothing) {
+  const std::string dir = test::scratch_dir();
+  const std::string out = dir + "/out.gguf";
+  const std::string short_calib = dir + "/short.txt";
+  test::write_bytes(short_calib, "Once upon a time.");
+  const std::string base = "quantize " + stories_bin() + " --tokenizer " + stories_tok() + " -o " + out + " --quiet ";
+  const std::string calib = " --calib " + tinystories() + " --nsamples 2 --seqlen 32 --epochs 1";
+  struct Case {
+    std::string args, must_mention;
+  } cases[] = {
+      {"--bits 0" + calib, "--bits"},
+      {"--bits 9" + calib, "--bits"},
+      {"--rank 0" + calib, "--rank"},
+      {"--group 0" + calib, "--group"},
+      {"--dq-bits 12" + calib, "--dq-bits"},
+      {"--calib " + short_calib + " --seqlen 64", short_calib},
+      {"--method lcq", "--calib"},
+      {"--seqlen 100000 --calib " + tinystories(), "--seqlen"},
+  };
+  for (const auto& c : cases) {
+    auto r = test::run_lcq(base + c.args);
+    EXPECT_NE(r.exit_code, 0) << c.args;
+    EXPECT_EQ(r.err.rfind("lcq: error: ", 0), 0u) << r.err;
+    EXPECT_EQ(r.err.find('\n'), r.err.size() - 1) << r.err;
+    EXPECT_NE(r.err.find(c.must_mention), std::string::npos) << c.args << ": " << r.err;
+    EXPECT_FALSE(std::filesystem::exists(out)) << c.args;
+  }
+  // Nothing left behind in the output directory either (no temporary files).
+  for (const auto& e : std::filesystem::directory_iterator(dir))
+    EXPECT_EQ(e.path().filename(), "short.txt") << e.path();
+}
+
+TEST(QuantizeCli, CorruptedModelCopiesGiveOneClearError) {
+  const std::string dir = test::scratch_dir();
+  const std::string bytes = test::read_bytes(stories_bin());
+  const std::string nan_model = dir + "/nan.bin";
+  std::string corrupted = bytes;
+  const float nan = NAN;
+  std::memcpy(&corrupted[28 + 512 * 64 * 4 + 64 * 4 * 5 + 100 * 4], &nan, 4);  // inside blk.0's wq
+  test::write_bytes(nan_model, corrupted);
+  auto r = test::run_lcq("quantize " + nan_model + " --tokenizer " + stories_tok() + " -o " + dir +
+                         "/o.gguf --method rtn --quiet");
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_NE(r.err.find("NaN"), std::string::npos) << r.err;
+  EXPECT_FALSE(std::filesystem::exists(dir + "/o.gguf"));
+}
