@@ -6,6 +6,8 @@
 #include "lcq/core/error.h"
 #include "lcq/eval/perplexity.h"
 #include "lcq/model/generate.h"
+#include "lcq/quant/calibration.h"
+#include "lcq/quant/quantize.h"
 
 #include <fmt/format.h>
 
@@ -92,7 +94,40 @@ void register_demo(CLI::App& app) {
     po.progress = false;
     auto r = eval::perplexity(lm.model, tokens, po);
     fmt::print("   {} tokens, perplexity {:.3f}\n", r.scored_tokens + 1, r.ppl);
-    fmt::print("\nNext: `lcq perplexity MODEL --text FILE`, `lcq convert MODEL OUT.gguf`, `lcq --help`.\n");
+
+    // 4. The main job: quantize to 3 bits, with RTN and with LCQ, and compare.
+    fmt::print("\n== 4. Quantize every linear layer to 3 bits (group 128)\n");
+    fmt::print("   (calibrated on 8 windows of the same paragraph, 2 epochs: a demonstration, not a benchmark;\n"
+               "    BENCHMARKS.md has real figures)\n");
+    quant::CalibrationOptions co;
+    co.nsamples = 8;
+    co.seqlen = std::min<int64_t>(96, int64_t(tokens.size()));
+    co.path = "the built-in paragraph";
+    const torch::Tensor calib = quant::sample_calibration(tokens, co);
+    const std::string out_dir = cache_dir() + "/demo";
+    fs::create_directories(out_dir);
+    for (const char* method : {"rtn", "lcq"}) {
+      model::LoadedModel q = model::load_model(path, {}, rt);
+      quant::QuantizeOptions qo;
+      qo.method = method;
+      qo.lcq.bits = 3;
+      qo.lcq.group = 128;
+      qo.lcq.rank = 2;
+      qo.engine.epochs = 2;
+      auto res = quant::quantize_model(q.model, std::string(method) == "rtn" ? torch::Tensor() : calib, qo);
+      const std::string out = out_dir + "/smollm2-" + method + "-w3g128.gguf";
+      quant::write_quantized_model(out, q.model, q.tok().vocab(), res, {{"lcq.method", method}});
+      auto qr = eval::perplexity(q.model, tokens, po);
+      std::vector<int> ids = q.tok().encode("The capital of France is", true);
+      model::GenerateOptions go;
+      go.max_new_tokens = 16;
+      go.stop_token = q.tok().eos_id();
+      auto gen = model::generate(q.model, ids, go);
+      fmt::print("   {}: {:.3f} bits/weight, {:.1f} s, perplexity {:.3f}, file {} ({})\n", method, res.bits_per_weight,
+                 res.seconds, qr.ppl, out, human_bytes(double(fs::file_size(out))));
+      fmt::print("        > The capital of France is{}\n", q.tok().decode(gen.tokens));
+    }
+    fmt::print("\nNext: `lcq quantize MODEL -o OUT.gguf --calib FILE`, `lcq perplexity MODEL --text FILE`, `lcq --help`.\n");
   });
 }
 

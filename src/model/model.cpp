@@ -102,19 +102,20 @@ torch::Tensor apply_rope(const torch::Tensor& x, const torch::Tensor& cos, const
 torch::Tensor attention(const ModelConfig& c, const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                         int64_t start_pos) {
   // q [B, H, T, hd]; k, v [B, Hkv, S, hd] with S = start_pos + T. Grouped-query attention
-  // without copying k/v: view q as [B, Hkv, G*T, hd] against each shared k/v head.
+  // without copying k/v: view q as [B, Hkv, G*T, hd] against each shared k/v head. The
+  // score matrix is the big tensor at long contexts, so it is touched as few times as
+  // possible: the scale is folded into q, the causal mask is added in place, then softmax.
   const int64_t B = q.size(0), H = q.size(1), T = q.size(2), hd = q.size(3), S = k.size(2);
   const int64_t Hkv = k.size(1), G = H / Hkv;
-  auto qg = q.reshape({B, Hkv, G * T, hd});
-  auto scores = torch::matmul(qg, k.transpose(2, 3)) * (1.0 / std::sqrt(double(hd)));  // [B, Hkv, G*T, S]
+  auto qg = (q * (1.0 / std::sqrt(double(hd)))).reshape({B, Hkv, G * T, hd});
+  auto scores = torch::matmul(qg, k.transpose(2, 3));  // [B, Hkv, G*T, S]
   if (T > 1) {
-    // Causal mask: query at absolute position start_pos + t sees keys 0..start_pos + t.
-    auto qpos = torch::arange(start_pos, start_pos + T, torch::kInt64).repeat({G});
-    auto kpos = torch::arange(S, torch::kInt64);
-    auto mask = kpos.unsqueeze(0) > qpos.unsqueeze(1);  // [G*T, S]
-    scores = scores.masked_fill(mask.to(scores.device()), -std::numeric_limits<float>::infinity());
+    // Query at absolute position start_pos + t sees keys 0..start_pos + t.
+    auto opts = torch::TensorOptions().dtype(scores.scalar_type()).device(scores.device());
+    auto bias = torch::full({T, S}, -std::numeric_limits<float>::infinity(), opts).triu_(start_pos + 1);
+    scores.view({B, Hkv, G, T, S}).add_(bias);
   }
-  auto probs = torch::softmax(scores.to(torch::kFloat32), -1).to(v.scalar_type());
+  auto probs = torch::softmax(scores, -1, torch::kFloat32).to(v.scalar_type());
   auto out = torch::matmul(probs, v);  // [B, Hkv, G*T, hd]
   (void)c;
   return out.reshape({B, H, T, hd});
