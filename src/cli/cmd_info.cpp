@@ -42,7 +42,9 @@ void register_info(CLI::App& app) {
                         {"bos_id", src.vocab.bos_id},
                         {"eos_id", src.vocab.eos_id},
                         {"add_bos", src.vocab.add_bos}};
-    if (src.metadata.contains("lcq")) j["quantization"] = src.metadata["lcq"];
+    // LCQ files (docs/lcq-format.md): the quantization settings from the lcq.* keys.
+    for (const char* key : {"method", "bits", "group_size", "rank", "dq_bits", "dq_group", "bits_per_weight"})
+      if (src.metadata.contains(std::string("lcq.") + key)) j["quantization"][key] = src.metadata[std::string("lcq.") + key];
     if (*list)
       for (const auto& t : src.tensors)
         j["tensors"].push_back({{"name", t.name}, {"type", io::dtype_name(t.dtype)}, {"shape", t.shape}});
@@ -56,10 +58,20 @@ void register_info(CLI::App& app) {
     if (c.arch == Arch::Llama)
       fmt::print("  rope          theta {:g}, scaling {}\n", c.rope_theta, c.rope_scaling.type);
     fmt::print("  tied head     {}\n", c.tie_embeddings ? "yes" : "no");
-    fmt::print("  parameters    {} ({} in tensors, {:.2f} bits per parameter)\n", human_count(double(params)),
-               human_bytes(double(bytes)), j["bits_per_parameter"].get<double>());
+    // In an LCQ file the tensors hold indices and codebook parameters, not weights.
+    const bool lcq_file = j.contains("quantization");
+    fmt::print("  {}{} ({} in tensors, {:.2f} bits per {})\n", lcq_file ? "stored values " : "parameters    ",
+               human_count(double(params)), human_bytes(double(bytes)), j["bits_per_parameter"].get<double>(),
+               lcq_file ? "value" : "parameter");
     for (auto& [type, e] : by_type)
       fmt::print("    {:<6} {:>4} tensors  {:>10} parameters\n", type, e.first, human_count(double(e.second)));
+    if (j.contains("quantization")) {
+      const auto& q = j["quantization"];
+      auto get = [&](const char* k) { return q.contains(k) ? q[k].dump() : std::string("?"); };
+      fmt::print("  quantization  {} (LCQ codebooks): {} bits, group {}, rank {}, double quantization {}/{}; {} bits per weight\n",
+                 q.value("method", std::string("lcq")), get("bits"), get("group_size"), get("rank"), get("dq_bits"),
+                 get("dq_group"), q.contains("bits_per_weight") ? fmt::format("{:.3f}", q["bits_per_weight"].get<double>()) : "?");
+    }
     if (j.contains("tokenizer"))
       fmt::print("  tokenizer     {} tokens ({}), bos {}, eos {}\n", src.vocab.size(),
                  j["tokenizer"]["kind"].get<std::string>(), src.vocab.bos_id, src.vocab.eos_id);
