@@ -97,11 +97,11 @@ void register_demo(CLI::App& app) {
 
     // 4. The main job: quantize to 3 bits, with RTN and with LCQ, and compare.
     fmt::print("\n== 4. Quantize every linear layer to 3 bits (group 128)\n");
-    fmt::print("   (calibrated on 8 windows of the same paragraph, 2 epochs: a demonstration, not a benchmark;\n"
+    fmt::print("   (calibrated on 4 windows of the same paragraph, 1 epoch: a demonstration, not a benchmark;\n"
                "    BENCHMARKS.md has real figures)\n");
     quant::CalibrationOptions co;
-    co.nsamples = 8;
-    co.seqlen = std::min<int64_t>(96, int64_t(tokens.size()));
+    co.nsamples = 4;
+    co.seqlen = std::min<int64_t>(64, int64_t(tokens.size()));
     co.path = "the built-in paragraph";
     const torch::Tensor calib = quant::sample_calibration(tokens, co);
     const std::string out_dir = cache_dir() + "/demo";
@@ -113,7 +113,7 @@ void register_demo(CLI::App& app) {
       qo.lcq.bits = 3;
       qo.lcq.group = 128;
       qo.lcq.rank = 2;
-      qo.engine.epochs = 2;
+      qo.engine.epochs = 1;
       auto res = quant::quantize_model(q.model, std::string(method) == "rtn" ? torch::Tensor() : calib, qo);
       const std::string out = out_dir + "/smollm2-" + method + "-w3g128.gguf";
       quant::write_quantized_model(out, q.model, q.tok().vocab(), res, {{"lcq.method", method}});
@@ -125,7 +125,10 @@ void register_demo(CLI::App& app) {
       auto gen = model::generate(q.model, ids, go);
       fmt::print("   {}: {:.3f} bits/weight, {:.1f} s, perplexity {:.3f}, file {} ({})\n", method, res.bits_per_weight,
                  res.seconds, qr.ppl, out, human_bytes(double(fs::file_size(out))));
-      fmt::print("        > The capital of France is{}\n", q.tok().decode(gen.tokens));
+      std::string text = q.tok().decode(gen.tokens);
+      for (char& ch : text)
+        if (ch == '\n') ch = ' ';
+      fmt::print("        > The capital of France is{}\n", text);
     }
     fmt::print("\nNext: `lcq quantize MODEL -o OUT.gguf --calib FILE`, `lcq perplexity MODEL --text FILE`, `lcq --help`.\n");
   });
