@@ -119,6 +119,7 @@ const std::vector<Config>& kernel_configs() {
         {3, 520, 0, 8, 0, 0},     // smallest SIMD group, 3-bit tail words
         {2, 1000, 0, 200, 0, 0},  // group not a power of two
         {4, 300, 0, 100, 0, 0},   // group not a multiple of 8: the scalar path
+        {3, 200, 0, 8, 0, 0},     // 2-bit rows end in a padded full block spanning 7 groups
     };
     int k = 0;
     for (int bits : {2, 3, 4, 8})

@@ -264,12 +264,35 @@ TEST(Stories260K, LcqFileLoadsAndBeatsRtnAtTheSameBitsAndGroup) {
   io::ModelSource src = io::load_model_source(path);
   EXPECT_EQ(src.find("blk.0.attn_q.weight"), nullptr);
   EXPECT_TRUE(io::has_codebook_layer(src, "blk.0.attn_q"));
-  model::LoadedModel back = model::load_model(path);
+  model::RuntimeOptions dense_rt;
+  dense_rt.packed = false;
+  model::LoadedModel back = model::load_model(path, {}, dense_rt);
   for (size_t l = 0; l < back.model.blocks.size(); ++l) {
     auto a = back.model.blocks[l].linears(), b = lcq.model.blocks[l].linears();
     for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(a[i].second->weight.equal(b[i].second->weight)) << a[i].first;
   }
   const double ppl_lcq = eval_ppl(back.model, eval_tokens);
+  // The default runtime keeps the layers packed (no dense weight at all) and agrees with the
+  // dequantized model up to f32 summation order.
+  model::LoadedModel packed = model::load_model(path);
+  for (const auto& [name, lin] : packed.model.blocks[0].linears()) {
+    EXPECT_FALSE(lin->weight.defined()) << name;
+    ASSERT_NE(lin->packed, nullptr) << name;
+  }
+  EXPECT_NEAR(eval_ppl(packed.model, eval_tokens), ppl_lcq, 1e-4 * ppl_lcq);
+  {
+    torch::NoGradGuard ng;
+    auto tokens = torch::tensor(std::vector<int64_t>(eval_tokens.begin(), eval_tokens.begin() + 64)).unsqueeze(0);
+    EXPECT_LT((packed.model.forward(tokens) - back.model.forward(tokens)).abs().max().item<double>(), 1e-4);
+    // One-token steps with a KV cache take the GEMV kernel.
+    auto cp = packed.model.make_cache(1, 64), cd = back.model.make_cache(1, 64);
+    packed.model.forward(tokens.slice(1, 0, 10), &cp);
+    back.model.forward(tokens.slice(1, 0, 10), &cd);
+    for (int64_t t = 10; t < 14; ++t) {
+      auto a = packed.model.forward(tokens.slice(1, t, t + 1), &cp), b = back.model.forward(tokens.slice(1, t, t + 1), &cd);
+      EXPECT_LT((a - b).abs().max().item<double>(), 1e-4) << "step " << t;
+    }
+  }
   const double ppl_fp = eval_ppl(fp.model, eval_tokens);
   std::printf("stories260K W3 g32: fp %.3f, rtn %.3f, lcq r2 %.3f\n", ppl_fp, ppl_rtn, ppl_lcq);
   EXPECT_TRUE(std::isfinite(ppl_lcq));
@@ -341,7 +364,8 @@ TEST(QuantizeCli, WritesAModelEveryCommandRunsAndAFakeQuantizedCopy) {
   ASSERT_NE(fs.find("blk.0.attn_q.weight"), nullptr);
   for (size_t l = 0; l < q.model.blocks.size(); ++l) {
     auto a = q.model.blocks[l].linears(), b = f.model.blocks[l].linears();
-    for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(a[i].second->weight.equal(b[i].second->weight)) << a[i].first;
+    for (size_t i = 0; i < a.size(); ++i)
+      EXPECT_TRUE(a[i].second->dense_weight().equal(b[i].second->weight)) << a[i].first;  // q is packed
   }
 }
 

@@ -71,7 +71,9 @@ void register_quantize(CLI::App& app) {
       LCQ_CHECK(!calib_text.empty(), "{}: the calibration file is empty", a->calib);
     }
 
-    model::LoadedModel lm = opts->load();
+    model::RuntimeOptions rt = opts->runtime();
+    rt.packed = false;  // quantizers read and replace dense weights (an LCQ input is dequantized)
+    model::LoadedModel lm = model::load_model(opts->path, opts->load_options(), rt);
     torch::Tensor calib;
     if (!calib_text.empty()) {
       if (!a->seqlen_given) a->c.seqlen = std::min<int64_t>(2048, lm.model.config.max_seq_len);

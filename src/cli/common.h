@@ -43,5 +43,6 @@ void register_perplexity(CLI::App& app);
 void register_convert(CLI::App& app);
 void register_demo(CLI::App& app);
 void register_quantize(CLI::App& app);
+void register_bench(CLI::App& app);
 
 }  // namespace lcq::cli

@@ -52,12 +52,24 @@ struct LoadBF16 {
   }
 };
 
+struct LoadF16 {
+  template <class D>
+  HWY_INLINE hn::Vec<D> operator()(D d, const uint16_t* p) const {
+    const hn::Rebind<hwy::float16_t, D> dh;
+    return hn::PromoteTo(d, hn::LoadU(dh, reinterpret_cast<const hwy::float16_t*>(p)));
+  }
+};
+
 void GemvF32Rows(const float* W, int64_t cols, const float* x, float* y, int64_t r0, int64_t r1) {
   for (int64_t i = r0; i < r1; ++i) y[i] = DotRow(W + i * cols, x, cols, LoadF32());
 }
 
 void GemvBF16Rows(const uint16_t* W, int64_t cols, const float* x, float* y, int64_t r0, int64_t r1) {
   for (int64_t i = r0; i < r1; ++i) y[i] = DotRow(W + i * cols, x, cols, LoadBF16());
+}
+
+void GemvF16Rows(const uint16_t* W, int64_t cols, const float* x, float* y, int64_t r0, int64_t r1) {
+  for (int64_t i = r0; i < r1; ++i) y[i] = DotRow(W + i * cols, x, cols, LoadF16());
 }
 
 float SumBuffer(const float* p, int64_t n) {
@@ -88,6 +100,7 @@ namespace lcq::kernels {
 
 HWY_EXPORT(GemvF32Rows);
 HWY_EXPORT(GemvBF16Rows);
+HWY_EXPORT(GemvF16Rows);
 HWY_EXPORT(SumBuffer);
 
 namespace {
@@ -115,6 +128,11 @@ void gemv_f32(const float* W, int64_t rows, int64_t cols, const float* x, float*
 
 void gemv_bf16(const uint16_t* W, int64_t rows, int64_t cols, const float* x, float* y) {
   auto kernel = HWY_DYNAMIC_DISPATCH(GemvBF16Rows);
+  parallel_rows(rows, cols, [&](int64_t r0, int64_t r1) { kernel(W, cols, x, y, r0, r1); });
+}
+
+void gemv_f16(const uint16_t* W, int64_t rows, int64_t cols, const float* x, float* y) {
+  auto kernel = HWY_DYNAMIC_DISPATCH(GemvF16Rows);
   parallel_rows(rows, cols, [&](int64_t r0, int64_t r1) { kernel(W, cols, x, y, r0, r1); });
 }
 

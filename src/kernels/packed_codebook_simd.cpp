@@ -128,7 +128,7 @@ constexpr int kSwitchCounted = 0;
 constexpr int kSwitchPerBlocks = -1;
 
 // One row times kT activation vectors. tabs holds the row's group codebooks, `kp` floats
-// each (plus one spare table so the pointer may step one past the last group).
+// each, followed by zero spare tables for the padded fields (see GemmRowsT).
 template <int kFmt, int kT, int kGF>
 HWY_NOINLINE void RowTile(const detail::MatrixView& m, const uint8_t* HWY_RESTRICT p, const float* const* xs,
                           const float* HWY_RESTRICT tabs, size_t kp, float* HWY_RESTRICT out, size_t out_stride) {
@@ -413,8 +413,14 @@ void GemmRowsT(const detail::MatrixView& m, const float* X, int64_t n, float* Y,
   thread_local Scratch scratch;
   float* E = scratch.get(0, size_t(np + 1) * kp);
   float* coef = scratch.get(1, size_t(gpr * np + kN));
-  float* tabs = scratch.get(2, size_t(gpr + 1) * kp);
-  for (size_t k = 0; k < kp; ++k) tabs[size_t(gpr) * kp + k] = 0.f;
+  // The table pointer advances once per group's worth of fields, including the zero-padded
+  // fields at the end of a row (x is zero there), so it may step past the last group by
+  // more than one table: every table beyond the row's groups is a zero spare.
+  const int64_t padded_groups = (m.padded_cols / detail::kLanes + m.group / detail::kLanes - 1) /
+                                (m.group / detail::kLanes);
+  const int64_t n_tabs = std::max<int64_t>(gpr, padded_groups) + 1;
+  float* tabs = scratch.get(2, size_t(n_tabs) * kp);
+  for (size_t k = size_t(gpr) * kp; k < size_t(n_tabs) * kp; ++k) tabs[k] = 0.f;
   int64_t cur_blk = -1;
 
   const int64_t gf = m.group / detail::kLanes;

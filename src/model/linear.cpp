@@ -1,6 +1,8 @@
 #include "lcq/model/linear.h"
 
 #include "lcq/core/error.h"
+#include "lcq/kernels/dense.h"
+#include "lcq/kernels/packed_codebook.h"
 
 #include <torch/torch.h>
 
@@ -24,11 +26,51 @@ torch::Tensor ActQuant::apply(const torch::Tensor& x) const {
   return x + ((q - zero) * scale - x).detach();
 }
 
-int64_t Linear::in_features() const { return weight.size(1); }
-int64_t Linear::out_features() const { return weight.size(0); }
+int64_t Linear::in_features() const { return packed ? packed->cols() : weight.size(1); }
+int64_t Linear::out_features() const { return packed ? packed->rows() : weight.size(0); }
 
 namespace {
 thread_local LinearInputTap::Fn* g_tap = nullptr;
+
+// x [..., in] (any float dtype) through the packed kernels: GEMV for one token (decoding),
+// GEMM otherwise. Computes in f32 and returns x's dtype.
+torch::Tensor packed_linear(const kernels::PackedCodebookMatrix& p, const torch::Tensor& x) {
+  LCQ_CHECK(x.device().is_cpu(), "packed LCQ layers run on the CPU only");
+  LCQ_CHECK(x.size(-1) == p.cols(), "packed linear: input has {} features, the layer expects {}", x.size(-1),
+            p.cols());
+  const torch::Tensor xf = x.to(torch::kFloat32).contiguous();
+  const int64_t n = xf.numel() / p.cols();
+  std::vector<int64_t> shape = x.sizes().vec();
+  shape.back() = p.rows();
+  torch::Tensor y = torch::empty(shape, torch::kFloat32);
+  if (n == 1)
+    p.gemv(xf.data_ptr<float>(), y.data_ptr<float>());
+  else
+    p.gemm(xf.data_ptr<float>(), n, y.data_ptr<float>());
+  return y.scalar_type() == x.scalar_type() ? y : y.to(x.scalar_type());
+}
+// Weights kept in fp16 for their size (the tied embedding/head of an LCQ file) with wider
+// activations: one token -> the fp16 GEMV kernel; more -> f32 copies of row chunks and BLAS.
+torch::Tensor half_linear(const torch::Tensor& w, const torch::Tensor& x) {
+  const torch::Tensor xf = x.to(torch::kFloat32).contiguous();
+  const int64_t rows = w.size(0), cols = w.size(1), n = xf.numel() / cols;
+  std::vector<int64_t> shape = x.sizes().vec();
+  shape.back() = rows;
+  torch::Tensor y = torch::empty(shape, torch::kFloat32);
+  if (n == 1) {
+    kernels::gemv_f16(reinterpret_cast<const uint16_t*>(w.data_ptr<at::Half>()), rows, cols, xf.data_ptr<float>(),
+                      y.data_ptr<float>());
+  } else {
+    const torch::Tensor x2 = xf.view({n, cols});
+    torch::Tensor y2 = y.view({n, rows});
+    const int64_t chunk = 4096;
+    for (int64_t r0 = 0; r0 < rows; r0 += chunk) {
+      const int64_t r1 = std::min(rows, r0 + chunk);
+      y2.slice(1, r0, r1).copy_(torch::mm(x2, w.slice(0, r0, r1).to(torch::kFloat32).t()));
+    }
+  }
+  return y.scalar_type() == x.scalar_type() ? y : y.to(x.scalar_type());
+}
 }  // namespace
 
 LinearInputTap::LinearInputTap(Fn fn) {
@@ -44,11 +86,27 @@ LinearInputTap::~LinearInputTap() {
 torch::Tensor Linear::forward(const torch::Tensor& x) const {
   if (g_tap) (*g_tap)(*this, x);
   torch::Tensor in = input_quant ? input_quant->apply(x) : x;
-  torch::Tensor y = bias.defined() ? torch::nn::functional::linear(in, weight, bias)
-                                   : torch::nn::functional::linear(in, weight);
+  torch::Tensor y;
+  if (packed || (weight.scalar_type() == torch::kHalf && in.scalar_type() != torch::kHalf)) {
+    LCQ_CHECK(!in.requires_grad(), "a packed or fp16-stored layer is inference-only");
+    y = packed ? packed_linear(*packed, in) : half_linear(weight, in);
+    if (bias.defined()) y.add_(bias);
+  } else {
+    y = bias.defined() ? torch::nn::functional::linear(in, weight, bias) : torch::nn::functional::linear(in, weight);
+  }
   return output_quant ? output_quant->apply(y) : y;
 }
 
-torch::Tensor Linear::dense_weight() const { return weight; }
+torch::Tensor Linear::dense_weight() const {
+  if (!packed) return weight;
+  torch::Tensor w = torch::empty({packed->rows(), packed->cols()}, torch::kFloat32);
+  packed->dequantize(w.data_ptr<float>());
+  return w;
+}
+
+size_t Linear::weight_bytes() const {
+  if (packed) return packed->nbytes();
+  return weight.defined() ? size_t(weight.numel()) * weight.element_size() : 0;
+}
 
 }  // namespace lcq::model

@@ -3,10 +3,13 @@
 #include "lcq/core/error.h"
 #include "lcq/core/progress.h"
 #include "lcq/io/codebook_tensors.h"
+#include "lcq/kernels/packed_codebook.h"
 
 #include <torch/torch.h>
 
 #include <sys/mman.h>
+
+#include <cstring>
 
 namespace lcq::model {
 
@@ -52,7 +55,18 @@ Model build_model(const io::ModelSource& src, const RuntimeOptions& opts) {
 
   const int64_t D = c.dim, Hd = c.head_dim, q_dim = int64_t(c.n_heads) * Hd, kv_dim = c.kv_dim();
   const bool opt = c.arch == Arch::OPT;
-  m.tok_embd = get("token_embd.weight", {c.vocab_size, D});
+  if (opts.packed && opts.device.is_cpu() && src.find("token_embd.weight") &&
+      src.get("token_embd.weight").dtype == io::DType::F16) {
+    // Compact runtime: an fp16 embedding (and tied head) stays fp16, as LCQ files store it.
+    const io::TensorView& v = src.get("token_embd.weight");
+    LCQ_CHECK(v.shape == std::vector<int64_t>({c.vocab_size, D}), "{}: tensor 'token_embd.weight' has shape [{}]",
+              src.path, fmt::join(v.shape, ", "));
+    m.tok_embd = torch::empty(v.shape, torch::kHalf);
+    std::memcpy(m.tok_embd.data_ptr<at::Half>(), v.data, v.nbytes);
+    progress.add();
+  } else {
+    m.tok_embd = get("token_embd.weight", {c.vocab_size, D});
+  }
   if (opt) {
     const io::TensorView& pe = src.get("position_embd.weight");
     m.pos_embd = get("position_embd.weight", {pe.shape.empty() ? 0 : pe.shape[0], D});
@@ -74,11 +88,15 @@ Model build_model(const io::ModelSource& src, const RuntimeOptions& opts) {
       Linear x;
       const std::string base = p + name;
       if (!src.find(base + ".weight") && io::has_codebook_layer(src, base)) {
-        // An LCQ layer: dequantized on load (the packed kernels run it without this step).
+        // An LCQ layer: kept packed for the kernels, or dequantized to a dense weight.
         const CodebookLayer cl = io::read_codebook_layer(src, base, out, in);
-        auto w = torch::empty({out, in}, torch::kFloat32);
-        cl.dequantize(w.data_ptr<float>());
-        x.weight = w.to(torch::TensorOptions().dtype(opts.dtype).device(opts.device));
+        if (opts.packed && opts.device.is_cpu()) {
+          x.packed = std::make_shared<const kernels::PackedCodebookMatrix>(kernels::PackedCodebookMatrix::pack(cl));
+        } else {
+          auto w = torch::empty({out, in}, torch::kFloat32);
+          cl.dequantize(w.data_ptr<float>());
+          x.weight = w.to(torch::TensorOptions().dtype(opts.dtype).device(opts.device));
+        }
         progress.add();
       } else {
         x.weight = get(base + ".weight", {out, in});

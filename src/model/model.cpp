@@ -163,6 +163,7 @@ torch::TensorOptions Model::tensor_options() const {
 
 torch::Tensor Model::embed(const torch::Tensor& tokens, int64_t start_pos) const {
   auto x = F::embedding(tokens.to(tok_embd.device()), tok_embd);
+  if (x.scalar_type() != options.dtype) x = x.to(options.dtype);  // fp16-stored embeddings
   if (pos_embd.defined()) {
     // HF OPT's learned positions are offset by 2 (rows 0 and 1 are unused padding slots).
     const int64_t T = tokens.size(1);

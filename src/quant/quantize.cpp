@@ -117,23 +117,26 @@ QuantizeResult quantize_model(model::Model& m, const torch::Tensor& calib, const
 
 namespace {
 
-// The model's tensors under canonical names, as f32 buffers (kept alive in `storage`).
+// The model's tensors under canonical names, as f32 buffers (kept alive in `storage`),
+// written as `dtype` (matrices) or `embedding_dtype` (token embedding and output head).
 // Linear layers present in `skip` are left out.
 std::vector<io::WriteTensor> dense_tensors(const model::Model& m, const std::map<std::string, CodebookLayer>* skip,
-                                           io::DType dtype, std::deque<torch::Tensor>& storage) {
+                                           io::DType dtype, io::DType embedding_dtype,
+                                           std::deque<torch::Tensor>& storage) {
   std::vector<io::WriteTensor> out;
-  auto add = [&](const std::string& name, const torch::Tensor& t) {
+  auto add_as = [&](const std::string& name, const torch::Tensor& t, io::DType matrix_dtype) {
     if (!t.defined()) return;
     storage.push_back(t.detach().to(torch::kFloat32).contiguous());
     const torch::Tensor& c = storage.back();
     io::WriteTensor w;
     w.name = name;
     w.shape = c.sizes().vec();
-    w.dtype = c.dim() >= 2 ? dtype : io::DType::F32;  // norms and biases stay f32
+    w.dtype = c.dim() >= 2 ? matrix_dtype : io::DType::F32;  // norms and biases stay f32
     w.f32 = c.data_ptr<float>();
     out.push_back(w);
   };
-  add("token_embd.weight", m.tok_embd);
+  auto add = [&](const std::string& name, const torch::Tensor& t) { add_as(name, t, dtype); };
+  add_as("token_embd.weight", m.tok_embd, embedding_dtype);
   add("position_embd.weight", m.pos_embd);
   for (size_t l = 0; l < m.blocks.size(); ++l) {
     const model::Block& b = m.blocks[l];
@@ -149,7 +152,7 @@ std::vector<io::WriteTensor> dense_tensors(const model::Model& m, const std::map
   }
   add("output_norm.weight", m.output_norm.weight);
   add("output_norm.bias", m.output_norm.bias);
-  if (!m.config.tie_embeddings) add("output.weight", m.output.weight);
+  if (!m.config.tie_embeddings) add_as("output.weight", m.output.weight, embedding_dtype);
   return out;
 }
 
@@ -160,7 +163,9 @@ void write_quantized_model(const std::string& path, const model::Model& m, const
   LCQ_CHECK(!q.layers.empty(), "{}: nothing was quantized", path);
   std::deque<torch::Tensor> dense_storage;
   std::deque<std::vector<uint8_t>> raw_storage;
-  auto tensors = dense_tensors(m, &q.layers, io::DType::F32, dense_storage);
+  // The embedding (and head) in fp16: at low bits it would otherwise be most of the file, and
+  // the packed runtime keeps it in fp16 (docs/lcq-format.md).
+  auto tensors = dense_tensors(m, &q.layers, io::DType::F32, io::DType::F16, dense_storage);
   for (const auto& [name, layer] : q.layers) io::add_codebook_tensors(name, layer, tensors, raw_storage);
   io::WriteOptions wo;
   wo.extra_metadata = extra;
@@ -180,7 +185,7 @@ void write_quantized_model(const std::string& path, const model::Model& m, const
 void write_dense_model(const std::string& path, const model::Model& m, const tokenizer::Vocab& vocab,
                        io::DType dtype, const nlohmann::json& extra) {
   std::deque<torch::Tensor> storage;
-  auto tensors = dense_tensors(m, nullptr, dtype, storage);
+  auto tensors = dense_tensors(m, nullptr, dtype, dtype, storage);
   io::WriteOptions wo;
   wo.extra_metadata = extra;
   const bool gguf = path.size() >= 5 && path.compare(path.size() - 5, 5, ".gguf") == 0;

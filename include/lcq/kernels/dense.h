@@ -11,5 +11,7 @@ namespace lcq::kernels {
 void gemv_f32(const float* W, int64_t rows, int64_t cols, const float* x, float* y);
 // y[rows] = W x with bf16 weights (raw bits) and f32 activations.
 void gemv_bf16(const uint16_t* W, int64_t rows, int64_t cols, const float* x, float* y);
+// y[rows] = W x with IEEE fp16 weights (raw bits): the tied embedding/head of LCQ files.
+void gemv_f16(const uint16_t* W, int64_t rows, int64_t cols, const float* x, float* y);
 
 }  // namespace lcq::kernels

@@ -7,6 +7,10 @@
 #include <functional>
 #include <memory>
 
+namespace lcq::kernels {
+class PackedCodebookMatrix;
+}
+
 namespace lcq::model {
 
 // Fake quantization of activations (weight-activation schemes, e.g. W8A8). Applied to the
@@ -18,18 +22,23 @@ struct ActQuant {
   torch::Tensor apply(const torch::Tensor& x) const;
 };
 
+// The weight is either a dense tensor (trainable; what quantizers substitute) or an LCQ
+// codebook layer in its packed form, run by the packed kernels (inference only, CPU).
 struct Linear {
-  torch::Tensor weight;  // [out, in]
+  torch::Tensor weight;  // [out, in]; undefined when `packed` holds the layer
+  std::shared_ptr<const kernels::PackedCodebookMatrix> packed;
   torch::Tensor bias;    // [out] or undefined
   std::shared_ptr<const ActQuant> input_quant;   // quantize x before the product
   std::shared_ptr<const ActQuant> output_quant;  // quantize y (LRQ's KV8 on k/v projections)
 
-  bool defined() const { return weight.defined(); }
+  bool defined() const { return weight.defined() || packed != nullptr; }
   int64_t in_features() const;
   int64_t out_features() const;
   torch::Tensor forward(const torch::Tensor& x) const;
-  // The effective weight as a dense float tensor.
+  // The effective weight as a dense tensor (dequantized when packed).
   torch::Tensor dense_weight() const;
+  // Bytes the weight occupies in memory (packed or dense).
+  size_t weight_bytes() const;
 };
 
 // While alive, sees the input of every Linear::forward on this thread (before activation

@@ -20,6 +20,9 @@ struct RuntimeOptions {
   torch::Device device = torch::kCPU;
   torch::ScalarType dtype = torch::kFloat32;  // kFloat32 or kBFloat16 (weights and activations)
   int threads = 0;                            // 0: leave libtorch's default
+  // LCQ layers stay in their packed form and run on the packed kernels (CPU inference).
+  // Off: they are dequantized to dense weights on load (what training and conversion need).
+  bool packed = true;
 };
 
 // RMSNorm (weight only) or LayerNorm (weight and bias).

@@ -1,0 +1,261 @@
+// lcq bench: how fast the packed LCQ kernels run on this machine, beside the memory read
+// bandwidth and dense f32/bf16 GEMV measured in the same run, and (given a model) end-to-end
+// prefill and decode speed with the model's resident memory. Prints Markdown tables (what
+// BENCHMARKS.md holds) or --json.
+//
+// GEMV timings are "cold": each timed pass sweeps over enough copies of the matrix (>= 192
+// MiB) that the weights stream from memory, as they do when a model decodes. Every figure is
+// the median of --reps passes.
+#include "common.h"
+
+#include "lcq/core/progress.h"
+#include "lcq/kernels/dense.h"
+#include "lcq/kernels/membw.h"
+#include "lcq/kernels/packed_codebook.h"
+#include "lcq/kernels/synthetic.h"
+#include "lcq/model/generate.h"
+
+#include <fmt/format.h>
+#include <omp.h>
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <chrono>
+#include <map>
+#include <optional>
+#include <set>
+
+namespace lcq::cli {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr size_t kSweepBytes = size_t(192) << 20;
+
+struct BenchArgs {
+  std::string model;
+  std::vector<int> bits{2, 3, 4};
+  int rank = 2;
+  std::vector<int> threads{1, 2};
+  int reps = 7;
+  int prefill = 256, decode = 64;
+  bool kernels = true;
+  bool dense_runtime = false;
+  std::string dtype = "f32";
+  bool json = false, quiet = false;
+};
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : (v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]));
+}
+
+// Median seconds of one call of `fn(copy)`, timing sweeps over `copies` copies.
+template <class Fn>
+double time_sweeps(size_t copies, int reps, Fn fn) {
+  for (size_t k = 0; k < copies; ++k) fn(k);  // warm-up: page in, spin up threads
+  std::vector<double> t;
+  for (int r = 0; r < reps; ++r) {
+    const auto t0 = Clock::now();
+    for (size_t k = 0; k < copies; ++k) fn(k);
+    t.push_back(std::chrono::duration<double>(Clock::now() - t0).count() / double(copies));
+  }
+  return median(t);
+}
+
+struct Row {
+  std::string shape, kernel;
+  int threads;
+  double seconds, bytes, weights, bandwidth;
+  nlohmann::json json() const {
+    return {{"shape", shape},
+            {"kernel", kernel},
+            {"threads", threads},
+            {"microseconds", seconds * 1e6},
+            {"gb_per_s", bytes / seconds / 1e9},
+            {"gweights_per_s", weights / seconds / 1e9},
+            {"fraction_of_bandwidth", bytes / seconds / 1e9 / bandwidth}};
+  }
+};
+
+size_t copies_for(size_t bytes) { return std::max<size_t>(2, kSweepBytes / std::max<size_t>(bytes, 1) + 1); }
+
+std::vector<Row> bench_shape(int64_t rows, int64_t cols, const BenchArgs& a, const std::map<int, double>& bw) {
+  std::vector<Row> out;
+  const std::string shape = fmt::format("{}x{}", rows, cols);
+  std::vector<float> x(static_cast<size_t>(cols), 0.5f), y(static_cast<size_t>(rows));
+  auto add = [&](const std::string& kernel, int t, double s, double bytes) {
+    out.push_back({shape, kernel, t, s, bytes, double(rows) * double(cols), bw.at(t)});
+  };
+  for (int bits : a.bits) {
+    std::vector<kernels::PackedCodebookMatrix> ms;
+    ms.push_back(kernels::PackedCodebookMatrix::pack(kernels::synthetic_codebook_layer(rows, cols, bits, a.rank)));
+    const size_t n = copies_for(ms[0].nbytes());
+    while (ms.size() < n) ms.push_back(ms[0].clone());
+    for (int t : a.threads) {
+      omp_set_num_threads(t);
+      const double s = time_sweeps(n, a.reps, [&](size_t k) { ms[k].gemv(x.data(), y.data()); });
+      add(fmt::format("lcq-b{}-r{}", bits, a.rank), t, s, double(ms[0].nbytes()));
+    }
+  }
+  {
+    const size_t bytes = size_t(rows * cols) * sizeof(float), n = copies_for(bytes);
+    std::vector<std::vector<float>> ws(n, std::vector<float>(size_t(rows * cols), 0.25f));
+    for (int t : a.threads) {
+      omp_set_num_threads(t);
+      add("dense-f32", t, time_sweeps(n, a.reps, [&](size_t k) {
+            kernels::gemv_f32(ws[k].data(), rows, cols, x.data(), y.data());
+          }), double(bytes));
+    }
+  }
+  {
+    const size_t bytes = size_t(rows * cols) * sizeof(uint16_t), n = copies_for(bytes);
+    std::vector<std::vector<uint16_t>> ws(n, std::vector<uint16_t>(size_t(rows * cols), 0x3e80));
+    for (int t : a.threads) {
+      omp_set_num_threads(t);
+      add("dense-bf16", t, time_sweeps(n, a.reps, [&](size_t k) {
+            kernels::gemv_bf16(ws[k].data(), rows, cols, x.data(), y.data());
+          }), double(bytes));
+    }
+  }
+  return out;
+}
+
+struct ModelRow {
+  int threads;
+  double prefill_tps, decode_tps;
+};
+
+nlohmann::json run_bench(const BenchArgs& a) {
+  nlohmann::json j;
+  j["simd_target"] = kernels::current_simd_target();
+  std::map<int, double> bw;
+  for (int t : a.threads) bw[t] = kernels::measure_read_bandwidth_gbs(size_t(512) << 20, t, a.reps);
+  j["memory_read_gb_per_s"] = nlohmann::json::object();
+  for (auto [t, g] : bw) j["memory_read_gb_per_s"][std::to_string(t)] = g;
+
+  // Shapes: 4096x4096 and the distinct linear shapes of the model.
+  std::vector<std::pair<int64_t, int64_t>> shapes{{4096, 4096}};
+  std::optional<model::LoadedModel> lm;
+  int64_t model_rss = 0;
+  if (!a.model.empty()) {
+    model::RuntimeOptions rt;
+    rt.dtype = a.dtype == "bf16" ? torch::kBFloat16 : torch::kFloat32;
+    rt.packed = !a.dense_runtime;
+    const int64_t before = current_rss_bytes();
+    lm = model::load_model(a.model, {}, rt);
+    model_rss = current_rss_bytes() - before;
+    std::set<std::pair<int64_t, int64_t>> seen;
+    for (const auto& [name, lin] : lm->model.blocks[0].linears())
+      if (lin->defined() && seen.insert({lin->out_features(), lin->in_features()}).second)
+        shapes.push_back({lin->out_features(), lin->in_features()});
+  }
+  if (a.kernels) {
+    j["gemv"] = nlohmann::json::array();
+    Progress bar("gemv", int64_t(shapes.size()));
+    for (const auto& [r, c] : shapes) {
+      for (const Row& row : bench_shape(r, c, a, bw)) j["gemv"].push_back(row.json());
+      bar.add();
+    }
+    bar.finish();
+  }
+  if (lm) {
+    const model::Model& m = lm->model;
+    size_t weight_bytes = 0;
+    int packed_layers = 0;
+    for (const auto& b : m.blocks)
+      for (const auto& [name, lin] : b.linears()) {
+        weight_bytes += lin->weight_bytes();
+        packed_layers += lin->packed != nullptr;
+      }
+    nlohmann::json mj{{"path", a.model},
+                      {"dtype", a.dtype},
+                      {"packed_layers", packed_layers},
+                      {"linear_weight_bytes", weight_bytes},
+                      {"resident_bytes_of_loaded_model", model_rss},
+                      {"prefill_tokens", a.prefill},
+                      {"decode_tokens", a.decode},
+                      {"runs", nlohmann::json::array()}};
+    std::vector<int> prompt(size_t(a.prefill));
+    for (int i = 0; i < a.prefill; ++i) prompt[size_t(i)] = 100 + (i * 7919) % std::max(1, m.config.vocab_size - 100);
+    model::GenerateOptions go;
+    go.max_new_tokens = a.decode;
+    for (int t : a.threads) {
+      model::set_threads(t);
+      omp_set_num_threads(t);
+      std::vector<double> pre, dec;
+      model::generate(m, std::vector<int>(prompt.begin(), prompt.begin() + std::min(16, a.prefill)), go);  // warm-up
+      for (int r = 0; r < std::max(1, a.reps / 2); ++r) {
+        const auto res = model::generate(m, prompt, go);
+        pre.push_back(double(a.prefill) / res.prefill_seconds);
+        dec.push_back(double(res.tokens.size()) / res.decode_seconds);
+      }
+      mj["runs"].push_back({{"threads", t}, {"prefill_tokens_per_s", median(pre)}, {"decode_tokens_per_s", median(dec)}});
+    }
+    j["model"] = mj;
+  }
+  return j;
+}
+
+void print_markdown(const nlohmann::json& j) {
+  fmt::print("SIMD target: {}\n\n", j["simd_target"].get<std::string>());
+  fmt::print("| memory read | GB/s |\n|---|---:|\n");
+  for (const auto& [t, g] : j["memory_read_gb_per_s"].items()) fmt::print("| {} thread(s) | {:.1f} |\n", t, g.get<double>());
+  if (j.contains("gemv")) {
+    fmt::print("\n| shape | kernel | threads | us/GEMV | GB/s | Gweights/s | % of read bandwidth |\n");
+    fmt::print("|---|---|---:|---:|---:|---:|---:|\n");
+    for (const auto& r : j["gemv"])
+      fmt::print("| {} | {} | {} | {:.1f} | {:.1f} | {:.2f} | {:.0f} % |\n", r["shape"].get<std::string>(),
+                 r["kernel"].get<std::string>(), r["threads"].get<int>(), r["microseconds"].get<double>(),
+                 r["gb_per_s"].get<double>(), r["gweights_per_s"].get<double>(),
+                 100 * r["fraction_of_bandwidth"].get<double>());
+  }
+  if (j.contains("model")) {
+    const auto& m = j["model"];
+    fmt::print("\nModel {} ({}, {} packed LCQ layers): linear weights {}, resident memory of the loaded model {}\n\n",
+               m["path"].get<std::string>(), m["dtype"].get<std::string>(), m["packed_layers"].get<int>(),
+               human_bytes(m["linear_weight_bytes"].get<double>()),
+               human_bytes(m["resident_bytes_of_loaded_model"].get<double>()));
+    fmt::print("| threads | prefill tok/s ({} tokens) | decode tok/s ({} tokens) |\n|---:|---:|---:|\n",
+               m["prefill_tokens"].get<int>(), m["decode_tokens"].get<int>());
+    for (const auto& r : m["runs"])
+      fmt::print("| {} | {:.1f} | {:.1f} |\n", r["threads"].get<int>(), r["prefill_tokens_per_s"].get<double>(),
+                 r["decode_tokens_per_s"].get<double>());
+  }
+}
+
+}  // namespace
+
+void register_bench(CLI::App& app) {
+  auto a = std::make_shared<BenchArgs>();
+  auto* cmd = app.add_subcommand("bench", "Kernel and model speed on this machine (Markdown tables or --json)");
+  cmd->add_option("model", a->model, "Optional model: adds its layer shapes and end-to-end prefill/decode speed");
+  cmd->add_option("--bits", a->bits, "Index widths of the packed GEMV rows")->delimiter(',')->check(CLI::Range(1, 8));
+  cmd->add_option("--rank", a->rank, "Codebook rank of the packed GEMV rows")->check(CLI::Range(1, 64));
+  cmd->add_option("-t,--threads", a->threads, "Thread counts to measure, e.g. 1,2")
+      ->delimiter(',')
+      ->check(CLI::Range(1, 1024));
+  cmd->add_option("--reps", a->reps, "Timed repetitions per figure (the median is reported)")->check(CLI::Range(1, 1000));
+  cmd->add_option("--prefill", a->prefill, "Prompt tokens for the prefill timing")->check(CLI::Range(1, 1 << 20));
+  cmd->add_option("--decode", a->decode, "Generated tokens for the decode timing")->check(CLI::Range(1, 1 << 20));
+  cmd->add_option("--dtype", a->dtype, "Runtime compute type for the model")->check(CLI::IsMember({"f32", "bf16"}));
+  cmd->add_flag("--dense", a->dense_runtime, "Dequantize LCQ layers on load instead of running them packed");
+  cmd->add_flag("!--no-kernels", a->kernels, "Skip the GEMV tables (model timing only)");
+  cmd->add_flag("--json", a->json, "Print machine-readable JSON on stdout");
+  cmd->add_flag("-q,--quiet", a->quiet, "No progress bars");
+  cmd->footer(
+      "Examples:\n"
+      "  lcq bench                                 # kernels on 4096x4096, 1 and 2 threads\n"
+      "  lcq bench model-w2.gguf                   # + the model's layer shapes, prefill/decode tok/s\n"
+      "  lcq bench model.gguf --dtype bf16 --no-kernels   # the dense bf16 runtime, for comparison");
+  cmd->callback([a] {
+    Progress::set_globally_enabled(!a->quiet && !a->json);
+    const nlohmann::json j = run_bench(*a);
+    if (a->json)
+      print_json(j);
+    else
+      print_markdown(j);
+  });
+}
+
+}  // namespace lcq::cli
