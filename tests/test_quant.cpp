@@ -19,6 +19,7 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <set>
 
 using namespace lcq;
 
@@ -414,4 +415,32 @@ TEST(QuantizeCli, CorruptedModelCopiesGiveOneClearError) {
   EXPECT_EQ(r.exit_code, 1) << r.err;
   EXPECT_NE(r.err.find("NaN"), std::string::npos) << r.err;
   EXPECT_FALSE(std::filesystem::exists(dir + "/o.gguf"));
+}
+
+TEST(BenchCli, ReportsKernelAndPackedModelSpeedAsJson) {
+  const std::string dir = test::scratch_dir();
+  const std::string out = dir + "/w2.gguf";
+  auto q = test::run_lcq("quantize " + stories_bin() + " --tokenizer " + stories_tok() + " -o " + out +
+                         " --method rtn --bits 2 --group 32 --quiet");
+  ASSERT_EQ(q.exit_code, 0) << q.err;
+  auto r = test::run_lcq("bench " + out + " --threads 1 --bits 2 --reps 1 --sweep-mib 1 --prefill 8 --decode 4 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_GT(j.at("memory_read_gb_per_s").at("1").get<double>(), 0);
+  std::set<std::string> shapes, kernels;
+  for (const auto& row : j.at("gemv")) {
+    shapes.insert(row.at("shape").get<std::string>());
+    kernels.insert(row.at("kernel").get<std::string>());
+    EXPECT_GT(row.at("gb_per_s").get<double>(), 0);
+  }
+  // 4096x4096 and stories260K's own shapes (64x64 q/o, 32x64 k/v, 172x64 and 64x172 MLP).
+  EXPECT_EQ(shapes, (std::set<std::string>{"4096x4096", "64x64", "32x64", "172x64", "64x172"}));
+  EXPECT_EQ(kernels, (std::set<std::string>{"lcq-b2-r2", "dense-f32", "dense-bf16"}));
+  const auto& m = j.at("model");
+  EXPECT_EQ(m.at("packed_layers").get<int>(), 35);  // 5 blocks x 7 linears, none expanded
+  EXPECT_GT(m.at("runs").at(0).at("decode_tokens_per_s").get<double>(), 0);
+
+  auto bad = test::run_lcq("bench " + dir + "/missing.gguf --no-kernels");
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_NE(bad.err.find("missing.gguf"), std::string::npos) << bad.err;
 }

@@ -3,9 +3,9 @@
 // prefill and decode speed with the model's resident memory. Prints Markdown tables (what
 // BENCHMARKS.md holds) or --json.
 //
-// GEMV timings are "cold": each timed pass sweeps over enough copies of the matrix (>= 192
-// MiB) that the weights stream from memory, as they do when a model decodes. Every figure is
-// the median of --reps passes.
+// GEMV timings are "cold": each timed pass sweeps over enough copies of the matrix (192 MiB
+// by default, --sweep-mib) that the weights stream from memory, as they do when a model
+// decodes. Every figure is the median of --reps passes.
 #include "common.h"
 
 #include "lcq/core/progress.h"
@@ -30,7 +30,6 @@ namespace lcq::cli {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-constexpr size_t kSweepBytes = size_t(192) << 20;
 
 struct BenchArgs {
   std::string model;
@@ -40,6 +39,7 @@ struct BenchArgs {
   int reps = 7;
   int prefill = 256, decode = 64;
   bool kernels = true;
+  int sweep_mib = 192;  // bytes of matrix copies one timed GEMV pass sweeps over
   bool dense_runtime = false;
   std::string dtype = "f32";
   bool json = false, quiet = false;
@@ -78,7 +78,9 @@ struct Row {
   }
 };
 
-size_t copies_for(size_t bytes) { return std::max<size_t>(2, kSweepBytes / std::max<size_t>(bytes, 1) + 1); }
+size_t copies_for(size_t bytes, const BenchArgs& a) {
+  return std::max<size_t>(2, (size_t(a.sweep_mib) << 20) / std::max<size_t>(bytes, 1) + 1);
+}
 
 std::vector<Row> bench_shape(int64_t rows, int64_t cols, const BenchArgs& a, const std::map<int, double>& bw) {
   std::vector<Row> out;
@@ -90,7 +92,7 @@ std::vector<Row> bench_shape(int64_t rows, int64_t cols, const BenchArgs& a, con
   for (int bits : a.bits) {
     std::vector<kernels::PackedCodebookMatrix> ms;
     ms.push_back(kernels::PackedCodebookMatrix::pack(kernels::synthetic_codebook_layer(rows, cols, bits, a.rank)));
-    const size_t n = copies_for(ms[0].nbytes());
+    const size_t n = copies_for(ms[0].nbytes(), a);
     while (ms.size() < n) ms.push_back(ms[0].clone());
     for (int t : a.threads) {
       omp_set_num_threads(t);
@@ -99,7 +101,7 @@ std::vector<Row> bench_shape(int64_t rows, int64_t cols, const BenchArgs& a, con
     }
   }
   {
-    const size_t bytes = size_t(rows * cols) * sizeof(float), n = copies_for(bytes);
+    const size_t bytes = size_t(rows * cols) * sizeof(float), n = copies_for(bytes, a);
     std::vector<std::vector<float>> ws(n, std::vector<float>(size_t(rows * cols), 0.25f));
     for (int t : a.threads) {
       omp_set_num_threads(t);
@@ -109,7 +111,7 @@ std::vector<Row> bench_shape(int64_t rows, int64_t cols, const BenchArgs& a, con
     }
   }
   {
-    const size_t bytes = size_t(rows * cols) * sizeof(uint16_t), n = copies_for(bytes);
+    const size_t bytes = size_t(rows * cols) * sizeof(uint16_t), n = copies_for(bytes, a);
     std::vector<std::vector<uint16_t>> ws(n, std::vector<uint16_t>(size_t(rows * cols), 0x3e80));
     for (int t : a.threads) {
       omp_set_num_threads(t);
@@ -236,6 +238,8 @@ void register_bench(CLI::App& app) {
       ->delimiter(',')
       ->check(CLI::Range(1, 1024));
   cmd->add_option("--reps", a->reps, "Timed repetitions per figure (the median is reported)")->check(CLI::Range(1, 1000));
+  cmd->add_option("--sweep-mib", a->sweep_mib, "MiB of matrix copies per timed GEMV pass (> last-level cache)")
+      ->check(CLI::Range(1, 1 << 16));
   cmd->add_option("--prefill", a->prefill, "Prompt tokens for the prefill timing")->check(CLI::Range(1, 1 << 20));
   cmd->add_option("--decode", a->decode, "Generated tokens for the decode timing")->check(CLI::Range(1, 1 << 20));
   cmd->add_option("--dtype", a->dtype, "Runtime compute type for the model")->check(CLI::IsMember({"f32", "bf16"}));
