@@ -23,7 +23,6 @@
 
 namespace {
 
-using lcq::CodebookLayer;
 using lcq::kernels::KernelPath;
 using lcq::kernels::PackedCodebookMatrix;
 
@@ -39,10 +38,6 @@ const Shape kShapes[] = {
     {"1536x576", 1536, 576},   {"576x1536", 576, 1536},   {"49152x576", 49152, 576},
 };
 
-CodebookLayer make_layer(int64_t rows, int64_t cols, int bits, int rank) {
-  return lcq::kernels::synthetic_codebook_layer(rows, cols, bits, rank);
-}
-
 // The matrices of the benchmark that ran last (benchmarks of one shape and width run
 // consecutively, so this avoids repacking without holding every matrix at once).
 struct PackedSet {
@@ -55,7 +50,7 @@ const std::vector<PackedCodebookMatrix>& packed(const Shape& sh, int bits, int r
   const std::string key = std::string(sh.name) + "/" + std::to_string(bits) + "/" + std::to_string(rank);
   if (set.key != key) {
     set.copies.clear();
-    set.copies.push_back(PackedCodebookMatrix::pack(make_layer(sh.rows, sh.cols, bits, rank)));
+    set.copies.push_back(PackedCodebookMatrix::pack(lcq::kernels::synthetic_codebook_layer(sh.rows, sh.cols, bits, rank)));
     set.key = key;
   }
   const size_t want = cold ? std::max<size_t>(2, kColdBytes / set.copies[0].nbytes() + 1) : 1;

@@ -100,33 +100,21 @@ std::vector<Row> bench_shape(int64_t rows, int64_t cols, const BenchArgs& a, con
       add(fmt::format("lcq-b{}-r{}", bits, a.rank), t, s, double(ms[0].nbytes()));
     }
   }
-  {
-    const size_t bytes = size_t(rows * cols) * sizeof(float), n = copies_for(bytes, a);
-    std::vector<std::vector<float>> ws(n, std::vector<float>(size_t(rows * cols), 0.25f));
+  // Dense yardsticks: W as T (f32, or bf16 raw bits) through `gemv`.
+  auto dense = [&](const char* kernel, auto fill, auto gemv) {
+    using T = decltype(fill);
+    const size_t bytes = size_t(rows * cols) * sizeof(T), n = copies_for(bytes, a);
+    std::vector<std::vector<T>> ws(n, std::vector<T>(size_t(rows * cols), fill));
     for (int t : a.threads) {
       omp_set_num_threads(t);
-      add("dense-f32", t, time_sweeps(n, a.reps, [&](size_t k) {
-            kernels::gemv_f32(ws[k].data(), rows, cols, x.data(), y.data());
-          }), double(bytes));
+      add(kernel, t, time_sweeps(n, a.reps, [&](size_t k) { gemv(ws[k].data(), rows, cols, x.data(), y.data()); }),
+          double(bytes));
     }
-  }
-  {
-    const size_t bytes = size_t(rows * cols) * sizeof(uint16_t), n = copies_for(bytes, a);
-    std::vector<std::vector<uint16_t>> ws(n, std::vector<uint16_t>(size_t(rows * cols), 0x3e80));
-    for (int t : a.threads) {
-      omp_set_num_threads(t);
-      add("dense-bf16", t, time_sweeps(n, a.reps, [&](size_t k) {
-            kernels::gemv_bf16(ws[k].data(), rows, cols, x.data(), y.data());
-          }), double(bytes));
-    }
-  }
+  };
+  dense("dense-f32", 0.25f, kernels::gemv_f32);
+  dense("dense-bf16", uint16_t(0x3e80), kernels::gemv_bf16);  // bf16 0.25
   return out;
 }
-
-struct ModelRow {
-  int threads;
-  double prefill_tps, decode_tps;
-};
 
 nlohmann::json run_bench(const BenchArgs& a) {
   nlohmann::json j;

@@ -65,7 +65,7 @@ void register_info(CLI::App& app) {
                lcq_file ? "value" : "parameter");
     for (auto& [type, e] : by_type)
       fmt::print("    {:<6} {:>4} tensors  {:>10} parameters\n", type, e.first, human_count(double(e.second)));
-    if (j.contains("quantization")) {
+    if (lcq_file) {
       const auto& q = j["quantization"];
       auto get = [&](const char* k) { return q.contains(k) ? q[k].dump() : std::string("?"); };
       fmt::print("  quantization  {} (LCQ codebooks): {} bits, group {}, rank {}, double quantization {}/{}; {} bits per weight\n",

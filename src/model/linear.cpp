@@ -32,35 +32,40 @@ int64_t Linear::out_features() const { return packed ? packed->rows() : weight.s
 namespace {
 thread_local LinearInputTap::Fn* g_tap = nullptr;
 
-// x [..., in] (any float dtype) through the packed kernels: GEMV for one token (decoding),
-// GEMM otherwise. Computes in f32 and returns x's dtype.
-torch::Tensor packed_linear(const kernels::PackedCodebookMatrix& p, const torch::Tensor& x) {
-  LCQ_CHECK(x.device().is_cpu(), "packed LCQ layers run on the CPU only");
-  LCQ_CHECK(x.size(-1) == p.cols(), "packed linear: input has {} features, the layer expects {}", x.size(-1),
-            p.cols());
+// y [..., rows] = x [..., cols] W^T computed in f32 by `product(x, n, y)` on n contiguous
+// rows of x; returns x's dtype. The shared frame of the kernel-backed weights below.
+template <class Product>
+torch::Tensor linear_in_f32(const torch::Tensor& x, int64_t rows, int64_t cols, Product product) {
+  LCQ_CHECK(x.device().is_cpu(), "packed and fp16-stored layers run on the CPU only");
+  LCQ_CHECK(x.size(-1) == cols, "linear: input has {} features, the layer expects {}", x.size(-1), cols);
   const torch::Tensor xf = x.to(torch::kFloat32).contiguous();
-  const int64_t n = xf.numel() / p.cols();
-  std::vector<int64_t> shape = x.sizes().vec();
-  shape.back() = p.rows();
-  torch::Tensor y = torch::empty(shape, torch::kFloat32);
-  if (n == 1)
-    p.gemv(xf.data_ptr<float>(), y.data_ptr<float>());
-  else
-    p.gemm(xf.data_ptr<float>(), n, y.data_ptr<float>());
-  return y.scalar_type() == x.scalar_type() ? y : y.to(x.scalar_type());
-}
-// Weights kept in fp16 for their size (the tied embedding/head of an LCQ file) with wider
-// activations: one token -> the fp16 GEMV kernel; more -> f32 copies of row chunks and BLAS.
-torch::Tensor half_linear(const torch::Tensor& w, const torch::Tensor& x) {
-  const torch::Tensor xf = x.to(torch::kFloat32).contiguous();
-  const int64_t rows = w.size(0), cols = w.size(1), n = xf.numel() / cols;
   std::vector<int64_t> shape = x.sizes().vec();
   shape.back() = rows;
   torch::Tensor y = torch::empty(shape, torch::kFloat32);
-  if (n == 1) {
-    kernels::gemv_f16(reinterpret_cast<const uint16_t*>(w.data_ptr<at::Half>()), rows, cols, xf.data_ptr<float>(),
-                      y.data_ptr<float>());
-  } else {
+  product(xf, xf.numel() / cols, y);
+  return y.scalar_type() == x.scalar_type() ? y : y.to(x.scalar_type());
+}
+
+// Packed LCQ layer: GEMV for one token (decoding), GEMM otherwise.
+torch::Tensor packed_linear(const kernels::PackedCodebookMatrix& p, const torch::Tensor& x) {
+  return linear_in_f32(x, p.rows(), p.cols(), [&](const torch::Tensor& xf, int64_t n, torch::Tensor& y) {
+    if (n == 1)
+      p.gemv(xf.data_ptr<float>(), y.data_ptr<float>());
+    else
+      p.gemm(xf.data_ptr<float>(), n, y.data_ptr<float>());
+  });
+}
+
+// Weights kept in fp16 for their size (the tied embedding/head of an LCQ file): one token ->
+// the fp16 GEMV kernel; more -> f32 copies of row chunks through BLAS.
+torch::Tensor half_linear(const torch::Tensor& w, const torch::Tensor& x) {
+  const int64_t rows = w.size(0), cols = w.size(1);
+  return linear_in_f32(x, rows, cols, [&](const torch::Tensor& xf, int64_t n, torch::Tensor& y) {
+    if (n == 1) {
+      kernels::gemv_f16(reinterpret_cast<const uint16_t*>(w.data_ptr<at::Half>()), rows, cols, xf.data_ptr<float>(),
+                        y.data_ptr<float>());
+      return;
+    }
     const torch::Tensor x2 = xf.view({n, cols});
     torch::Tensor y2 = y.view({n, rows});
     const int64_t chunk = 4096;
@@ -68,8 +73,7 @@ torch::Tensor half_linear(const torch::Tensor& w, const torch::Tensor& x) {
       const int64_t r1 = std::min(rows, r0 + chunk);
       y2.slice(1, r0, r1).copy_(torch::mm(x2, w.slice(0, r0, r1).to(torch::kFloat32).t()));
     }
-  }
-  return y.scalar_type() == x.scalar_type() ? y : y.to(x.scalar_type());
+  });
 }
 }  // namespace
 

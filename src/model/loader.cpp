@@ -15,16 +15,29 @@ namespace lcq::model {
 
 namespace {
 
-// Copies (dequantizing) one tensor into a new float32 tensor, then tells the kernel it may
-// drop the file pages it came from: the weights never sit in memory twice.
-torch::Tensor load_tensor(const io::ModelSource& src, const io::TensorView& view, const RuntimeOptions& opts) {
-  auto t = torch::empty(view.shape, torch::kFloat32);
-  io::load_tensor_f32(src, view, t.data_ptr<float>());
+// Tells the kernel it may drop the file pages a tensor was copied from: the weights never
+// sit in memory twice.
+void release_pages(const io::TensorView& view) {
   const uintptr_t page = 4096;
   uintptr_t begin = (reinterpret_cast<uintptr_t>(view.data) + page - 1) & ~(page - 1);
   uintptr_t end = (reinterpret_cast<uintptr_t>(view.data) + view.nbytes) & ~(page - 1);
   if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+}
+
+// Copies (dequantizing) one tensor into a new tensor of the runtime's dtype and device.
+torch::Tensor load_tensor(const io::ModelSource& src, const io::TensorView& view, const RuntimeOptions& opts) {
+  auto t = torch::empty(view.shape, torch::kFloat32);
+  io::load_tensor_f32(src, view, t.data_ptr<float>());
+  release_pages(view);
   return t.to(torch::TensorOptions().dtype(opts.dtype).device(opts.device));
+}
+
+// Copies an F16 tensor as it is (the compact runtime's embedding and tied head).
+torch::Tensor load_tensor_f16(const io::TensorView& view) {
+  auto t = torch::empty(view.shape, torch::kHalf);
+  std::memcpy(t.data_ptr<at::Half>(), view.data, view.nbytes);
+  release_pages(view);
+  return t;
 }
 
 }  // namespace
@@ -42,31 +55,26 @@ Model build_model(const io::ModelSource& src, const RuntimeOptions& opts) {
   m.options = opts;
 
   Progress progress("loading " + src.path, int64_t(src.tensors.size()));
-  auto get = [&](const std::string& name, std::vector<int64_t> shape) {
+  auto view = [&](const std::string& name, const std::vector<int64_t>& shape) -> const io::TensorView& {
     const io::TensorView& v = src.get(name);
     LCQ_CHECK(v.shape == shape, "{}: tensor '{}' has shape [{}], expected [{}] for this architecture", src.path,
               name, fmt::join(v.shape, ", "), fmt::join(shape, ", "));
     progress.add();
-    return load_tensor(src, v, opts);
+    return v;
   };
+  auto get = [&](const std::string& name, const std::vector<int64_t>& shape) {
+    return load_tensor(src, view(name, shape), opts);
+  };
+  // Compact runtime: LCQ layers stay packed and an fp16 embedding (and tied head) stays fp16.
+  const bool compact = opts.packed && opts.device.is_cpu();
   auto get_opt = [&](const std::string& name, std::vector<int64_t> shape) {
     return src.find(name) ? get(name, shape) : torch::Tensor();
   };
 
   const int64_t D = c.dim, Hd = c.head_dim, q_dim = int64_t(c.n_heads) * Hd, kv_dim = c.kv_dim();
   const bool opt = c.arch == Arch::OPT;
-  if (opts.packed && opts.device.is_cpu() && src.find("token_embd.weight") &&
-      src.get("token_embd.weight").dtype == io::DType::F16) {
-    // Compact runtime: an fp16 embedding (and tied head) stays fp16, as LCQ files store it.
-    const io::TensorView& v = src.get("token_embd.weight");
-    LCQ_CHECK(v.shape == std::vector<int64_t>({c.vocab_size, D}), "{}: tensor 'token_embd.weight' has shape [{}]",
-              src.path, fmt::join(v.shape, ", "));
-    m.tok_embd = torch::empty(v.shape, torch::kHalf);
-    std::memcpy(m.tok_embd.data_ptr<at::Half>(), v.data, v.nbytes);
-    progress.add();
-  } else {
-    m.tok_embd = get("token_embd.weight", {c.vocab_size, D});
-  }
+  const io::TensorView& embd = view("token_embd.weight", {c.vocab_size, D});
+  m.tok_embd = compact && embd.dtype == io::DType::F16 ? load_tensor_f16(embd) : load_tensor(src, embd, opts);
   if (opt) {
     const io::TensorView& pe = src.get("position_embd.weight");
     m.pos_embd = get("position_embd.weight", {pe.shape.empty() ? 0 : pe.shape[0], D});
@@ -90,7 +98,7 @@ Model build_model(const io::ModelSource& src, const RuntimeOptions& opts) {
       if (!src.find(base + ".weight") && io::has_codebook_layer(src, base)) {
         // An LCQ layer: kept packed for the kernels, or dequantized to a dense weight.
         const CodebookLayer cl = io::read_codebook_layer(src, base, out, in);
-        if (opts.packed && opts.device.is_cpu()) {
+        if (compact) {
           x.packed = std::make_shared<const kernels::PackedCodebookMatrix>(kernels::PackedCodebookMatrix::pack(cl));
         } else {
           auto w = torch::empty({out, in}, torch::kFloat32);
