@@ -7,7 +7,9 @@
 #
 #   bench/smollm2_grid.sh MODEL.gguf WIKI_TEST.txt CALIB.txt OUT_DIR
 # Environment: LCQ (binary, default build/src/lcq), LIMIT (12; 0 = the whole test set),
-# NS (32 calibration windows of 512 tokens), EP (2 epochs), BITS ("3 2 4"), RANKS ("1 2 4").
+# NS (32 calibration windows of 512 tokens), EP (2 epochs), BITS ("3 2 4"), RANKS ("1 2 4"),
+# EXTRA (more lcq quantize arguments, e.g. "--loss token-relative") with TAG (a suffix for
+# the names of those runs, e.g. "_tr", so that variants share one FP and RTN result).
 set -u
 G=$1 W=$2 C=$3 O=$4
 L=${LCQ:-build/src/lcq}
@@ -27,5 +29,5 @@ run() {  # name, quantize args...
 [ -s "$O/fp.ppl.json" ] || ppl "$G" fp
 for b in ${BITS:-3 2 4}; do
   run rtn_w$b --method rtn --bits $b
-  for r in ${RANKS:-1 2 4}; do run lcq_w${b}_r$r --method lcq --bits $b --rank $r $CAL; done
+  for r in ${RANKS:-1 2 4}; do run lcq_w${b}_r$r${TAG:-} --method lcq --bits $b --rank $r $CAL ${EXTRA:-}; done
 done

@@ -60,6 +60,15 @@ std::map<const model::Linear*, double> layer_errors(const model::BlockContext& c
   return err;
 }
 
+// Per-position weights of the training loss [N, L, 1] (undefined for plain MSE): the inverse
+// mean square of each target position, so every position's relative error counts the same.
+torch::Tensor position_weights(const std::string& loss, const torch::Tensor& target) {
+  if (loss == "mse") return {};
+  torch::NoGradGuard ng;
+  auto ms = target.pow(2).mean(-1, /*keepdim=*/true);
+  return 1.0 / (ms + 1e-6 * ms.mean());  // the floor keeps an all-zero position finite
+}
+
 }  // namespace
 
 nlohmann::json to_json(const BlockReport& r) {
@@ -76,6 +85,7 @@ ReconstructResult reconstruct(model::Model& m, const torch::Tensor& calib, Block
   LCQ_CHECK(calib.dim() == 2 && calib.size(0) >= 1, "calibration tokens must be [samples, seqlen]");
   LCQ_CHECK(o.epochs >= 0, "--epochs must be >= 0, got {}", o.epochs);
   LCQ_CHECK(o.batch_size >= 1, "--batch-size must be >= 1, got {}", o.batch_size);
+  LCQ_CHECK(o.loss == "mse" || o.loss == "token-relative", "--loss must be mse or token-relative, got '{}'", o.loss);
   const int64_t N = calib.size(0), chunk = std::max<int64_t>(o.batch_size, 8);
   m.ensure_positions(calib.size(1));
   const model::BlockContext ctx = m.context();
@@ -115,6 +125,7 @@ ReconstructResult reconstruct(model::Model& m, const torch::Tensor& calib, Block
 
     auto groups = method.param_groups();
     if (!groups.empty() && total_steps > 0) {
+      const torch::Tensor weights = position_weights(o.loss, target);
       std::vector<double> base_lr;
       for (auto& g : groups) base_lr.push_back(static_cast<torch::optim::AdamOptions&>(g.options()).lr());
       torch::optim::Adam adam(groups, torch::optim::AdamOptions(1e-3));
@@ -135,7 +146,8 @@ ReconstructResult reconstruct(model::Model& m, const torch::Tensor& calib, Block
           adam.zero_grad();
           method.apply(working);
           auto y = model::block_forward(ctx, working, x_q.index_select(0, idx), 0);
-          auto loss = (y - target.index_select(0, idx)).pow(2).mean();
+          auto err = (y - target.index_select(0, idx)).pow(2);
+          auto loss = (weights.defined() ? err * weights.index_select(0, idx) : err).mean();
           loss.backward();
           adam.step();
           epoch_loss += loss.item<double>() * double(b1 - b0);

@@ -3,7 +3,8 @@
 //   inputs  = calibration activations after the already-quantized blocks < l
 //   targets = the full-precision block's outputs on full-precision inputs (default), or on
 //             the quantized inputs (targets_from_quantized_inputs)
-// the method's parameters are trained with Adam on the MSE between the two, then frozen;
+// the method's parameters are trained with Adam on the loss between the two (MSE by default,
+// see ReconstructOptions::loss), then frozen;
 // the block's weights are replaced by the final quantized ones and the engine moves on.
 // Only one block's training state and three activation sets [N, L, dim] live at a time.
 #pragma once
@@ -55,6 +56,12 @@ struct ReconstructOptions {
   int epochs = 10;
   int64_t batch_size = 4;       // calibration samples per Adam step
   std::string schedule = "cosine";  // cosine (to 0) | constant
+  // Training objective. mse: mean squared error of the block output (the papers').
+  // token-relative: each position's squared error divided by its target's mean square, so
+  // every position weighs the same whatever its norm. Models with an attention-sink massive
+  // activation (SmolLM2: 71-98 % of a block's output energy at the first position) otherwise
+  // spend the whole loss on one position; the next block's RMSNorm sees only relative error.
+  std::string loss = "mse";
   bool targets_from_quantized_inputs = false;
   uint64_t seed = 0;
   bool progress = true;
