@@ -1,4 +1,4 @@
-// lcq quantize MODEL -o OUT.gguf: LCQ (or RTN) quantization of every linear layer.
+// lcq quantize MODEL -o OUT.gguf: LCQ, RTN, GPTQ or AWQ quantization of every linear layer.
 #include "common.h"
 
 #include "lcq/core/atomic_file.h"
@@ -20,31 +20,69 @@ struct QuantizeArgs {
   std::string out, calib, export_fake, export_type = "f16";
   quant::CalibrationOptions c;
   quant::QuantizeOptions q;
-  bool seqlen_given = false;
+  bool seqlen_given = false, epochs_given = false;
 };
 
 }  // namespace
 
 void register_quantize(CLI::App& app) {
-  auto* cmd = app.add_subcommand("quantize", "Quantize a model's linear layers with LCQ (learned low-rank codebooks) or RTN");
+  auto* cmd = app.add_subcommand(
+      "quantize", "Quantize a model's linear layers with LCQ (learned low-rank codebooks), RTN, GPTQ or AWQ");
   auto opts = std::make_shared<ModelOptions>();
   auto a = std::make_shared<QuantizeArgs>();
   opts->add_to(*cmd);
   cmd->add_option("-o,--output", a->out, "Output GGUF file (written atomically)")->required();
-  cmd->add_option("--method", a->q.method, "lcq: learned codebooks on block reconstruction; rtn: round to nearest")
-      ->check(CLI::IsMember({"lcq", "rtn"}));
+  cmd->add_option("--method", a->q.method,
+                  "lcq: learned low-rank codebooks on block reconstruction; rtn: round to nearest; gptq: rounding "
+                  "with Hessian-based error feedback; awq: activation-aware scales folded into the previous "
+                  "operation, clipping, then RTN; omniquant: learned weight clipping; flexround: learned rounding "
+                  "by element-wise division; lrq: flexround with low-rank scales. All but lcq store rank-1 grids")
+      ->check(CLI::IsMember({"lcq", "rtn", "gptq", "awq", "omniquant", "flexround", "lrq"}));
   cmd->add_option("--bits", a->q.lcq.bits, "Index bits per weight (codebook of 2^bits entries)");
   cmd->add_option("--group", a->q.lcq.group, "Weights per group (consecutive input columns; the last may be shorter)");
   cmd->add_option("--rank", a->q.lcq.rank, "Codebook rank r (1 = a uniform grid)");
   cmd->add_option("--init", a->q.lcq.init, "Rank-one start: rtn (min-max) or mse (clipping search)");
-  cmd->add_option("--epochs", a->q.engine.epochs, "Passes over the calibration set per block");
+  cmd->add_option("--epochs", a->q.engine.epochs,
+                  "Passes over the calibration set per block (default: the method's paper: lcq 10, omniquant 20 "
+                  "(40 below 3 bits), flexround and lrq 20)")
+      ->each([a](const std::string&) { a->epochs_given = true; });
   cmd->add_option("--batch-size", a->q.engine.batch_size, "Calibration samples per Adam step");
   cmd->add_option("--lr-scale", a->q.lr_scale, "Adam learning rate of the reparameterized S and B");
   cmd->add_option("--lr-codebook", a->q.lr_codebook, "Adam learning rate of V");
+  cmd->add_option("--lr", a->q.lr, "omniquant, flexround, lrq: Adam learning rate (default 1e-2 for omniquant, 3e-3 else)");
+  cmd->add_option("--lrq-rank", a->q.flexround.lrq_rank, "lrq: rank of the low-rank scales (0 = --lrq-rank-frac)");
+  cmd->add_option("--lrq-rank-frac", a->q.flexround.lrq_rank_frac,
+                  "lrq: rank as a fraction of min(rows, cols) of each layer (default 0.25, as the official 1024 of 4096)");
   cmd->add_option("--schedule", a->q.engine.schedule, "Learning-rate schedule: cosine (to 0) or constant");
+  cmd->add_option("--loss", a->q.engine.loss,
+                  "Block training loss: mse (output MSE, the papers') or token-relative (each position's error\n"
+                  "relative to its own norm; for models whose first position carries a massive activation)")
+      ->check(CLI::IsMember({"mse", "token-relative"}));
   cmd->add_option("--dq-bits", a->q.lcq.dq_bits, "Double quantization of S and B (0 = keep them f32)");
   cmd->add_option("--dq-group", a->q.lcq.dq_group, "Groups per double-quantization block");
-  cmd->add_option("--calib", a->calib, "Calibration text file (required for lcq)");
+  cmd->add_option("--gptq-damp", a->q.gptq.damp, "gptq: dampening added to H's diagonal, as a fraction of its mean");
+  cmd->add_option("--gptq-block", a->q.gptq.block, "gptq: columns per lazy batch update (speed only)");
+  cmd->add_flag("--act-order", a->q.gptq.act_order, "gptq: quantize columns in order of decreasing activation energy");
+  cmd->add_option("--gptq-groups", a->q.gptq.groups,
+                  "gptq: static = each group's grid from the original weights, before the sweep (works with "
+                  "--dq-bits and --act-order); lazy = from the updated weights when the sweep reaches the group "
+                  "(the reference's default; needs --dq-bits 0)")
+      ->check(CLI::IsMember({"static", "lazy"}));
+  cmd->add_flag("--true-sequential,!--no-true-sequential", a->q.gptq.true_sequential,
+                "gptq: within a block quantize q,k,v -> o -> gate,up -> down, each from the inputs the quantized "
+                "earlier layers produce (default on); off: all from the full-precision block");
+  cmd->add_option("--awq-grid", a->q.awq.grid, "awq: scale exponents alpha = k / N, k < N, searched per site");
+  cmd->add_option("--awq-clip-grid", a->q.awq.clip_grid, "awq: clipping ranges max|w| * (1 - k / N)...");
+  cmd->add_option("--awq-max-shrink", a->q.awq.max_shrink, "awq: ... for k < N * this (0 = no clipping)");
+  cmd->add_flag("!--no-awq-clip", a->q.awq.clip, "awq: skip the clipping search");
+  cmd->add_flag("--awq-clip-qk", a->q.awq.clip_qk, "awq: also clip q and k (the reference does not)");
+  cmd->add_option("--awq-inputs", a->q.awq.inputs,
+                  "awq: activation statistics from the full-precision model (fp, the reference) or after the "
+                  "already-quantized blocks (quantized)")
+      ->check(CLI::IsMember({"fp", "quantized"}));
+  cmd->add_option("--awq-search-samples", a->q.awq.search_samples,
+                  "awq: calibration samples for the attention and MLP output errors of the scale search (0 = all)");
+  cmd->add_option("--calib", a->calib, "Calibration text file (required for lcq, gptq and awq)");
   cmd->add_option("--nsamples", a->c.nsamples, "Calibration windows");
   cmd->add_option("--seqlen", a->c.seqlen, "Tokens per calibration window (default: 2048, capped by the context)")
       ->each([a](const std::string&) { a->seqlen_given = true; });
@@ -56,10 +94,16 @@ void register_quantize(CLI::App& app) {
       "Example (2-bit, group 128, rank 2, 10 epochs on 128 x 512 tokens):\n"
       "  lcq quantize model.gguf -o model-lcq-w2.gguf --bits 2 --group 128 --rank 2 \\\n"
       "      --calib ../shared/data/ptb/ptb.valid.txt --nsamples 128 --seqlen 512\n"
+      "The baselines take the same calibration options, e.g.\n"
+      "  lcq quantize model.gguf -o model-gptq-w3.gguf --method gptq --bits 3 --group 128 --act-order \\\n"
+      "      --calib ../shared/data/ptb/ptb.valid.txt --nsamples 128 --seqlen 512\n"
+      "  lcq quantize model.gguf -o model-awq-w3.gguf --method awq --bits 3 --group 128 \\\n"
+      "      --calib ../shared/data/ptb/ptb.valid.txt --nsamples 128 --seqlen 512\n"
       "The output runs in every command: lcq perplexity model-lcq-w2.gguf --text FILE");
   cmd->callback([opts, a] {
     // Everything that can be checked without the model is checked before any work.
     a->q.engine.seed = a->c.seed;
+    if (!a->epochs_given) a->q.engine.epochs = quant::default_epochs(a->q.method, a->q.lcq.bits);
     a->q.engine.progress = !opts->quiet && !opts->json;
     quant::validate(a->q);
     LCQ_CHECK(ends_with(a->out, ".gguf"), "{}: the output must be a .gguf file", a->out);
@@ -89,12 +133,28 @@ void register_quantize(CLI::App& app) {
       fail("{}: {}", lm.path, e.what());
     }
 
+    const bool rank_one = a->q.method != "lcq";
+    const bool trained = a->q.method == "lcq" || a->q.method == "omniquant" || a->q.method == "flexround" ||
+                         a->q.method == "lrq";
     nlohmann::json settings = {{"method", a->q.method}, {"bits", a->q.lcq.bits},   {"group", a->q.lcq.group},
-                               {"rank", a->q.method == "rtn" ? 1 : a->q.lcq.rank},
-                               {"init", a->q.lcq.init}, {"epochs", a->q.engine.epochs},
+                               {"rank", rank_one ? 1 : a->q.lcq.rank},
+                               {"init", trained ? a->q.lcq.init : "rtn"}, {"epochs", trained ? a->q.engine.epochs : 0}, {"loss", a->q.engine.loss},
                                {"dq_bits", a->q.lcq.dq_bits}, {"dq_group", a->q.lcq.dq_group},
                                {"calib", a->calib},     {"nsamples", calib.defined() ? a->c.nsamples : 0},
                                {"seqlen", calib.defined() ? a->c.seqlen : 0}, {"seed", a->c.seed}};
+    if (a->q.method == "omniquant" || a->q.method == "flexround" || a->q.method == "lrq")
+      settings["lr"] = a->q.lr > 0 ? a->q.lr : quant::default_lr(a->q.method);
+    if (a->q.method == "lrq")
+      settings["lrq"] = {{"rank", a->q.flexround.lrq_rank}, {"rank_frac", a->q.flexround.lrq_rank_frac}};
+    if (a->q.method == "gptq")
+      settings["gptq"] = {{"damp", a->q.gptq.damp},           {"block", a->q.gptq.block},
+                          {"act_order", a->q.gptq.act_order}, {"groups", a->q.gptq.groups},
+                          {"true_sequential", a->q.gptq.true_sequential}};
+    if (a->q.method == "awq")
+      settings["awq"] = {{"grid", a->q.awq.grid},           {"clip", a->q.awq.clip},
+                         {"clip_grid", a->q.awq.clip_grid}, {"max_shrink", a->q.awq.max_shrink},
+                         {"clip_qk", a->q.awq.clip_qk},     {"inputs", a->q.awq.inputs},
+                         {"search_samples", a->q.awq.search_samples}};
     nlohmann::json meta = {{"general.source", lm.path}, {"lcq.method", a->q.method}, {"lcq.settings", settings.dump()}};
     quant::write_quantized_model(a->out, lm.model, lm.tok().vocab(), r, meta);
     if (!a->export_fake.empty()) {

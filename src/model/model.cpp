@@ -123,13 +123,11 @@ torch::Tensor attention(const ModelConfig& c, const torch::Tensor& q, const torc
 
 }  // namespace
 
-torch::Tensor block_forward(const BlockContext& ctx, const Block& b, const torch::Tensor& x, int64_t start_pos,
-                            KVCache* cache, int layer) {
+torch::Tensor attention_forward(const BlockContext& ctx, const Block& b, const torch::Tensor& h, int64_t start_pos,
+                                KVCache* cache, int layer) {
   const ModelConfig& c = *ctx.config;
-  const int64_t B = x.size(0), T = x.size(1);
+  const int64_t B = h.size(0), T = h.size(1);
   const bool opt = c.arch == Arch::OPT;
-
-  auto h = (opt && !c.opt_pre_layer_norm) ? x : b.attn_norm.forward(x);
   auto q = b.q.forward(h).view({B, T, c.n_heads, c.head_dim}).transpose(1, 2);
   auto k = b.k.forward(h).view({B, T, c.n_kv_heads, c.head_dim}).transpose(1, 2);
   auto v = b.v.forward(h).view({B, T, c.n_kv_heads, c.head_dim}).transpose(1, 2);
@@ -142,17 +140,25 @@ torch::Tensor block_forward(const BlockContext& ctx, const Block& b, const torch
   }
   if (cache) std::tie(k, v) = cache->append(layer, k, v);
   auto att = attention(c, q, k, v, start_pos).transpose(1, 2).reshape({B, T, c.n_heads * c.head_dim});
-  auto out = x + b.o.forward(att);
+  return b.o.forward(att);
+}
+
+torch::Tensor mlp_forward(const ModelConfig& c, const Block& b, const torch::Tensor& h) {
+  if (c.arch == Arch::OPT) return b.down.forward(torch::relu(b.up.forward(h)));
+  return b.down.forward(F::silu(b.gate.forward(h)) * b.up.forward(h));
+}
+
+torch::Tensor block_forward(const BlockContext& ctx, const Block& b, const torch::Tensor& x, int64_t start_pos,
+                            KVCache* cache, int layer) {
+  const ModelConfig& c = *ctx.config;
+  const bool opt = c.arch == Arch::OPT;
+
+  auto h = (opt && !c.opt_pre_layer_norm) ? x : b.attn_norm.forward(x);
+  auto out = x + attention_forward(ctx, b, h, start_pos, cache, layer);
   if (opt && !c.opt_pre_layer_norm) out = b.attn_norm.forward(out);
 
   auto h2 = (opt && !c.opt_pre_layer_norm) ? out : b.ffn_norm.forward(out);
-  torch::Tensor m;
-  if (opt) {
-    m = b.down.forward(torch::relu(b.up.forward(h2)));
-  } else {
-    m = b.down.forward(F::silu(b.gate.forward(h2)) * b.up.forward(h2));
-  }
-  auto y = out + m;
+  auto y = out + mlp_forward(c, b, h2);
   if (opt && !c.opt_pre_layer_norm) y = b.ffn_norm.forward(y);
   return y;
 }

@@ -3,6 +3,7 @@
 #include "lcq/core/error.h"
 #include "lcq/io/codebook_tensors.h"
 #include "lcq/io/writers.h"
+#include "per_linear_method.h"
 
 #include <chrono>
 #include <deque>
@@ -13,77 +14,66 @@ namespace {
 
 std::string layer_name(int layer, const std::string& linear) { return "blk." + std::to_string(layer) + "." + linear; }
 
-// LCQ on the reconstruction engine: one LcqLinear per linear layer of the block.
-class LcqMethod final : public BlockMethod {
- public:
-  explicit LcqMethod(const QuantizeOptions& o) : o_(o), gen_(at::detail::createCPUGenerator(o.engine.seed)) {}
-
-  void begin_block(int layer, const model::Block& fp, const std::vector<torch::Tensor>&) override {
-    layer_ = layer;
-    quantizers_.clear();
-    for (const auto& [name, lin] : fp.linears()) quantizers_.emplace_back(name, LcqLinear(lin->weight, o_.lcq, gen_));
-  }
-
-  std::vector<torch::optim::OptimizerParamGroup> param_groups() override {
-    if (o_.engine.epochs == 0) return {};
-    std::vector<torch::Tensor> scales, codebooks;
-    for (auto& [name, q] : quantizers_) {
-      for (auto& t : q.scale_parameters()) scales.push_back(t);
-      for (auto& t : q.codebook_parameters()) codebooks.push_back(t);
-    }
-    std::vector<torch::optim::OptimizerParamGroup> groups;
-    groups.emplace_back(scales, std::make_unique<torch::optim::AdamOptions>(o_.lr_scale));
-    groups.emplace_back(codebooks, std::make_unique<torch::optim::AdamOptions>(o_.lr_codebook));
-    return groups;
-  }
-
-  void apply(model::Block& working) override {
-    auto lins = working.linears();
-    for (size_t i = 0; i < lins.size(); ++i) lins[i].second->weight = quantizers_[i].second.weight();
-  }
-
-  std::map<std::string, CodebookLayer> end_block(model::Block& working) override {
-    std::map<std::string, CodebookLayer> out;
-    auto lins = working.linears();
-    for (size_t i = 0; i < lins.size(); ++i) {
-      CodebookLayer cl = quantizers_[i].second.finalize();
-      auto w = torch::empty({cl.rows, cl.cols}, torch::kFloat32);
-      cl.dequantize(w.data_ptr<float>());
-      model::Linear& lin = *lins[i].second;
-      lin.weight = w.to(lin.weight.options()).detach();
-      out.emplace(layer_name(layer_, quantizers_[i].first), std::move(cl));
-    }
-    quantizers_.clear();
-    return out;
-  }
-
- private:
-  QuantizeOptions o_;
-  torch::Generator gen_;
-  int layer_ = 0;
-  std::vector<std::pair<std::string, LcqLinear>> quantizers_;
-};
+bool is_rank_one(const std::string& method) { return method == "rtn" || method == "gptq" || method == "awq"; }
+bool is_learned_grid(const std::string& method) {
+  return method == "omniquant" || method == "flexround" || method == "lrq";
+}
 
 }  // namespace
 
 void validate(const QuantizeOptions& o) {
-  LCQ_CHECK(o.method == "lcq" || o.method == "rtn", "--method must be lcq or rtn, got '{}'", o.method);
+  LCQ_CHECK(o.method == "lcq" || is_rank_one(o.method) || is_learned_grid(o.method),
+            "--method must be lcq, rtn, gptq, awq, omniquant, flexround or lrq, got '{}'", o.method);
   validate(o.lcq);
+  validate(o.flexround);
+  LCQ_CHECK(o.lr >= 0, "--lr must be positive (0 = the method's default), got {}", o.lr);
+  if (o.method == "gptq") validate(o.gptq, o.lcq);
+  if (o.method == "awq") validate(o.awq, o.lcq);
   LCQ_CHECK(o.lr_scale > 0 && o.lr_codebook > 0, "learning rates must be positive");
   LCQ_CHECK(o.engine.epochs >= 0, "--epochs must be >= 0, got {}", o.engine.epochs);
   LCQ_CHECK(o.engine.batch_size >= 1, "--batch-size must be >= 1, got {}", o.engine.batch_size);
   LCQ_CHECK(o.engine.schedule == "cosine" || o.engine.schedule == "constant",
             "--schedule must be cosine or constant, got '{}'", o.engine.schedule);
+  LCQ_CHECK(o.engine.loss == "mse" || o.engine.loss == "token-relative",
+            "--loss must be mse or token-relative, got '{}'", o.engine.loss);
+}
+
+int default_epochs(const std::string& method, int bits) {
+  if (method == "omniquant") return bits < 3 ? 40 : 20;
+  if (method == "flexround" || method == "lrq") return 20;
+  return 10;
+}
+
+double default_lr(const std::string& method) { return method == "omniquant" ? 1e-2 : 3e-3; }
+
+std::unique_ptr<BlockMethod> make_block_method(const QuantizeOptions& o, const model::Model& m) {
+  const bool train = o.engine.epochs > 0;
+  const double lr = o.lr > 0 ? o.lr : default_lr(o.method);
+  if (o.method == "omniquant") return make_omniquant_method(o.lcq, lr, train);
+  if (o.method == "flexround" || o.method == "lrq")
+    return make_flexround_method(o.lcq, o.flexround, o.method == "lrq", lr, train, o.engine.seed);
+  if (o.method == "gptq") return make_gptq_method(m, o.lcq, o.gptq, o.engine.progress);
+  if (o.method == "awq") return make_awq_method(m, o.lcq, o.awq, o.engine.progress);
+  // lcq, and rtn as untrained rank-one lcq
+  // One generator for the whole run (a handle: copies share its state), so the extra rows of
+  // V differ between layers and blocks but are the same for the same --seed.
+  torch::Generator gen = at::detail::createCPUGenerator(o.engine.seed);
+  return std::make_unique<detail::PerLinearMethod<LcqLinear>>(
+      [lcq = o.lcq, gen](const std::string&, const torch::Tensor& W) { return LcqLinear(W, lcq, gen); },
+      std::vector<double>{o.lr_scale, o.lr_codebook}, train);
 }
 
 QuantizeResult quantize_model(model::Model& m, const torch::Tensor& calib, const QuantizeOptions& opts) {
   validate(opts);
   QuantizeOptions o = opts;
-  if (o.method == "rtn") {  // RTN is rank-one LCQ from the min-max grid, untrained
+  if (is_rank_one(o.method)) {  // RTN is rank-one LCQ from the min-max grid, untrained; GPTQ and AWQ start there
     o.lcq.rank = 1;
     o.lcq.init = "rtn";
     o.engine.epochs = 0;
   }
+  if (is_learned_grid(o.method)) o.lcq.rank = 1;
+  LCQ_CHECK(calib.defined() || (o.method != "gptq" && o.method != "awq"),
+            "--method {} needs calibration data (--calib FILE)", o.method);
   // NaN or infinite weights would silently poison every codebook: refuse before any work.
   for (size_t l = 0; l < m.blocks.size(); ++l)
     for (const auto& [name, lin] : m.blocks[l].linears())
@@ -92,7 +82,8 @@ QuantizeResult quantize_model(model::Model& m, const torch::Tensor& calib, const
 
   const auto t0 = std::chrono::steady_clock::now();
   QuantizeResult r;
-  LcqMethod method(o);
+  const std::unique_ptr<BlockMethod> method_ptr = make_block_method(o, m);
+  BlockMethod& method = *method_ptr;
   if (calib.defined()) {
     ReconstructResult rr = reconstruct(m, calib, method, o.engine);
     r.layers = std::move(rr.layers);

@@ -2,6 +2,7 @@
 
 #include "lcq/core/error.h"
 #include "lcq/core/half.h"
+#include "lcq/quant/lcq.h"
 
 #include <torch/torch.h>
 
@@ -90,6 +91,44 @@ CodebookLayer to_codebook(const GroupedWeight& gw, const UniformGrid& grid, int 
   L.b_f32.assign(b.data_ptr<float>(), b.data_ptr<float>() + b.numel());
   L.dq_bits = 0;
   for (int t = 0; t < (1 << bits); ++t) L.v.push_back(f32_to_f16(float(t)));
+  return L;
+}
+
+CodebookLayer uniform_layer(const torch::Tensor& codes, const UniformGrid& grid, int bits, int64_t group,
+                            int dq_bits, int dq_group) {
+  torch::NoGradGuard ng;
+  CodebookLayer L;
+  L.rows = codes.size(0);
+  L.cols = codes.size(1);
+  L.bits = bits;
+  L.group = int(std::min(group, L.cols));
+  L.rank = 1;
+  L.dq_bits = dq_bits;
+  L.dq_group = dq_group;
+  LCQ_CHECK(grid.scale.size(0) == L.rows && grid.scale.size(1) == L.groups_per_row(),
+            "internal: grid of [{}, {}] for {} rows of {} groups", grid.scale.size(0), grid.scale.size(1), L.rows,
+            L.groups_per_row());
+  auto c = codes.to(torch::kUInt8).contiguous();
+  L.indices.assign(c.data_ptr<uint8_t>(), c.data_ptr<uint8_t>() + c.numel());
+  auto s = grid.scale.to(torch::kFloat32).contiguous();
+  auto b = (grid.scale * grid.zero).to(torch::kFloat32).contiguous();
+  const int64_t G = L.n_groups();
+  if (dq_bits > 0) {
+    const int64_t NB = L.n_dq_blocks();
+    L.s_codes.resize(size_t(G));
+    L.s_scale.resize(size_t(NB));
+    L.s_offset.resize(size_t(NB));
+    L.b_codes.resize(size_t(G));
+    L.b_scale.resize(size_t(NB));
+    L.b_offset.resize(size_t(NB));
+    double_quantize(s.data_ptr<float>(), G, dq_bits, dq_group, L.s_codes.data(), L.s_scale.data(), L.s_offset.data());
+    double_quantize(b.data_ptr<float>(), G, dq_bits, dq_group, L.b_codes.data(), L.b_scale.data(), L.b_offset.data());
+  } else {
+    L.s_f32.assign(s.data_ptr<float>(), s.data_ptr<float>() + G);
+    L.b_f32.assign(b.data_ptr<float>(), b.data_ptr<float>() + G);
+  }
+  for (int t = 0; t < (1 << bits); ++t) L.v.push_back(f32_to_f16(float(t)));
+  L.validate("uniform layer");
   return L;
 }
 

@@ -74,6 +74,13 @@ struct BlockContext {
   const Rope* rope = nullptr;
 };
 
+// The two halves of a decoder layer, on their (normalised) inputs h [B, T, dim]: the attention
+// sub-layer up to and including o, and the MLP. block_forward() is the residual stream
+// around them; quantizers score a half on its own (AWQ).
+torch::Tensor attention_forward(const BlockContext& ctx, const Block& block, const torch::Tensor& h, int64_t start_pos,
+                                KVCache* cache = nullptr, int layer = 0);
+torch::Tensor mlp_forward(const ModelConfig& config, const Block& block, const torch::Tensor& h);
+
 // One decoder layer on x [B, T, dim] whose first position is start_pos. With a cache, keys and
 // values of earlier positions come from it and this call's are appended (layer index given).
 torch::Tensor block_forward(const BlockContext& ctx, const Block& block, const torch::Tensor& x, int64_t start_pos,

@@ -46,6 +46,8 @@ class LcqLinear {
 
   std::vector<torch::Tensor> scale_parameters() { return {s_tilde_, b_tilde_}; }  // S~, B~
   std::vector<torch::Tensor> codebook_parameters() { return {v_}; }               // V
+  // {S~, B~} and {V}: the two learning rates (--lr-scale, --lr-codebook).
+  std::vector<std::vector<torch::Tensor>> parameter_sets() { return {scale_parameters(), codebook_parameters()}; }
 
   // Merges the reparameterization, double-quantizes S and B (opts.dq_bits), rounds V to
   // fp16 and re-assigns every weight to the nearest entry of that final codebook.

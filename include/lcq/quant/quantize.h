@@ -2,26 +2,47 @@
 #pragma once
 
 #include "lcq/model/loader.h"
+#include "lcq/quant/awq.h"
+#include "lcq/quant/flexround.h"
+#include "lcq/quant/gptq.h"
 #include "lcq/quant/lcq.h"
+#include "lcq/quant/omniquant.h"
 #include "lcq/quant/reconstruct.h"
 
 #include <nlohmann/json.hpp>
 
 #include <map>
+#include <memory>
 #include <string>
 
 namespace lcq::quant {
 
 struct QuantizeOptions {
-  std::string method = "lcq";  // lcq | rtn
+  // lcq | rtn | gptq | awq | omniquant | flexround | lrq; all but lcq store rank-one grids.
+  std::string method = "lcq";
   LcqOptions lcq;              // bits, group, rank, init, double quantization
-  double lr_scale = 5e-3;      // Adam learning rate of S~ and B~
+  GptqOptions gptq;            // --method gptq
+  AwqOptions awq;              // --method awq
+  FlexRoundOptions flexround;  // --method flexround | lrq
+  double lr_scale = 5e-3;      // lcq: Adam learning rate of S~ and B~
   double lr_codebook = 5e-3;   // ... of V
+  double lr = 0;               // omniquant, flexround, lrq: Adam learning rate; 0 = default_lr()
   ReconstructOptions engine;
 };
 
 // Checks everything before any work; throws lcq::Error with a message for the user.
 void validate(const QuantizeOptions& o);
+
+// The defaults of each method's paper or official code, used where the user gives none:
+// epochs per block (lcq 10; omniquant 20, 40 below 3 bits; flexround and lrq 20, about the
+// official 5000 steps of batch 2 on 512 samples) and the learning rate of omniquant (1e-2),
+// flexround and lrq (3e-3, a starting point not yet settled by a sweep).
+int default_epochs(const std::string& method, int bits);
+double default_lr(const std::string& method);
+
+// The block method for o.method (after quantize_model's adjustments: rank 1 and no training
+// for the rank-one methods). `model` must outlive it. Each method lives in its own file.
+std::unique_ptr<BlockMethod> make_block_method(const QuantizeOptions& o, const model::Model& model);
 
 struct QuantizeResult {
   std::map<std::string, CodebookLayer> layers;
@@ -32,7 +53,7 @@ struct QuantizeResult {
 };
 
 // Quantizes every linear layer of every block of `model` in place. `calib` [N, L] may be
-// undefined for rtn (no reconstruction, no report losses).
+// undefined for rtn (no reconstruction, no report losses); gptq and awq require it.
 QuantizeResult quantize_model(model::Model& model, const torch::Tensor& calib, const QuantizeOptions& o);
 
 // Writes `model` as GGUF with the quantized linear layers stored as LCQ codebooks

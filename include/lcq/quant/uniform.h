@@ -37,4 +37,11 @@ torch::Tensor fake_quantize(const GroupedWeight& gw, const UniformGrid& grid, in
 // The grid as an LCQ codebook layer (rank 1, V = [0..K-1], parameters in f32: dq_bits = 0).
 CodebookLayer to_codebook(const GroupedWeight& gw, const UniformGrid& grid, int bits);
 
+// A rank-one layer with the given codes [m, n] (integers in [0, 2^bits)) and per-group grid
+// ([m, G]): S = scale and B = scale * zero, double-quantized to dq_bits (0 = f32) in blocks of
+// dq_group groups. The codes are kept as they are (a learned rounding is not re-assigned to
+// the nearest entry). Used by the methods that learn the rounding or the range.
+CodebookLayer uniform_layer(const torch::Tensor& codes, const UniformGrid& grid, int bits, int64_t group,
+                            int dq_bits, int dq_group);
+
 }  // namespace lcq::quant

@@ -1,0 +1,78 @@
+// A BlockMethod made of one independent, trainable quantizer per linear layer of a block:
+// the shape of LCQ, OmniQuant, FlexRound and LRQ. Each method supplies the quantizer type and
+// a factory; this class does the bookkeeping the engine needs. Private to src/quant.
+//
+// A Quantizer provides
+//   std::vector<std::vector<torch::Tensor>> parameter_sets();  // one list per learning rate
+//   torch::Tensor weight() const;       // the fake-quantized weight, differentiable
+//   CodebookLayer finalize() const;     // the stored form (its dequantization is what runs)
+#pragma once
+
+#include "lcq/core/error.h"
+#include "lcq/quant/reconstruct.h"
+
+#include <functional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace lcq::quant::detail {
+
+template <class Quantizer>
+class PerLinearMethod final : public BlockMethod {
+ public:
+  // make(name, W) builds the quantizer of linear `name` ("attn_q", ...) with weight W.
+  // lrs[i] is the Adam learning rate of parameter set i; train = false: nothing is trained.
+  using Factory = std::function<Quantizer(const std::string& name, const torch::Tensor& W)>;
+  PerLinearMethod(Factory make, std::vector<double> lrs, bool train)
+      : make_(std::move(make)), lrs_(std::move(lrs)), train_(train) {}
+
+  void begin_block(int layer, const model::Block& fp, const std::vector<torch::Tensor>&) override {
+    layer_ = layer;
+    quantizers_.clear();
+    for (const auto& [name, lin] : fp.linears()) quantizers_.emplace_back(name, make_(name, lin->weight));
+  }
+
+  std::vector<torch::optim::OptimizerParamGroup> param_groups() override {
+    if (!train_) return {};
+    std::vector<std::vector<torch::Tensor>> sets(lrs_.size());
+    for (auto& [name, q] : quantizers_) {
+      auto ps = q.parameter_sets();
+      LCQ_CHECK(ps.size() == lrs_.size(), "internal: {} parameter sets for {} learning rates", ps.size(), lrs_.size());
+      for (size_t i = 0; i < ps.size(); ++i) sets[i].insert(sets[i].end(), ps[i].begin(), ps[i].end());
+    }
+    std::vector<torch::optim::OptimizerParamGroup> groups;
+    for (size_t i = 0; i < sets.size(); ++i)
+      if (!sets[i].empty()) groups.emplace_back(sets[i], std::make_unique<torch::optim::AdamOptions>(lrs_[i]));
+    return groups;
+  }
+
+  void apply(model::Block& working) override {
+    auto lins = working.linears();
+    for (size_t i = 0; i < lins.size(); ++i) lins[i].second->weight = quantizers_[i].second.weight();
+  }
+
+  std::map<std::string, CodebookLayer> end_block(model::Block& working) override {
+    std::map<std::string, CodebookLayer> out;
+    auto lins = working.linears();
+    for (size_t i = 0; i < lins.size(); ++i) {
+      CodebookLayer cl = quantizers_[i].second.finalize();
+      auto w = torch::empty({cl.rows, cl.cols}, torch::kFloat32);
+      cl.dequantize(w.data_ptr<float>());
+      model::Linear& lin = *lins[i].second;
+      lin.weight = w.to(lin.weight.options()).detach();
+      out.emplace("blk." + std::to_string(layer_) + "." + quantizers_[i].first, std::move(cl));
+    }
+    quantizers_.clear();
+    return out;
+  }
+
+ private:
+  Factory make_;
+  std::vector<double> lrs_;
+  bool train_;
+  int layer_ = 0;
+  std::vector<std::pair<std::string, Quantizer>> quantizers_;
+};
+
+}  // namespace lcq::quant::detail

@@ -1,0 +1,436 @@
+// GPTQ and AWQ: GPTQ against RTN (exactly equal with H = identity; lower output error per
+// layer on real inputs), AWQ's scale folding against the unfolded model, exact storage of
+// what each method produced, and stories260K end to end (file, perplexity, CLI).
+#include "lcq/core/error.h"
+#include "lcq/eval/perplexity.h"
+#include "lcq/model/loader.h"
+#include "lcq/quant/awq.h"
+#include "lcq/quant/calibration.h"
+#include "lcq/quant/gptq.h"
+#include "lcq/quant/lcq.h"
+#include "lcq/quant/quantize.h"
+#include "test_util.h"
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <filesystem>
+#include <map>
+
+using namespace lcq;
+
+namespace {
+
+std::string stories_bin() { return test::shared("models/stories260K/stories260K.bin"); }
+std::string stories_tok() { return test::shared("models/stories260K/tok512.bin"); }
+std::string tinystories() { return test::shared("data/tinystories/tinystories_val.txt"); }
+
+model::LoadedModel load_stories(bool packed = false) {
+  io::LoadOptions lo;
+  lo.tokenizer_path = stories_tok();
+  model::RuntimeOptions rt;
+  rt.packed = packed;
+  return model::load_model(stories_bin(), lo, rt);
+}
+
+std::vector<float> dequantized(const CodebookLayer& l) {
+  std::vector<float> w(size_t(l.rows * l.cols));
+  l.dequantize(w.data());
+  return w;
+}
+
+std::vector<float> to_vec(const torch::Tensor& t) {
+  auto c = t.contiguous().to(torch::kFloat32);
+  return std::vector<float>(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
+}
+
+CodebookLayer rtn(const torch::Tensor& W, int bits, int group, int dq_bits) {
+  quant::LcqOptions o;
+  o.bits = bits;
+  o.group = group;
+  o.rank = 1;
+  o.init = "rtn";
+  o.dq_bits = dq_bits;
+  return quant::LcqLinear(W, o, at::detail::createCPUGenerator(0)).finalize();
+}
+
+torch::Tensor calibration(const model::LoadedModel& m, int64_t nsamples, int64_t seqlen) {
+  const std::string text = test::read_bytes(tinystories());
+  quant::CalibrationOptions co;
+  co.nsamples = nsamples;
+  co.seqlen = seqlen;
+  return quant::sample_calibration(m.tok().encode(text.substr(0, text.size() / 2), true), co);
+}
+
+std::vector<int> eval_tokens(const model::LoadedModel& m) {
+  const std::string text = test::read_bytes(tinystories());
+  return m.tok().encode(text.substr(text.size() / 2), true);
+}
+
+double eval_ppl(const model::Model& m, const std::vector<int>& tokens) {
+  eval::PerplexityOptions po;
+  po.seqlen = 256;
+  po.max_windows = 8;
+  po.progress = false;
+  return eval::perplexity(m, tokens, po).ppl;
+}
+
+}  // namespace
+
+// --- GPTQ on synthetic Hessians ---------------------------------------------------------
+
+TEST(Gptq, IdentityHessianIsRtnExactly) {
+  // With H = I the Cholesky factor of H^-1 is diagonal: no error feedback, every column is
+  // rounded to its nearest grid entry, which is RTN on the same (double-quantized) grid.
+  const torch::Tensor W = load_stories().model.blocks[1].up.weight.t().contiguous();  // [64, 172]
+  for (int bits : {2, 3, 4}) {
+    for (int group : {32, 48, 172}) {  // 48: ragged last group (172 = 3 * 48 + 28)
+      for (int dq : {0, 8}) {
+        for (const std::string groups : {"static", "lazy"}) {
+          if (groups == "lazy" && dq != 0) continue;
+          for (bool act_order : {false, true}) {
+            if (groups == "lazy" && act_order) continue;
+            quant::LcqOptions o;
+            o.bits = bits;
+            o.group = group;
+            o.dq_bits = dq;
+            quant::GptqOptions g;
+            g.groups = groups;
+            g.act_order = act_order;
+            g.block = 16;
+            const CodebookLayer q = quant::gptq_quantize(W, torch::eye(172), o, g);
+            const CodebookLayer r = rtn(W, bits, group, dq);
+            const std::string what = fmt::format("{} bits, group {}, dq {}, {} groups, act-order {}", bits, group, dq,
+                                                 groups, act_order);
+            EXPECT_EQ(q.indices, r.indices) << what;
+            EXPECT_EQ(dequantized(q), dequantized(r)) << what;
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST(Gptq, LazyBatchSizeOnlyChangesFloatRounding) {
+  torch::manual_seed(0);
+  const torch::Tensor X = torch::randn({512, 96}).mm(torch::randn({96, 96}) * 0.3 + torch::eye(96));
+  const torch::Tensor W = torch::randn({40, 96});
+  const torch::Tensor H = 2 * X.t().mm(X) / 512;
+  quant::LcqOptions o;
+  o.bits = 3;
+  o.group = 32;
+  for (const std::string groups : {"static", "lazy"}) {
+    o.dq_bits = groups == "lazy" ? 0 : 8;
+    quant::GptqOptions g;
+    g.groups = groups;
+    g.block = 96;
+    const CodebookLayer a = quant::gptq_quantize(W, H, o, g);
+    g.block = 7;  // batches that do not line up with the groups
+    const CodebookLayer b = quant::gptq_quantize(W, H, o, g);
+    int64_t same = 0;
+    for (size_t i = 0; i < a.indices.size(); ++i) same += a.indices[i] == b.indices[i];
+    EXPECT_GE(double(same), 0.995 * double(a.indices.size())) << groups;
+  }
+}
+
+TEST(Gptq, ErrorFeedbackLowersTheOutputErrorOnCorrelatedInputs) {
+  torch::manual_seed(1);
+  const torch::Tensor X = torch::randn({1024, 64}).mm(torch::randn({64, 64}) * 0.5 + torch::eye(64));
+  const torch::Tensor W = torch::randn({32, 64});
+  const torch::Tensor H = X.t().mm(X);
+  auto out_err = [&](const CodebookLayer& l) {
+    const auto d = torch::tensor(dequantized(l)).view({32, 64}) - W;
+    return X.mm(d.t()).pow(2).sum().item<double>();
+  };
+  quant::LcqOptions o;
+  o.bits = 2;
+  o.group = 16;
+  for (bool act_order : {false, true}) {
+    quant::GptqOptions g;
+    g.act_order = act_order;
+    const double e_gptq = out_err(quant::gptq_quantize(W, H, o, g)), e_rtn = out_err(rtn(W, 2, 16, 8));
+    EXPECT_LT(e_gptq, 0.8 * e_rtn) << "act-order " << act_order;
+  }
+}
+
+TEST(Gptq, DeadColumnsBecomeZeroAndImpossibleSettingsAreRefused) {
+  torch::manual_seed(2);
+  torch::Tensor X = torch::randn({256, 16});
+  X.select(1, 5).zero_();
+  const torch::Tensor W = torch::randn({8, 16});
+  quant::LcqOptions o;
+  o.bits = 4;
+  o.group = 8;
+  o.dq_bits = 0;
+  const CodebookLayer q = quant::gptq_quantize(W, X.t().mm(X), o, {});
+  const auto w = dequantized(q);
+  for (int r = 0; r < 8; ++r) EXPECT_NEAR(w[size_t(r * 16 + 5)], 0.f, 1e-6f) << "row " << r;
+
+  auto refused = [&](quant::GptqOptions g, int dq, const std::string& must_mention) {
+    o.dq_bits = dq;
+    try {
+      quant::validate(g, o);
+      ADD_FAILURE() << "expected an error mentioning " << must_mention;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(must_mention), std::string::npos) << e.what();
+    }
+  };
+  quant::GptqOptions lazy;
+  lazy.groups = "lazy";
+  refused(lazy, 8, "--dq-bits 0");
+  lazy.act_order = true;
+  refused(lazy, 0, "--act-order");
+  quant::GptqOptions bad;
+  bad.damp = -1;
+  refused(bad, 8, "--gptq-damp");
+  bad = {};
+  bad.groups = "dynamic";
+  refused(bad, 8, "--gptq-groups");
+}
+
+// --- AWQ scale folding --------------------------------------------------------------------
+
+namespace {
+
+// The largest logit difference relative to the largest logit, after folding random positive
+// scales at every site that applies in every block.
+double fold_changes_logits(model::Model& m, int* folded_sites) {
+  torch::NoGradGuard ng;
+  const torch::Tensor tokens = torch::randint(0, m.config.vocab_size, {2, 48}, torch::kInt64);
+  const torch::Tensor before = m.forward(tokens);
+  torch::manual_seed(3);
+  *folded_sites = 0;
+  for (auto& b : m.blocks) {
+    for (auto site : {quant::AwqSite::kAttnInput, quant::AwqSite::kAttnOutput, quant::AwqSite::kMlpInput,
+                      quant::AwqSite::kMlpOutput}) {
+      if (!quant::awq_site_applies(b, m.config, site)) continue;
+      const auto names = quant::awq_site_layers(b, site);
+      int64_t n = 0;
+      for (const auto& [name, lin] : b.linears())
+        if (name == names[0]) n = lin->in_features();
+      quant::fold_awq_scales(b, site, torch::exp(torch::randn({n}) * 0.7));
+      ++*folded_sites;
+    }
+  }
+  const torch::Tensor after = m.forward(tokens);
+  return (after - before).abs().max().item<double>() / before.abs().max().item<double>();
+}
+
+}  // namespace
+
+TEST(Awq, FoldedScalesLeaveTheFullPrecisionModelUnchanged) {
+  model::LoadedModel m = load_stories();
+  const model::Block original = m.model.blocks[0];
+  int sites = 0;
+  EXPECT_LT(fold_changes_logits(m.model, &sites), 1e-5);
+  // stories260K has grouped-query attention (8 heads, 4 kv heads): v -> o is skipped.
+  EXPECT_EQ(sites, 5 * 3);
+  EXPECT_FALSE(m.model.blocks[0].attn_norm.weight.equal(original.attn_norm.weight));
+  // Folding replaced tensors and never wrote into the shared ones.
+  EXPECT_TRUE(original.attn_norm.weight.equal(load_stories().model.blocks[0].attn_norm.weight));
+}
+
+TEST(Awq, FoldingThroughVIntoOWhenEveryHeadHasItsOwnValues) {
+  // Give every query head its own copy of its kv head: the same function without GQA, where
+  // v's outputs are o's inputs one to one and the attention output site applies.
+  model::LoadedModel m = load_stories();
+  torch::NoGradGuard ng;
+  const torch::Tensor tokens = torch::randint(0, m.model.config.vocab_size, {1, 32}, torch::kInt64);
+  const torch::Tensor gqa = m.model.forward(tokens);
+  const int rep = m.model.config.n_heads / m.model.config.n_kv_heads, hd = m.model.config.head_dim;
+  for (auto& b : m.model.blocks) {
+    for (model::Linear* l : {&b.k, &b.v})
+      l->weight = l->weight.view({-1, hd, l->weight.size(1)}).repeat_interleave(rep, 0).reshape({-1, l->weight.size(1)});
+  }
+  m.model.config.n_kv_heads = m.model.config.n_heads;
+  ASSERT_LT((m.model.forward(tokens) - gqa).abs().max().item<double>() / gqa.abs().max().item<double>(), 1e-5);
+  int sites = 0;
+  EXPECT_LT(fold_changes_logits(m.model, &sites), 1e-5);
+  EXPECT_EQ(sites, 5 * 4);
+}
+
+// --- stories260K end to end -----------------------------------------------------------------
+
+namespace {
+
+// ||X (W_hat - W)^T||^2 of every linear of every block of `q`, with X the inputs each layer
+// sees when the quantized model runs the calibration set, against the full-precision `fp`
+// weights; also RTN's on the same inputs.
+struct LayerErrors {
+  std::string name;
+  double method = 0, rtn = 0;
+};
+
+std::vector<LayerErrors> layer_errors(const model::Model& q, const model::Model& fp, const torch::Tensor& calib,
+                                      int bits, int group, int dq) {
+  torch::NoGradGuard ng;
+  std::vector<LayerErrors> out;
+  torch::Tensor x = q.embed(calib);
+  const model::BlockContext ctx = q.context();
+  for (size_t l = 0; l < q.blocks.size(); ++l) {
+    std::map<const model::Linear*, std::vector<torch::Tensor>> inputs;
+    torch::Tensor y;
+    {
+      model::LinearInputTap tap([&](const model::Linear& lin, const torch::Tensor& in) { inputs[&lin].push_back(in); });
+      y = model::block_forward(ctx, q.blocks[l], x, 0);
+    }
+    auto ql = q.blocks[l].linears(), fl = fp.blocks[l].linears();
+    for (size_t i = 0; i < ql.size(); ++i) {
+      const torch::Tensor X = torch::cat(inputs.at(ql[i].second), 0).reshape({-1, ql[i].second->in_features()});
+      const torch::Tensor W = fl[i].second->weight;
+      const CodebookLayer r = rtn(W, bits, group, dq);
+      const torch::Tensor Wr = torch::tensor(dequantized(r)).view(W.sizes());
+      out.push_back({"blk." + std::to_string(l) + "." + ql[i].first,
+                     X.mm((ql[i].second->weight - W).t()).pow(2).sum().item<double>(),
+                     X.mm((Wr - W).t()).pow(2).sum().item<double>()});
+    }
+    x = y;
+  }
+  return out;
+}
+
+// The file loads back (dense) to exactly the in-memory weights, norms and biases; through
+// the packed loader `lcq perplexity` uses, its perplexity is finite. Returns that perplexity.
+double check_file(const std::string& path, const model::LoadedModel& q, const quant::QuantizeResult& r,
+                  const std::vector<int>& tokens) {
+  quant::write_quantized_model(path, q.model, q.tok().vocab(), r, {{"lcq.method", "test"}});
+  model::RuntimeOptions dense;
+  dense.packed = false;
+  model::LoadedModel back = model::load_model(path, {}, dense);
+  for (size_t l = 0; l < back.model.blocks.size(); ++l) {
+    const model::Block &a = back.model.blocks[l], &b = q.model.blocks[l];
+    EXPECT_TRUE(a.attn_norm.weight.equal(b.attn_norm.weight)) << "blk." << l << ".attn_norm";
+    EXPECT_TRUE(a.ffn_norm.weight.equal(b.ffn_norm.weight)) << "blk." << l << ".ffn_norm";
+    auto al = a.linears(), bl = b.linears();
+    for (size_t i = 0; i < al.size(); ++i) {
+      EXPECT_TRUE(al[i].second->weight.equal(bl[i].second->weight)) << "blk." << l << "." << al[i].first;
+      // ... and those are exactly the codebook layers the method returned.
+      const CodebookLayer& cl = r.layers.at("blk." + std::to_string(l) + "." + al[i].first);
+      EXPECT_EQ(to_vec(bl[i].second->weight), dequantized(cl)) << al[i].first;
+    }
+  }
+  model::LoadedModel packed = model::load_model(path);
+  const double ppl = eval_ppl(packed.model, tokens);
+  EXPECT_TRUE(std::isfinite(ppl));
+  return ppl;
+}
+
+}  // namespace
+
+TEST(Stories260K, GptqBeatsRtnOnEveryLayerAndIsStoredExactly) {
+  const std::string dir = test::scratch_dir();
+  model::LoadedModel fp = load_stories();
+  const torch::Tensor calib = calibration(fp, 16, 128);
+  const std::vector<int> tokens = eval_tokens(fp);
+  struct Setting {
+    std::string name;
+    quant::GptqOptions g;
+    int dq;
+  };
+  std::vector<Setting> settings(4);
+  settings[0] = {"static", {}, 8};
+  settings[1] = {"act-order", {}, 8};
+  settings[1].g.act_order = true;
+  settings[2] = {"lazy", {}, 0};
+  settings[2].g.groups = "lazy";
+  settings[3] = {"not sequential", {}, 8};
+  settings[3].g.true_sequential = false;
+
+  quant::QuantizeOptions o;
+  o.method = "rtn";
+  o.lcq.bits = 3;
+  o.lcq.group = 32;
+  o.engine.progress = false;
+  model::LoadedModel r = load_stories();
+  quant::quantize_model(r.model, torch::Tensor(), o);
+  const double ppl_rtn = eval_ppl(r.model, tokens);
+  const double ppl_fp = eval_ppl(fp.model, tokens);
+
+  o.method = "gptq";
+  for (const auto& s : settings) {
+    o.gptq = s.g;
+    o.lcq.dq_bits = s.dq;
+    model::LoadedModel q = load_stories();
+    const quant::QuantizeResult res = quant::quantize_model(q.model, calib, o);
+    ASSERT_EQ(res.layers.size(), 35u);
+    EXPECT_NEAR(res.bits_per_weight, res.layers.begin()->second.bits_per_weight(), 0.2);
+    const double ppl = check_file(dir + "/gptq.gguf", q, res, tokens);
+    int layers = 0;
+    for (const auto& e : layer_errors(q.model, fp.model, calib, 3, 32, s.dq)) {
+      const bool qkv = e.name.find("attn_") != std::string::npos && e.name.find("attn_output") == std::string::npos;
+      if (s.name != "not sequential" || qkv) {
+        // Not sequential: the H of o and the MLP came from the full-precision block, not from
+        // the inputs they see now.
+        EXPECT_LE(e.method, e.rtn) << s.name << ": " << e.name;
+        ++layers;
+      }
+    }
+    EXPECT_GE(layers, 15);
+    std::printf("stories260K W3 g32 gptq %s: ppl %.3f (rtn %.3f, fp %.3f)\n", s.name.c_str(), ppl, ppl_rtn, ppl_fp);
+    EXPECT_LT(ppl, ppl_rtn) << s.name;
+  }
+}
+
+TEST(Stories260K, AwqFoldsIntoTheFileAndIsStoredExactly) {
+  const std::string dir = test::scratch_dir();
+  model::LoadedModel fp = load_stories();
+  const torch::Tensor calib = calibration(fp, 16, 128);
+  const std::vector<int> tokens = eval_tokens(fp);
+  quant::QuantizeOptions o;
+  o.method = "awq";
+  o.lcq.bits = 3;
+  o.lcq.group = 32;
+  o.engine.progress = false;
+  for (const std::string inputs : {"fp", "quantized"}) {
+    o.awq.inputs = inputs;
+    model::LoadedModel q = load_stories();
+    const quant::QuantizeResult res = quant::quantize_model(q.model, calib, o);
+    ASSERT_EQ(res.layers.size(), 35u);
+    // The scales were folded into the norms (alpha 0 everywhere is possible, but not on all
+    // ten norm-fed sites of a real model).
+    int changed = 0;
+    for (size_t l = 0; l < q.model.blocks.size(); ++l)
+      changed += !q.model.blocks[l].attn_norm.weight.equal(fp.model.blocks[l].attn_norm.weight) +
+                 !q.model.blocks[l].ffn_norm.weight.equal(fp.model.blocks[l].ffn_norm.weight);
+    EXPECT_GT(changed, 0);
+    const double ppl = check_file(dir + "/awq.gguf", q, res, tokens);
+    double init = 0, fin = 0;
+    for (const auto& b : res.blocks) init += b.init_loss, fin += b.final_loss;
+    std::printf("stories260K W3 g32 awq (%s inputs): ppl %.3f; block losses rtn %.4e -> awq %.4e\n", inputs.c_str(),
+                ppl, init, fin);
+  }
+}
+
+TEST(QuantizeCli, GptqAndAwqRunFromTheCommandLineAndExplainMissingCalibration) {
+  const std::string dir = test::scratch_dir();
+  const std::string base = "quantize " + stories_bin() + " --tokenizer " + stories_tok() + " --bits 3 --group 32 --quiet";
+  const std::string calib = " --calib " + tinystories() + " --nsamples 4 --seqlen 64";
+  for (const std::string method : {"gptq", "awq"}) {
+    const std::string out = dir + "/" + method + ".gguf";
+    auto r = test::run_lcq(base + " -o " + out + " --method " + method + calib + " --json");
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const auto j = nlohmann::json::parse(r.out);
+    EXPECT_EQ(j.at("settings").at("method"), method);
+    EXPECT_EQ(j.at("settings").at("rank"), 1);
+    EXPECT_TRUE(j.at("settings").contains(method));
+    EXPECT_EQ(j.at("blocks").size(), 5u);
+    auto ppl = test::run_lcq("perplexity " + out + " --text " + tinystories() + " --seqlen 128 --limit 2 --json --quiet");
+    ASSERT_EQ(ppl.exit_code, 0) << ppl.err;
+    EXPECT_TRUE(std::isfinite(nlohmann::json::parse(ppl.out).at("perplexity").get<double>()));
+    auto info = test::run_lcq("info " + out + " --json");
+    ASSERT_EQ(info.exit_code, 0) << info.err;
+    EXPECT_EQ(nlohmann::json::parse(info.out).at("quantization").at("method"), method);
+
+    auto missing = test::run_lcq(base + " -o " + dir + "/x.gguf --method " + method);
+    EXPECT_EQ(missing.exit_code, 1);
+    EXPECT_NE(missing.err.find("--calib"), std::string::npos) << missing.err;
+  }
+  auto lazy = test::run_lcq(base + " -o " + dir + "/x.gguf --method gptq --gptq-groups lazy" + calib);
+  EXPECT_EQ(lazy.exit_code, 1);
+  EXPECT_NE(lazy.err.find("--dq-bits 0"), std::string::npos) << lazy.err;
+  EXPECT_FALSE(std::filesystem::exists(dir + "/x.gguf"));
+}

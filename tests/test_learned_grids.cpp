@@ -1,0 +1,156 @@
+// The learned rank-one methods on the reconstruction engine: OmniQuant's weight clipping,
+// FlexRound and LRQ. Step 0 against RTN, exact storage of what was trained, the LRQ rank
+// rule, and stories260K end to end for each method.
+#include "lcq/core/error.h"
+#include "lcq/eval/perplexity.h"
+#include "lcq/model/loader.h"
+#include "lcq/quant/calibration.h"
+#include "lcq/quant/flexround.h"
+#include "lcq/quant/omniquant.h"
+#include "lcq/quant/quantize.h"
+#include "lcq/quant/uniform.h"
+#include "test_util.h"
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <cmath>
+
+using namespace lcq;
+
+namespace {
+
+model::LoadedModel load_stories() {
+  io::LoadOptions lo;
+  lo.tokenizer_path = test::shared("models/stories260K/tok512.bin");
+  return model::load_model(test::shared("models/stories260K/stories260K.bin"), lo);
+}
+
+quant::LcqOptions grid_options(int bits, int group, int dq_bits) {
+  quant::LcqOptions o;
+  o.bits = bits;
+  o.group = group;
+  o.rank = 1;
+  o.init = "rtn";
+  o.dq_bits = dq_bits;
+  return o;
+}
+
+// Moves every learned tensor by a random amount, as training would.
+void perturb(std::vector<std::vector<torch::Tensor>> sets, double amount) {
+  torch::NoGradGuard ng;
+  for (auto& set : sets)
+    for (auto& t : set) t.add_(torch::randn_like(t) * amount);
+}
+
+torch::Tensor dequantized(const CodebookLayer& l) {
+  auto w = torch::empty({l.rows, l.cols}, torch::kFloat32);
+  l.dequantize(w.data_ptr<float>());
+  return w;
+}
+
+}  // namespace
+
+// S2 = 0 and s1 = s0: the first step trains from exactly the RTN weights.
+TEST(FlexRound, StepZeroIsRtnBitForBitForBothScalings) {
+  torch::manual_seed(1);
+  const torch::Tensor W = torch::randn({40, 70});  // ragged: 70 = 2 * 32 + 6
+  for (int bits : {2, 3, 4}) {
+    const quant::LcqOptions o = grid_options(bits, 32, 8);
+    const auto gw = quant::GroupedWeight::make(W, 32);
+    const torch::Tensor rtn = quant::fake_quantize(gw, quant::minmax_grid(gw, bits), bits);
+    for (int64_t rank : {0, 3}) {
+      quant::FlexRoundLinear f(W, o, rank, at::detail::createCPUGenerator(2));
+      EXPECT_TRUE(f.weight().equal(rtn)) << "bits " << bits << " rank " << rank;
+    }
+  }
+}
+
+TEST(FlexRound, StoredLayerIsExactlyTheTrainedWeight) {
+  torch::manual_seed(3);
+  const torch::Tensor W = torch::randn({24, 100});
+  for (int64_t rank : {0, 4}) {
+    quant::FlexRoundLinear f(W, grid_options(3, 32, 0), rank, at::detail::createCPUGenerator(4));
+    perturb(f.parameter_sets(), 0.05);
+    const CodebookLayer l = f.finalize();
+    torch::NoGradGuard ng;
+    EXPECT_TRUE(torch::allclose(dequantized(l), f.weight(), 0, 1e-6)) << "rank " << rank;
+    EXPECT_EQ(l.rank, 1);
+    // The learned scales changed some codes away from plain rounding.
+    const auto gw = quant::GroupedWeight::make(W, 32);
+    const auto rtn_codes = gw.ungroup(quant::quantize_codes(gw, quant::minmax_grid(gw, 3), 3));
+    EXPECT_FALSE(f.codes().equal(rtn_codes));
+  }
+}
+
+TEST(FlexRound, LrqRankFollowsTheLayerUnlessGiven) {
+  quant::FlexRoundOptions f;
+  EXPECT_EQ(quant::lrq_rank(576, 576, f), 144);
+  EXPECT_EQ(quant::lrq_rank(1536, 576, f), 144);
+  EXPECT_EQ(quant::lrq_rank(4096, 4096, f), 1024);  // the official code's rank for LLaMA-7B
+  EXPECT_EQ(quant::lrq_rank(3, 2, f), 1);
+  f.lrq_rank = 32;
+  EXPECT_EQ(quant::lrq_rank(576, 576, f), 32);
+  f.lrq_rank = 1000;
+  EXPECT_EQ(quant::lrq_rank(64, 128, f), 64);
+  quant::FlexRoundLinear lrq(torch::randn({64, 128}), grid_options(2, 32, 8), 16, at::detail::createCPUGenerator(0));
+  EXPECT_EQ(lrq.learned_parameters(), 64 * 4 + 64 * 16 + 16 * 128 + 64 + 128);
+}
+
+TEST(OmniQuant, StartsSlightlyClippedAndStoresExactlyWhatItTrained) {
+  torch::manual_seed(5);
+  const torch::Tensor W = torch::randn({16, 90});
+  quant::LwcLinear lwc(W, grid_options(3, 32, 0));
+  // gamma = beta = sigmoid(4): the range starts at 98.2 % of min-max.
+  const auto gw = quant::GroupedWeight::make(W, 32);
+  const double shrink = 1.0 / (1.0 + std::exp(-4.0));
+  const torch::Tensor clipped = quant::fake_quantize(gw, quant::minmax_grid(gw, 3, shrink), 3);
+  torch::NoGradGuard ng;
+  EXPECT_TRUE(torch::allclose(lwc.weight(), clipped, 0, 1e-5));
+  perturb(lwc.parameter_sets(), 1.0);
+  EXPECT_TRUE(torch::allclose(dequantized(lwc.finalize()), lwc.weight(), 0, 1e-6));
+}
+
+// Every learned method on stories260K: each block's loss drops, the file is written and
+// loads, and perplexity is finite and below RTN's.
+TEST(Stories260K, LearnedGridMethodsTrainLoadAndBeatRtn) {
+  const std::string dir = test::scratch_dir();
+  model::LoadedModel fp = load_stories();
+  const std::string text = test::read_bytes(test::shared("data/tinystories/tinystories_val.txt"));
+  const std::vector<int> calib_tokens = fp.tok().encode(text.substr(0, text.size() / 2), true);
+  const std::vector<int> eval_tokens = fp.tok().encode(text.substr(text.size() / 2), true);
+  quant::CalibrationOptions co;
+  co.nsamples = 16;
+  co.seqlen = 128;
+  const torch::Tensor calib = quant::sample_calibration(calib_tokens, co);
+  eval::PerplexityOptions po;
+  po.seqlen = 256;
+  po.max_windows = 8;
+  po.progress = false;
+
+  quant::QuantizeOptions o;
+  o.lcq.bits = 3;
+  o.lcq.group = 32;
+  o.engine.epochs = 3;
+  o.engine.progress = false;
+  o.method = "rtn";
+  model::LoadedModel rtn = load_stories();
+  quant::quantize_model(rtn.model, torch::Tensor(), o);
+  const double ppl_rtn = eval::perplexity(rtn.model, eval_tokens, po).ppl;
+
+  for (const std::string method : {"omniquant", "flexround", "lrq"}) {
+    o.method = method;
+    model::LoadedModel m = load_stories();
+    auto q = quant::quantize_model(m.model, calib, o);
+    for (const auto& b : q.blocks) EXPECT_LT(b.trained_loss, b.init_loss) << method << " block " << b.layer;
+    const std::string path = dir + "/" + method + ".gguf";
+    quant::write_quantized_model(path, m.model, m.tok().vocab(), q, {});
+    model::LoadedModel back = model::load_model(path);
+    const double ppl = eval::perplexity(back.model, eval_tokens, po).ppl;
+    std::printf("stories260K W3 g32: rtn %.3f, %s %.3f (%.3f bits/weight)\n", ppl_rtn, method.c_str(), ppl,
+                q.bits_per_weight);
+    EXPECT_TRUE(std::isfinite(ppl)) << method;
+    EXPECT_LT(ppl, ppl_rtn) << method;
+    EXPECT_EQ(q.layers.begin()->second.rank, 1) << method;
+  }
+}
