@@ -44,5 +44,6 @@ void register_convert(CLI::App& app);
 void register_demo(CLI::App& app);
 void register_quantize(CLI::App& app);
 void register_bench(CLI::App& app);
+void register_eval(CLI::App& app);
 
 }  // namespace lcq::cli

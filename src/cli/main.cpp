@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
   lcq::cli::register_info(app);
   lcq::cli::register_generate(app);
   lcq::cli::register_perplexity(app);
+  lcq::cli::register_eval(app);
   lcq::cli::register_quantize(app);
   lcq::cli::register_convert(app);
   lcq::cli::register_bench(app);
