@@ -13,7 +13,7 @@ void register_perplexity(CLI::App& app) {
   auto* cmd = app.add_subcommand("perplexity", "Perplexity on a text file (GPTQ protocol by default)");
   auto opts = std::make_shared<ModelOptions>();
   struct Ppl {
-    std::string text, reference;
+    std::string text, reference, report;
     eval::PerplexityOptions p;
   };
   auto o = std::make_shared<Ppl>();
@@ -28,6 +28,7 @@ void register_perplexity(CLI::App& app) {
   cmd->add_option("--batch", o->p.batch, "Windows per forward pass")->check(CLI::Range(1, 4096));
   cmd->add_option("--limit", o->p.max_windows, "Score at most this many windows (0 = all)")->check(CLI::NonNegativeNumber);
   cmd->add_option("--kl-reference", o->reference, "llamacpp protocol: also report the KL divergence from this model");
+  add_report_option(*cmd, o->report);
   cmd->footer("Example: lcq perplexity model.gguf --text wiki.test.raw --seqlen 2048");
   cmd->callback([opts, o] {
     model::LoadedModel lm = opts->load();
@@ -68,6 +69,7 @@ void register_perplexity(CLI::App& app) {
       j["kl_divergence"] = *r.kl_mean;
       j["top1_agreement"] = *r.top1_agreement;
     }
+    write_report(o->report, j);
     if (opts->json) return print_json(j);
     fmt::print("perplexity {:.4f}  ({} protocol, {} windows of {}, {} tokens scored, {:.1f} tok/s, {:.1f} s)\n", r.ppl,
                r.protocol, r.windows, r.seqlen, r.scored_tokens, r.tokens_per_second, r.seconds);

@@ -1,4 +1,4 @@
-// lcq quantize MODEL -o OUT.gguf: LCQ, RTN, GPTQ or AWQ quantization of every linear layer.
+// lcq quantize MODEL -o OUT.gguf: LCQ, LRQ/FlexRound, OmniQuant, GPTQ, AWQ or RTN quantization of every linear layer.
 #include "common.h"
 
 #include "lcq/core/atomic_file.h"
@@ -17,7 +17,7 @@ bool ends_with(const std::string& s, const std::string& suffix) {
 }
 
 struct QuantizeArgs {
-  std::string out, calib, export_fake, export_type = "f16";
+  std::string out, calib, export_fake, export_type = "f16", report;
   quant::CalibrationOptions c;
   quant::QuantizeOptions q;
   bool seqlen_given = false, epochs_given = false;
@@ -27,7 +27,7 @@ struct QuantizeArgs {
 
 void register_quantize(CLI::App& app) {
   auto* cmd = app.add_subcommand(
-      "quantize", "Quantize a model's linear layers with LCQ (learned low-rank codebooks), RTN, GPTQ or AWQ");
+      "quantize", "Quantize a model's linear layers: LCQ (learned low-rank codebooks), LRQ, FlexRound, OmniQuant, GPTQ, AWQ or RTN");
   auto opts = std::make_shared<ModelOptions>();
   auto a = std::make_shared<QuantizeArgs>();
   opts->add_to(*cmd);
@@ -90,6 +90,7 @@ void register_quantize(CLI::App& app) {
   cmd->add_option("--export-fake", a->export_fake,
                   "Also write the dequantized weights as an ordinary model (.gguf file or HF directory)");
   cmd->add_option("--export-type", a->export_type, "Type of --export-fake weights")->check(CLI::IsMember({"f16", "f32", "bf16"}));
+  add_report_option(*cmd, a->report);
   cmd->footer(
       "Example (2-bit, group 128, rank 2, 10 epochs on 128 x 512 tokens):\n"
       "  lcq quantize model.gguf -o model-lcq-w2.gguf --bits 2 --group 128 --rank 2 \\\n"
@@ -168,6 +169,7 @@ void register_quantize(CLI::App& app) {
     j["settings"] = settings;
     j["peak_rss_bytes"] = peak_rss_bytes();
     if (!a->export_fake.empty()) j["export_fake"] = a->export_fake;
+    write_report(a->report, j);
     if (opts->json) return print_json(j);
     for (const auto& b : r.blocks) {
       fmt::print("block {:>3}  loss {:.4e} -> {:.4e} (trained {:.4e})  {:.1f} s\n", b.layer, b.init_loss, b.final_loss,

@@ -1,5 +1,6 @@
 #include "common.h"
 
+#include "lcq/core/atomic_file.h"
 #include "lcq/core/error.h"
 #include "lcq/core/progress.h"
 
@@ -46,6 +47,14 @@ std::string human_count(double n) {
   if (n >= 1e6) return fmt::format("{:.2f} M", n / 1e6);
   if (n >= 1e3) return fmt::format("{:.2f} K", n / 1e3);
   return fmt::format("{:.0f}", n);
+}
+
+void add_report_option(CLI::App& cmd, std::string& path) {
+  cmd.add_option("--report", path, "Also write the --json summary to this file (atomically)");
+}
+
+void write_report(const std::string& path, const nlohmann::json& j) {
+  if (!path.empty()) write_file_atomic(path, j.dump(2) + "\n");
 }
 
 std::string human_bytes(double n) {

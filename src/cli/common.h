@@ -29,6 +29,10 @@ struct ModelOptions {
 
 // Prints JSON to stdout (one document) — what --json promises.
 void print_json(const nlohmann::json& j);
+// --report FILE: the same JSON document written to a file (atomically), whatever --json
+// says, so that a driver such as `lcq compare` can keep a child's progress bars on stderr.
+void add_report_option(CLI::App& cmd, std::string& path);
+void write_report(const std::string& path, const nlohmann::json& j);
 // "1.23 M" style numbers for humans.
 std::string human_count(double n);
 std::string human_bytes(double n);
@@ -45,5 +49,6 @@ void register_demo(CLI::App& app);
 void register_quantize(CLI::App& app);
 void register_bench(CLI::App& app);
 void register_eval(CLI::App& app);
+void register_compare(CLI::App& app);
 
 }  // namespace lcq::cli

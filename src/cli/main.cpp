@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
   lcq::cli::register_perplexity(app);
   lcq::cli::register_eval(app);
   lcq::cli::register_quantize(app);
+  lcq::cli::register_compare(app);
   lcq::cli::register_convert(app);
   lcq::cli::register_bench(app);
   lcq::cli::register_demo(app);

@@ -1,0 +1,185 @@
+// lcq compare: the report (Markdown, JSON, SVG) on hand-made rows, and the command on
+// stories260K: every row finite, results cached, an interrupted or changed grid resumes with
+// only what is missing.
+#include "lcq/eval/compare_report.h"
+#include "test_util.h"
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <filesystem>
+#include <map>
+#include <regex>
+
+namespace lcq {
+namespace {
+
+namespace fs = std::filesystem;
+
+eval::CompareRow row(std::string method, int bits, int rank, double bpw, double ppl) {
+  eval::CompareRow r;
+  r.method = std::move(method);
+  r.bits = bits, r.group = 128, r.rank = rank;
+  r.bits_per_weight = bpw, r.perplexity = ppl;
+  r.quantize_seconds = 12.5, r.peak_rss_bytes = int64_t(300) << 20;
+  return r;
+}
+
+eval::CompareTable sample_table() {
+  eval::CompareTable t;
+  t.model = "m.gguf";
+  t.text = "wiki.txt";
+  t.rows = {row("lcq", 3, 2, 3.31, 73.2), row("rtn", 2, 1, 2.25, 3.6e6), row("fp", 0, 0, 0, 20.0),
+            row("rtn", 3, 1, 3.25, 106.0), row("gptq", 3, 1, 3.25, 60.0)};
+  eval::sort_rows(t.rows, {"rtn", "gptq", "lcq"});
+  return t;
+}
+
+TEST(CompareReport, RowsReadFpFirstThenByBitsAndRequestedMethodOrder) {
+  const auto t = sample_table();
+  std::vector<std::string> order;
+  for (const auto& r : t.rows) order.push_back(r.method + std::to_string(r.bits));
+  EXPECT_EQ(order, (std::vector<std::string>{"fp0", "rtn2", "rtn3", "gptq3", "lcq3"}));
+}
+
+TEST(CompareReport, MarkdownHasOneLinePerRowAndTheIncreaseOverFp) {
+  const std::string md = eval::render_markdown(sample_table());
+  EXPECT_NE(md.find("| fp | - | - | - | - | 20 |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| rtn | 3 | 128 | 1 | 3.250 | 106 | +430.0 % | 12.5 s | 300 MiB |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| lcq | 3 | 128 | 2 | 3.310 | 73.2 | +266.0 % |"), std::string::npos) << md;
+  EXPECT_NE(md.find("3.6e+06"), std::string::npos) << md;
+}
+
+TEST(CompareReport, JsonKeepsEveryFieldAndWritesNullForAnInfinitePerplexity) {
+  auto t = sample_table();
+  t.rows.push_back(row("awq", 2, 1, 2.25, INFINITY));
+  const auto j = eval::to_json(t);
+  ASSERT_EQ(j.at("rows").size(), 6u);
+  EXPECT_EQ(j.at("rows")[0].at("method"), "fp");
+  EXPECT_FALSE(j.at("rows")[0].contains("bits"));
+  EXPECT_EQ(j.at("rows")[4].at("rank"), 2);
+  EXPECT_DOUBLE_EQ(j.at("rows")[4].at("bits_per_weight").get<double>(), 3.31);
+  EXPECT_TRUE(j.at("rows")[5].at("perplexity").is_null());
+  EXPECT_NE(eval::render_markdown(t).find("| inf |"), std::string::npos);
+}
+
+TEST(CompareReport, SvgPlotsEveryFinitePointOnALogScale) {
+  auto t = sample_table();
+  t.rows.push_back(row("awq", 2, 1, 2.25, INFINITY));  // not plottable: left out, not NaN in the file
+  const std::string svg = eval::render_svg(t);
+  EXPECT_EQ(svg.rfind("<?xml", 0), 0u);
+  EXPECT_EQ(svg.substr(svg.size() - 7), "</svg>\n");
+  EXPECT_EQ(svg.find("nan"), std::string::npos);
+  EXPECT_EQ(svg.find("inf"), std::string::npos);
+  // Data points carry a <title>: one per finite quantized row, at y growing with log(ppl).
+  std::map<std::string, double> cy;
+  const std::regex point("cy=\"([0-9.]+)\" r=\"4\" fill=\"#[0-9a-f]+\"><title>([a-z0-9 ]+) W([0-9])");
+  for (auto it = std::sregex_iterator(svg.begin(), svg.end(), point); it != std::sregex_iterator(); ++it)
+    cy[(*it)[2].str() + " W" + (*it)[3].str()] = std::stod((*it)[1].str());
+  ASSERT_EQ(cy.size(), 4u) << svg;
+  EXPECT_LT(cy.at("rtn W2"), cy.at("rtn W3"));  // larger perplexity is higher on the page
+  EXPECT_LT(cy.at("rtn W3"), cy.at("lcq r2 W3"));
+  EXPECT_LT(cy.at("lcq r2 W3"), cy.at("gptq W3"));
+  // Log scale: a distance is proportional to the log of the perplexity ratio.
+  const double per_decade = (cy.at("rtn W3") - cy.at("rtn W2")) / std::log10(3.6e6 / 106.0);
+  EXPECT_NEAR(cy.at("gptq W3") - cy.at("rtn W3"), per_decade * std::log10(106.0 / 60.0), 0.2);
+  EXPECT_NE(svg.find("stroke-dasharray"), std::string::npos);  // the fp line
+  EXPECT_NE(svg.find(">lcq r2</text>"), std::string::npos);     // legend
+}
+
+// ---- the command, on stories260K ----
+
+std::string stories_bin() { return test::shared("models/stories260K/stories260K.bin"); }
+std::string stories_tok() { return test::shared("models/stories260K/tok512.bin"); }
+std::string tinystories() { return test::shared("data/tinystories/tinystories_val.txt"); }
+
+std::string compare_cmd(const std::string& out, const std::string& extra = "",
+                        const std::string& methods = "rtn,gptq,lcq") {
+  return "compare " + stories_bin() + " --tokenizer " + stories_tok() + " --methods " + methods +
+         " --bits 3 --group 32 --ranks 2 --epochs 1 --calib " + tinystories() +
+         " --nsamples 4 --seqlen 64 --text " + tinystories() + " --limit 2 --eval-seqlen 128 --threads 2 --quiet -o " +
+         out + extra;
+}
+
+std::map<std::string, nlohmann::json> rows_by_key(const std::string& json) {
+  std::map<std::string, nlohmann::json> out;
+  const auto doc = nlohmann::json::parse(json);
+  for (const auto& r : doc.at("rows"))
+    out[r.at("method").get<std::string>() + (r.contains("rank") ? std::to_string(r.at("rank").get<int>()) : "")] = r;
+  return out;
+}
+
+TEST(CompareCli, RunsTheGridWritesTheReportsAndResumesWhatIsMissing) {
+  const std::string dir = test::scratch_dir() + "/cmp";
+  auto first = test::run_lcq(compare_cmd(dir, " --json"));
+  ASSERT_EQ(first.exit_code, 0) << first.err;
+  auto rows = rows_by_key(first.out);
+  ASSERT_EQ(rows.size(), 4u) << first.out;  // fp, rtn, gptq, lcq r2
+  for (const auto& [key, r] : rows) {
+    EXPECT_TRUE(r.at("perplexity").is_number()) << key;
+    if (key != "fp") {
+      EXPECT_FALSE(r.at("cached").get<bool>()) << key;
+      EXPECT_TRUE(fs::exists(r.at("file").get<std::string>())) << key;
+      EXPECT_GT(r.at("bits_per_weight").get<double>(), 3.0) << key;
+    }
+  }
+  // The learned methods do better than RTN on this model even with one epoch.
+  EXPECT_LT(rows.at("lcq2").at("perplexity").get<double>(), rows.at("rtn1").at("perplexity").get<double>());
+  for (const char* f : {"compare.md", "compare.json", "compare.svg"}) EXPECT_TRUE(fs::exists(dir + "/" + f)) << f;
+  EXPECT_EQ(test::read_bytes(dir + "/compare.json"), first.out);
+
+  // Everything cached: nothing is rewritten.
+  const auto lcq_file = rows.at("lcq2").at("file").get<std::string>();
+  const auto stamp = fs::last_write_time(lcq_file);
+  auto again = test::run_lcq(compare_cmd(dir, " --json"));
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  for (const auto& [key, r] : rows_by_key(again.out))
+    if (key != "fp") EXPECT_TRUE(r.at("cached").get<bool>()) << key;
+  EXPECT_EQ(fs::last_write_time(lcq_file), stamp);
+
+  // An interrupted run (gptq's result missing) and a changed setting (more calibration
+  // samples: every calibrated method, but not rtn) rerun exactly what they must.
+  fs::remove(dir + "/runs/gptq-w3-g32.json");
+  auto resumed = rows_by_key(test::run_lcq(compare_cmd(dir, " --json")).out);
+  EXPECT_FALSE(resumed.at("gptq1").at("cached").get<bool>());
+  EXPECT_TRUE(resumed.at("lcq2").at("cached").get<bool>());
+  std::string more_samples = compare_cmd(dir, " --json");
+  more_samples.replace(more_samples.find("--nsamples 4"), 12, "--nsamples 6");
+  auto changed = test::run_lcq(more_samples);
+  ASSERT_EQ(changed.exit_code, 0) << changed.err;
+  auto after = rows_by_key(changed.out);
+  EXPECT_TRUE(after.at("rtn1").at("cached").get<bool>());
+  EXPECT_FALSE(after.at("gptq1").at("cached").get<bool>());
+  EXPECT_FALSE(after.at("lcq2").at("cached").get<bool>());
+}
+
+TEST(CompareCli, BadSettingsFailBeforeAnyWork) {
+  const std::string dir = test::scratch_dir() + "/cmp";
+  auto unknown = test::run_lcq(compare_cmd(dir, "", "rtn,sq"));
+  EXPECT_EQ(unknown.exit_code, 1);
+  EXPECT_NE(unknown.err.find("unknown method 'sq'"), std::string::npos) << unknown.err;
+  auto bits = test::run_lcq("compare " + stories_bin() + " --bits 3,x --text " + tinystories() + " -o " + dir);
+  EXPECT_EQ(bits.exit_code, 1);
+  EXPECT_NE(bits.err.find("--bits"), std::string::npos) << bits.err;
+  auto no_calib = test::run_lcq("compare " + stories_bin() + " --tokenizer " + stories_tok() +
+                                " --methods rtn,gptq --text " + tinystories() + " -o " + dir);
+  EXPECT_EQ(no_calib.exit_code, 1);
+  EXPECT_NE(no_calib.err.find("--calib"), std::string::npos) << no_calib.err;
+  EXPECT_FALSE(fs::exists(dir));
+}
+
+TEST(CompareCli, AFailingRunNamesItselfAndKeepsTheFinishedOnes) {
+  const std::string dir = test::scratch_dir() + "/cmp";
+  // A quantize argument only gptq rejects: rtn finishes, gptq fails with its own error.
+  auto r = test::run_lcq(compare_cmd(dir, " --quantize-args '--gptq-damp -1'", "rtn,gptq"));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("gptq-w3-g32: lcq quantize failed"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("--gptq-damp must be >= 0"), std::string::npos) << r.err;
+  EXPECT_TRUE(fs::exists(dir + "/runs/rtn-w3-g32.json"));
+  EXPECT_FALSE(fs::exists(dir + "/runs/gptq-w3-g32.json"));
+  EXPECT_FALSE(fs::exists(dir + "/models/gptq-w3-g32.gguf"));
+}
+
+}  // namespace
+}  // namespace lcq
