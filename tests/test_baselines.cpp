@@ -405,6 +405,71 @@ TEST(Stories260K, AwqFoldsIntoTheFileAndIsStoredExactly) {
   }
 }
 
+// LCQ --init gptq|awq: untrained at rank one it is the start method's model (the same codes,
+// the same folded norms, the same perplexity; S and B differ only by being double-quantized
+// a second time); trained at rank 2 it lowers the start's block loss and perplexity.
+TEST(Stories260K, LcqStartsExactlyFromGptqAndAwqAndImprovesOnThem) {
+  model::LoadedModel fp = load_stories();
+  const torch::Tensor calib = calibration(fp, 16, 128);
+  const std::vector<int> tokens = eval_tokens(fp);
+  for (const std::string start : {"gptq", "awq"}) {
+    quant::QuantizeOptions base;
+    base.lcq.bits = 3;
+    base.lcq.group = 32;
+    base.engine.progress = false;
+    base.method = start;
+    model::LoadedModel ref = load_stories();
+    const quant::QuantizeResult rr = quant::quantize_model(ref.model, calib, base);
+    const double ppl_ref = eval_ppl(ref.model, tokens);
+
+    quant::QuantizeOptions o = base;
+    o.method = "lcq";
+    o.lcq.init = start;
+    o.lcq.rank = 1;
+    o.engine.epochs = 0;
+    model::LoadedModel q = load_stories();
+    const quant::QuantizeResult qr = quant::quantize_model(q.model, calib, o);
+    ASSERT_EQ(qr.layers.size(), rr.layers.size());
+    int64_t same = 0, total = 0;
+    for (const auto& [name, l] : qr.layers) {
+      const CodebookLayer& r = rr.layers.at(name);
+      ASSERT_EQ(l.indices.size(), r.indices.size()) << name;
+      for (size_t i = 0; i < l.indices.size(); ++i) same += l.indices[i] == r.indices[i];
+      total += int64_t(l.indices.size());
+      const auto a = dequantized(l), b = dequantized(r);
+      double diff = 0, norm = 0;
+      for (size_t i = 0; i < a.size(); ++i) diff += std::abs(a[i] - b[i]), norm += std::abs(b[i]);
+      EXPECT_LT(diff / norm, 1e-2) << start << " " << name;
+    }
+    EXPECT_EQ(same, total) << start;
+    for (size_t l = 0; l < fp.model.blocks.size(); ++l) {
+      EXPECT_TRUE(q.model.blocks[l].attn_norm.weight.equal(ref.model.blocks[l].attn_norm.weight)) << start << l;
+      EXPECT_TRUE(q.model.blocks[l].ffn_norm.weight.equal(ref.model.blocks[l].ffn_norm.weight)) << start << l;
+    }
+    EXPECT_NEAR(eval_ppl(q.model, tokens), ppl_ref, 0.01 * ppl_ref) << start;
+    // Block 0 sees the same inputs in both runs: LCQ's step 0 is the start's final loss.
+    EXPECT_NEAR(qr.blocks[0].init_loss, rr.blocks[0].final_loss, 0.01 * rr.blocks[0].final_loss) << start;
+
+    o.lcq.rank = 2;
+    o.engine.epochs = 3;
+    model::LoadedModel t = load_stories();
+    const quant::QuantizeResult tr = quant::quantize_model(t.model, calib, o);
+    EXPECT_LT(tr.blocks[0].final_loss, rr.blocks[0].final_loss) << start;
+    const double ppl = eval_ppl(t.model, tokens);
+    std::printf("stories260K W3 g32: %s %.3f, lcq r2 --init %s %.3f\n", start.c_str(), ppl_ref, start.c_str(), ppl);
+    EXPECT_LT(ppl, ppl_ref) << start;
+  }
+}
+
+TEST(QuantizeCli, InitFromAMethodIsForLcqOnly) {
+  const std::string dir = test::scratch_dir();
+  auto r = test::run_lcq("quantize " + stories_bin() + " --tokenizer " + stories_tok() + " -o " + dir +
+                         "/x.gguf --method flexround --init gptq --calib " + tinystories() + " --nsamples 4 --seqlen 64");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("--init gptq starts LCQ"), std::string::npos) << r.err;
+  EXPECT_FALSE(std::filesystem::exists(dir + "/x.gguf"));
+}
+
 TEST(QuantizeCli, GptqAndAwqRunFromTheCommandLineAndExplainMissingCalibration) {
   const std::string dir = test::scratch_dir();
   const std::string base = "quantize " + stories_bin() + " --tokenizer " + stories_tok() + " --bits 3 --group 32 --quiet";

@@ -41,7 +41,14 @@ void register_quantize(CLI::App& app) {
   cmd->add_option("--bits", a->q.lcq.bits, "Index bits per weight (codebook of 2^bits entries)");
   cmd->add_option("--group", a->q.lcq.group, "Weights per group (consecutive input columns; the last may be shorter)");
   cmd->add_option("--rank", a->q.lcq.rank, "Codebook rank r (1 = a uniform grid)");
-  cmd->add_option("--init", a->q.lcq.init, "Rank-one start: rtn (min-max) or mse (clipping search)");
+  cmd->add_option("--init", a->q.lcq.init,
+                  "lcq: the rank-one start: rtn (min-max), mse (clipping search), or the result of gptq or awq\n"
+                  "on each block (their --gptq-*/--awq-* options apply); training starts from it")
+      ->check(CLI::IsMember({"rtn", "mse", "gptq", "awq"}));
+  cmd->add_option("--init-codes", a->q.lcq.start_codes,
+                  "lcq with --init gptq|awq: keep (train the codebook on the start's codes, stored as they are)\n"
+                  "or nearest (re-assign every weight to its nearest entry, as plain LCQ)")
+      ->check(CLI::IsMember({"keep", "nearest"}));
   cmd->add_option("--epochs", a->q.engine.epochs,
                   "Passes over the calibration set per block (default: the method's paper: lcq 10, omniquant 20 "
                   "(40 below 3 bits), flexround and lrq 20)")
@@ -139,10 +146,13 @@ void register_quantize(CLI::App& app) {
                          a->q.method == "lrq";
     nlohmann::json settings = {{"method", a->q.method}, {"bits", a->q.lcq.bits},   {"group", a->q.lcq.group},
                                {"rank", rank_one ? 1 : a->q.lcq.rank},
-                               {"init", trained ? a->q.lcq.init : "rtn"}, {"epochs", trained ? a->q.engine.epochs : 0}, {"loss", a->q.engine.loss},
+                               {"init", trained ? a->q.lcq.init : "rtn"},
+                               {"init_codes", a->q.lcq.start_codes}, {"epochs", trained ? a->q.engine.epochs : 0}, {"loss", a->q.engine.loss},
                                {"dq_bits", a->q.lcq.dq_bits}, {"dq_group", a->q.lcq.dq_group},
                                {"calib", a->calib},     {"nsamples", calib.defined() ? a->c.nsamples : 0},
                                {"seqlen", calib.defined() ? a->c.seqlen : 0}, {"seed", a->c.seed}};
+    if (a->q.method == "lcq" && (a->q.lcq.init == "gptq" || a->q.lcq.init == "awq"))
+      settings["init_codes"] = a->q.lcq.start_codes;
     if (a->q.method == "omniquant" || a->q.method == "flexround" || a->q.method == "lrq")
       settings["lr"] = a->q.lr > 0 ? a->q.lr : quant::default_lr(a->q.method);
     if (a->q.method == "lrq")

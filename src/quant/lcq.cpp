@@ -12,7 +12,10 @@ void validate(const LcqOptions& o) {
   LCQ_CHECK(o.bits >= 1 && o.bits <= 8, "--bits must be between 1 and 8, got {}", o.bits);
   LCQ_CHECK(o.group >= 1, "--group must be >= 1, got {}", o.group);
   LCQ_CHECK(o.rank >= 1 && o.rank <= 64, "--rank must be between 1 and 64, got {}", o.rank);
-  LCQ_CHECK(o.init == "rtn" || o.init == "mse", "--init must be rtn or mse, got '{}'", o.init);
+  LCQ_CHECK(o.init == "rtn" || o.init == "mse" || o.init == "gptq" || o.init == "awq",
+            "--init must be rtn, mse, gptq or awq, got '{}'", o.init);
+  LCQ_CHECK(o.start_codes == "keep" || o.start_codes == "nearest",
+            "--init-codes must be keep or nearest, got '{}'", o.start_codes);
   LCQ_CHECK(o.dq_bits >= 0 && o.dq_bits <= 8, "--dq-bits must be between 0 (off) and 8, got {}", o.dq_bits);
   LCQ_CHECK(o.dq_group >= 1, "--dq-group must be >= 1, got {}", o.dq_group);
 }
@@ -21,18 +24,52 @@ LcqLinear::LcqLinear(const torch::Tensor& W, const LcqOptions& o, torch::Generat
   validate(o);
   torch::NoGradGuard ng;
   gw_ = GroupedWeight::make(W.detach().to(torch::kFloat32), o.group);
+  // gptq/awq starts come through the other constructor; here only the plain grids.
   const UniformGrid grid = o.init == "rtn" ? minmax_grid(gw_, o.bits) : mse_grid(gw_, o.bits);
-  const int64_t K = int64_t(1) << o.bits, r = o.rank;
+  init_parameters(grid.scale, grid.zero, gen);
+}
+
+LcqLinear::LcqLinear(const torch::Tensor& W, const CodebookLayer& start, const LcqOptions& o, torch::Generator gen)
+    : o_(o) {
+  validate(o);
+  torch::NoGradGuard ng;
+  LCQ_CHECK(start.rank == 1 && start.bits == o.bits && start.group == std::min<int64_t>(o.group, W.size(1)) &&
+                start.rows == W.size(0) && start.cols == W.size(1),
+            "internal: LCQ start layer {}x{} rank {} bits {} group {} does not match {}x{} bits {} group {}",
+            start.rows, start.cols, start.rank, start.bits, start.group, W.size(0), W.size(1), o.bits, o.group);
+  gw_ = GroupedWeight::make(W.detach().to(torch::kFloat32), o.group);
+  // The start's codebook, as stored: C_t = S V_t - B with V = [0..K-1], so S = C_1 - C_0 and
+  // B = -C_0. The zero point B / S need not be an integer (a double-quantized B is not).
+  const int64_t m = start.rows, G = start.groups_per_row(), K = start.levels();
+  torch::Tensor scale = torch::empty({m, G}, torch::kFloat32), zero = torch::empty({m, G}, torch::kFloat32);
+  std::vector<float> c(static_cast<size_t>(K));
+  float* sp = scale.data_ptr<float>();
+  float* zp = zero.data_ptr<float>();
+  for (int64_t k = 0; k < m * G; ++k) {
+    start.codebook(k, c.data());
+    // A group of equal weights has S = 0; a tiny scale keeps the reparameterization finite.
+    sp[k] = std::max(c[1] - c[0], 1e-8f);
+    zp[k] = -c[0] / sp[k];
+  }
+  init_parameters(scale, zero, gen);
+  if (o.start_codes == "keep") {
+    torch::Tensor codes = torch::from_blob(const_cast<uint8_t*>(start.indices.data()), {m, start.cols}, torch::kUInt8);
+    fixed_q_ = GroupedWeight::make(codes.to(torch::kFloat32), o.group).w.to(torch::kInt64);
+  }
+}
+
+void LcqLinear::init_parameters(const torch::Tensor& scale, const torch::Tensor& zero, torch::Generator gen) {
+  const int64_t K = int64_t(1) << o_.bits, r = o_.rank;
   const auto f32 = torch::TensorOptions().dtype(torch::kFloat32);
-  s0_ = grid.scale.clone();
+  s0_ = scale.clone();
   // Row 0 is the rank-one grid (S~ = 1, V = [0..K-1], B~ = zero point); extra rows start with
   // S~ = 0, so step 0 reproduces the initial quantizer exactly.
   s_tilde_ = torch::zeros({r, s0_.size(0), s0_.size(1)}, f32);
   s_tilde_[0].fill_(1.0);
-  b_tilde_ = grid.zero.clone();
+  b_tilde_ = zero.clone();
   v_ = torch::empty({r, K}, f32);
   v_[0] = torch::arange(K, f32);
-  if (r > 1) v_.slice(0, 1, r).uniform_(-o.v_init, o.v_init, gen);
+  if (r > 1) v_.slice(0, 1, r).uniform_(-o_.v_init, o_.v_init, gen);
   s_tilde_.set_requires_grad(true);
   b_tilde_.set_requires_grad(true);
   v_.set_requires_grad(true);
@@ -60,6 +97,7 @@ torch::Tensor LcqLinear::assign(const torch::Tensor& C) const {
 }
 
 torch::Tensor LcqLinear::weight() const {
+  if (fixed_q_.defined()) return weight(fixed_q_);
   auto C = codebook();
   auto q = assign(C);
   return gw_.ungroup(C.gather(-1, q));  // gradient flows to the entries the weights are assigned to
@@ -145,8 +183,13 @@ CodebookLayer LcqLinear::finalize() const {
   }
   auto V = v_.detach().contiguous();
   for (int64_t i = 0; i < V.numel(); ++i) l.v.push_back(f32_to_f16(V.data_ptr<float>()[i]));
-  auto W = gw_.ungroup(gw_.w).contiguous();
-  assign_nearest(l, W.data_ptr<float>());
+  if (fixed_q_.defined()) {
+    auto q = gw_.ungroup(fixed_q_.to(torch::kFloat32)).to(torch::kUInt8).contiguous();
+    l.indices.assign(q.data_ptr<uint8_t>(), q.data_ptr<uint8_t>() + q.numel());
+  } else {
+    auto W = gw_.ungroup(gw_.w).contiguous();
+    assign_nearest(l, W.data_ptr<float>());
+  }
   l.validate("lcq");
   return l;
 }

@@ -27,8 +27,11 @@ void validate(const QuantizeOptions& o) {
   validate(o.lcq);
   validate(o.flexround);
   LCQ_CHECK(o.lr >= 0, "--lr must be positive (0 = the method's default), got {}", o.lr);
-  if (o.method == "gptq") validate(o.gptq, o.lcq);
-  if (o.method == "awq") validate(o.awq, o.lcq);
+  LCQ_CHECK(o.method == "lcq" || o.lcq.init == "rtn" || o.lcq.init == "mse",
+            "--init {} starts LCQ from that method's result: it needs --method lcq (got --method {})", o.lcq.init,
+            o.method);
+  if (o.method == "gptq" || o.lcq.init == "gptq") validate(o.gptq, o.lcq);
+  if (o.method == "awq" || o.lcq.init == "awq") validate(o.awq, o.lcq);
   LCQ_CHECK(o.lr_scale > 0 && o.lr_codebook > 0, "learning rates must be positive");
   LCQ_CHECK(o.engine.epochs >= 0, "--epochs must be >= 0, got {}", o.engine.epochs);
   LCQ_CHECK(o.engine.batch_size >= 1, "--batch-size must be >= 1, got {}", o.engine.batch_size);
@@ -54,13 +57,19 @@ std::unique_ptr<BlockMethod> make_block_method(const QuantizeOptions& o, const m
     return make_flexround_method(o.lcq, o.flexround, o.method == "lrq", lr, train, o.engine.seed);
   if (o.method == "gptq") return make_gptq_method(m, o.lcq, o.gptq, o.engine.progress);
   if (o.method == "awq") return make_awq_method(m, o.lcq, o.awq, o.engine.progress);
-  // lcq, and rtn as untrained rank-one lcq
-  // One generator for the whole run (a handle: copies share its state), so the extra rows of
-  // V differ between layers and blocks but are the same for the same --seed.
+  // lcq, and rtn as untrained rank-one lcq. One generator for the whole run (a handle:
+  // copies share its state).
   torch::Generator gen = at::detail::createCPUGenerator(o.engine.seed);
-  return std::make_unique<detail::PerLinearMethod<LcqLinear>>(
-      [lcq = o.lcq, gen](const std::string&, const torch::Tensor& W) { return LcqLinear(W, lcq, gen); },
-      std::vector<double>{o.lr_scale, o.lr_codebook}, train);
+  std::vector<double> lrs = {o.lr_scale, o.lr_codebook};
+  if (o.lcq.init == "gptq" || o.lcq.init == "awq") {
+    LcqOptions rank_one = o.lcq;
+    rank_one.rank = 1;
+    rank_one.init = "rtn";
+    auto start = o.lcq.init == "gptq" ? make_gptq_method(m, rank_one, o.gptq, o.engine.progress)
+                                      : make_awq_method(m, rank_one, o.awq, o.engine.progress);
+    return make_lcq_method_from(std::move(start), o.lcq, lrs, train, gen);
+  }
+  return make_lcq_method(o.lcq, lrs, train, gen);
 }
 
 QuantizeResult quantize_model(model::Model& m, const torch::Tensor& calib, const QuantizeOptions& opts) {
@@ -74,6 +83,8 @@ QuantizeResult quantize_model(model::Model& m, const torch::Tensor& calib, const
   if (is_learned_grid(o.method)) o.lcq.rank = 1;
   LCQ_CHECK(calib.defined() || (o.method != "gptq" && o.method != "awq"),
             "--method {} needs calibration data (--calib FILE)", o.method);
+  LCQ_CHECK(calib.defined() || (o.lcq.init != "gptq" && o.lcq.init != "awq"),
+            "--init {} needs calibration data (--calib FILE)", o.lcq.init);
   // NaN or infinite weights would silently poison every codebook: refuse before any work.
   for (size_t l = 0; l < m.blocks.size(); ++l)
     for (const auto& [name, lin] : m.blocks[l].linears())

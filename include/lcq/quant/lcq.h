@@ -7,11 +7,14 @@
 #pragma once
 
 #include "lcq/kernels/codebook_layer.h"
+#include "lcq/quant/reconstruct.h"
 #include "lcq/quant/uniform.h"
 
 #include <torch/torch.h>
 
+#include <memory>
 #include <string>
+#include <vector>
 
 namespace lcq::quant {
 
@@ -24,7 +27,14 @@ struct LcqOptions {
   int bits = 2;
   int group = 128;
   int rank = 2;
-  std::string init = "mse";  // rank-one start: rtn (min-max) | mse (clipping search)
+  // Rank-one start: rtn (min-max) | mse (clipping search) | gptq | awq (that method's
+  // result on the block, see lcq/quant/quantize.h).
+  std::string init = "mse";
+  // With --init gptq|awq: keep = train the codebook with the start's codes held fixed (and
+  // store them); nearest = re-assign every weight to its nearest entry at each step, as
+  // plain LCQ does. Measured on stories260K W3: nearest loses GPTQ's error-feedback codes
+  // within a few steps and ends above GPTQ's loss, keep improves on it (docs/quantization.md).
+  std::string start_codes = "keep";
   double v_init = 0.5;       // extra rows of V start uniform in [-v_init, v_init]
   int dq_bits = 8;           // double quantization of S and B; 0 = keep f32
   int dq_group = 64;
@@ -38,6 +48,12 @@ class LcqLinear {
  public:
   // W: the full-precision weight [m, n]. `gen` seeds the extra rows of V.
   LcqLinear(const torch::Tensor& W, const LcqOptions& o, torch::Generator gen);
+  // Starts from another method's rank-one layer `start` (V = [0..K-1], same bits and group):
+  // its per-group S and B become the rank-one row, and W is the weight whose nearest-entry
+  // rounding onto that grid gives start's codes (GPTQ: the weights its sweep rounded), so
+  // step 0 reproduces `start` (up to ties). With o.start_codes == "keep" the codes stay
+  // start's for good: training fits the codebook to them and finalize() stores them.
+  LcqLinear(const torch::Tensor& W, const CodebookLayer& start, const LcqOptions& o, torch::Generator gen);
 
   torch::Tensor codebook() const;                       // [m, Gr, K], differentiable
   torch::Tensor assign(const torch::Tensor& C) const;   // nearest entries [m, Gr, g], no grad
@@ -56,13 +72,28 @@ class LcqLinear {
   const LcqOptions& options() const { return o_; }
 
  private:
+  void init_parameters(const torch::Tensor& scale, const torch::Tensor& zero, torch::Generator gen);
+
   LcqOptions o_;
   GroupedWeight gw_;
   torch::Tensor s0_;        // [m, Gr] initial scales (fixed)
   torch::Tensor s_tilde_;   // [r, m, Gr]
   torch::Tensor b_tilde_;   // [m, Gr]
   torch::Tensor v_;         // [r, K]
+  torch::Tensor fixed_q_;   // [m, Gr, g] codes held fixed (start_codes = keep), else undefined
 };
+
+// The LCQ block method (the engine trains {S~, B~} at lrs[0] and {V} at lrs[1]), each layer
+// starting from the rtn or mse grid of o.init. One generator for the run: extra rows of V
+// differ between layers but are the same for the same seed.
+std::unique_ptr<BlockMethod> make_lcq_method(const LcqOptions& o, std::vector<double> lrs, bool train,
+                                             torch::Generator gen);
+// LCQ starting from another method's rank-one result (--init gptq|awq): per block, `start`
+// runs first (and may fold scales into the block's norms, as AWQ does: those folded norms
+// and biases are kept), then every layer's LcqLinear starts from start's layer and rounded
+// weight, so training begins at start's solution.
+std::unique_ptr<BlockMethod> make_lcq_method_from(std::unique_ptr<BlockMethod> start, const LcqOptions& o,
+                                                  std::vector<double> lrs, bool train, torch::Generator gen);
 
 // Nearest-entry assignment against an exact CodebookLayer's own codebook (C++ loop, the
 // file's semantics): fills layer.indices from the dense weight W [rows * cols].

@@ -1,0 +1,91 @@
+// The LCQ block methods: from a plain grid (rtn, mse) or from another method's result
+// (gptq, awq). See lcq/quant/lcq.h.
+#include "lcq/quant/lcq.h"
+
+#include "per_linear_method.h"
+
+#include <map>
+#include <memory>
+#include <utility>
+
+namespace lcq::quant {
+
+std::unique_ptr<BlockMethod> make_lcq_method(const LcqOptions& o, std::vector<double> lrs, bool train,
+                                             torch::Generator gen) {
+  return std::make_unique<detail::PerLinearMethod<LcqLinear>>(
+      [o, gen](const std::string&, const torch::Tensor& W) { return LcqLinear(W, o, gen); }, std::move(lrs), train);
+}
+
+namespace {
+
+struct Start {
+  torch::Tensor rounded;  // the weight LCQ assigns to its codebook
+  CodebookLayer layer;    // start's rank-one grid and codes
+};
+
+class LcqFromStart final : public BlockMethod {
+ public:
+  LcqFromStart(std::unique_ptr<BlockMethod> start, const LcqOptions& o, std::vector<double> lrs, bool train,
+               torch::Generator gen)
+      : start_(std::move(start)),
+        starts_(std::make_shared<std::map<std::string, Start>>()),
+        lcq_([o, gen, starts = starts_](const std::string& name, const torch::Tensor&) {
+               const Start& s = starts->at(name);
+               return LcqLinear(s.rounded, s.layer, o, gen);
+             },
+             std::move(lrs), train) {}
+
+  void begin_block(int layer, const model::Block& fp, const std::vector<torch::Tensor>& inputs) override {
+    start_->begin_block(layer, fp, inputs);
+    start_block_ = fp;  // start's end_block writes its weights, folded norms and biases here
+    std::map<std::string, CodebookLayer> layers = start_->end_block(start_block_);
+    const std::map<std::string, torch::Tensor> rounded = start_->rounded_weights();
+    starts_->clear();
+    for (const auto& [name, lin] : fp.linears()) {
+      const auto it = rounded.find(name);
+      const std::string full = "blk." + std::to_string(layer) + "." + name;
+      LCQ_CHECK(layers.count(full), "internal: the start method produced no layer {}", full);
+      (*starts_)[name] = Start{it != rounded.end() ? it->second : lin->weight, std::move(layers.at(full))};
+    }
+    lcq_.begin_block(layer, start_block_, inputs);
+  }
+
+  std::vector<torch::optim::OptimizerParamGroup> param_groups() override { return lcq_.param_groups(); }
+
+  void apply(model::Block& working) override {
+    keep_folded(working);
+    lcq_.apply(working);
+  }
+
+  std::map<std::string, CodebookLayer> end_block(model::Block& working) override {
+    keep_folded(working);
+    auto out = lcq_.end_block(working);
+    starts_->clear();
+    start_block_ = model::Block();
+    return out;
+  }
+
+ private:
+  // Norms and biases as the start method left them (AWQ folds its scales into them).
+  void keep_folded(model::Block& working) const {
+    working.attn_norm = start_block_.attn_norm;
+    working.ffn_norm = start_block_.ffn_norm;
+    auto src = start_block_.linears();
+    auto dst = working.linears();
+    for (size_t i = 0; i < dst.size(); ++i) dst[i].second->bias = src[i].second->bias;
+  }
+
+  std::unique_ptr<BlockMethod> start_;
+  std::shared_ptr<std::map<std::string, Start>> starts_;
+  detail::PerLinearMethod<LcqLinear> lcq_;
+  model::Block start_block_;
+};
+
+}  // namespace
+
+std::unique_ptr<BlockMethod> make_lcq_method_from(std::unique_ptr<BlockMethod> start, const LcqOptions& o,
+                                                  std::vector<double> lrs, bool train, torch::Generator gen) {
+  return std::make_unique<LcqFromStart>(std::move(start), o, std::move(lrs), train, gen);
+}
+
+}  // namespace lcq::quant
