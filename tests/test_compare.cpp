@@ -95,7 +95,7 @@ std::string stories_tok() { return test::shared("models/stories260K/tok512.bin")
 std::string tinystories() { return test::shared("data/tinystories/tinystories_val.txt"); }
 
 std::string compare_cmd(const std::string& out, const std::string& extra = "",
-                        const std::string& methods = "rtn,gptq,lcq") {
+                        const std::string& methods = "rtn,gptq,lcq,lcq/gptq") {
   return "compare " + stories_bin() + " --tokenizer " + stories_tok() + " --methods " + methods +
          " --bits 3 --group 32 --ranks 2 --epochs 1 --calib " + tinystories() +
          " --nsamples 4 --seqlen 64 --text " + tinystories() + " --limit 2 --eval-seqlen 128 --threads 2 --quiet -o " +
@@ -115,7 +115,7 @@ TEST(CompareCli, RunsTheGridWritesTheReportsAndResumesWhatIsMissing) {
   auto first = test::run_lcq(compare_cmd(dir, " --json"));
   ASSERT_EQ(first.exit_code, 0) << first.err;
   auto rows = rows_by_key(first.out);
-  ASSERT_EQ(rows.size(), 4u) << first.out;  // fp, rtn, gptq, lcq r2
+  ASSERT_EQ(rows.size(), 5u) << first.out;  // fp, rtn, gptq, lcq r2, lcq/gptq r2
   for (const auto& [key, r] : rows) {
     EXPECT_TRUE(r.at("perplexity").is_number()) << key;
     if (key != "fp") {
@@ -124,8 +124,11 @@ TEST(CompareCli, RunsTheGridWritesTheReportsAndResumesWhatIsMissing) {
       EXPECT_GT(r.at("bits_per_weight").get<double>(), 3.0) << key;
     }
   }
-  // The learned methods do better than RTN on this model even with one epoch.
+  // The learned methods do better than RTN on this model even with one epoch, and LCQ
+  // started from GPTQ better than GPTQ.
   EXPECT_LT(rows.at("lcq2").at("perplexity").get<double>(), rows.at("rtn1").at("perplexity").get<double>());
+  EXPECT_LT(rows.at("lcq/gptq2").at("perplexity").get<double>(), rows.at("gptq1").at("perplexity").get<double>());
+  EXPECT_TRUE(fs::exists(dir + "/runs/lcq_gptq-w3-g32-r2.json"));
   for (const char* f : {"compare.md", "compare.json", "compare.svg"}) EXPECT_TRUE(fs::exists(dir + "/" + f)) << f;
   EXPECT_EQ(test::read_bytes(dir + "/compare.json"), first.out);
 
@@ -152,6 +155,7 @@ TEST(CompareCli, RunsTheGridWritesTheReportsAndResumesWhatIsMissing) {
   EXPECT_TRUE(after.at("rtn1").at("cached").get<bool>());
   EXPECT_FALSE(after.at("gptq1").at("cached").get<bool>());
   EXPECT_FALSE(after.at("lcq2").at("cached").get<bool>());
+  EXPECT_FALSE(after.at("lcq/gptq2").at("cached").get<bool>());
 }
 
 TEST(CompareCli, BadSettingsFailBeforeAnyWork) {

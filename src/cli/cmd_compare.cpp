@@ -21,6 +21,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -36,6 +37,14 @@ namespace {
 namespace fs = std::filesystem;
 
 const std::vector<std::string> kMethods = {"rtn", "gptq", "awq", "omniquant", "flexround", "lrq", "lcq"};
+// LCQ started from a rank-one method's result: "lcq/gptq" = lcq quantize --init gptq.
+const std::vector<std::string> kLcqStarts = {"gptq", "awq"};
+
+bool known_method(const std::string& m) {
+  if (std::find(kMethods.begin(), kMethods.end(), m) != kMethods.end()) return true;
+  return m.rfind("lcq/", 0) == 0 && std::find(kLcqStarts.begin(), kLcqStarts.end(), m.substr(4)) != kLcqStarts.end();
+}
+bool is_lcq(const std::string& m) { return m == "lcq" || m.rfind("lcq/", 0) == 0; }
 
 struct CompareArgs {
   std::string model, tokenizer, methods = "rtn,gptq,awq,omniquant,flexround,lrq,lcq", bits = "2,3,4",
@@ -110,7 +119,9 @@ struct Config {
   std::string method;
   int bits = 0, group = 0, rank = 0;
   std::string key() const {
-    return method == "fp" ? "fp" : fmt::format("{}-w{}-g{}{}", method, bits, group, rank > 1 ? fmt::format("-r{}", rank) : "");
+    std::string name = method;
+    std::replace(name.begin(), name.end(), '/', '_');
+    return method == "fp" ? "fp" : fmt::format("{}-w{}-g{}{}", name, bits, group, rank > 1 ? fmt::format("-r{}", rank) : "");
   }
 };
 
@@ -198,14 +209,16 @@ class Runner {
   }
 
   std::vector<std::string> quantize_args(const Config& c, const std::string& out, const std::string& report) const {
-    std::vector<std::string> v = {"quantize", a_.model, "-o", out, "--method", c.method, "--bits",
+    const bool lcq = is_lcq(c.method);
+    std::vector<std::string> v = {"quantize", a_.model, "-o", out, "--method", lcq ? "lcq" : c.method, "--bits",
                                   std::to_string(c.bits), "--group", std::to_string(c.group)};
-    if (c.method == "lcq") v.insert(v.end(), {"--rank", std::to_string(c.rank)});
+    if (lcq) v.insert(v.end(), {"--rank", std::to_string(c.rank)});
+    if (c.method.rfind("lcq/", 0) == 0) v.insert(v.end(), {"--init", c.method.substr(4)});
     if (c.method != "rtn") {
       v.insert(v.end(), {"--calib", a_.calib, "--nsamples", std::to_string(a_.nsamples), "--seed", std::to_string(a_.seed)});
       if (a_.seqlen > 0) v.insert(v.end(), {"--seqlen", std::to_string(a_.seqlen)});
     }
-    const bool trained = c.method == "lcq" || c.method == "omniquant" || c.method == "flexround" || c.method == "lrq";
+    const bool trained = lcq || c.method == "omniquant" || c.method == "flexround" || c.method == "lrq";
     if (trained && a_.epochs > 0) v.insert(v.end(), {"--epochs", std::to_string(a_.epochs)});
     for (const auto& extra : split(a_.quantize_args, ' ')) v.push_back(extra);
     auto c2 = common_args();
@@ -261,7 +274,9 @@ void register_compare(CLI::App& app) {
   auto a = std::make_shared<CompareArgs>();
   cmd->add_option("model", a->model, "Model: a GGUF file, a Hugging Face directory, or a llama2.c .bin")->required();
   cmd->add_option("--tokenizer", a->tokenizer, "Tokenizer file when the model carries none");
-  cmd->add_option("--methods", a->methods, "Comma-separated methods: rtn,gptq,awq,omniquant,flexround,lrq,lcq");
+  cmd->add_option("--methods", a->methods,
+                  "Comma-separated methods: rtn,gptq,awq,omniquant,flexround,lrq,lcq; lcq/gptq and lcq/awq are LCQ\n"
+                  "started from that method's result (lcq quantize --init gptq|awq)");
   cmd->add_option("--bits", a->bits, "Comma-separated bit widths");
   cmd->add_option("--group", a->group, "Weights per group");
   cmd->add_option("--ranks", a->ranks, "Comma-separated LCQ codebook ranks (the other methods are rank one)");
@@ -293,8 +308,8 @@ void register_compare(CLI::App& app) {
     std::vector<std::string> methods = split(a->methods, ',');
     LCQ_CHECK(!methods.empty(), "--methods is empty");
     for (const auto& m : methods)
-      LCQ_CHECK(std::find(kMethods.begin(), kMethods.end(), m) != kMethods.end(),
-                "--methods: unknown method '{}' (known: {})", m, fmt::join(kMethods, ","));
+      LCQ_CHECK(known_method(m), "--methods: unknown method '{}' (known: {}, and lcq/gptq, lcq/awq for LCQ started from them)", m,
+                fmt::join(kMethods, ","));
     const std::vector<int> bits = parse_ints(a->bits, "--bits"), ranks = parse_ints(a->ranks, "--ranks");
     for (int b : bits) LCQ_CHECK(b >= 2 && b <= 8, "--bits: {} is not in 2..8", b);
     for (int r : ranks) LCQ_CHECK(r >= 1 && r <= 8, "--ranks: {} is not in 1..8", r);
@@ -308,7 +323,7 @@ void register_compare(CLI::App& app) {
     std::vector<Config> configs = {{"fp", 0, 0, 0}};
     for (int b : bits)
       for (const auto& m : methods) {
-        if (m == "lcq")
+        if (is_lcq(m))
           for (int r : ranks) configs.push_back({m, b, a->group, r});
         else
           configs.push_back({m, b, a->group, 1});
