@@ -4,6 +4,7 @@
 #include "lcq/core/atomic_file.h"
 #include "lcq/core/error.h"
 #include "lcq/eval/perplexity.h"
+#include "lcq/model/act_quant.h"
 
 #include <fmt/format.h>
 
@@ -40,7 +41,10 @@ void register_perplexity(CLI::App& app) {
     model::LoadedModel ref;
     if (!o->reference.empty()) {
       LCQ_CHECK(o->p.protocol == "llamacpp", "--kl-reference needs --protocol llamacpp");
-      ref = model::load_model(o->reference, {}, opts->runtime());
+      model::RuntimeOptions ref_rt = opts->runtime();
+      ref_rt.act_bits = 0;  // the reference runs as the file says, without requested activation quantization
+      ref_rt.kv_bits = 0;
+      ref = model::load_model(o->reference, {}, ref_rt);
       LCQ_CHECK(ref.model.config.vocab_size == lm.model.config.vocab_size,
                 "{}: vocabulary ({}) differs from the model's ({})", o->reference, ref.model.config.vocab_size,
                 lm.model.config.vocab_size);
@@ -64,6 +68,7 @@ void register_perplexity(CLI::App& app) {
                         {"seconds", r.seconds},
                         {"tokens_per_second", r.tokens_per_second},
                         {"threads", opts->threads},
+                        {"activations", model::describe(model::activation_quant(lm.model))},
                         {"peak_rss_bytes", peak_rss_bytes()}};
     if (r.kl_mean) {
       j["kl_divergence"] = *r.kl_mean;
@@ -71,8 +76,9 @@ void register_perplexity(CLI::App& app) {
     }
     write_report(o->report, j);
     if (opts->json) return print_json(j);
-    fmt::print("perplexity {:.4f}  ({} protocol, {} windows of {}, {} tokens scored, {:.1f} tok/s, {:.1f} s)\n", r.ppl,
-               r.protocol, r.windows, r.seqlen, r.scored_tokens, r.tokens_per_second, r.seconds);
+    fmt::print("perplexity {:.4f}  ({} protocol, {} windows of {}, {} tokens scored, {:.1f} tok/s, {:.1f} s, {})\n",
+               r.ppl, r.protocol, r.windows, r.seqlen, r.scored_tokens, r.tokens_per_second, r.seconds,
+               model::describe(model::activation_quant(lm.model)));
     if (r.kl_mean) fmt::print("KL divergence {:.6f} nats, top-1 agreement {:.2f} %\n", *r.kl_mean, 100 * *r.top1_agreement);
   });
 }

@@ -3,6 +3,8 @@
 
 #include "lcq/core/atomic_file.h"
 #include "lcq/core/error.h"
+#include "lcq/model/act_quant.h"
+#include "lcq/quant/act_calibration.h"
 #include "lcq/quant/calibration.h"
 #include "lcq/quant/quantize.h"
 
@@ -21,6 +23,7 @@ struct QuantizeArgs {
   quant::CalibrationOptions c;
   quant::QuantizeOptions q;
   bool seqlen_given = false, epochs_given = false;
+  double smoothquant = 0;  // alpha; 0 = off
 };
 
 }  // namespace
@@ -97,6 +100,10 @@ void register_quantize(CLI::App& app) {
   cmd->add_option("--export-fake", a->export_fake,
                   "Also write the dequantized weights as an ordinary model (.gguf file or HF directory)");
   cmd->add_option("--export-type", a->export_type, "Type of --export-fake weights")->check(CLI::IsMember({"f16", "f32", "bf16"}));
+  cmd->add_option("--smoothquant", a->smoothquant,
+                  "Before quantizing, migrate activation outliers into the weights with SmoothQuant at this alpha\n"
+                  "(LRQ uses 0.8 for W8A8/W4A8; 0 = off). Needs --calib")
+      ->check(CLI::Range(0.0, 1.0));
   add_report_option(*cmd, a->report);
   cmd->footer(
       "Example (2-bit, group 128, rank 2, 10 epochs on 128 x 512 tokens):\n"
@@ -123,8 +130,21 @@ void register_quantize(CLI::App& app) {
       LCQ_CHECK(!calib_text.empty(), "{}: the calibration file is empty", a->calib);
     }
 
+    // Weight-activation schemes: the block training runs with the activation quantization the
+    // output will be evaluated with; static ranges come from the full-precision activations.
+    model::ActQuantConfig act;
+    act.bits = std::max(opts->act_bits, 0);
+    act.kv_bits = std::max(opts->kv_bits, 0);
+    if (!opts->act_scheme.empty()) act.scheme = opts->act_scheme;
+    model::validate(act, "--act-bits/--act-scheme/--kv-bits");
+    const bool static_act = act.bits > 0 && act.scheme == "per-tensor-static";
+    LCQ_CHECK(!static_act || !a->calib.empty(), "--act-scheme per-tensor-static needs --calib FILE to calibrate ranges");
+    LCQ_CHECK(a->smoothquant == 0 || !a->calib.empty(), "--smoothquant needs --calib FILE");
+
     model::RuntimeOptions rt = opts->runtime();
     rt.packed = false;  // quantizers read and replace dense weights (an LCQ input is dequantized)
+    rt.act_bits = 0;    // set below, from this command's options
+    rt.kv_bits = 0;
     model::LoadedModel lm = model::load_model(opts->path, opts->load_options(), rt);
     torch::Tensor calib;
     if (!calib_text.empty()) {
@@ -136,6 +156,9 @@ void register_quantize(CLI::App& app) {
     }
     quant::QuantizeResult r;
     try {
+      if (a->smoothquant > 0) quant::smooth_quant(lm.model, calib, a->smoothquant, a->q.engine.progress);
+      if (static_act) act.static_absmax = quant::calibrate_input_absmax(lm.model, calib, a->q.engine.progress);
+      if (act.bits > 0 || act.kv_bits > 0) model::set_activation_quant(lm.model, act);
       r = quant::quantize_model(lm.model, calib, a->q);
     } catch (const Error& e) {
       fail("{}: {}", lm.path, e.what());
@@ -157,6 +180,9 @@ void register_quantize(CLI::App& app) {
       settings["lr"] = a->q.lr > 0 ? a->q.lr : quant::default_lr(a->q.method);
     if (a->q.method == "lrq")
       settings["lrq"] = {{"rank", a->q.flexround.lrq_rank}, {"rank_frac", a->q.flexround.lrq_rank_frac}};
+    if (act.bits > 0 || act.kv_bits > 0 || a->smoothquant > 0)
+      settings["activations"] = {{"bits", act.bits}, {"scheme", act.scheme}, {"kv_bits", act.kv_bits},
+                                 {"smoothquant", a->smoothquant}};
     if (a->q.method == "gptq")
       settings["gptq"] = {{"damp", a->q.gptq.damp},           {"block", a->q.gptq.block},
                           {"act_order", a->q.gptq.act_order}, {"groups", a->q.gptq.groups},
@@ -167,6 +193,7 @@ void register_quantize(CLI::App& app) {
                          {"clip_qk", a->q.awq.clip_qk},     {"inputs", a->q.awq.inputs},
                          {"search_samples", a->q.awq.search_samples}};
     nlohmann::json meta = {{"general.source", lm.path}, {"lcq.method", a->q.method}, {"lcq.settings", settings.dump()}};
+    meta.update(model::act_quant_metadata(act));
     quant::write_quantized_model(a->out, lm.model, lm.tok().vocab(), r, meta);
     if (!a->export_fake.empty()) {
       const io::DType t = a->export_type == "f32" ? io::DType::F32 : a->export_type == "bf16" ? io::DType::BF16 : io::DType::F16;

@@ -19,6 +19,16 @@ void ModelOptions::add_to(CLI::App& cmd, bool with_runtime) {
   if (with_runtime) {
     cmd.add_option("-t,--threads", threads, "Worker threads (default: all cores)")->check(CLI::Range(0, 1024));
     cmd.add_option("--dtype", dtype, "Compute type of the runtime")->check(CLI::IsMember({"f32", "bf16"}));
+    cmd.add_option("--act-bits", act_bits,
+                   "Quantize the inputs of every block linear to this many bits (0 = off; default: what the\n"
+                   "file was quantized for, else off)")
+        ->check(CLI::Range(0, 16));
+    cmd.add_option("--act-scheme", act_scheme,
+                   "per-token-dynamic (asymmetric min-max per token, LRQ's W4A8) or per-tensor-static (one\n"
+                   "calibrated range per linear, stored by lcq quantize; LRQ's W8A8)")
+        ->check(CLI::IsMember({"per-token-dynamic", "per-tensor-static"}));
+    cmd.add_option("--kv-bits", kv_bits, "Also quantize the k and v projections' outputs per token (0 = off)")
+        ->check(CLI::Range(0, 16));
   }
   cmd.add_flag("--json", json, "Print machine-readable JSON on stdout");
   cmd.add_flag("-q,--quiet", quiet, "No progress bars");
@@ -29,6 +39,9 @@ model::RuntimeOptions ModelOptions::runtime() const {
   model::RuntimeOptions r;
   r.dtype = dtype == "bf16" ? torch::kBFloat16 : torch::kFloat32;
   r.threads = threads;
+  r.act_bits = act_bits;
+  r.act_scheme = act_scheme;
+  r.kv_bits = kv_bits;
   return r;
 }
 

@@ -19,8 +19,13 @@ struct ModelOptions {
   std::string dtype = "f32";
   bool json = false;
   bool quiet = false;
+  // Activation quantization (lcq/model/act_quant.h): -1 / "" = as the file says.
+  int act_bits = -1;
+  std::string act_scheme;
+  int kv_bits = -1;
 
-  // Adds MODEL (positional), --tokenizer, --threads, --dtype, --json, --quiet.
+  // Adds MODEL (positional), --tokenizer, --json, --quiet and, with_runtime, --threads,
+  // --dtype, --act-bits, --act-scheme, --kv-bits.
   void add_to(CLI::App& cmd, bool with_runtime = true);
   model::LoadedModel load() const;
   model::RuntimeOptions runtime() const;

@@ -4,6 +4,7 @@
 #include "lcq/core/progress.h"
 #include "lcq/io/codebook_tensors.h"
 #include "lcq/kernels/packed_codebook.h"
+#include "lcq/model/act_quant.h"
 
 #include <torch/torch.h>
 
@@ -130,6 +131,17 @@ Model build_model(const io::ModelSource& src, const RuntimeOptions& opts) {
   }
   progress.finish();
   m.ensure_positions(c.max_seq_len);
+  ActQuantConfig act = act_quant_from_metadata(src.metadata, src.path).value_or(ActQuantConfig{});
+  if (opts.act_bits >= 0) act.bits = opts.act_bits;
+  if (!opts.act_scheme.empty()) act.scheme = opts.act_scheme;
+  if (opts.kv_bits >= 0) act.kv_bits = opts.kv_bits;
+  if (act.bits > 0 || act.kv_bits > 0) {
+    try {
+      set_activation_quant(m, act);
+    } catch (const Error& e) {
+      fail("{}: {}", src.path, e.what());
+    }
+  }
   return m;
 }
 

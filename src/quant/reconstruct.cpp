@@ -106,13 +106,25 @@ ReconstructResult reconstruct(model::Model& m, const torch::Tensor& calib, Block
   for (size_t l = 0; l < m.blocks.size(); ++l) {
     const auto t0 = Clock::now();
     model::Block& block = m.blocks[l];
-    const model::Block fp = block;  // shares the full-precision weight tensors
+    // fp shares the full-precision weight tensors; it computes the targets, so it runs
+    // without the activation quantization the block may carry (weight-activation schemes:
+    // the quantized block is trained with it, against full-precision outputs).
+    model::Block fp = block;
+    for (auto& [name, lin] : fp.linears()) lin->input_quant.reset(), lin->output_quant.reset();
     torch::Tensor target = run_block(ctx, fp, o.targets_from_quantized_inputs ? x_q : x_fp, chunk);
 
     std::vector<torch::Tensor> inputs;  // what the method may use for statistics (GPTQ, AWQ)
     inputs.push_back(x_q);
     method.begin_block(int(l), fp, inputs);
     model::Block working = fp;
+    {
+      auto with = block.linears();
+      auto to = working.linears();
+      for (size_t i = 0; i < to.size(); ++i) {
+        to[i].second->input_quant = with[i].second->input_quant;
+        to[i].second->output_quant = with[i].second->output_quant;
+      }
+    }
     {
       torch::NoGradGuard ng;
       method.apply(working);

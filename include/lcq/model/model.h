@@ -23,6 +23,11 @@ struct RuntimeOptions {
   // LCQ layers stay in their packed form and run on the packed kernels (CPU inference).
   // Off: they are dequantized to dense weights on load (what training and conversion need).
   bool packed = true;
+  // Activation quantization (lcq/model/act_quant.h). -1 / "": as the file says (its lcq.act.*
+  // keys; none for an ordinary model); act_bits 0 turns it off, kv_bits 0 too.
+  int act_bits = -1;
+  std::string act_scheme;
+  int kv_bits = -1;
 };
 
 // RMSNorm (weight only) or LayerNorm (weight and bias).
