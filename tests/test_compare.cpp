@@ -158,6 +158,25 @@ TEST(CompareCli, RunsTheGridWritesTheReportsAndResumesWhatIsMissing) {
   EXPECT_FALSE(after.at("lcq/gptq2").at("cached").get<bool>());
 }
 
+TEST(CompareCli, WeightActivationGridPassesTheSchemeToEveryRun) {
+  const std::string dir = test::scratch_dir() + "/cmp";
+  // W4A8 as LRQ runs it: per-token-dynamic activations, KV8, SmoothQuant 0.8 (so even RTN
+  // gets the calibration set).
+  std::string cmd = compare_cmd(dir, " --json --act-bits 8 --kv-bits 8 --smoothquant 0.8", "rtn,lrq");
+  cmd.replace(cmd.find("--bits 3"), 8, "--bits 4");
+  auto r = test::run_lcq(cmd);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto rows = rows_by_key(r.out);
+  ASSERT_EQ(rows.size(), 3u) << r.out;
+  EXPECT_EQ(nlohmann::json::parse(r.out).at("settings").at("activations").at("kv_bits"), 8);
+  for (const char* key : {"rtn-w4-g32", "lrq-w4-g32"}) {
+    const auto run = nlohmann::json::parse(test::read_bytes(dir + "/runs/" + key + ".json"));
+    EXPECT_EQ(run.at("quantize").at("settings").at("activations").at("scheme"), "per-token-dynamic") << key;
+    EXPECT_EQ(run.at("perplexity").at("activations"), "A8 per-token-dynamic + KV8") << key;
+  }
+  EXPECT_LT(rows.at("lrq1").at("perplexity").get<double>(), rows.at("rtn1").at("perplexity").get<double>());
+}
+
 TEST(CompareCli, BadSettingsFailBeforeAnyWork) {
   const std::string dir = test::scratch_dir() + "/cmp";
   auto unknown = test::run_lcq(compare_cmd(dir, "", "rtn,sq"));

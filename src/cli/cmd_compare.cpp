@@ -49,7 +49,9 @@ bool is_lcq(const std::string& m) { return m == "lcq" || m.rfind("lcq/", 0) == 0
 struct CompareArgs {
   std::string model, tokenizer, methods = "rtn,gptq,awq,omniquant,flexround,lrq,lcq", bits = "2,3,4",
                                     ranks = "2", calib, text, out, quantize_args;
-  int group = 128, threads = 0, epochs = 0;
+  int group = 128, threads = 0, epochs = 0, act_bits = 0, kv_bits = 0;
+  std::string act_scheme = "per-token-dynamic";
+  double smoothquant = 0;
   int64_t nsamples = 128, seqlen = 0, limit = 0, eval_seqlen = 0;
   uint64_t seed = 0;
   bool json = false, quiet = false, keep_models = true;
@@ -214,12 +216,17 @@ class Runner {
                                   std::to_string(c.bits), "--group", std::to_string(c.group)};
     if (lcq) v.insert(v.end(), {"--rank", std::to_string(c.rank)});
     if (c.method.rfind("lcq/", 0) == 0) v.insert(v.end(), {"--init", c.method.substr(4)});
-    if (c.method != "rtn") {
+    // RTN takes no calibration, unless the activation scheme needs it (SmoothQuant, static ranges).
+    const bool act_calib = a_.smoothquant > 0 || (a_.act_bits > 0 && a_.act_scheme == "per-tensor-static");
+    if (c.method != "rtn" || act_calib) {
       v.insert(v.end(), {"--calib", a_.calib, "--nsamples", std::to_string(a_.nsamples), "--seed", std::to_string(a_.seed)});
       if (a_.seqlen > 0) v.insert(v.end(), {"--seqlen", std::to_string(a_.seqlen)});
     }
     const bool trained = lcq || c.method == "omniquant" || c.method == "flexround" || c.method == "lrq";
     if (trained && a_.epochs > 0) v.insert(v.end(), {"--epochs", std::to_string(a_.epochs)});
+    if (a_.act_bits > 0) v.insert(v.end(), {"--act-bits", std::to_string(a_.act_bits), "--act-scheme", a_.act_scheme});
+    if (a_.kv_bits > 0) v.insert(v.end(), {"--kv-bits", std::to_string(a_.kv_bits)});
+    if (a_.smoothquant > 0) v.insert(v.end(), {"--smoothquant", fmt::format("{}", a_.smoothquant)});
     for (const auto& extra : split(a_.quantize_args, ' ')) v.push_back(extra);
     auto c2 = common_args();
     v.insert(v.end(), c2.begin(), c2.end());
@@ -285,6 +292,14 @@ void register_compare(CLI::App& app) {
   cmd->add_option("--seqlen", a->seqlen, "Tokens per calibration window (default: lcq quantize's)");
   cmd->add_option("--seed", a->seed, "Seed of the calibration windows and initialization");
   cmd->add_option("--epochs", a->epochs, "Epochs of every trained method (default: each method's own)");
+  cmd->add_option("--act-bits", a->act_bits,
+                  "Weight-activation scheme for every run (0 = weight-only), e.g. 8 for LRQ's W8A8/W4A8")
+      ->check(CLI::Range(0, 16));
+  cmd->add_option("--act-scheme", a->act_scheme, "per-token-dynamic or per-tensor-static")
+      ->check(CLI::IsMember({"per-token-dynamic", "per-tensor-static"}));
+  cmd->add_option("--kv-bits", a->kv_bits, "Also quantize the k/v projections' outputs (0 = off)")->check(CLI::Range(0, 16));
+  cmd->add_option("--smoothquant", a->smoothquant, "SmoothQuant alpha before every quantization (0 = off)")
+      ->check(CLI::Range(0.0, 1.0));
   cmd->add_option("--quantize-args", a->quantize_args,
                   "More lcq quantize arguments for every run, e.g. \"--loss token-relative\"");
   cmd->add_option("--text", a->text, "Evaluation text (perplexity, GPTQ protocol)")->required()->check(CLI::ExistingFile);
@@ -314,7 +329,8 @@ void register_compare(CLI::App& app) {
     for (int b : bits) LCQ_CHECK(b >= 2 && b <= 8, "--bits: {} is not in 2..8", b);
     for (int r : ranks) LCQ_CHECK(r >= 1 && r <= 8, "--ranks: {} is not in 1..8", r);
     LCQ_CHECK(a->group >= 1, "--group must be >= 1, got {}", a->group);
-    const bool needs_calib = std::any_of(methods.begin(), methods.end(), [](auto& m) { return m != "rtn"; });
+    const bool needs_calib = std::any_of(methods.begin(), methods.end(), [](auto& m) { return m != "rtn"; }) ||
+                             a->smoothquant > 0 || (a->act_bits > 0 && a->act_scheme == "per-tensor-static");
     LCQ_CHECK(!needs_calib || !a->calib.empty(), "--calib FILE is needed by every method but rtn");
     LCQ_CHECK(a->calib.empty() || fs::is_regular_file(a->calib), "{}: no such calibration file", a->calib);
     LCQ_CHECK(fs::exists(a->model), "{}: no such model", a->model);
@@ -335,6 +351,9 @@ void register_compare(CLI::App& app) {
     table.settings = {{"calib", a->calib},   {"nsamples", a->nsamples},       {"seqlen", a->seqlen},
                       {"seed", a->seed},     {"epochs", a->epochs},           {"limit", a->limit},
                       {"eval_seqlen", a->eval_seqlen}, {"quantize_args", a->quantize_args}, {"threads", a->threads}};
+    if (a->act_bits > 0 || a->kv_bits > 0 || a->smoothquant > 0)
+      table.settings["activations"] = {{"bits", a->act_bits}, {"scheme", a->act_scheme}, {"kv_bits", a->kv_bits},
+                                       {"smoothquant", a->smoothquant}};
     const auto start = std::chrono::steady_clock::now();
     for (size_t i = 0; i < configs.size(); ++i)
       table.rows.push_back(runner.run(configs[i], int(i + 1), int(configs.size())));
