@@ -20,9 +20,9 @@ using namespace lcq;
 
 namespace {
 
-std::string stories_bin() { return test::shared("models/stories260K/stories260K.bin"); }
-std::string stories_tok() { return test::shared("models/stories260K/tok512.bin"); }
-std::string tinystories() { return test::shared("data/tinystories/tinystories_val.txt"); }
+using test::stories_bin;
+using test::stories_tok;
+using test::tinystories;
 
 model::LoadedModel load_stories() {
   io::LoadOptions lo;

@@ -90,9 +90,9 @@ TEST(CompareReport, SvgPlotsEveryFinitePointOnALogScale) {
 
 // ---- the command, on stories260K ----
 
-std::string stories_bin() { return test::shared("models/stories260K/stories260K.bin"); }
-std::string stories_tok() { return test::shared("models/stories260K/tok512.bin"); }
-std::string tinystories() { return test::shared("data/tinystories/tinystories_val.txt"); }
+using test::stories_bin;
+using test::stories_tok;
+using test::tinystories;
 
 std::string compare_cmd(const std::string& out, const std::string& extra = "",
                         const std::string& methods = "rtn,gptq,lcq,lcq/gptq") {

@@ -58,4 +58,8 @@ CommandResult run_lcq(const std::string& args) {
   return r;
 }
 
+std::string stories_bin() { return shared("models/stories260K/stories260K.bin"); }
+std::string stories_tok() { return shared("models/stories260K/tok512.bin"); }
+std::string tinystories() { return shared("data/tinystories/tinystories_val.txt"); }
+
 }  // namespace lcq::test

@@ -17,8 +17,8 @@ namespace {
 using lcq::eval::Request;
 using lcq::model::LoadedModel;
 
-std::string stories_bin() { return lcq::test::shared("models/stories260K/stories260K.bin"); }
-std::string stories_tok() { return lcq::test::shared("models/stories260K/tok512.bin"); }
+using lcq::test::stories_bin;
+using lcq::test::stories_tok;
 std::string zeroshot_dir() { return lcq::test::shared("data/zeroshot"); }
 
 const LoadedModel& stories() {
