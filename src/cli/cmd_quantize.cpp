@@ -170,7 +170,7 @@ void register_quantize(CLI::App& app) {
     nlohmann::json settings = {{"method", a->q.method}, {"bits", a->q.lcq.bits},   {"group", a->q.lcq.group},
                                {"rank", rank_one ? 1 : a->q.lcq.rank},
                                {"init", trained ? a->q.lcq.init : "rtn"},
-                               {"init_codes", a->q.lcq.start_codes}, {"epochs", trained ? a->q.engine.epochs : 0}, {"loss", a->q.engine.loss},
+                               {"epochs", trained ? a->q.engine.epochs : 0}, {"loss", a->q.engine.loss},
                                {"dq_bits", a->q.lcq.dq_bits}, {"dq_group", a->q.lcq.dq_group},
                                {"calib", a->calib},     {"nsamples", calib.defined() ? a->c.nsamples : 0},
                                {"seqlen", calib.defined() ? a->c.seqlen : 0}, {"seed", a->c.seed}};
