@@ -174,6 +174,16 @@ TEST(QuantizeCli, WeightActivationSchemesAreStoredAndHonouredByPerplexity) {
   EXPECT_NEAR(j.at("perplexity").get<double>(), j4.at("perplexity").get<double>(),
               0.1 * j4.at("perplexity").get<double>());
 
+  // The zero-shot evaluation honours (and reports) the file's scheme and an override alike.
+  const std::string eval = "eval " + out + " --tasks copa --limit 4 --data-dir " + test::shared("data/zeroshot") +
+                           " --json --threads 1";
+  auto z = test::run_lcq(eval);
+  ASSERT_EQ(z.exit_code, 0) << z.err;
+  EXPECT_EQ(nlohmann::json::parse(z.out).at("activations"), "A8 per-tensor-static");
+  auto z4 = test::run_lcq(eval + " --act-bits 0");
+  ASSERT_EQ(z4.exit_code, 0) << z4.err;
+  EXPECT_EQ(nlohmann::json::parse(z4.out).at("activations"), "weight-only");
+
   // An ordinary model has no calibrated ranges: static is refused, dynamic runs.
   auto refused = test::run_lcq("perplexity " + stories_bin() + " --tokenizer " + stories_tok() + " --text " +
                                tinystories() + " --limit 1 --act-bits 8 --act-scheme per-tensor-static");

@@ -3,6 +3,7 @@
 
 #include "lcq/core/error.h"
 #include "lcq/eval/zeroshot.h"
+#include "lcq/model/act_quant.h"
 
 #include <fmt/format.h>
 
@@ -98,6 +99,7 @@ void register_eval(CLI::App& app) {
                       {"metrics", m}});
       }
       return print_json({{"model", lm.path},
+                         {"activations", model::describe(model::activation_quant(lm.model))},
                          {"tasks", jt},
                          {"limit", o->limit},
                          {"bos", o->z.bos},
@@ -106,7 +108,8 @@ void register_eval(CLI::App& app) {
                          {"seconds", seconds},
                          {"peak_rss_bytes", peak_rss_bytes()}});
     }
-    fmt::print("{}: zero-shot, lm-eval-harness semantics{}\n\n", lm.path, o->z.bos ? ", BOS before every context" : "");
+    fmt::print("{}: zero-shot, lm-eval-harness semantics{}; activations: {}\n\n", lm.path,
+               o->z.bos ? ", BOS before every context" : "", model::describe(model::activation_quant(lm.model)));
     fmt::print("| task | metric | value | stderr | n | seconds |\n|---|---|---:|---:|---:|---:|\n");
     for (const auto& r : results)
       for (size_t i = 0; i < r.metrics.size(); ++i) {

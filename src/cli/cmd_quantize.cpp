@@ -165,8 +165,7 @@ void register_quantize(CLI::App& app) {
     }
 
     const bool rank_one = a->q.method != "lcq";
-    const bool trained = a->q.method == "lcq" || a->q.method == "omniquant" || a->q.method == "flexround" ||
-                         a->q.method == "lrq";
+    const bool trained = quant::is_trained_method(a->q.method);
     nlohmann::json settings = {{"method", a->q.method}, {"bits", a->q.lcq.bits},   {"group", a->q.lcq.group},
                                {"rank", rank_one ? 1 : a->q.lcq.rank},
                                {"init", trained ? a->q.lcq.init : "rtn"},
@@ -176,7 +175,7 @@ void register_quantize(CLI::App& app) {
                                {"seqlen", calib.defined() ? a->c.seqlen : 0}, {"seed", a->c.seed}};
     if (a->q.method == "lcq" && (a->q.lcq.init == "gptq" || a->q.lcq.init == "awq"))
       settings["init_codes"] = a->q.lcq.start_codes;
-    if (a->q.method == "omniquant" || a->q.method == "flexround" || a->q.method == "lrq")
+    if (trained && a->q.method != "lcq")
       settings["lr"] = a->q.lr > 0 ? a->q.lr : quant::default_lr(a->q.method);
     if (a->q.method == "lrq")
       settings["lrq"] = {{"rank", a->q.flexround.lrq_rank}, {"rank_frac", a->q.flexround.lrq_rank_frac}};

@@ -14,15 +14,17 @@ namespace {
 
 std::string layer_name(int layer, const std::string& linear) { return "blk." + std::to_string(layer) + "." + linear; }
 
-bool is_rank_one(const std::string& method) { return method == "rtn" || method == "gptq" || method == "awq"; }
 bool is_learned_grid(const std::string& method) {
   return method == "omniquant" || method == "flexround" || method == "lrq";
 }
 
 }  // namespace
 
+bool is_rank_one_method(const std::string& method) { return method == "rtn" || method == "gptq" || method == "awq"; }
+bool is_trained_method(const std::string& method) { return method == "lcq" || is_learned_grid(method); }
+
 void validate(const QuantizeOptions& o) {
-  LCQ_CHECK(o.method == "lcq" || is_rank_one(o.method) || is_learned_grid(o.method),
+  LCQ_CHECK(o.method == "lcq" || is_rank_one_method(o.method) || is_learned_grid(o.method),
             "--method must be lcq, rtn, gptq, awq, omniquant, flexround or lrq, got '{}'", o.method);
   validate(o.lcq);
   validate(o.flexround);
@@ -75,7 +77,7 @@ std::unique_ptr<BlockMethod> make_block_method(const QuantizeOptions& o, const m
 QuantizeResult quantize_model(model::Model& m, const torch::Tensor& calib, const QuantizeOptions& opts) {
   validate(opts);
   QuantizeOptions o = opts;
-  if (is_rank_one(o.method)) {  // RTN is rank-one LCQ from the min-max grid, untrained; GPTQ and AWQ start there
+  if (is_rank_one_method(o.method)) {  // RTN is rank-one LCQ from the min-max grid, untrained; GPTQ and AWQ start there
     o.lcq.rank = 1;
     o.lcq.init = "rtn";
     o.engine.epochs = 0;

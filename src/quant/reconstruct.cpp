@@ -25,16 +25,20 @@ torch::Tensor run_block(const model::BlockContext& ctx, const model::Block& bloc
   return torch::cat(outs, 0);
 }
 
-double block_loss(const model::BlockContext& ctx, const model::Block& block, const torch::Tensor& x,
-                  const torch::Tensor& target, int64_t chunk) {
+// Mean squared error of y against target [N, L, D], accumulated in double chunk by chunk.
+double mse(const torch::Tensor& y, const torch::Tensor& target, int64_t chunk) {
   torch::NoGradGuard ng;
   double sum = 0;
-  for (int64_t i = 0; i < x.size(0); i += chunk) {
-    const int64_t j = std::min(x.size(0), i + chunk);
-    auto y = model::block_forward(ctx, block, x.slice(0, i, j), 0);
-    sum += (y - target.slice(0, i, j)).pow(2).sum().item<double>();
+  for (int64_t i = 0; i < y.size(0); i += chunk) {
+    const int64_t j = std::min(y.size(0), i + chunk);
+    sum += (y.slice(0, i, j) - target.slice(0, i, j)).pow(2).sum().item<double>();
   }
   return sum / double(target.numel());
+}
+
+double block_loss(const model::BlockContext& ctx, const model::Block& block, const torch::Tensor& x,
+                  const torch::Tensor& target, int64_t chunk) {
+  return mse(run_block(ctx, block, x, chunk), target, chunk);
 }
 
 // Relative output error of every linear of `quant` against the same linear of `fp`, on the
@@ -174,7 +178,10 @@ ReconstructResult reconstruct(model::Model& m, const torch::Tensor& calib, Block
     }
 
     auto layers = method.end_block(working);
-    rep.final_loss = block_loss(ctx, working, x_q, target, chunk);
+    // The frozen block's outputs are both the final loss and the next block's inputs: one pass.
+    for (auto& [name, lin] : working.linears()) lin->weight = lin->weight.detach();
+    torch::Tensor x_next = run_block(ctx, working, x_q, chunk);
+    rep.final_loss = mse(x_next, target, chunk);
     const auto final_err = layer_errors(ctx, working, fp, x_q.slice(0, 0, n_err));
     auto wl = working.linears();
     for (const auto& [name, lin] : wl) {
@@ -190,9 +197,8 @@ ReconstructResult reconstruct(model::Model& m, const torch::Tensor& calib, Block
     }
     for (auto& [name, layer] : layers) result.layers.emplace(name, std::move(layer));
     // The frozen block: its quantized weights stay in the model; next inputs come from it.
-    for (auto& [name, lin] : working.linears()) lin->weight = lin->weight.detach();
     block = working;
-    x_q = run_block(ctx, block, x_q, chunk);
+    x_q = x_next;
     if (!o.targets_from_quantized_inputs) x_fp = target;
     rep.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
     result.blocks.push_back(std::move(rep));

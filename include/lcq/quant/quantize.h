@@ -33,6 +33,11 @@ struct QuantizeOptions {
 // Checks everything before any work; throws lcq::Error with a message for the user.
 void validate(const QuantizeOptions& o);
 
+// How a method gets its weights: trained by block reconstruction (lcq, omniquant, flexround,
+// lrq; these take --epochs) or computed once (rtn, gptq, awq, the rank-one baselines).
+bool is_trained_method(const std::string& method);
+bool is_rank_one_method(const std::string& method);  // rtn, gptq, awq
+
 // The defaults of each method's paper or official code, used where the user gives none:
 // epochs per block (lcq 10; omniquant 20, 40 below 3 bits; flexround and lrq 20, about the
 // official 5000 steps of batch 2 on 512 samples) and the learning rate of omniquant (1e-2),
