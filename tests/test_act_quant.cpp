@@ -7,6 +7,7 @@
 #include "lcq/model/loader.h"
 #include "lcq/quant/act_calibration.h"
 #include "lcq/quant/calibration.h"
+#include "stories_fixture.h"
 #include "test_util.h"
 
 #include <gtest/gtest.h>
@@ -20,34 +21,12 @@ using namespace lcq;
 
 namespace {
 
+using test::load_stories;
+using test::stories_calibration;
+using test::stories_ppl;
 using test::stories_bin;
 using test::stories_tok;
 using test::tinystories;
-
-model::LoadedModel load_stories() {
-  io::LoadOptions lo;
-  lo.tokenizer_path = stories_tok();
-  model::RuntimeOptions rt;
-  rt.packed = false;
-  return model::load_model(stories_bin(), lo, rt);
-}
-
-torch::Tensor calibration(const model::LoadedModel& m) {
-  const std::string text = test::read_bytes(tinystories());
-  quant::CalibrationOptions co;
-  co.nsamples = 16;
-  co.seqlen = 128;
-  return quant::sample_calibration(m.tok().encode(text.substr(0, text.size() / 2), true), co);
-}
-
-double eval_ppl(const model::LoadedModel& m) {
-  const std::string text = test::read_bytes(tinystories());
-  eval::PerplexityOptions po;
-  po.seqlen = 256;
-  po.max_windows = 8;
-  po.progress = false;
-  return eval::perplexity(m.model, m.tok().encode(text.substr(text.size() / 2), true), po).ppl;
-}
 
 TEST(ActQuant, PerTokenDynamicIsWithinHalfAStepOfEachTokensGrid) {
   torch::manual_seed(0);
@@ -110,7 +89,7 @@ TEST(ActQuant, MetadataRoundTripsAndStaticNeedsEveryRange) {
 
 TEST(Stories260K, SmoothQuantFoldsWithoutChangingTheModel) {
   model::LoadedModel fp = load_stories(), sq = load_stories();
-  const torch::Tensor calib = calibration(fp);
+  const torch::Tensor calib = stories_calibration(fp);
   EXPECT_EQ(quant::smooth_quant(sq.model, calib, 0.8, false), 2 * int(sq.model.blocks.size()));
   EXPECT_FALSE(sq.model.blocks[0].attn_norm.weight.equal(fp.model.blocks[0].attn_norm.weight));
   torch::NoGradGuard ng;
@@ -126,23 +105,23 @@ TEST(Stories260K, SmoothQuantFoldsWithoutChangingTheModel) {
 
 TEST(Stories260K, EightBitActivationsCostLittleAndFourBitsMuchMore) {
   model::LoadedModel m = load_stories();
-  const double fp = eval_ppl(m);
+  const double fp = stories_ppl(m);
   model::ActQuantConfig a;
   a.bits = 8;
   model::set_activation_quant(m.model, a);
-  const double a8 = eval_ppl(m);
+  const double a8 = stories_ppl(m);
   a.kv_bits = 8;
   model::set_activation_quant(m.model, a);
-  const double a8kv8 = eval_ppl(m);
+  const double a8kv8 = stories_ppl(m);
   a.bits = 4;
   a.kv_bits = 0;
   model::set_activation_quant(m.model, a);
-  const double a4 = eval_ppl(m);
+  const double a4 = stories_ppl(m);
   a.bits = 8;
   a.scheme = "per-tensor-static";
-  a.static_absmax = quant::calibrate_input_absmax(m.model, calibration(m), false);
+  a.static_absmax = quant::calibrate_input_absmax(m.model, stories_calibration(m), false);
   model::set_activation_quant(m.model, a);
-  const double a8_static = eval_ppl(m);
+  const double a8_static = stories_ppl(m);
   std::printf("stories260K ppl: fp %.4f, A8 dynamic %.4f (+KV8 %.4f), A4 dynamic %.4f, A8 static %.4f\n", fp, a8,
               a8kv8, a4, a8_static);
   EXPECT_NE(a8, fp);

@@ -9,6 +9,7 @@
 #include "lcq/quant/gptq.h"
 #include "lcq/quant/lcq.h"
 #include "lcq/quant/quantize.h"
+#include "stories_fixture.h"
 #include "test_util.h"
 
 #include <gtest/gtest.h>
@@ -25,17 +26,14 @@ using namespace lcq;
 
 namespace {
 
+using test::load_stories;
+using test::stories_calibration;
+using test::stories_eval_tokens;
+using test::stories_ppl;
+using test::to_vec;
 using test::stories_bin;
 using test::stories_tok;
 using test::tinystories;
-
-model::LoadedModel load_stories(bool packed = false) {
-  io::LoadOptions lo;
-  lo.tokenizer_path = stories_tok();
-  model::RuntimeOptions rt;
-  rt.packed = packed;
-  return model::load_model(stories_bin(), lo, rt);
-}
 
 std::vector<float> dequantized(const CodebookLayer& l) {
   std::vector<float> w(size_t(l.rows * l.cols));
@@ -43,40 +41,8 @@ std::vector<float> dequantized(const CodebookLayer& l) {
   return w;
 }
 
-std::vector<float> to_vec(const torch::Tensor& t) {
-  auto c = t.contiguous().to(torch::kFloat32);
-  return std::vector<float>(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
-}
-
 CodebookLayer rtn(const torch::Tensor& W, int bits, int group, int dq_bits) {
-  quant::LcqOptions o;
-  o.bits = bits;
-  o.group = group;
-  o.rank = 1;
-  o.init = "rtn";
-  o.dq_bits = dq_bits;
-  return quant::LcqLinear(W, o, at::detail::createCPUGenerator(0)).finalize();
-}
-
-torch::Tensor calibration(const model::LoadedModel& m, int64_t nsamples, int64_t seqlen) {
-  const std::string text = test::read_bytes(tinystories());
-  quant::CalibrationOptions co;
-  co.nsamples = nsamples;
-  co.seqlen = seqlen;
-  return quant::sample_calibration(m.tok().encode(text.substr(0, text.size() / 2), true), co);
-}
-
-std::vector<int> eval_tokens(const model::LoadedModel& m) {
-  const std::string text = test::read_bytes(tinystories());
-  return m.tok().encode(text.substr(text.size() / 2), true);
-}
-
-double eval_ppl(const model::Model& m, const std::vector<int>& tokens) {
-  eval::PerplexityOptions po;
-  po.seqlen = 256;
-  po.max_windows = 8;
-  po.progress = false;
-  return eval::perplexity(m, tokens, po).ppl;
+  return quant::LcqLinear(W, test::rtn_options(bits, group, dq_bits), at::detail::createCPUGenerator(0)).finalize();
 }
 
 }  // namespace
@@ -314,7 +280,7 @@ double check_file(const std::string& path, const model::LoadedModel& q, const qu
     }
   }
   model::LoadedModel packed = model::load_model(path);
-  const double ppl = eval_ppl(packed.model, tokens);
+  const double ppl = stories_ppl(packed.model, tokens);
   EXPECT_TRUE(std::isfinite(ppl));
   return ppl;
 }
@@ -324,8 +290,8 @@ double check_file(const std::string& path, const model::LoadedModel& q, const qu
 TEST(Stories260K, GptqBeatsRtnOnEveryLayerAndIsStoredExactly) {
   const std::string dir = test::scratch_dir();
   model::LoadedModel fp = load_stories();
-  const torch::Tensor calib = calibration(fp, 16, 128);
-  const std::vector<int> tokens = eval_tokens(fp);
+  const torch::Tensor calib = stories_calibration(fp, 16, 128);
+  const std::vector<int> tokens = stories_eval_tokens(fp);
   struct Setting {
     std::string name;
     quant::GptqOptions g;
@@ -347,8 +313,8 @@ TEST(Stories260K, GptqBeatsRtnOnEveryLayerAndIsStoredExactly) {
   o.engine.progress = false;
   model::LoadedModel r = load_stories();
   quant::quantize_model(r.model, torch::Tensor(), o);
-  const double ppl_rtn = eval_ppl(r.model, tokens);
-  const double ppl_fp = eval_ppl(fp.model, tokens);
+  const double ppl_rtn = stories_ppl(r.model, tokens);
+  const double ppl_fp = stories_ppl(fp.model, tokens);
 
   o.method = "gptq";
   for (const auto& s : settings) {
@@ -378,8 +344,8 @@ TEST(Stories260K, GptqBeatsRtnOnEveryLayerAndIsStoredExactly) {
 TEST(Stories260K, AwqFoldsIntoTheFileAndIsStoredExactly) {
   const std::string dir = test::scratch_dir();
   model::LoadedModel fp = load_stories();
-  const torch::Tensor calib = calibration(fp, 16, 128);
-  const std::vector<int> tokens = eval_tokens(fp);
+  const torch::Tensor calib = stories_calibration(fp, 16, 128);
+  const std::vector<int> tokens = stories_eval_tokens(fp);
   quant::QuantizeOptions o;
   o.method = "awq";
   o.lcq.bits = 3;
@@ -410,8 +376,8 @@ TEST(Stories260K, AwqFoldsIntoTheFileAndIsStoredExactly) {
 // a second time); trained at rank 2 it lowers the start's block loss and perplexity.
 TEST(Stories260K, LcqStartsExactlyFromGptqAndAwqAndImprovesOnThem) {
   model::LoadedModel fp = load_stories();
-  const torch::Tensor calib = calibration(fp, 16, 128);
-  const std::vector<int> tokens = eval_tokens(fp);
+  const torch::Tensor calib = stories_calibration(fp, 16, 128);
+  const std::vector<int> tokens = stories_eval_tokens(fp);
   for (const std::string start : {"gptq", "awq"}) {
     quant::QuantizeOptions base;
     base.lcq.bits = 3;
@@ -420,7 +386,7 @@ TEST(Stories260K, LcqStartsExactlyFromGptqAndAwqAndImprovesOnThem) {
     base.method = start;
     model::LoadedModel ref = load_stories();
     const quant::QuantizeResult rr = quant::quantize_model(ref.model, calib, base);
-    const double ppl_ref = eval_ppl(ref.model, tokens);
+    const double ppl_ref = stories_ppl(ref.model, tokens);
 
     quant::QuantizeOptions o = base;
     o.method = "lcq";
@@ -446,7 +412,7 @@ TEST(Stories260K, LcqStartsExactlyFromGptqAndAwqAndImprovesOnThem) {
       EXPECT_TRUE(q.model.blocks[l].attn_norm.weight.equal(ref.model.blocks[l].attn_norm.weight)) << start << l;
       EXPECT_TRUE(q.model.blocks[l].ffn_norm.weight.equal(ref.model.blocks[l].ffn_norm.weight)) << start << l;
     }
-    EXPECT_NEAR(eval_ppl(q.model, tokens), ppl_ref, 0.01 * ppl_ref) << start;
+    EXPECT_NEAR(stories_ppl(q.model, tokens), ppl_ref, 0.01 * ppl_ref) << start;
     // Block 0 sees the same inputs in both runs: LCQ's step 0 is the start's final loss.
     EXPECT_NEAR(qr.blocks[0].init_loss, rr.blocks[0].final_loss, 0.01 * rr.blocks[0].final_loss) << start;
 
@@ -455,7 +421,7 @@ TEST(Stories260K, LcqStartsExactlyFromGptqAndAwqAndImprovesOnThem) {
     model::LoadedModel t = load_stories();
     const quant::QuantizeResult tr = quant::quantize_model(t.model, calib, o);
     EXPECT_LT(tr.blocks[0].final_loss, rr.blocks[0].final_loss) << start;
-    const double ppl = eval_ppl(t.model, tokens);
+    const double ppl = stories_ppl(t.model, tokens);
     std::printf("stories260K W3 g32: %s %.3f, lcq r2 --init %s %.3f\n", start.c_str(), ppl_ref, start.c_str(), ppl);
     EXPECT_LT(ppl, ppl_ref) << start;
   }

@@ -9,6 +9,7 @@
 #include "lcq/quant/omniquant.h"
 #include "lcq/quant/quantize.h"
 #include "lcq/quant/uniform.h"
+#include "stories_fixture.h"
 #include "test_util.h"
 
 #include <gtest/gtest.h>
@@ -20,21 +21,8 @@ using namespace lcq;
 
 namespace {
 
-model::LoadedModel load_stories() {
-  io::LoadOptions lo;
-  lo.tokenizer_path = test::shared("models/stories260K/tok512.bin");
-  return model::load_model(test::shared("models/stories260K/stories260K.bin"), lo);
-}
-
-quant::LcqOptions grid_options(int bits, int group, int dq_bits) {
-  quant::LcqOptions o;
-  o.bits = bits;
-  o.group = group;
-  o.rank = 1;
-  o.init = "rtn";
-  o.dq_bits = dq_bits;
-  return o;
-}
+using test::load_stories;
+using test::rtn_options;
 
 // Moves every learned tensor by a random amount, as training would.
 void perturb(std::vector<std::vector<torch::Tensor>> sets, double amount) {
@@ -56,7 +44,7 @@ TEST(FlexRound, StepZeroIsRtnBitForBitForBothScalings) {
   torch::manual_seed(1);
   const torch::Tensor W = torch::randn({40, 70});  // ragged: 70 = 2 * 32 + 6
   for (int bits : {2, 3, 4}) {
-    const quant::LcqOptions o = grid_options(bits, 32, 8);
+    const quant::LcqOptions o = rtn_options(bits, 32, 8);
     const auto gw = quant::GroupedWeight::make(W, 32);
     const torch::Tensor rtn = quant::fake_quantize(gw, quant::minmax_grid(gw, bits), bits);
     for (int64_t rank : {0, 3}) {
@@ -70,7 +58,7 @@ TEST(FlexRound, StoredLayerIsExactlyTheTrainedWeight) {
   torch::manual_seed(3);
   const torch::Tensor W = torch::randn({24, 100});
   for (int64_t rank : {0, 4}) {
-    quant::FlexRoundLinear f(W, grid_options(3, 32, 0), rank, at::detail::createCPUGenerator(4));
+    quant::FlexRoundLinear f(W, rtn_options(3, 32, 0), rank, at::detail::createCPUGenerator(4));
     perturb(f.parameter_sets(), 0.05);
     const CodebookLayer l = f.finalize();
     torch::NoGradGuard ng;
@@ -93,14 +81,14 @@ TEST(FlexRound, LrqRankFollowsTheLayerUnlessGiven) {
   EXPECT_EQ(quant::lrq_rank(576, 576, f), 32);
   f.lrq_rank = 1000;
   EXPECT_EQ(quant::lrq_rank(64, 128, f), 64);
-  quant::FlexRoundLinear lrq(torch::randn({64, 128}), grid_options(2, 32, 8), 16, at::detail::createCPUGenerator(0));
+  quant::FlexRoundLinear lrq(torch::randn({64, 128}), rtn_options(2, 32, 8), 16, at::detail::createCPUGenerator(0));
   EXPECT_EQ(lrq.learned_parameters(), 64 * 4 + 64 * 16 + 16 * 128 + 64 + 128);
 }
 
 TEST(OmniQuant, StartsSlightlyClippedAndStoresExactlyWhatItTrained) {
   torch::manual_seed(5);
   const torch::Tensor W = torch::randn({16, 90});
-  quant::LwcLinear lwc(W, grid_options(3, 32, 0));
+  quant::LwcLinear lwc(W, rtn_options(3, 32, 0));
   // gamma = beta = sigmoid(4): the range starts at 98.2 % of min-max.
   const auto gw = quant::GroupedWeight::make(W, 32);
   const double shrink = 1.0 / (1.0 + std::exp(-4.0));
@@ -116,17 +104,8 @@ TEST(OmniQuant, StartsSlightlyClippedAndStoresExactlyWhatItTrained) {
 TEST(Stories260K, LearnedGridMethodsTrainLoadAndBeatRtn) {
   const std::string dir = test::scratch_dir();
   model::LoadedModel fp = load_stories();
-  const std::string text = test::read_bytes(test::shared("data/tinystories/tinystories_val.txt"));
-  const std::vector<int> calib_tokens = fp.tok().encode(text.substr(0, text.size() / 2), true);
-  const std::vector<int> eval_tokens = fp.tok().encode(text.substr(text.size() / 2), true);
-  quant::CalibrationOptions co;
-  co.nsamples = 16;
-  co.seqlen = 128;
-  const torch::Tensor calib = quant::sample_calibration(calib_tokens, co);
-  eval::PerplexityOptions po;
-  po.seqlen = 256;
-  po.max_windows = 8;
-  po.progress = false;
+  const torch::Tensor calib = test::stories_calibration(fp);
+  const std::vector<int> eval_tokens = test::stories_eval_tokens(fp);
 
   quant::QuantizeOptions o;
   o.lcq.bits = 3;
@@ -136,7 +115,7 @@ TEST(Stories260K, LearnedGridMethodsTrainLoadAndBeatRtn) {
   o.method = "rtn";
   model::LoadedModel rtn = load_stories();
   quant::quantize_model(rtn.model, torch::Tensor(), o);
-  const double ppl_rtn = eval::perplexity(rtn.model, eval_tokens, po).ppl;
+  const double ppl_rtn = test::stories_ppl(rtn.model, eval_tokens);
 
   for (const std::string method : {"omniquant", "flexround", "lrq"}) {
     o.method = method;
@@ -146,7 +125,7 @@ TEST(Stories260K, LearnedGridMethodsTrainLoadAndBeatRtn) {
     const std::string path = dir + "/" + method + ".gguf";
     quant::write_quantized_model(path, m.model, m.tok().vocab(), q, {});
     model::LoadedModel back = model::load_model(path);
-    const double ppl = eval::perplexity(back.model, eval_tokens, po).ppl;
+    const double ppl = test::stories_ppl(back.model, eval_tokens);
     std::printf("stories260K W3 g32: rtn %.3f, %s %.3f (%.3f bits/weight)\n", ppl_rtn, method.c_str(), ppl,
                 q.bits_per_weight);
     EXPECT_TRUE(std::isfinite(ppl)) << method;

@@ -9,6 +9,7 @@
 #include "lcq/quant/lcq.h"
 #include "lcq/quant/quantize.h"
 #include "lcq/quant/uniform.h"
+#include "stories_fixture.h"
 #include "test_util.h"
 
 #include <gtest/gtest.h>
@@ -25,23 +26,15 @@ using namespace lcq;
 
 namespace {
 
+using test::load_stories;
+using test::stories_ppl;
+using test::to_vec;
 using test::stories_bin;
 using test::stories_tok;
 using test::tinystories;
 
-model::LoadedModel load_stories() {
-  io::LoadOptions lo;
-  lo.tokenizer_path = stories_tok();
-  return model::load_model(stories_bin(), lo);
-}
-
 torch::Tensor real_weight() {  // a real layer with a ragged last group at group 48: 172 = 3*48 + 28
   return load_stories().model.blocks[1].up.weight.clone();
-}
-
-std::vector<float> to_vec(const torch::Tensor& t) {
-  auto c = t.contiguous().to(torch::kFloat32);
-  return std::vector<float>(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
 }
 
 }  // namespace
@@ -218,27 +211,14 @@ struct Quantized {
   std::vector<int> eval_tokens;
 };
 
-double eval_ppl(const model::Model& m, const std::vector<int>& tokens) {
-  eval::PerplexityOptions po;
-  po.seqlen = 256;
-  po.max_windows = 8;
-  po.progress = false;
-  return eval::perplexity(m, tokens, po).ppl;
-}
-
 }  // namespace
 
 TEST(Stories260K, LcqFileLoadsAndBeatsRtnAtTheSameBitsAndGroup) {
   const std::string dir = test::scratch_dir();
   model::LoadedModel fp = load_stories();
-  const std::string text = test::read_bytes(tinystories());
   // Calibrate on the first half of the file, evaluate on the second.
-  const std::vector<int> calib_tokens = fp.tok().encode(text.substr(0, text.size() / 2), true);
-  const std::vector<int> eval_tokens = fp.tok().encode(text.substr(text.size() / 2), true);
-  quant::CalibrationOptions co;
-  co.nsamples = 16;
-  co.seqlen = 128;
-  const torch::Tensor calib = quant::sample_calibration(calib_tokens, co);
+  const torch::Tensor calib = test::stories_calibration(fp);
+  const std::vector<int> eval_tokens = test::stories_eval_tokens(fp);
 
   quant::QuantizeOptions o;
   o.lcq.bits = 3;
@@ -249,7 +229,7 @@ TEST(Stories260K, LcqFileLoadsAndBeatsRtnAtTheSameBitsAndGroup) {
   o.method = "rtn";
   model::LoadedModel rtn = load_stories();
   auto rq = quant::quantize_model(rtn.model, torch::Tensor(), o);
-  const double ppl_rtn = eval_ppl(rtn.model, eval_tokens);
+  const double ppl_rtn = stories_ppl(rtn.model, eval_tokens);
 
   o.method = "lcq";
   o.lcq.rank = 2;
@@ -272,7 +252,7 @@ TEST(Stories260K, LcqFileLoadsAndBeatsRtnAtTheSameBitsAndGroup) {
     auto a = back.model.blocks[l].linears(), b = lcq.model.blocks[l].linears();
     for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(a[i].second->weight.equal(b[i].second->weight)) << a[i].first;
   }
-  const double ppl_lcq = eval_ppl(back.model, eval_tokens);
+  const double ppl_lcq = stories_ppl(back.model, eval_tokens);
   // The default runtime keeps the layers packed (no dense weight at all) and agrees with the
   // dequantized model up to f32 summation order.
   model::LoadedModel packed = model::load_model(path);
@@ -280,7 +260,7 @@ TEST(Stories260K, LcqFileLoadsAndBeatsRtnAtTheSameBitsAndGroup) {
     EXPECT_FALSE(lin->weight.defined()) << name;
     ASSERT_NE(lin->packed, nullptr) << name;
   }
-  EXPECT_NEAR(eval_ppl(packed.model, eval_tokens), ppl_lcq, 1e-4 * ppl_lcq);
+  EXPECT_NEAR(stories_ppl(packed.model, eval_tokens), ppl_lcq, 1e-4 * ppl_lcq);
   {
     torch::NoGradGuard ng;
     auto tokens = torch::tensor(std::vector<int64_t>(eval_tokens.begin(), eval_tokens.begin() + 64)).unsqueeze(0);
@@ -294,7 +274,7 @@ TEST(Stories260K, LcqFileLoadsAndBeatsRtnAtTheSameBitsAndGroup) {
       EXPECT_LT((a - b).abs().max().item<double>(), 1e-4) << "step " << t;
     }
   }
-  const double ppl_fp = eval_ppl(fp.model, eval_tokens);
+  const double ppl_fp = stories_ppl(fp.model, eval_tokens);
   std::printf("stories260K W3 g32: fp %.3f, rtn %.3f, lcq r2 %.3f\n", ppl_fp, ppl_rtn, ppl_lcq);
   EXPECT_TRUE(std::isfinite(ppl_lcq));
   EXPECT_LT(ppl_lcq, ppl_rtn);
@@ -305,12 +285,7 @@ TEST(Stories260K, LcqFileLoadsAndBeatsRtnAtTheSameBitsAndGroup) {
 // model beats RTN (stories260K has no massive activation, so both losses should work).
 TEST(Stories260K, TokenRelativeLossTrainsEveryBlockAndBeatsRtn) {
   model::LoadedModel fp = load_stories();
-  const std::string text = test::read_bytes(tinystories());
-  const std::vector<int> calib_tokens = fp.tok().encode(text.substr(0, text.size() / 2), true);
-  const std::vector<int> eval_tokens = fp.tok().encode(text.substr(text.size() / 2), true);
-  quant::CalibrationOptions co;
-  co.nsamples = 16;
-  co.seqlen = 128;
+  const std::vector<int> eval_tokens = test::stories_eval_tokens(fp);
   quant::QuantizeOptions o;
   o.lcq.bits = 3;
   o.lcq.group = 32;
@@ -322,9 +297,9 @@ TEST(Stories260K, TokenRelativeLossTrainsEveryBlockAndBeatsRtn) {
   o.method = "lcq";
   o.engine.loss = "token-relative";
   model::LoadedModel lcq = load_stories();
-  auto lq = quant::quantize_model(lcq.model, quant::sample_calibration(calib_tokens, co), o);
+  auto lq = quant::quantize_model(lcq.model, test::stories_calibration(fp), o);
   for (const auto& b : lq.blocks) EXPECT_LT(b.trained_loss, b.init_loss) << "block " << b.layer;
-  EXPECT_LT(eval_ppl(lcq.model, eval_tokens), eval_ppl(rtn.model, eval_tokens));
+  EXPECT_LT(stories_ppl(lcq.model, eval_tokens), stories_ppl(rtn.model, eval_tokens));
 }
 
 TEST(Stories260K, SameSeedGivesTheSameModel) {

@@ -7,11 +7,11 @@ namespace lcq::test {
 
 std::string shared_dir();                 // ../shared (LCQ_SHARED_DIR)
 std::string shared(const std::string& rel);  // shared_dir() + "/" + rel, skips the test if missing
-std::string smollm2_gguf();
+std::string smollm2_gguf();                // $LCQ_SMOLLM2_GGUF or "" (tests GTEST_SKIP on "")
 // The stories260K model, its tokenizer and the TinyStories validation text in ../shared.
 std::string stories_bin();
 std::string stories_tok();
-std::string tinystories();               // $LCQ_SMOLLM2_GGUF or "" (tests GTEST_SKIP on "")
+std::string tinystories();
 std::string scratch_dir();                // a fresh temporary directory for this test
 std::string read_bytes(const std::string& path);
 void write_bytes(const std::string& path, const std::string& bytes);

@@ -1,0 +1,25 @@
+// stories260K end to end, as the quantizer tests use it: the model, calibration windows from
+// the first half of the TinyStories validation text and evaluation on the second half.
+#pragma once
+
+#include "lcq/model/loader.h"
+#include "lcq/quant/lcq.h"
+
+#include <torch/torch.h>
+
+#include <string>
+#include <vector>
+
+namespace lcq::test {
+
+model::LoadedModel load_stories();  // dense float runtime, its own tokenizer
+torch::Tensor stories_calibration(const model::LoadedModel& m, int64_t nsamples = 16, int64_t seqlen = 128);
+std::vector<int> stories_eval_tokens(const model::LoadedModel& m);
+// Perplexity on 8 windows of 256 tokens of stories_eval_tokens (the figures in BENCHMARKS.md).
+double stories_ppl(const model::Model& m, const std::vector<int>& eval_tokens);
+double stories_ppl(const model::LoadedModel& m);
+
+quant::LcqOptions rtn_options(int bits, int group, int dq_bits);  // rank one, min-max start
+std::vector<float> to_vec(const torch::Tensor& t);               // any dtype, as floats
+
+}  // namespace lcq::test
