@@ -74,8 +74,12 @@ std::string render_markdown(const CompareTable& t) {
       s += fmt::format("| fp | - | - | - | - | {} | | | |\n", fmt_ppl(r.perplexity));
       continue;
     }
+    // The increase in percent; past 10x FP (a collapsed model) the ratio reads better.
     std::string rel;
-    if (fp && std::isfinite(r.perplexity) && *fp > 0) rel = fmt::format("{:+.1f} %", 100 * (r.perplexity / *fp - 1));
+    if (fp && std::isfinite(r.perplexity) && *fp > 0) {
+      const double ratio = r.perplexity / *fp;
+      rel = ratio < 10 ? fmt::format("{:+.1f} %", 100 * (ratio - 1)) : fmt::format("x{:.3g}", ratio);
+    }
     s += fmt::format("| {} | {} | {} | {} | {:.3f} | {} | {} | {} | {} |\n", r.method, r.bits, r.group, r.rank,
                      r.bits_per_weight, fmt_ppl(r.perplexity), rel, fmt_seconds(r.quantize_seconds),
                      fmt_bytes(r.peak_rss_bytes));
