@@ -2,11 +2,9 @@
 // metadata, SmoothQuant's fold (the model's function is unchanged), the cost of A8 and A4 on
 // stories260K, and lcq quantize / perplexity driving it all from the command line.
 #include "lcq/core/error.h"
-#include "lcq/eval/perplexity.h"
 #include "lcq/model/act_quant.h"
 #include "lcq/model/loader.h"
 #include "lcq/quant/act_calibration.h"
-#include "lcq/quant/calibration.h"
 #include "stories_fixture.h"
 #include "test_util.h"
 

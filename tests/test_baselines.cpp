@@ -2,10 +2,8 @@
 // layer on real inputs), AWQ's scale folding against the unfolded model, exact storage of
 // what each method produced, and stories260K end to end (file, perplexity, CLI).
 #include "lcq/core/error.h"
-#include "lcq/eval/perplexity.h"
 #include "lcq/model/loader.h"
 #include "lcq/quant/awq.h"
-#include "lcq/quant/calibration.h"
 #include "lcq/quant/gptq.h"
 #include "lcq/quant/lcq.h"
 #include "lcq/quant/quantize.h"
@@ -290,7 +288,7 @@ double check_file(const std::string& path, const model::LoadedModel& q, const qu
 TEST(Stories260K, GptqBeatsRtnOnEveryLayerAndIsStoredExactly) {
   const std::string dir = test::scratch_dir();
   model::LoadedModel fp = load_stories();
-  const torch::Tensor calib = stories_calibration(fp, 16, 128);
+  const torch::Tensor calib = stories_calibration(fp);
   const std::vector<int> tokens = stories_eval_tokens(fp);
   struct Setting {
     std::string name;
@@ -344,7 +342,7 @@ TEST(Stories260K, GptqBeatsRtnOnEveryLayerAndIsStoredExactly) {
 TEST(Stories260K, AwqFoldsIntoTheFileAndIsStoredExactly) {
   const std::string dir = test::scratch_dir();
   model::LoadedModel fp = load_stories();
-  const torch::Tensor calib = stories_calibration(fp, 16, 128);
+  const torch::Tensor calib = stories_calibration(fp);
   const std::vector<int> tokens = stories_eval_tokens(fp);
   quant::QuantizeOptions o;
   o.method = "awq";
@@ -376,7 +374,7 @@ TEST(Stories260K, AwqFoldsIntoTheFileAndIsStoredExactly) {
 // a second time); trained at rank 2 it lowers the start's block loss and perplexity.
 TEST(Stories260K, LcqStartsExactlyFromGptqAndAwqAndImprovesOnThem) {
   model::LoadedModel fp = load_stories();
-  const torch::Tensor calib = stories_calibration(fp, 16, 128);
+  const torch::Tensor calib = stories_calibration(fp);
   const std::vector<int> tokens = stories_eval_tokens(fp);
   for (const std::string start : {"gptq", "awq"}) {
     quant::QuantizeOptions base;

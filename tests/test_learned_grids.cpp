@@ -2,9 +2,7 @@
 // FlexRound and LRQ. Step 0 against RTN, exact storage of what was trained, the LRQ rank
 // rule, and stories260K end to end for each method.
 #include "lcq/core/error.h"
-#include "lcq/eval/perplexity.h"
 #include "lcq/model/loader.h"
-#include "lcq/quant/calibration.h"
 #include "lcq/quant/flexround.h"
 #include "lcq/quant/omniquant.h"
 #include "lcq/quant/quantize.h"

@@ -2,7 +2,6 @@
 // double quantization, index packing, and stories260K end to end (file, CLI, errors).
 #include "lcq/core/error.h"
 #include "lcq/core/half.h"
-#include "lcq/eval/perplexity.h"
 #include "lcq/io/codebook_tensors.h"
 #include "lcq/model/loader.h"
 #include "lcq/quant/calibration.h"

@@ -78,6 +78,7 @@ void register_eval(CLI::App& app) {
     std::vector<eval::TaskResult> results;
     for (const auto& task : tasks) results.push_back(eval::evaluate_task(lm.model, lm.tok(), task, o->z));
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const std::string activations = model::describe(model::activation_quant(lm.model));
 
     if (opts->json) {
       nlohmann::json jt = nlohmann::json::array();
@@ -99,7 +100,7 @@ void register_eval(CLI::App& app) {
                       {"metrics", m}});
       }
       return print_json({{"model", lm.path},
-                         {"activations", model::describe(model::activation_quant(lm.model))},
+                         {"activations", activations},
                          {"tasks", jt},
                          {"limit", o->limit},
                          {"bos", o->z.bos},
@@ -109,7 +110,7 @@ void register_eval(CLI::App& app) {
                          {"peak_rss_bytes", peak_rss_bytes()}});
     }
     fmt::print("{}: zero-shot, lm-eval-harness semantics{}; activations: {}\n\n", lm.path,
-               o->z.bos ? ", BOS before every context" : "", model::describe(model::activation_quant(lm.model)));
+               o->z.bos ? ", BOS before every context" : "", activations);
     fmt::print("| task | metric | value | stderr | n | seconds |\n|---|---|---:|---:|---:|---:|\n");
     for (const auto& r : results)
       for (size_t i = 0; i < r.metrics.size(); ++i) {

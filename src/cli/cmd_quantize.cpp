@@ -175,7 +175,7 @@ void register_quantize(CLI::App& app) {
                                {"seqlen", calib.defined() ? a->c.seqlen : 0}, {"seed", a->c.seed}};
     if (a->q.method == "lcq" && (a->q.lcq.init == "gptq" || a->q.lcq.init == "awq"))
       settings["init_codes"] = a->q.lcq.start_codes;
-    if (trained && a->q.method != "lcq")
+    if (trained && rank_one)  // omniquant, flexround, lrq: their Adam learning rate
       settings["lr"] = a->q.lr > 0 ? a->q.lr : quant::default_lr(a->q.method);
     if (a->q.method == "lrq")
       settings["lrq"] = {{"rank", a->q.flexround.lrq_rank}, {"rank_frac", a->q.flexround.lrq_rank_frac}};
