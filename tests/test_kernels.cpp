@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <omp.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <string>
@@ -262,6 +263,91 @@ TEST(PackedCodebook, KernelsMatchReference) {
       }
     }
     if (c.group % 8 != 0) EXPECT_THROW(m.gemv(W.data(), W.data(), KernelPath::kSimd), Error);
+  }
+}
+
+// The integer path (activations to int8 per group, codebooks to 7-bit levels): its scalar
+// reference stays within the rounding bound of both quantizations of the exact product, and
+// the SIMD kernel equals the scalar reference up to float summation order.
+TEST(PackedCodebook, IntegerPathMatchesItsReferenceAndBound) {
+  const std::vector<Config> configs = {
+      {5, 576, 2, 128, 2, 8},   // SmolLM2 width: 4 blocks + a 2-bit tail, ragged last group
+      {7, 1000, 2, 256, 1, 0},  // 2 blocks per group, padded full block at the end
+      {3, 200, 2, 128, 3, 4},   // a padded full block and 4-bit double quantization
+      {6, 576, 4, 64, 2, 8},    // 4-bit: one block per group, 4-bit tail
+      {4, 300, 4, 128, 4, 0},   // 4-bit: two blocks per group, tail in the ragged group
+      {33, 512, 2, 128, 2, 8},  // enough rows for two threads
+  };
+  std::vector<SimdTarget> targets = available_simd_targets();
+  targets.insert(targets.begin(), {0, "best"});  // unforced: the integer kernel's own best (AVX-512 VNNI here)
+  uint32_t seed = 500;
+  for (const Config& c : configs) {
+    const CodebookLayer l = random_layer(c, seed++, 7);
+    const PackedCodebookMatrix m = PackedCodebookMatrix::pack(l);
+    ASSERT_TRUE(m.int8_applies()) << describe(c);
+    std::vector<float> W(size_t(c.rows * c.cols));
+    l.dequantize(W.data());
+    const int64_t gpr = (c.cols + c.group - 1) / c.group;
+    std::vector<float> cb(size_t(l.levels()));
+    for (int64_t n : {1, 3}) {
+      std::vector<float> X = random_vector(size_t(n * c.cols), seed++);
+      X[size_t(c.cols / 2)] = 40.f;  // an outlier: its group's activations get a coarse step
+      std::vector<double> want, scale;
+      reference_product(W, c.rows, c.cols, X, n, want, scale);
+      std::vector<float> ref(size_t(n * c.rows), NAN), simd(ref.size(), NAN);
+      if (n == 1) m.gemv(X.data(), ref.data(), KernelPath::kInt8Scalar);
+      else m.gemm(X.data(), n, ref.data(), KernelPath::kInt8Scalar);
+      // |C x - C' x'| <= |C| |x - x'| + |C - C'| |x'|, with |x - x'| <= dx / 2 and
+      // |C - C'| <= dw / 2 for the 7-bit levels of the group's whole codebook.
+      for (int64_t t = 0; t < n; ++t)
+        for (int64_t i = 0; i < c.rows; ++i) {
+          double bound = 0;
+          for (int64_t j = 0; j < gpr; ++j) {
+            l.codebook(i * gpr + j, cb.data());
+            const auto [lo, hi] = std::minmax_element(cb.begin(), cb.end());
+            const double dw = (double(*hi) - double(*lo)) / 127;
+            double amax = 0;
+            const int64_t c0 = j * c.group, c1 = std::min(c.cols, c0 + c.group);
+            for (int64_t k = c0; k < c1; ++k) amax = std::max(amax, std::fabs(double(X[size_t(t * c.cols + k)])));
+            const double dx = amax / 127;
+            for (int64_t k = c0; k < c1; ++k)
+              bound += std::fabs(double(W[size_t(i * c.cols + k)])) * dx / 2 +
+                       dw / 2 * (std::fabs(double(X[size_t(t * c.cols + k)])) + dx / 2);
+          }
+          const size_t e = size_t(t * c.rows + i);
+          EXPECT_LE(std::fabs(double(ref[e]) - want[e]), 1.01 * bound + 1e-5 * scale[e]) << describe(c) << " row " << i;
+          // Not trivially within the bound: the rounding is visible.
+          EXPECT_GT(std::fabs(double(ref[e]) - want[e]), 1e-7 * scale[e]) << describe(c) << " row " << i;
+        }
+      for (const SimdTarget& tg : targets) {
+        TargetGuard guard(tg.id);
+        if (!int8_simd_available()) {
+          EXPECT_THROW(m.gemv(X.data(), simd.data(), KernelPath::kInt8), Error) << tg.name;
+          continue;
+        }
+        for (int threads : {1, 2}) {
+          ThreadGuard th(threads);
+          std::fill(simd.begin(), simd.end(), NAN);
+          if (n == 1) m.gemv(X.data(), simd.data(), KernelPath::kInt8);
+          else m.gemm(X.data(), n, simd.data(), KernelPath::kInt8);
+          std::vector<double> ref_d(ref.begin(), ref.end());
+          EXPECT_EQ(count_mismatches(simd, ref_d, scale, 2e-6, describe(c) + " int8 " + tg.name), 0)
+              << threads << " threads, n=" << n;
+        }
+      }
+    }
+  }
+}
+
+TEST(PackedCodebook, IntegerPathRejectsLayoutsItCannotRun) {
+  const std::vector<float> x(576, 1.f);
+  std::vector<float> y(4);
+  for (const Config& c : {Config{4, 576, 3, 128, 2, 8}, Config{4, 576, 2, 64, 2, 8}, Config{4, 576, 4, 32, 1, 0},
+                          Config{4, 576, 8, 128, 1, 8}}) {
+    const PackedCodebookMatrix m = PackedCodebookMatrix::pack(random_layer(c, 3));
+    EXPECT_FALSE(m.int8_applies()) << describe(c);
+    EXPECT_THROW(m.gemv(x.data(), y.data(), KernelPath::kInt8Scalar), Error) << describe(c);
+    EXPECT_THROW(m.gemv(x.data(), y.data(), KernelPath::kInt8), Error) << describe(c);
   }
 }
 

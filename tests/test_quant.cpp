@@ -3,6 +3,7 @@
 #include "lcq/core/error.h"
 #include "lcq/core/half.h"
 #include "lcq/io/codebook_tensors.h"
+#include "lcq/kernels/packed_codebook.h"
 #include "lcq/model/loader.h"
 #include "lcq/quant/calibration.h"
 #include "lcq/quant/lcq.h"
@@ -278,6 +279,50 @@ TEST(Stories260K, LcqFileLoadsAndBeatsRtnAtTheSameBitsAndGroup) {
   EXPECT_TRUE(std::isfinite(ppl_lcq));
   EXPECT_LT(ppl_lcq, ppl_rtn);
   EXPECT_GT(ppl_lcq, ppl_fp * 0.99);
+}
+
+// The integer kernel (int8 activations, 7-bit codebook levels) on a real model: 4-bit groups
+// of 64 are whole index blocks, so --kernel int8 runs every product on it, and auto runs the
+// single-token decoding steps on it and prompts on the float kernel.
+TEST(Stories260K, IntegerKernelStaysCloseToTheFloatKernel) {
+  if (!kernels::int8_simd_available()) GTEST_SKIP() << "no SIMD integer kernel for this CPU";
+  const std::string dir = test::scratch_dir();
+  quant::QuantizeOptions o;
+  o.method = "rtn";
+  o.lcq.bits = 4;
+  o.lcq.group = 64;
+  o.engine.progress = false;
+  model::LoadedModel m = load_stories();
+  auto q = quant::quantize_model(m.model, torch::Tensor(), o);
+  const std::string path = dir + "/w4g64.gguf";
+  quant::write_quantized_model(path, m.model, m.tok().vocab(), q, {});
+  auto load = [&](model::PackedKernel k) {
+    model::RuntimeOptions rt;
+    rt.kernel = k;
+    return model::load_model(path, {}, rt);
+  };
+  model::LoadedModel fl = load(model::PackedKernel::kFloat), i8 = load(model::PackedKernel::kInt8),
+                     au = load(model::PackedKernel::kAuto);
+  ASSERT_NE(fl.model.blocks[0].q.packed, nullptr);
+  ASSERT_TRUE(fl.model.blocks[0].q.packed->int8_applies());
+  const std::vector<int> eval_tokens = test::stories_eval_tokens(fl);
+  const double ppl_f = stories_ppl(fl.model, eval_tokens), ppl_i = stories_ppl(i8.model, eval_tokens);
+  std::printf("stories260K RTN W4 g64 perplexity: float kernel %.4f, integer kernel %.4f\n", ppl_f, ppl_i);
+  EXPECT_NE(ppl_i, ppl_f);  // the rounding is real
+  EXPECT_NEAR(ppl_i, ppl_f, 0.01 * ppl_f);
+  EXPECT_EQ(stories_ppl(au.model, eval_tokens), ppl_f);  // several tokens per product: float
+  torch::NoGradGuard ng;
+  auto tokens = torch::tensor(std::vector<int64_t>(eval_tokens.begin(), eval_tokens.begin() + 16)).unsqueeze(0);
+  auto ca = au.model.make_cache(1, 16), cf = fl.model.make_cache(1, 16);
+  // The prompt runs on the float kernel in both, so the caches are identical.
+  EXPECT_TRUE(au.model.forward(tokens.slice(1, 0, 8), &ca).equal(fl.model.forward(tokens.slice(1, 0, 8), &cf)));
+  for (int64_t t = 8; t < 12; ++t) {  // one-token steps: auto takes the integer kernel
+    const auto step = tokens.slice(1, t, t + 1);
+    const auto a = au.model.forward(step, &ca), f = fl.model.forward(step, &cf);
+    const double diff = (a - f).abs().max().item<double>(), range = f.abs().max().item<double>();
+    EXPECT_GT(diff, 0.0) << "step " << t;
+    EXPECT_LT(diff, 0.05 * range) << "step " << t;
+  }
 }
 
 // The position-weighted objective trains as well: every block's output error drops and the

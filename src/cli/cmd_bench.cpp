@@ -42,6 +42,7 @@ struct BenchArgs {
   int sweep_mib = 192;  // bytes of matrix copies one timed GEMV pass sweeps over
   bool dense_runtime = false;
   std::string dtype = "f32";
+  std::string kernel = "auto";
   bool json = false, quiet = false;
 };
 
@@ -99,6 +100,14 @@ std::vector<Row> bench_shape(int64_t rows, int64_t cols, const BenchArgs& a, con
       const double s = time_sweeps(n, a.reps, [&](size_t k) { ms[k].gemv(x.data(), y.data()); });
       add(fmt::format("lcq-b{}-r{}", bits, a.rank), t, s, double(ms[0].nbytes()));
     }
+    if (ms[0].int8_applies() && kernels::int8_simd_available()) {
+      for (int t : a.threads) {  // the integer kernel (int8 activations), same matrices
+        omp_set_num_threads(t);
+        const double s =
+            time_sweeps(n, a.reps, [&](size_t k) { ms[k].gemv(x.data(), y.data(), kernels::KernelPath::kInt8); });
+        add(fmt::format("lcq-b{}-r{}-int8", bits, a.rank), t, s, double(ms[0].nbytes()));
+      }
+    }
   }
   // Dense yardsticks: W as T (f32, or bf16 raw bits) through `gemv`.
   auto dense = [&](const char* kernel, auto fill, auto gemv) {
@@ -119,6 +128,7 @@ std::vector<Row> bench_shape(int64_t rows, int64_t cols, const BenchArgs& a, con
 nlohmann::json run_bench(const BenchArgs& a) {
   nlohmann::json j;
   j["simd_target"] = kernels::current_simd_target();
+  j["int8_simd_target"] = kernels::int8_simd_available() ? kernels::int8_simd_target() : "none";
   std::map<int, double> bw;
   for (int t : a.threads) bw[t] = kernels::measure_read_bandwidth_gbs(size_t(512) << 20, t, a.reps);
   j["memory_read_gb_per_s"] = nlohmann::json::object();
@@ -132,6 +142,7 @@ nlohmann::json run_bench(const BenchArgs& a) {
     model::RuntimeOptions rt;
     rt.dtype = a.dtype == "bf16" ? torch::kBFloat16 : torch::kFloat32;
     rt.packed = !a.dense_runtime;
+    rt.kernel = model::parse_packed_kernel(a.kernel);
     const int64_t before = current_rss_bytes();
     lm = model::load_model(a.model, {}, rt);
     model_rss = current_rss_bytes() - before;
@@ -163,6 +174,7 @@ nlohmann::json run_bench(const BenchArgs& a) {
                       {"packed_layers", packed_layers},
                       {"linear_weight_bytes", weight_bytes},
                       {"resident_bytes_of_loaded_model", model_rss},
+                      {"packed_kernel", a.dense_runtime ? "none (dense)" : a.kernel},
                       {"prefill_tokens", a.prefill},
                       {"decode_tokens", a.decode},
                       {"runs", nlohmann::json::array()}};
@@ -188,7 +200,8 @@ nlohmann::json run_bench(const BenchArgs& a) {
 }
 
 void print_markdown(const nlohmann::json& j) {
-  fmt::print("SIMD target: {}\n\n", j["simd_target"].get<std::string>());
+  fmt::print("SIMD target: {} (integer kernel: {})\n\n", j["simd_target"].get<std::string>(),
+             j["int8_simd_target"].get<std::string>());
   fmt::print("| memory read | GB/s |\n|---|---:|\n");
   for (const auto& [t, g] : j["memory_read_gb_per_s"].items()) fmt::print("| {} thread(s) | {:.1f} |\n", t, g.get<double>());
   if (j.contains("gemv")) {
@@ -202,8 +215,10 @@ void print_markdown(const nlohmann::json& j) {
   }
   if (j.contains("model")) {
     const auto& m = j["model"];
-    fmt::print("\nModel {} ({}, {} packed LCQ layers): linear weights {}, resident memory of the loaded model {}\n\n",
+    fmt::print("\nModel {} ({}, {} packed LCQ layers, kernel {}): linear weights {}, resident memory of the loaded "
+               "model {}\n\n",
                m["path"].get<std::string>(), m["dtype"].get<std::string>(), m["packed_layers"].get<int>(),
+               m["packed_kernel"].get<std::string>(),
                human_bytes(m["linear_weight_bytes"].get<double>()),
                human_bytes(m["resident_bytes_of_loaded_model"].get<double>()));
     fmt::print("| threads | prefill tok/s ({} tokens) | decode tok/s ({} tokens) |\n|---:|---:|---:|\n",
@@ -232,6 +247,9 @@ void register_bench(CLI::App& app) {
   cmd->add_option("--decode", a->decode, "Generated tokens for the decode timing")->check(CLI::Range(1, 1 << 20));
   cmd->add_option("--dtype", a->dtype, "Runtime compute type for the model")->check(CLI::IsMember({"f32", "bf16"}));
   cmd->add_flag("--dense", a->dense_runtime, "Dequantize LCQ layers on load instead of running them packed");
+  cmd->add_option("--kernel", a->kernel, "Kernel of the model's packed layers: auto, float or int8 (see lcq generate --help)")
+      ->check(CLI::IsMember({"auto", "float", "int8"}))
+      ->capture_default_str();
   cmd->add_flag("!--no-kernels", a->kernels, "Skip the GEMV tables (model timing only)");
   cmd->add_flag("--json", a->json, "Print machine-readable JSON on stdout");
   cmd->add_flag("-q,--quiet", a->quiet, "No progress bars");

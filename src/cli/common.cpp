@@ -29,6 +29,12 @@ void ModelOptions::add_to(CLI::App& cmd, bool with_runtime) {
         ->check(CLI::IsMember({"per-token-dynamic", "per-tensor-static"}));
     cmd.add_option("--kv-bits", kv_bits, "Also quantize the k and v projections' outputs per token (0 = off)")
         ->check(CLI::Range(0, 16));
+    cmd.add_option("--kernel", kernel,
+                   "Kernel of packed LCQ layers: float (the exact product of the dequantized weights), int8\n"
+                   "(activations rounded to int8 per group, faster), auto (int8 for one token at a time, i.e.\n"
+                   "decoding; float for prompts and perplexity)")
+        ->check(CLI::IsMember({"auto", "float", "int8"}))
+        ->capture_default_str();
   }
   cmd.add_flag("--json", json, "Print machine-readable JSON on stdout");
   cmd.add_flag("-q,--quiet", quiet, "No progress bars");
@@ -42,6 +48,7 @@ model::RuntimeOptions ModelOptions::runtime() const {
   r.act_bits = act_bits;
   r.act_scheme = act_scheme;
   r.kv_bits = kv_bits;
+  r.kernel = model::parse_packed_kernel(kernel);
   return r;
 }
 

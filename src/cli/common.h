@@ -23,9 +23,10 @@ struct ModelOptions {
   int act_bits = -1;
   std::string act_scheme;
   int kv_bits = -1;
+  std::string kernel = "auto";  // packed kernel: auto, float or int8
 
   // Adds MODEL (positional), --tokenizer, --json, --quiet and, with_runtime, --threads,
-  // --dtype, --act-bits, --act-scheme, --kv-bits.
+  // --dtype, --act-bits, --act-scheme, --kv-bits, --kernel.
   void add_to(CLI::App& cmd, bool with_runtime = true);
   model::LoadedModel load() const;
   model::RuntimeOptions runtime() const;

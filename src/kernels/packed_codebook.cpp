@@ -4,6 +4,7 @@
 
 #include "lcq/core/error.h"
 #include "lcq/core/half.h"
+#include "packed_int8.h"
 #include "packed_internal.h"
 
 #include <omp.h>
@@ -48,6 +49,7 @@ struct PackedAccess {
     v.blk_scale = m.blk_scale_f_.data();
     v.blk_offset = m.blk_offset_f_.data();
     v.v = m.v_f_.data();
+    v.int8_col = m.int8_col_.empty() ? nullptr : m.int8_col_.data();
     return v;
   }
 };
@@ -64,19 +66,6 @@ void encode_row(int format, int bits, const detail::RowShape& s, int64_t cols, c
       w |= ((uint32_t(q[c]) >> p.value_shift) & ((1u << p.nbits) - 1)) << p.shift;
       detail::store_word(row + p.offset, p.word_bits, w);
     }
-  }
-}
-
-void decode_row(int format, int bits, const detail::RowShape& s, int64_t cols, const uint8_t* row, uint8_t* q) {
-  detail::Piece pieces[2];
-  for (int64_t c = 0; c < cols; ++c) {
-    const int np = detail::locate_pieces(format, bits, s, c, pieces);
-    uint32_t v = 0;
-    for (int k = 0; k < np; ++k) {
-      const detail::Piece& p = pieces[k];
-      v |= ((detail::load_word(row + p.offset, p.word_bits) >> p.shift) & ((1u << p.nbits) - 1)) << p.value_shift;
-    }
-    q[c] = uint8_t(v);
   }
 }
 
@@ -103,16 +92,18 @@ PackedCodebookMatrix PackedCodebookMatrix::pack(const CodebookLayer& layer) {
   for (int64_t i = 0; i < m.rows_; ++i)
     encode_row(m.format_, m.bits_, s, m.cols_, layer.indices.data() + i * m.cols_, m.idx_.get() + i * m.row_bytes_);
 
-  // Group parameters, regrouped so that one group's rank + 1 coefficients are adjacent.
-  const int64_t G = layer.n_groups();
+  // Group parameters, regrouped per row: [rows][rank + 1][groups_per_row], so that one
+  // parameter of consecutive groups is contiguous (kernels build 8 groups' codebooks at once).
+  const int64_t G = layer.n_groups(), gpr = layer.groups_per_row();
   const int np = m.rank_ + 1;
+  auto at = [&](int64_t g, int p) { return size_t(((g / gpr) * np + p) * gpr + g % gpr); };
   m.dq_bits_ = layer.dq_bits;
   if (layer.dq_bits > 0) {
     m.dq_group_ = layer.dq_group;
     m.coef_codes_.resize(size_t(G * np));
     for (int64_t g = 0; g < G; ++g) {
-      for (int r = 0; r < m.rank_; ++r) m.coef_codes_[size_t(g * np + r)] = layer.s_codes[size_t(r * G + g)];
-      m.coef_codes_[size_t(g * np + m.rank_)] = layer.b_codes[size_t(g)];
+      for (int r = 0; r < m.rank_; ++r) m.coef_codes_[at(g, r)] = layer.s_codes[size_t(r * G + g)];
+      m.coef_codes_[at(g, m.rank_)] = layer.b_codes[size_t(g)];
     }
     const int64_t nb = layer.n_dq_blocks();
     m.blk_scale_.resize(size_t(np * nb));
@@ -129,13 +120,14 @@ PackedCodebookMatrix PackedCodebookMatrix::pack(const CodebookLayer& layer) {
     m.dq_group_ = layer.dq_group;
     m.coef_f32_.resize(size_t(G * np));
     for (int64_t g = 0; g < G; ++g) {
-      for (int r = 0; r < m.rank_; ++r) m.coef_f32_[size_t(g * np + r)] = layer.s_f32[size_t(r * G + g)];
-      m.coef_f32_[size_t(g * np + m.rank_)] = layer.b_f32[size_t(g)];
+      for (int r = 0; r < m.rank_; ++r) m.coef_f32_[at(g, r)] = layer.s_f32[size_t(r * G + g)];
+      m.coef_f32_[at(g, m.rank_)] = layer.b_f32[size_t(g)];
     }
   }
   m.v_ = layer.v;
   m.v_f_.resize(m.v_.size());
   f16_to_f32_n(m.v_.data(), m.v_f_.data(), m.v_.size());
+  if (detail::int8_applies(m.format_, m.group_)) m.int8_col_ = detail::int8_columns(m.format_, m.cols_);
   return m;
 }
 
@@ -149,17 +141,18 @@ CodebookLayer PackedCodebookMatrix::unpack() const {
   l.indices.resize(size_t(rows_ * cols_));
   const detail::RowShape s = shape_of(*this, format_);
   for (int64_t i = 0; i < rows_; ++i)
-    decode_row(format_, bits_, s, cols_, idx_.get() + i * row_bytes_, l.indices.data() + i * cols_);
-  const int64_t G = l.n_groups();
+    detail::decode_row(format_, bits_, s, cols_, idx_.get() + i * row_bytes_, l.indices.data() + i * cols_);
+  const int64_t G = l.n_groups(), gpr = l.groups_per_row();
   const int np = rank_ + 1;
+  auto at = [&](int64_t g, int p) { return size_t(((g / gpr) * np + p) * gpr + g % gpr); };
   l.dq_bits = dq_bits_;
   l.dq_group = dq_group_;
   if (dq_bits_ > 0) {
     l.s_codes.resize(size_t(rank_ * G));
     l.b_codes.resize(size_t(G));
     for (int64_t g = 0; g < G; ++g) {
-      for (int r = 0; r < rank_; ++r) l.s_codes[size_t(r * G + g)] = coef_codes_[size_t(g * np + r)];
-      l.b_codes[size_t(g)] = coef_codes_[size_t(g * np + rank_)];
+      for (int r = 0; r < rank_; ++r) l.s_codes[size_t(r * G + g)] = coef_codes_[at(g, r)];
+      l.b_codes[size_t(g)] = coef_codes_[at(g, rank_)];
     }
     const size_t nb = blk_scale_.size() / size_t(np);
     l.s_scale.assign(blk_scale_.begin(), blk_scale_.begin() + long(rank_ * nb));
@@ -170,8 +163,8 @@ CodebookLayer PackedCodebookMatrix::unpack() const {
     l.s_f32.resize(size_t(rank_ * G));
     l.b_f32.resize(size_t(G));
     for (int64_t g = 0; g < G; ++g) {
-      for (int r = 0; r < rank_; ++r) l.s_f32[size_t(r * G + g)] = coef_f32_[size_t(g * np + r)];
-      l.b_f32[size_t(g)] = coef_f32_[size_t(g * np + rank_)];
+      for (int r = 0; r < rank_; ++r) l.s_f32[size_t(r * G + g)] = coef_f32_[at(g, r)];
+      l.b_f32[size_t(g)] = coef_f32_[at(g, rank_)];
     }
   }
   l.v = v_;
@@ -202,6 +195,7 @@ PackedCodebookMatrix PackedCodebookMatrix::clone() const {
   m.blk_scale_f_ = blk_scale_f_;
   m.blk_offset_f_ = blk_offset_f_;
   m.v_f_ = v_f_;
+  m.int8_col_ = int8_col_;
   return m;
 }
 
@@ -227,6 +221,19 @@ int PackedCodebookMatrix::index_at(int64_t row, int64_t col) const {
 
 namespace detail {
 
+void decode_row(int format, int bits, const RowShape& s, int64_t cols, const uint8_t* row, uint8_t* q) {
+  Piece pieces[2];
+  for (int64_t c = 0; c < cols; ++c) {
+    const int np = locate_pieces(format, bits, s, c, pieces);
+    uint32_t v = 0;
+    for (int k = 0; k < np; ++k) {
+      const Piece& p = pieces[k];
+      v |= ((load_word(row + p.offset, p.word_bits) >> p.shift) & ((1u << p.nbits) - 1)) << p.value_shift;
+    }
+    q[c] = uint8_t(v);
+  }
+}
+
 void basis_tables(const MatrixView& m, int64_t block, int stride, float* E) {
   const int K = std::min(m.levels, stride), R = m.rank;
   float* e0 = E;
@@ -249,11 +256,12 @@ namespace {
 
 // C[g][t] exactly as CodebookLayer::codebook computes it.
 void reference_codebook(const MatrixView& m, int64_t g, float* out) {
-  const int K = m.levels, np = m.rank + 1;
+  const int K = m.levels;
   auto param = [&](int p) {
-    if (m.dq_bits == 0) return m.coef_f32[g * np + p];
+    if (m.dq_bits == 0) return m.coef_f32[coef_index(m, g, p)];
     const int64_t blk = g / m.dq_group;
-    return m.blk_offset[p * m.n_blocks + blk] + m.blk_scale[p * m.n_blocks + blk] * float(m.coef_codes[g * np + p]);
+    return m.blk_offset[p * m.n_blocks + blk] +
+           m.blk_scale[p * m.n_blocks + blk] * float(m.coef_codes[coef_index(m, g, p)]);
   };
   const float b = param(m.rank);
   for (int t = 0; t < K; ++t) out[t] = -b;
@@ -295,7 +303,7 @@ void PackedCodebookMatrix::dequantize(float* out) const {
   std::vector<uint8_t> q(static_cast<size_t>(cols_));
   std::vector<float> cb(static_cast<size_t>(m.levels));
   for (int64_t i = 0; i < rows_; ++i) {
-    decode_row(format_, bits_, s, cols_, idx_.get() + i * row_bytes_, q.data());
+    detail::decode_row(format_, bits_, s, cols_, idx_.get() + i * row_bytes_, q.data());
     for (int64_t j = 0; j < m.groups_per_row; ++j) {
       detail::reference_codebook(m, i * m.groups_per_row + j, cb.data());
       const int64_t c1 = std::min(cols_, (j + 1) * group_);
@@ -308,13 +316,56 @@ void PackedCodebookMatrix::gemv(const float* x, float* y, KernelPath path) const
 
 void PackedCodebookMatrix::gemm(const float* X, int64_t n, float* Y, KernelPath path) const { run(X, n, Y, path); }
 
+namespace {
+
+// Runs kernel(row0, row1) over [0, rows), split over threads. Rows are handed out in chunks
+// so that a thread slowed by other load on the machine does not hold everyone back; small
+// products stay on the calling thread.
+template <class Kernel>
+void for_row_chunks(int64_t rows, int64_t cols, int64_t n, Kernel kernel) {
+  const int threads = omp_get_max_threads();
+  const double work = double(rows) * double(cols) * double(n);
+  if (threads <= 1 || work < 2.0e5 || rows < 16) {
+    kernel(int64_t(0), rows);
+    return;
+  }
+  const int64_t chunk = std::max<int64_t>(8, rows / (int64_t(threads) * 8));
+  const int64_t nchunks = (rows + chunk - 1) / chunk;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
+  for (int64_t c = 0; c < nchunks; ++c) {
+    const int64_t r0 = c * chunk;
+    kernel(r0, std::min(rows, r0 + chunk));
+  }
+}
+
+}  // namespace
+
+bool int8_simd_available() { return detail::int8_simd_available(); }
+
 void PackedCodebookMatrix::run(const float* X, int64_t n, float* Y, KernelPath path) const {
   LCQ_CHECK(rows_ > 0, "product with an empty packed matrix");
   if (n <= 0) return;
   const detail::MatrixView m = PackedAccess::view(*this);
+
+  if (path == KernelPath::kInt8 || path == KernelPath::kInt8Scalar) {
+    LCQ_CHECK(int8_applies(), "no integer kernel for {}-bit indices in groups of {} (needs 2 or 4 bits and groups of "
+              "whole index blocks: a multiple of 128 columns at 2 bits, 64 at 4 bits)", bits_, group_);
+    const bool simd = path == KernelPath::kInt8;
+    LCQ_CHECK(!simd || detail::int8_simd_available(), "no SIMD integer kernel for the {} target",
+              current_simd_target());
+    thread_local detail::Int8Activations act;
+    detail::quantize_activations(m, int8_col_.data(), X, n, act);
+    for_row_chunks(rows_, cols_, n, [&](int64_t r0, int64_t r1) {
+      if (simd)
+        detail::gemm_rows_int8_simd(m, act, Y, r0, r1);
+      else
+        detail::gemm_rows_int8_scalar(m, act, Y, r0, r1);
+    });
+    return;
+  }
+
   const bool simd = path != KernelPath::kScalar && group_ % detail::kLanes == 0;
   LCQ_CHECK(simd || path != KernelPath::kSimd, "no SIMD kernel for group size {} (needs a multiple of 8)", group_);
-
   // Zero-padded activations: the kernels read whole 8-column fields.
   thread_local std::vector<float> padded;
   const float* xs = X;
@@ -324,22 +375,7 @@ void PackedCodebookMatrix::run(const float* X, int64_t n, float* Y, KernelPath p
     xs = padded.data();
   }
   auto kernel = simd ? &detail::gemm_rows_simd : &detail::gemm_rows_scalar;
-
-  // Rows are handed out in chunks so that a thread slowed by other load on the machine
-  // does not hold everyone back; small products stay on the calling thread.
-  const int threads = omp_get_max_threads();
-  const double work = double(rows_) * double(cols_) * double(n);
-  if (threads <= 1 || work < 2.0e5 || rows_ < 16) {
-    kernel(m, xs, n, Y, 0, rows_);
-    return;
-  }
-  const int64_t chunk = std::max<int64_t>(8, rows_ / (int64_t(threads) * 8));
-  const int64_t nchunks = (rows_ + chunk - 1) / chunk;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
-  for (int64_t c = 0; c < nchunks; ++c) {
-    const int64_t r0 = c * chunk;
-    kernel(m, xs, n, Y, r0, std::min(rows_, r0 + chunk));
-  }
+  for_row_chunks(rows_, cols_, n, [&](int64_t r0, int64_t r1) { kernel(m, xs, n, Y, r0, r1); });
 }
 
 }  // namespace lcq::kernels

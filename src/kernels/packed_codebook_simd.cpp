@@ -369,9 +369,9 @@ HWY_INLINE void BuildRowTables(const detail::MatrixView& m, int64_t i, size_t kp
     const int64_t total = (j1 - j0) * nv;
     auto chain = [&](int64_t u) HWY_ATTR LCQ_INLINE_LAMBDA {
       const int64_t j = j0 + (u >> lg), k = (u & vmask) * kN;
-      const float* c = cf + j * np;
+      const float* c = cf + j;  // parameter q at c[q * gpr]
       VF t = hn::Load(df, E + k);
-      for (int q = 0; q < np; ++q) t = hn::MulAdd(hn::Set(df, c[q]), hn::Load(df, E + (q + 1) * kp + k), t);
+      for (int q = 0; q < np; ++q) t = hn::MulAdd(hn::Set(df, c[q * gpr]), hn::Load(df, E + (q + 1) * kp + k), t);
       hn::Store(t, df, tabs + size_t(j) * kp + size_t(k));
     };
     // Eight chains hide the FMA latency; with one vector per table they share each basis load.
@@ -383,7 +383,7 @@ HWY_INLINE void BuildRowTables(const detail::MatrixView& m, int64_t i, size_t kp
       VF t[kC];
       for (int a = 0; a < kC; ++a) {
         const int64_t j = j0 + ((u + a) >> lg), k = ((u + a) & vmask) * kN;
-        c[a] = cf + j * np;
+        c[a] = cf + j;
         off[a] = k;
         t[a] = hn::Load(df, E + k);
       }
@@ -391,9 +391,9 @@ HWY_INLINE void BuildRowTables(const detail::MatrixView& m, int64_t i, size_t kp
         const float* e = E + (q + 1) * kp;
         if (nv == 1) {
           const VF ev = hn::Load(df, e);
-          for (int a = 0; a < kC; ++a) t[a] = hn::MulAdd(hn::Set(df, c[a][q]), ev, t[a]);
+          for (int a = 0; a < kC; ++a) t[a] = hn::MulAdd(hn::Set(df, c[a][q * gpr]), ev, t[a]);
         } else {
-          for (int a = 0; a < kC; ++a) t[a] = hn::MulAdd(hn::Set(df, c[a][q]), hn::Load(df, e + off[a]), t[a]);
+          for (int a = 0; a < kC; ++a) t[a] = hn::MulAdd(hn::Set(df, c[a][q * gpr]), hn::Load(df, e + off[a]), t[a]);
         }
       }
       float* dst = tabs + size_t(j0) * kp + size_t(u) * kN;  // vectors are consecutive

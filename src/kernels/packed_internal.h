@@ -114,6 +114,9 @@ inline uint32_t load_word(const uint8_t* p, int word_bits) {
 
 inline void store_word(uint8_t* p, int word_bits, uint32_t w) { std::memcpy(p, &w, size_t(word_bits / 8)); }
 
+// Decodes the first `cols` indices of one packed row to bytes.
+void decode_row(int format, int bits, const RowShape& s, int64_t cols, const uint8_t* row, uint8_t* q);
+
 // Everything a kernel reads, as plain pointers.
 struct MatrixView {
   int64_t rows, cols, padded_cols, row_bytes, full_blocks;
@@ -123,12 +126,19 @@ struct MatrixView {
   const uint8_t* idx;
   int dq_bits;
   int64_t dq_group, n_blocks;
-  const uint8_t* coef_codes;  // [rows * gpr][rank + 1] (dq)
-  const float* coef_f32;      // [rows * gpr][rank + 1] (no dq)
+  const uint8_t* coef_codes;  // [rows][rank + 1][gpr] (dq)
+  const float* coef_f32;      // [rows][rank + 1][gpr] (no dq)
   const float* blk_scale;     // [rank + 1][n_blocks]
   const float* blk_offset;
   const float* v;  // [rank][levels]
+  const int32_t* int8_col;  // integer path: column of each activation byte (packed_int8.h), or null
 };
+
+// Position of parameter p (S_0 .. S_{rank-1}, then B) of group g in coef_codes / coef_f32.
+inline int64_t coef_index(const MatrixView& m, int64_t g, int p) {
+  const int64_t row = g / m.groups_per_row;
+  return (row * (m.rank + 1) + p) * m.groups_per_row + (g - row * m.groups_per_row);
+}
 
 // The codebook of a group as a linear combination with its rank + 1 coefficients:
 // C = E[0] + sum_p coef[p] * E[p + 1]. With double quantization coef are the raw codes and

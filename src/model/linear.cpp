@@ -47,12 +47,15 @@ torch::Tensor linear_in_f32(const torch::Tensor& x, int64_t rows, int64_t cols, 
 }
 
 // Packed LCQ layer: GEMV for one token (decoding), GEMM otherwise.
-torch::Tensor packed_linear(const kernels::PackedCodebookMatrix& p, const torch::Tensor& x) {
+torch::Tensor packed_linear(const kernels::PackedCodebookMatrix& p, PackedKernel kernel, const torch::Tensor& x) {
   return linear_in_f32(x, p.rows(), p.cols(), [&](const torch::Tensor& xf, int64_t n, torch::Tensor& y) {
+    const bool int8 = kernel != PackedKernel::kFloat && (kernel == PackedKernel::kInt8 || n == 1) &&
+                      p.int8_applies() && kernels::int8_simd_available();
+    const kernels::KernelPath path = int8 ? kernels::KernelPath::kInt8 : kernels::KernelPath::kAuto;
     if (n == 1)
-      p.gemv(xf.data_ptr<float>(), y.data_ptr<float>());
+      p.gemv(xf.data_ptr<float>(), y.data_ptr<float>(), path);
     else
-      p.gemm(xf.data_ptr<float>(), n, y.data_ptr<float>());
+      p.gemm(xf.data_ptr<float>(), n, y.data_ptr<float>(), path);
   });
 }
 
@@ -87,13 +90,20 @@ LinearInputTap::~LinearInputTap() {
   g_tap = nullptr;
 }
 
+PackedKernel parse_packed_kernel(const std::string& name) {
+  if (name == "auto" || name.empty()) return PackedKernel::kAuto;
+  if (name == "float") return PackedKernel::kFloat;
+  if (name == "int8") return PackedKernel::kInt8;
+  fail("unknown packed kernel '{}' (expected auto, float or int8)", name);
+}
+
 torch::Tensor Linear::forward(const torch::Tensor& x) const {
   if (g_tap) (*g_tap)(*this, x);
   torch::Tensor in = input_quant ? input_quant->apply(x) : x;
   torch::Tensor y;
   if (packed || (weight.scalar_type() == torch::kHalf && in.scalar_type() != torch::kHalf)) {
     LCQ_CHECK(!in.requires_grad(), "a packed or fp16-stored layer is inference-only");
-    y = packed ? packed_linear(*packed, in) : half_linear(weight, in);
+    y = packed ? packed_linear(*packed, kernel, in) : half_linear(weight, in);
     if (bias.defined()) y.add_(bias);
   } else {
     y = bias.defined() ? torch::nn::functional::linear(in, weight, bias) : torch::nn::functional::linear(in, weight);

@@ -101,6 +101,7 @@ Model build_model(const io::ModelSource& src, const RuntimeOptions& opts) {
         const CodebookLayer cl = io::read_codebook_layer(src, base, out, in);
         if (compact) {
           x.packed = std::make_shared<const kernels::PackedCodebookMatrix>(kernels::PackedCodebookMatrix::pack(cl));
+          x.kernel = opts.kernel;
         } else {
           auto w = torch::empty({out, in}, torch::kFloat32);
           cl.dequantize(w.data_ptr<float>());

@@ -19,8 +19,11 @@ namespace lcq::kernels {
 
 // Which implementation runs the product. kAuto picks the SIMD kernel of the best target this
 // CPU supports (or the scalar reference where the SIMD kernel does not apply, e.g. group
-// sizes that are not a multiple of 8).
-enum class KernelPath { kAuto, kScalar, kSimd };
+// sizes that are not a multiple of 8). kScalar and kSimd compute the float product of the
+// dequantized weights. kInt8 is the integer kernel (activations rounded to int8 per group,
+// each group's codebook to 7-bit levels; see docs/packed-format.md) and kInt8Scalar its
+// scalar reference; both throw lcq::Error where they do not apply (int8_applies()).
+enum class KernelPath { kAuto, kScalar, kSimd, kInt8, kInt8Scalar };
 
 // 64-byte aligned byte storage (for packed indices).
 struct AlignedFree {
@@ -64,6 +67,10 @@ class PackedCodebookMatrix {
   int64_t row_bytes() const { return row_bytes_; }
   int64_t padded_cols() const { return padded_cols_; }
   int index_at(int64_t row, int64_t col) const;  // decodes one index from the packed bits
+  // Whether KernelPath::kInt8Scalar applies (2- or 4-bit indices, groups of whole index
+  // blocks: a multiple of 128 columns at 2 bits, of 64 at 4 bits); kInt8 also needs
+  // int8_simd_available().
+  bool int8_applies() const { return !int8_col_.empty(); }
 
  private:
   friend struct PackedAccess;
@@ -79,6 +86,7 @@ class PackedCodebookMatrix {
   std::vector<uint16_t> v_;           // fp16 [rank][K]
   // Decoded copies of the small fp16 arrays, so the kernels never convert them per call.
   std::vector<float> blk_scale_f_, blk_offset_f_, v_f_;
+  std::vector<int32_t> int8_col_;  // integer path: column of each activation byte (empty: no path)
 
   void run(const float* X, int64_t n, float* Y, KernelPath path) const;
 };
@@ -96,5 +104,9 @@ std::vector<SimdTarget> available_simd_targets();
 void force_simd_target(int64_t id);
 // Name of the target dispatch currently selects.
 const char* current_simd_target();
+// Whether the dispatched target has the SIMD integer kernel (x86 with AVX2 or better), and
+// the target the integer kernel dispatches to (it also builds AVX-512 VNNI, "AVX3_DL").
+bool int8_simd_available();
+const char* int8_simd_target();
 
 }  // namespace lcq::kernels

@@ -22,11 +22,20 @@ struct ActQuant {
   torch::Tensor apply(const torch::Tensor& x) const;
 };
 
+// Which packed kernel runs a packed layer (docs/packed-format.md): kFloat is the float
+// product of the dequantized weights; kInt8 the integer kernel (int8 activations per group,
+// 7-bit codebook levels) wherever it applies; kAuto the integer kernel for single tokens
+// (decoding, where the product streams the weights and the integer kernel is faster) and
+// the float kernel for several tokens.
+enum class PackedKernel { kAuto, kFloat, kInt8 };
+PackedKernel parse_packed_kernel(const std::string& name);  // "auto", "float", "int8"
+
 // The weight is either a dense tensor (trainable; what quantizers substitute) or an LCQ
 // codebook layer in its packed form, run by the packed kernels (inference only, CPU).
 struct Linear {
   torch::Tensor weight;  // [out, in]; undefined when `packed` holds the layer
   std::shared_ptr<const kernels::PackedCodebookMatrix> packed;
+  PackedKernel kernel = PackedKernel::kAuto;
   torch::Tensor bias;    // [out] or undefined
   std::shared_ptr<const ActQuant> input_quant;   // quantize x before the product
   std::shared_ptr<const ActQuant> output_quant;  // quantize y (LRQ's KV8 on k/v projections)

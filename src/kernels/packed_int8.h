@@ -1,0 +1,74 @@
+// Internal to lcq_kernels: the integer product path of PackedCodebookMatrix
+// (docs/packed-format.md, "The integer path"). Activations become int8 per weight group,
+// each group's codebook becomes 7-bit unsigned levels, and the product of a group is an
+// exact int32 sum that is scaled back to float once per group:
+//
+//   sum_c C[q_c] x_c  ~=  d_w * d_x * sum_c u[q_c] xq_c  +  min_w * d_x * sum_c xq_c
+//
+// with C ~= min_w + d_w * u (u in [0, 127]) and x ~= d_x * xq (xq in [-127, 127]). 7-bit
+// levels keep pmaddubsw's pairwise sums (at most 2 * 127 * 127) inside int16.
+//
+// The int8 activations are stored in the order the SIMD kernel extracts indices from a
+// block of lane words, so one byte shift + AND of the packed indices lines up with a plain
+// load of activations (no index shuffling in the inner loop).
+#pragma once
+
+#include "packed_internal.h"
+
+#include <cstdint>
+#include <vector>
+
+namespace lcq::kernels::detail {
+
+// Columns one full index block covers in the integer order; 0 when the format has no
+// integer path (the 3-bit and byte formats).
+inline int int8_block_cols(int format) { return format == kFmt2 ? 128 : format == kFmt4 ? 64 : 0; }
+
+// Whether the integer path handles this matrix: 2- or 4-bit indices and groups made of
+// whole index blocks, so that every block (and the short tail) belongs to one group.
+inline bool int8_applies(int format, int group) {
+  const int bc = int8_block_cols(format);
+  return bc > 0 && group % bc == 0;
+}
+
+// Activation bytes per token: the full blocks, then the short tail's capacity.
+int64_t int8_stride(int format, const RowShape& s);
+
+// For every activation byte of one token (int8_stride of them), the column it holds, or -1
+// for positions past the last column.
+std::vector<int32_t> int8_columns(int format, int64_t cols);
+
+// Activations quantized for one product.
+struct Int8Activations {
+  int64_t n = 0, stride = 0, groups = 0;
+  std::vector<int8_t> q;            // [n][stride], integer order
+  std::vector<float> scale;         // [n][groups]: d_x
+  std::vector<float> scaled_sum;    // [n][groups]: d_x * sum of the group's xq
+};
+
+// Quantizes X ([n][cols], row-major) per token and weight group: d_x = max|x| / 127.
+void quantize_activations(const MatrixView& m, const int32_t* columns, const float* X, int64_t n,
+                          Int8Activations& a);
+
+// The rank + 1 decoded parameters of group g (S_0 .. S_{rank-1}, B), as fused multiply-adds
+// so that the scalar reference and the SIMD kernel get the same bits.
+void group_params(const MatrixView& m, int64_t g, float* out);
+
+// One group's codebook as 7-bit levels: C_k = -B + sum_r S_r V_r[k] (fused, r ascending),
+// min = min_k C_k, d = (max - min) / 127, u_k = round((C_k - min) * 127 / (max - min)).
+// Written out in scalar form; the SIMD kernel computes the same operations lane-wise.
+struct GroupLevels {
+  uint8_t u[16];
+  float d, min;
+};
+GroupLevels group_levels(const MatrixView& m, const float* params);
+
+// Scalar reference of the integer path for rows [row0, row1): Y[t * rows + i].
+void gemm_rows_int8_scalar(const MatrixView& m, const Int8Activations& a, float* Y, int64_t row0, int64_t row1);
+// The SIMD integer kernel; returns false (and computes nothing) when the dispatched target
+// has none.
+bool gemm_rows_int8_simd(const MatrixView& m, const Int8Activations& a, float* Y, int64_t row0, int64_t row1);
+// Whether the dispatched target has a SIMD integer kernel.
+bool int8_simd_available();
+
+}  // namespace lcq::kernels::detail

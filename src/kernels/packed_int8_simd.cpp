@@ -1,0 +1,356 @@
+// The SIMD integer kernel of PackedCodebookMatrix (packed_int8.h has the arithmetic).
+// x86 only: AVX2 (pmaddubsw + pmaddwd) and, when the CPU has AVX-512 VNNI, vpdpbusd; other
+// targets report no integer kernel and the float kernel runs instead.
+//
+// Per row: the 7-bit levels of 8 groups are built at once, one group per vector lane, with
+// the same operations as group_levels(). Per block of 32 index bytes and per index slot k:
+// one shift and one AND expose 32 indices, pshufb looks their levels up in the group's
+// 16-byte table, and one multiply-add accumulates them against 32 int8 activations.
+// The group's int32 sums become float once per group.
+
+// Scalable vectors are not used here; keep the targets the float kernel builds.
+#ifndef HWY_DISABLED_TARGETS
+#define HWY_DISABLED_TARGETS (HWY_SVE | HWY_SVE2 | HWY_SVE_256 | HWY_SVE2_128 | HWY_RVV)
+#endif
+#ifndef HWY_WANT_AVX3_DL
+#define HWY_WANT_AVX3_DL 1  // compile the AVX-512 VNNI target too (Highway leaves it out by default)
+#endif
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "lcq/kernels/packed_codebook.h"
+#include "packed_int8.h"
+
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "../src/kernels/packed_int8_simd.cpp"  // relative to include/
+#include <hwy/foreach_target.h>  // IWYU pragma: keep
+#include <hwy/highway.h>
+
+HWY_BEFORE_NAMESPACE();
+#if HWY_TARGET == HWY_AVX3_DL && (defined(__GNUC__) || defined(__clang__))
+// Highway 1.0's AVX3_DL target string names AVX-VNNI (VEX) although the target's run-time
+// check is for AVX512-VNNI; the kernel uses only the 512-bit (EVEX) vpdpbusd under it.
+#pragma GCC target("avx512vnni")
+#endif
+namespace lcq::kernels {
+namespace HWY_NAMESPACE {
+
+int64_t Int8TargetId() { return HWY_TARGET; }
+
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX2
+
+namespace {  // helpers private to this file (other kernels share the target namespaces)
+
+// acc (int32 lanes) += the dot products of 4 unsigned bytes of u with 4 signed bytes of x.
+// The pairwise int16 sums cannot saturate: u <= 127 and |x| <= 127.
+HWY_INLINE __m256i Dot(__m256i acc, __m256i u, __m256i x) {
+  return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, x), _mm256_set1_epi16(1)));
+}
+
+HWY_INLINE __m128i Dot128(__m128i acc, __m128i u, __m128i x) {
+  return _mm_add_epi32(acc, _mm_madd_epi16(_mm_maddubs_epi16(u, x), _mm_set1_epi16(1)));
+}
+
+HWY_INLINE float HorizontalSum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+// Per-thread scratch of one row: parameters [rank + 1][groups], the 7-bit tables (K bytes
+// per group: 4 at 2 bits, 16 at 4 bits), d and min per group; per token d_w * d_x per group;
+// per row shape the group of every full index block.
+struct RowLevels {
+  std::vector<float> params, d, min, dd;
+  std::vector<uint8_t> tabs;
+  std::vector<int32_t> block_group;
+  int64_t padded = 0;                    // groups rounded up to 8
+  int64_t shape_fb = -1, shape_bpg = -1;  // what block_group was built for
+};
+
+// The levels of row i's groups, 8 groups per vector, operation for operation as
+// detail::group_params() and detail::group_levels() (fused multiply-adds in the same order,
+// the same rounding), so the scalar reference reproduces them bit for bit.
+HWY_INLINE void BuildLevels(const detail::MatrixView& m, int64_t i, RowLevels& L) {
+  const int64_t gpr = m.groups_per_row, gp = (gpr + 7) / 8 * 8, g0 = i * gpr;
+  const int np = m.rank + 1, K = m.levels;
+  if (L.padded != gp || L.params.size() != size_t(np * gp)) {  // a new shape or rank
+    L.padded = gp;
+    L.params.assign(size_t(np * gp), 0.f);
+    L.d.assign(size_t(gp), 0.f);
+    L.min.assign(size_t(gp), 0.f);
+    L.dd.assign(size_t(gp), 0.f);
+    L.tabs.assign(size_t(16 * gp), 0);
+  }
+  // Parameter q of 8 consecutive groups is contiguous ([rows][rank + 1][groups]).
+  for (int64_t j0 = 0; j0 < gp; j0 += 8) {
+    const int64_t n8 = std::min<int64_t>(8, gpr - j0);
+    __m256 sc[17], off[17];
+    if (m.dq_bits > 0) {
+      const int64_t b0 = (g0 + j0) / m.dq_group, b1 = (g0 + j0 + n8 - 1) / m.dq_group;
+      if (b0 == b1) {  // the usual case: the 8 groups share a double-quantization block
+        for (int q = 0; q < np; ++q) {
+          sc[q] = _mm256_set1_ps(m.blk_scale[q * m.n_blocks + b0]);
+          off[q] = _mm256_set1_ps(m.blk_offset[q * m.n_blocks + b0]);
+        }
+      } else {
+        alignas(32) int32_t bl[8];
+        for (int l = 0; l < 8; ++l) bl[l] = int32_t((g0 + j0 + std::min<int64_t>(l, n8 - 1)) / m.dq_group);
+        const __m256i bv = _mm256_load_si256(reinterpret_cast<const __m256i*>(bl));
+        for (int q = 0; q < np; ++q) {
+          sc[q] = _mm256_i32gather_ps(m.blk_scale + q * m.n_blocks, bv, 4);
+          off[q] = _mm256_i32gather_ps(m.blk_offset + q * m.n_blocks, bv, 4);
+        }
+      }
+    }
+    for (int q = 0; q < np; ++q) {
+      const int64_t at = (i * np + q) * gpr + j0;
+      __m256 c;
+      if (m.dq_bits > 0) {
+        int64_t eight = 0;
+        std::memcpy(&eight, m.coef_codes + at, size_t(n8));  // padding lanes: code 0
+        c = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128(eight)));
+        c = _mm256_fmadd_ps(sc[q], c, off[q]);
+      } else {
+        alignas(32) float f[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        std::memcpy(f, m.coef_f32 + at, size_t(n8) * sizeof(float));
+        c = _mm256_load_ps(f);
+      }
+      _mm256_storeu_ps(&L.params[size_t(q * gp + j0)], c);
+    }
+  }
+  const __m256 sign = _mm256_set1_ps(-0.f), zero = _mm256_setzero_ps();
+  const __m256 k127 = _mm256_set1_ps(127.f), inv127 = _mm256_set1_ps(1.f / 127.f);
+  const __m256i lo_clamp = _mm256_setzero_si256(), hi_clamp = _mm256_set1_epi32(127);
+  for (int64_t j0 = 0; j0 < gp; j0 += 8) {
+    __m256 C[16];
+    const __m256 negb = _mm256_xor_ps(_mm256_loadu_ps(&L.params[size_t(m.rank * gp + j0)]), sign);
+    for (int k = 0; k < 16; ++k) C[k] = negb;  // all 16: K <= 16 is not visible to the compiler
+    for (int r = 0; r < m.rank; ++r) {
+      const __m256 s = _mm256_loadu_ps(&L.params[size_t(r * gp + j0)]);
+      for (int k = 0; k < K; ++k) C[k] = _mm256_fmadd_ps(s, _mm256_set1_ps(m.v[r * K + k]), C[k]);
+    }
+    __m256 lo = C[0], hi = C[0];
+    for (int k = 1; k < K; ++k) {
+      lo = _mm256_min_ps(lo, C[k]);
+      hi = _mm256_max_ps(hi, C[k]);
+    }
+    const __m256 range = _mm256_sub_ps(hi, lo);
+    const __m256 inv = _mm256_and_ps(_mm256_cmp_ps(range, zero, _CMP_GT_OQ), _mm256_div_ps(k127, range));
+    _mm256_storeu_ps(&L.d[size_t(j0)], _mm256_mul_ps(range, inv127));
+    _mm256_storeu_ps(&L.min[size_t(j0)], lo);
+    // Levels to bytes: word w of a group's table holds levels 4w .. 4w + 3.
+    __m256i words[4];
+    for (int w = 0; w < K / 4; ++w) {
+      words[w] = _mm256_setzero_si256();
+      for (int b = 0; b < 4; ++b) {
+        const __m256i u = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_sub_ps(C[4 * w + b], lo), inv));
+        const __m256i uc = _mm256_min_epi32(_mm256_max_epi32(u, lo_clamp), hi_clamp);
+        words[w] = _mm256_or_si256(words[w], _mm256_slli_epi32(uc, 8 * b));
+      }
+    }
+    if (K == 4) {  // one word per group: the 8 groups' tables are one vector
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(&L.tabs[size_t(4 * j0)]), words[0]);
+    } else {  // four words per group: transpose 4 x 8 words into 8 tables of 16 bytes
+      const __m256i t0 = _mm256_unpacklo_epi32(words[0], words[1]), t1 = _mm256_unpackhi_epi32(words[0], words[1]);
+      const __m256i t2 = _mm256_unpacklo_epi32(words[2], words[3]), t3 = _mm256_unpackhi_epi32(words[2], words[3]);
+      const __m256i u0 = _mm256_unpacklo_epi64(t0, t2), u1 = _mm256_unpackhi_epi64(t0, t2);  // groups 0|4, 1|5
+      const __m256i u2 = _mm256_unpacklo_epi64(t1, t3), u3 = _mm256_unpackhi_epi64(t1, t3);  // groups 2|6, 3|7
+      __m256i* dst = reinterpret_cast<__m256i*>(&L.tabs[size_t(16 * j0)]);
+      _mm256_storeu_si256(dst + 0, _mm256_permute2x128_si256(u0, u1, 0x20));
+      _mm256_storeu_si256(dst + 1, _mm256_permute2x128_si256(u2, u3, 0x20));
+      _mm256_storeu_si256(dst + 2, _mm256_permute2x128_si256(u0, u1, 0x31));
+      _mm256_storeu_si256(dst + 3, _mm256_permute2x128_si256(u2, u3, 0x31));
+    }
+  }
+}
+
+// Per token: d_w * d_x of every group into L.dd, and the row's offset term
+// sum_j min_j * d_x * sum(xq_j). Per row shape: the group of every full block.
+HWY_INLINE float TokenScales(const detail::MatrixView& m, const detail::Int8Activations& a, int64_t t, RowLevels& L) {
+  const int64_t gpr = m.groups_per_row, fb = m.full_blocks, bpg = m.group / detail::int8_block_cols(m.format);
+  if (L.shape_fb != fb || L.shape_bpg != bpg) {
+    L.block_group.resize(size_t(fb + 1));
+    for (int64_t b = 0; b < fb; ++b) L.block_group[size_t(b)] = int32_t(b / bpg);
+    L.block_group[size_t(fb)] = int32_t(std::min(fb / bpg, gpr - 1));  // the tail's
+    L.shape_fb = fb;
+    L.shape_bpg = bpg;
+  }
+  const float* dx = a.scale.data() + t * gpr;
+  const float* xs = a.scaled_sum.data() + t * gpr;
+  __m256 acc = _mm256_setzero_ps();
+  int64_t k = 0;
+  for (; k + 8 <= gpr; k += 8) {
+    _mm256_storeu_ps(&L.dd[size_t(k)], _mm256_mul_ps(_mm256_loadu_ps(&L.d[size_t(k)]), _mm256_loadu_ps(dx + k)));
+    acc = _mm256_fmadd_ps(_mm256_loadu_ps(&L.min[size_t(k)]), _mm256_loadu_ps(xs + k), acc);
+  }
+  float off = HorizontalSum(acc);
+  for (; k < gpr; ++k) {
+    L.dd[size_t(k)] = L.d[size_t(k)] * dx[k];
+    off += L.min[size_t(k)] * xs[k];
+  }
+  return off;
+}
+
+// The lookup table of group j in every 128-bit lane: K = 4 levels repeat across the lane
+// (indices are < 4), K = 16 fill it.
+template <int kBits>
+HWY_INLINE __m256i Table256(const RowLevels& L, int64_t j) {
+  if constexpr (kBits == 2) {
+    int32_t w;
+    std::memcpy(&w, &L.tabs[size_t(4 * j)], 4);
+    return _mm256_set1_epi32(w);
+  } else {
+    return _mm256_castps_si256(_mm256_broadcast_ps(reinterpret_cast<const __m128*>(&L.tabs[size_t(16 * j)])));
+  }
+}
+
+template <int kBits>
+HWY_INLINE __m128i Table128(const RowLevels& L, int64_t j) {
+  return _mm256_castsi256_si128(Table256<kBits>(L, j));
+}
+
+// Integer dot product of one block's S index slots against 32-byte activation runs at
+// x + k * xstride, into int32 lanes.
+template <int kBits>
+HWY_INLINE __m256i BlockDot256(const uint8_t* p, const int8_t* x, int64_t xstride, __m256i tbl) {
+  constexpr int S = 8 / kBits;
+  const __m256i mask = _mm256_set1_epi8(char((1 << kBits) - 1));
+  const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  __m256i acc = _mm256_setzero_si256();
+  for (int k = 0; k < S; ++k) {
+    const __m256i idx = _mm256_and_si256(k == 0 ? w : _mm256_srli_epi16(w, kBits * k), mask);
+    acc = Dot(acc, _mm256_shuffle_epi8(tbl, idx),
+              _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + k * xstride)));
+  }
+  return acc;
+}
+
+// The weights stream once per product; the hardware prefetcher alone leaves the loop
+// waiting on loads (measured), so each 64 bytes also prefetch the line this far ahead
+// (rows are contiguous, so this runs into the next rows).
+constexpr int kPrefetchBytes = 2048;
+
+// One row against one token (packed_int8.h); x in the integer order of int8_columns().
+template <int kBits>
+HWY_INLINE float RowDot(const detail::MatrixView& m, const uint8_t* HWY_RESTRICT p, const int8_t* HWY_RESTRICT x,
+                        const RowLevels& L, float offset) {
+  constexpr int S = 8 / kBits;
+  constexpr int64_t kBlockX = 32 * S;  // activation bytes per block
+  const int64_t fb = m.full_blocks;
+  const int32_t* bg = L.block_group.data();
+  const float* dd = L.dd.data();
+  int64_t b = 0;
+#if HWY_TARGET <= HWY_AVX3
+  // Pairs of blocks in 512-bit vectors: the low 256 bits are block b, the high block b + 1,
+  // each 128-bit lane looks up in the table of its block's group.
+  __m512 acc16 = _mm512_setzero_ps();
+  const __m512i mask = _mm512_set1_epi8(char((1 << kBits) - 1));
+  for (; b + 2 <= fb; b += 2, p += 64, x += 2 * kBlockX) {
+    _mm_prefetch(reinterpret_cast<const char*>(p) + kPrefetchBytes, _MM_HINT_T0);
+    const __m512i w = _mm512_loadu_si512(p);
+    const int64_t g0 = bg[b], g1 = bg[b + 1];
+    const __m512i tbl = _mm512_inserti64x4(_mm512_castsi256_si512(Table256<kBits>(L, g0)), Table256<kBits>(L, g1), 1);
+    __m512i acc = _mm512_setzero_si512();
+    for (int k = 0; k < S; ++k) {
+      const __m512i idx = _mm512_and_si512(k == 0 ? w : _mm512_srli_epi16(w, kBits * k), mask);
+      const __m512i u = _mm512_shuffle_epi8(tbl, idx), xv = _mm512_loadu_si512(x + 64 * k);
+#if HWY_TARGET == HWY_AVX3_DL
+      acc = _mm512_dpbusd_epi32(acc, u, xv);
+#else
+      acc = _mm512_add_epi32(acc, _mm512_madd_epi16(_mm512_maddubs_epi16(u, xv), _mm512_set1_epi16(1)));
+#endif
+    }
+    const __m512 scale = _mm512_insertf32x8(_mm512_set1_ps(dd[g0]), _mm256_set1_ps(dd[g1]), 1);
+    acc16 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc), scale, acc16);
+  }
+  __m256 accf = _mm256_add_ps(_mm512_castps512_ps256(acc16), _mm512_extractf32x8_ps(acc16, 1));
+#else
+  __m256 accf = _mm256_setzero_ps();
+  for (; b + 2 <= fb; b += 2, p += 64, x += 2 * kBlockX) {  // pairs: block b + h at x + 32h, runs 64 apart
+    _mm_prefetch(reinterpret_cast<const char*>(p) + kPrefetchBytes, _MM_HINT_T0);
+    const __m256i a0 = BlockDot256<kBits>(p, x, 64, Table256<kBits>(L, bg[b]));
+    const __m256i a1 = BlockDot256<kBits>(p + 32, x + 32, 64, Table256<kBits>(L, bg[b + 1]));
+    accf = _mm256_fmadd_ps(_mm256_cvtepi32_ps(a0), _mm256_set1_ps(dd[bg[b]]), accf);
+    accf = _mm256_fmadd_ps(_mm256_cvtepi32_ps(a1), _mm256_set1_ps(dd[bg[b + 1]]), accf);
+  }
+#endif
+  if (b < fb) {  // an odd last block: runs 32 apart
+    const __m256i a0 = BlockDot256<kBits>(p, x, 32, Table256<kBits>(L, bg[b]));
+    accf = _mm256_fmadd_ps(_mm256_cvtepi32_ps(a0), _mm256_set1_ps(dd[bg[b]]), accf);
+    p += 32;
+    x += kBlockX;
+  }
+  if (m.tail_fields > 0) {  // 16-bit lane words: the same steps on 16 bytes
+    const __m128i tbl = Table128<kBits>(L, bg[fb]);
+    const __m128i mask = _mm_set1_epi8(char((1 << kBits) - 1));
+    const __m128i w = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    __m128i a = _mm_setzero_si128();
+    for (int k = 0; k < S; ++k) {
+      const __m128i idx = _mm_and_si128(k == 0 ? w : _mm_srli_epi16(w, kBits * k), mask);
+      a = Dot128(a, _mm_shuffle_epi8(tbl, idx), _mm_loadu_si128(reinterpret_cast<const __m128i*>(x + 16 * k)));
+    }
+    accf = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_inserti128_si256(_mm256_setzero_si256(), a, 0)),
+                           _mm256_set1_ps(dd[bg[fb]]), accf);
+  }
+  return HorizontalSum(accf) + offset;
+}
+
+template <int kBits>
+void RowsT(const detail::MatrixView& m, const detail::Int8Activations& a, float* Y, int64_t row0, int64_t row1) {
+  thread_local RowLevels L;
+  for (int64_t i = row0; i < row1; ++i) {
+    BuildLevels(m, i, L);
+    const uint8_t* p = m.idx + i * m.row_bytes;
+    for (int64_t t = 0; t < a.n; ++t) {
+      const float offset = TokenScales(m, a, t, L);
+      Y[t * m.rows + i] = RowDot<kBits>(m, p, a.q.data() + t * a.stride, L, offset);
+    }
+  }
+}
+
+}  // namespace
+
+bool Int8Available() { return true; }
+
+bool Int8Rows(const detail::MatrixView& m, const detail::Int8Activations& a, float* Y, int64_t row0, int64_t row1) {
+  switch (m.format) {
+    case detail::kFmt2: RowsT<2>(m, a, Y, row0, row1); return true;
+    case detail::kFmt4: RowsT<4>(m, a, Y, row0, row1); return true;
+    default: return false;
+  }
+}
+
+#else  // no integer kernel on this target
+
+bool Int8Available() { return false; }
+bool Int8Rows(const detail::MatrixView&, const detail::Int8Activations&, float*, int64_t, int64_t) { return false; }
+
+#endif
+
+}  // namespace HWY_NAMESPACE
+}  // namespace lcq::kernels
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace lcq::kernels {
+
+HWY_EXPORT(Int8Rows);
+HWY_EXPORT(Int8Available);
+HWY_EXPORT(Int8TargetId);
+
+namespace detail {
+bool gemm_rows_int8_simd(const MatrixView& m, const Int8Activations& a, float* Y, int64_t row0, int64_t row1) {
+  return HWY_DYNAMIC_DISPATCH(Int8Rows)(m, a, Y, row0, row1);
+}
+bool int8_simd_available() { return HWY_DYNAMIC_DISPATCH(Int8Available)(); }
+}  // namespace detail
+
+const char* int8_simd_target() { return hwy::TargetName(HWY_DYNAMIC_DISPATCH(Int8TargetId)()); }
+
+}  // namespace lcq::kernels
+#endif  // HWY_ONCE
