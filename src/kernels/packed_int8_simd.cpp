@@ -61,110 +61,109 @@ HWY_INLINE float HorizontalSum(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
-// Per-thread scratch of one row: parameters [rank + 1][groups], the 7-bit tables (K bytes
-// per group: 4 at 2 bits, 16 at 4 bits), d and min per group; per token d_w * d_x per group;
-// per row shape the group of every full index block.
+// Per-thread scratch of one row: the 7-bit tables (K bytes per group: 4 at 2 bits, 16 at 4
+// bits), d and min per group; per token d_w * d_x per group; per row shape the group of
+// every full index block.
 struct RowLevels {
-  std::vector<float> params, d, min, dd;
+  std::vector<float> d, min, dd;
   std::vector<uint8_t> tabs;
   std::vector<int32_t> block_group;
-  int64_t padded = 0;                    // groups rounded up to 8
+  int64_t padded = 0;                     // groups rounded up to whole vectors
   int64_t shape_fb = -1, shape_bpg = -1;  // what block_group was built for
 };
 
-// The levels of row i's groups, 8 groups per vector, operation for operation as
+namespace hn = hwy::HWY_NAMESPACE;
+using DF = hn::CappedTag<float, 16>;  // 16 groups per vector on AVX-512, 8 on AVX2
+using DI = hn::RebindToSigned<DF>;
+using VF = hn::Vec<DF>;
+constexpr int64_t kGroupsPerVector = int64_t(hn::MaxLanes(DF()));
+
+// The levels of row i's groups, one group per vector lane, operation for operation as
 // detail::group_params() and detail::group_levels() (fused multiply-adds in the same order,
 // the same rounding), so the scalar reference reproduces them bit for bit.
+template <int kBits>
 HWY_INLINE void BuildLevels(const detail::MatrixView& m, int64_t i, RowLevels& L) {
-  const int64_t gpr = m.groups_per_row, gp = (gpr + 7) / 8 * 8, g0 = i * gpr;
-  const int np = m.rank + 1, K = m.levels;
-  if (L.padded != gp || L.params.size() != size_t(np * gp)) {  // a new shape or rank
+  constexpr int K = 1 << kBits;  // compile-time, so the per-level loops unroll
+  constexpr int64_t N = kGroupsPerVector;
+  const DF df;
+  const DI di;
+  const hn::Rebind<uint8_t, DF> d8;
+  const int64_t gpr = m.groups_per_row, gp = (gpr + N - 1) / N * N, g0 = i * gpr;
+  const int np = m.rank + 1;
+  if (L.padded != gp) {
     L.padded = gp;
-    L.params.assign(size_t(np * gp), 0.f);
     L.d.assign(size_t(gp), 0.f);
     L.min.assign(size_t(gp), 0.f);
     L.dd.assign(size_t(gp), 0.f);
     L.tabs.assign(size_t(16 * gp), 0);
   }
-  // Parameter q of 8 consecutive groups is contiguous ([rows][rank + 1][groups]).
-  for (int64_t j0 = 0; j0 < gp; j0 += 8) {
-    const int64_t n8 = std::min<int64_t>(8, gpr - j0);
-    __m256 sc[17], off[17];
-    if (m.dq_bits > 0) {
-      const int64_t b0 = (g0 + j0) / m.dq_group, b1 = (g0 + j0 + n8 - 1) / m.dq_group;
-      if (b0 == b1) {  // the usual case: the 8 groups share a double-quantization block
-        for (int q = 0; q < np; ++q) {
-          sc[q] = _mm256_set1_ps(m.blk_scale[q * m.n_blocks + b0]);
-          off[q] = _mm256_set1_ps(m.blk_offset[q * m.n_blocks + b0]);
-        }
-      } else {
-        alignas(32) int32_t bl[8];
-        for (int l = 0; l < 8; ++l) bl[l] = int32_t((g0 + j0 + std::min<int64_t>(l, n8 - 1)) / m.dq_group);
-        const __m256i bv = _mm256_load_si256(reinterpret_cast<const __m256i*>(bl));
-        for (int q = 0; q < np; ++q) {
-          sc[q] = _mm256_i32gather_ps(m.blk_scale + q * m.n_blocks, bv, 4);
-          off[q] = _mm256_i32gather_ps(m.blk_offset + q * m.n_blocks, bv, 4);
-        }
-      }
-    }
-    for (int q = 0; q < np; ++q) {
+  for (int64_t j0 = 0; j0 < gp; j0 += N) {
+    const int64_t n = std::min(N, gpr - j0);
+    // Block scale and offset of parameter q for these groups: one block (the usual case) or
+    // a gather where a double-quantization block ends among them.
+    const int64_t b0 = m.dq_bits > 0 ? (g0 + j0) / m.dq_group : 0;
+    const bool one_block = m.dq_bits == 0 || b0 == (g0 + j0 + n - 1) / m.dq_group;
+    alignas(64) int32_t blk[N];
+    if (!one_block)
+      for (int64_t l = 0; l < N; ++l) blk[l] = int32_t((g0 + j0 + std::min(l, n - 1)) / m.dq_group);
+    // Parameter q (S_0 .. S_{rank-1}, B) of the N groups; padding lanes read code 0.
+    auto param = [&](int q) HWY_ATTR {
       const int64_t at = (i * np + q) * gpr + j0;
-      __m256 c;
-      if (m.dq_bits > 0) {
-        int64_t eight = 0;
-        std::memcpy(&eight, m.coef_codes + at, size_t(n8));  // padding lanes: code 0
-        c = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128(eight)));
-        c = _mm256_fmadd_ps(sc[q], c, off[q]);
+      if (m.dq_bits == 0) {
+        if (n == N) return hn::LoadU(df, m.coef_f32 + at);
+        alignas(64) float f[N] = {};
+        std::copy(m.coef_f32 + at, m.coef_f32 + at + n, f);
+        return hn::Load(df, f);
+      }
+      VF code;
+      if (n == N) {
+        code = hn::ConvertTo(df, hn::BitCast(di, hn::PromoteTo(hn::RebindToUnsigned<DF>(), hn::LoadU(d8, m.coef_codes + at)))) ;
       } else {
-        alignas(32) float f[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-        std::memcpy(f, m.coef_f32 + at, size_t(n8) * sizeof(float));
-        c = _mm256_load_ps(f);
+        alignas(64) uint8_t c8[N] = {};
+        std::copy(m.coef_codes + at, m.coef_codes + at + n, c8);
+        code = hn::ConvertTo(df, hn::BitCast(di, hn::PromoteTo(hn::RebindToUnsigned<DF>(), hn::Load(d8, c8))));
       }
-      _mm256_storeu_ps(&L.params[size_t(q * gp + j0)], c);
-    }
-  }
-  const __m256 sign = _mm256_set1_ps(-0.f), zero = _mm256_setzero_ps();
-  const __m256 k127 = _mm256_set1_ps(127.f), inv127 = _mm256_set1_ps(1.f / 127.f);
-  const __m256i lo_clamp = _mm256_setzero_si256(), hi_clamp = _mm256_set1_epi32(127);
-  for (int64_t j0 = 0; j0 < gp; j0 += 8) {
-    __m256 C[16];
-    const __m256 negb = _mm256_xor_ps(_mm256_loadu_ps(&L.params[size_t(m.rank * gp + j0)]), sign);
-    for (int k = 0; k < 16; ++k) C[k] = negb;  // all 16: K <= 16 is not visible to the compiler
+      VF sc, off;
+      if (one_block) {
+        sc = hn::Set(df, m.blk_scale[q * m.n_blocks + b0]);
+        off = hn::Set(df, m.blk_offset[q * m.n_blocks + b0]);
+      } else {
+        sc = hn::GatherIndex(df, m.blk_scale + q * m.n_blocks, hn::Load(di, blk));
+        off = hn::GatherIndex(df, m.blk_offset + q * m.n_blocks, hn::Load(di, blk));
+      }
+      return hn::MulAdd(sc, code, off);
+    };
+    VF C[K];
+    const VF negb = hn::Neg(param(m.rank));
+    for (int k = 0; k < K; ++k) C[k] = negb;
     for (int r = 0; r < m.rank; ++r) {
-      const __m256 s = _mm256_loadu_ps(&L.params[size_t(r * gp + j0)]);
-      for (int k = 0; k < K; ++k) C[k] = _mm256_fmadd_ps(s, _mm256_set1_ps(m.v[r * K + k]), C[k]);
+      const VF s = param(r);
+      for (int k = 0; k < K; ++k) C[k] = hn::MulAdd(s, hn::Set(df, m.v[r * K + k]), C[k]);
     }
-    __m256 lo = C[0], hi = C[0];
+    VF lo = C[0], hi = C[0];
     for (int k = 1; k < K; ++k) {
-      lo = _mm256_min_ps(lo, C[k]);
-      hi = _mm256_max_ps(hi, C[k]);
+      lo = hn::Min(lo, C[k]);
+      hi = hn::Max(hi, C[k]);
     }
-    const __m256 range = _mm256_sub_ps(hi, lo);
-    const __m256 inv = _mm256_and_ps(_mm256_cmp_ps(range, zero, _CMP_GT_OQ), _mm256_div_ps(k127, range));
-    _mm256_storeu_ps(&L.d[size_t(j0)], _mm256_mul_ps(range, inv127));
-    _mm256_storeu_ps(&L.min[size_t(j0)], lo);
-    // Levels to bytes: word w of a group's table holds levels 4w .. 4w + 3.
-    __m256i words[4];
+    const VF range = hn::Sub(hi, lo);
+    const VF inv = hn::IfThenElseZero(hn::Gt(range, hn::Zero(df)), hn::Div(hn::Set(df, 127.f), range));
+    hn::StoreU(hn::Mul(range, hn::Set(df, 1.f / 127.f)), df, &L.d[size_t(j0)]);
+    hn::StoreU(lo, df, &L.min[size_t(j0)]);
+    // Levels to bytes, word w of a group's table holding levels 4w .. 4w + 3. They are in
+    // [0, 127] without clamping: C - lo >= 0 exactly, and (hi - lo) * inv rounds to 127.
+    hn::Vec<DI> words[K / 4];
     for (int w = 0; w < K / 4; ++w) {
-      words[w] = _mm256_setzero_si256();
+      words[w] = hn::Zero(di);
       for (int b = 0; b < 4; ++b) {
-        const __m256i u = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_sub_ps(C[4 * w + b], lo), inv));
-        const __m256i uc = _mm256_min_epi32(_mm256_max_epi32(u, lo_clamp), hi_clamp);
-        words[w] = _mm256_or_si256(words[w], _mm256_slli_epi32(uc, 8 * b));
+        const auto u = hn::NearestInt(hn::Mul(hn::Sub(C[4 * w + b], lo), inv));
+        words[w] = hn::Or(words[w], hn::ShiftLeftSame(u, 8 * b));
       }
     }
-    if (K == 4) {  // one word per group: the 8 groups' tables are one vector
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(&L.tabs[size_t(4 * j0)]), words[0]);
-    } else {  // four words per group: transpose 4 x 8 words into 8 tables of 16 bytes
-      const __m256i t0 = _mm256_unpacklo_epi32(words[0], words[1]), t1 = _mm256_unpackhi_epi32(words[0], words[1]);
-      const __m256i t2 = _mm256_unpacklo_epi32(words[2], words[3]), t3 = _mm256_unpackhi_epi32(words[2], words[3]);
-      const __m256i u0 = _mm256_unpacklo_epi64(t0, t2), u1 = _mm256_unpackhi_epi64(t0, t2);  // groups 0|4, 1|5
-      const __m256i u2 = _mm256_unpacklo_epi64(t1, t3), u3 = _mm256_unpackhi_epi64(t1, t3);  // groups 2|6, 3|7
-      __m256i* dst = reinterpret_cast<__m256i*>(&L.tabs[size_t(16 * j0)]);
-      _mm256_storeu_si256(dst + 0, _mm256_permute2x128_si256(u0, u1, 0x20));
-      _mm256_storeu_si256(dst + 1, _mm256_permute2x128_si256(u2, u3, 0x20));
-      _mm256_storeu_si256(dst + 2, _mm256_permute2x128_si256(u0, u1, 0x31));
-      _mm256_storeu_si256(dst + 3, _mm256_permute2x128_si256(u2, u3, 0x31));
+    int32_t* tab = reinterpret_cast<int32_t*>(&L.tabs[size_t(K * j0)]);
+    if constexpr (K == 4) {
+      hn::StoreU(words[0], di, tab);  // one word per group
+    } else {
+      hn::StoreInterleaved4(words[0], words[1], words[2], words[3], di, tab);  // four words per group
     }
   }
 }
@@ -304,7 +303,7 @@ template <int kBits>
 void RowsT(const detail::MatrixView& m, const detail::Int8Activations& a, float* Y, int64_t row0, int64_t row1) {
   thread_local RowLevels L;
   for (int64_t i = row0; i < row1; ++i) {
-    BuildLevels(m, i, L);
+    BuildLevels<kBits>(m, i, L);
     const uint8_t* p = m.idx + i * m.row_bytes;
     for (int64_t t = 0; t < a.n; ++t) {
       const float offset = TokenScales(m, a, t, L);
