@@ -20,6 +20,7 @@
 #define HWY_TARGET_INCLUDE "../src/kernels/packed_codebook_simd.cpp"  // relative to include/
 #include <hwy/foreach_target.h>  // IWYU pragma: keep
 #include <hwy/aligned_allocator.h>
+#include <hwy/cache_control.h>
 #include <hwy/highway.h>
 
 HWY_BEFORE_NAMESPACE();
@@ -120,6 +121,10 @@ HWY_INLINE void StaticFor(F&& f) {
   StaticForImpl(f, std::make_integer_sequence<int, N>());
 }
 
+// The weights stream once per product: besides the hardware prefetcher, each 64 bytes of
+// indices prefetch the line this far ahead (rows are contiguous, so into the next rows).
+constexpr int64_t kPrefetchBytes = 2048;
+
 // How a row's fields step from one group's codebook to the next. kSwitchCounted counts
 // fields (any group size); kSwitchPerBlocks switches after a whole number of index blocks
 // (group a multiple of the block width); kGF > 0 switches every kGF fields at positions fixed
@@ -199,6 +204,7 @@ HWY_NOINLINE void RowTile(const detail::MatrixView& m, const uint8_t* HWY_RESTRI
     constexpr int kFields = 32 / kBits;
     auto lookup = [&](VU idx) HWY_ATTR LCQ_INLINE_LAMBDA { return kBits == 2 ? Lookup4(tab, idx) : Lookup16(tab, idx); };
     for (int64_t b = 0; b < m.full_blocks; ++b, p += detail::kWordBytes) {
+      if (b % 2 == 0) hwy::Prefetch(p + kPrefetchBytes);  // one line per 64 bytes
       VU w[kH];
       for (int h = 0; h < kH; ++h) w[h] = lane_words(p, h);
       StaticFor<kFields>([&](auto fc) HWY_ATTR LCQ_INLINE_LAMBDA {
@@ -224,6 +230,8 @@ HWY_NOINLINE void RowTile(const detail::MatrixView& m, const uint8_t* HWY_RESTRI
   } else if constexpr (kFmt == detail::kFmt3) {
     const VU four = hn::Set(du, 4), six = hn::Set(du, 6);
     for (int64_t b = 0; b < m.full_blocks; ++b, p += 3 * detail::kWordBytes) {
+      hwy::Prefetch(p + kPrefetchBytes);
+      hwy::Prefetch(p + kPrefetchBytes + 64);
       VU w0[kH], w1[kH], w2[kH];
       for (int h = 0; h < kH; ++h) {
         w0[h] = lane_words(p, h);

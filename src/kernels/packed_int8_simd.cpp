@@ -78,6 +78,16 @@ using DI = hn::RebindToSigned<DF>;
 using VF = hn::Vec<DF>;
 constexpr int64_t kGroupsPerVector = int64_t(hn::MaxLanes(DF()));
 
+// cvtps2dq: round to nearest even (the default mode). The values are in [0, 127], so
+// Highway's NearestInt overflow fix-up is not needed.
+HWY_INLINE hn::Vec<DI> RoundToInt(VF v) {
+#if HWY_TARGET <= HWY_AVX3
+  return hn::Vec<DI>{_mm512_cvtps_epi32(v.raw)};
+#else
+  return hn::Vec<DI>{_mm256_cvtps_epi32(v.raw)};
+#endif
+}
+
 // The levels of row i's groups, one group per vector lane, operation for operation as
 // detail::group_params() and detail::group_levels() (fused multiply-adds in the same order,
 // the same rounding), so the scalar reference reproduces them bit for bit.
@@ -155,7 +165,7 @@ HWY_INLINE void BuildLevels(const detail::MatrixView& m, int64_t i, RowLevels& L
     for (int w = 0; w < K / 4; ++w) {
       words[w] = hn::Zero(di);
       for (int b = 0; b < 4; ++b) {
-        const auto u = hn::NearestInt(hn::Mul(hn::Sub(C[4 * w + b], lo), inv));
+        const auto u = RoundToInt(hn::Mul(hn::Sub(C[4 * w + b], lo), inv));
         words[w] = hn::Or(words[w], hn::ShiftLeftSame(u, 8 * b));
       }
     }

@@ -146,6 +146,7 @@ ReconstructResult reconstruct(model::Model& m, const torch::Tensor& calib, Block
       for (auto& g : groups) base_lr.push_back(static_cast<torch::optim::AdamOptions&>(g.options()).lr());
       torch::optim::Adam adam(groups, torch::optim::AdamOptions(1e-3));
       Progress bar(fmt::format("block {}/{}", l + 1, m.blocks.size()), total_steps, o.progress);
+      const char* objective = weights.defined() ? "weighted loss" : "loss";
       std::vector<int64_t> order(static_cast<size_t>(N));
       int64_t step = 0;
       double epoch_loss = 0;
@@ -168,13 +169,14 @@ ReconstructResult reconstruct(model::Model& m, const torch::Tensor& calib, Block
           adam.step();
           epoch_loss += loss.item<double>() * double(b1 - b0);
           ++step;
-          bar.update(step, fmt::format("epoch {}/{} loss {:.3e}", e + 1, o.epochs, epoch_loss / double(b1)));
+          bar.update(step, fmt::format("epoch {}/{} {} {:.3e}", e + 1, o.epochs, objective, epoch_loss / double(b1)));
         }
       }
-      bar.finish(fmt::format("loss {:.3e} -> {:.3e}", rep.init_loss, epoch_loss / double(N)));
       torch::NoGradGuard ng;
       method.apply(working);
       rep.trained_loss = block_loss(ctx, working, x_q, target, chunk);
+      // The same measure before and after (the training objective may weight positions).
+      bar.finish(fmt::format("output MSE {:.3e} -> {:.3e}", rep.init_loss, rep.trained_loss));
     }
 
     auto layers = method.end_block(working);
