@@ -3,9 +3,10 @@
 // prefill and decode speed with the model's resident memory. Prints Markdown tables (what
 // BENCHMARKS.md holds) or --json.
 //
-// GEMV timings are "cold": each timed pass sweeps over enough copies of the matrix (192 MiB
-// by default, --sweep-mib) that the weights stream from memory, as they do when a model
-// decodes. Every figure is the median of --reps passes.
+// GEMV timings are "cold": each timed pass sweeps over enough copies of the matrix (by
+// default twice the last-level cache and at least 192 MiB, --sweep-mib) that the weights
+// stream from memory, as they do when a model decodes. Every figure is the median of --reps
+// passes.
 #include "common.h"
 
 #include "lcq/core/progress.h"
@@ -21,6 +22,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
+#include <fstream>
 #include <map>
 #include <optional>
 #include <set>
@@ -39,10 +42,10 @@ struct BenchArgs {
   int reps = 7;
   int prefill = 256, decode = 64;
   bool kernels = true;
-  int sweep_mib = 192;  // bytes of matrix copies one timed GEMV pass sweeps over
+  int sweep_mib = 0;  // MiB of matrix copies one timed GEMV pass sweeps over (0: from the cache size)
   bool dense_runtime = false;
   std::string dtype = "f32";
-  std::string kernel = "auto";
+  std::string kernel = "float";
   bool json = false, quiet = false;
 };
 
@@ -79,8 +82,25 @@ struct Row {
   }
 };
 
+// Largest CPU cache in MiB as Linux reports it (0 when unknown). VMs can report a large
+// shared L3 (300 MiB on one of ours), which a fixed sweep would sit in.
+int largest_cache_mib() {
+  int best = 0;
+  for (int index = 0; index < 8; ++index) {
+    std::ifstream f(fmt::format("/sys/devices/system/cpu/cpu0/cache/index{}/size", index));
+    std::string size;
+    if (!(f >> size) || size.empty()) continue;
+    const char unit = size.back();
+    const int value = std::atoi(size.c_str());
+    best = std::max(best, unit == 'M' ? value : unit == 'G' ? value * 1024 : unit == 'K' ? value / 1024 : 0);
+  }
+  return best;
+}
+
+int sweep_mib(const BenchArgs& a) { return a.sweep_mib > 0 ? a.sweep_mib : std::max(192, 2 * largest_cache_mib()); }
+
 size_t copies_for(size_t bytes, const BenchArgs& a) {
-  return std::max<size_t>(2, (size_t(a.sweep_mib) << 20) / std::max<size_t>(bytes, 1) + 1);
+  return std::max<size_t>(2, (size_t(sweep_mib(a)) << 20) / std::max<size_t>(bytes, 1) + 1);
 }
 
 std::vector<Row> bench_shape(int64_t rows, int64_t cols, const BenchArgs& a, const std::map<int, double>& bw) {
@@ -128,6 +148,7 @@ std::vector<Row> bench_shape(int64_t rows, int64_t cols, const BenchArgs& a, con
 nlohmann::json run_bench(const BenchArgs& a) {
   nlohmann::json j;
   j["simd_target"] = kernels::current_simd_target();
+  j["gemv_sweep_mib"] = sweep_mib(a);
   j["int8_simd_target"] = kernels::int8_simd_available() ? kernels::int8_simd_target() : "none";
   std::map<int, double> bw;
   for (int t : a.threads) bw[t] = kernels::measure_read_bandwidth_gbs(size_t(512) << 20, t, a.reps);
@@ -205,6 +226,8 @@ void print_markdown(const nlohmann::json& j) {
   fmt::print("| memory read | GB/s |\n|---|---:|\n");
   for (const auto& [t, g] : j["memory_read_gb_per_s"].items()) fmt::print("| {} thread(s) | {:.1f} |\n", t, g.get<double>());
   if (j.contains("gemv")) {
+    fmt::print("\nGEMV: median of the passes, each sweeping {} MiB of matrix copies.\n",
+               j["gemv_sweep_mib"].get<int>());
     fmt::print("\n| shape | kernel | threads | us/GEMV | GB/s | Gweights/s | % of read bandwidth |\n");
     fmt::print("|---|---|---:|---:|---:|---:|---:|\n");
     for (const auto& r : j["gemv"])
@@ -241,14 +264,15 @@ void register_bench(CLI::App& app) {
       ->delimiter(',')
       ->check(CLI::Range(1, 1024));
   cmd->add_option("--reps", a->reps, "Timed repetitions per figure (the median is reported)")->check(CLI::Range(1, 1000));
-  cmd->add_option("--sweep-mib", a->sweep_mib, "MiB of matrix copies per timed GEMV pass (> last-level cache)")
+  cmd->add_option("--sweep-mib", a->sweep_mib,
+                  "MiB of matrix copies per timed GEMV pass (default: twice the largest CPU cache, at least 192)")
       ->check(CLI::Range(1, 1 << 16));
   cmd->add_option("--prefill", a->prefill, "Prompt tokens for the prefill timing")->check(CLI::Range(1, 1 << 20));
   cmd->add_option("--decode", a->decode, "Generated tokens for the decode timing")->check(CLI::Range(1, 1 << 20));
   cmd->add_option("--dtype", a->dtype, "Runtime compute type for the model")->check(CLI::IsMember({"f32", "bf16"}));
   cmd->add_flag("--dense", a->dense_runtime, "Dequantize LCQ layers on load instead of running them packed");
-  cmd->add_option("--kernel", a->kernel, "Kernel of the model's packed layers: auto, float or int8 (see lcq generate --help)")
-      ->check(CLI::IsMember({"auto", "float", "int8"}))
+  cmd->add_option("--kernel", a->kernel, "Kernel of the model's packed layers: float, int8 or auto (see lcq generate --help)")
+      ->check(CLI::IsMember({"float", "int8", "auto"}))
       ->capture_default_str();
   cmd->add_flag("!--no-kernels", a->kernels, "Skip the GEMV tables (model timing only)");
   cmd->add_flag("--json", a->json, "Print machine-readable JSON on stdout");

@@ -31,9 +31,9 @@ void ModelOptions::add_to(CLI::App& cmd, bool with_runtime) {
         ->check(CLI::Range(0, 16));
     cmd.add_option("--kernel", kernel,
                    "Kernel of packed LCQ layers: float (the exact product of the dequantized weights), int8\n"
-                   "(activations rounded to int8 per group, faster), auto (int8 for one token at a time, i.e.\n"
-                   "decoding; float for prompts and perplexity)")
-        ->check(CLI::IsMember({"auto", "float", "int8"}))
+                   "(activations rounded to int8 per group of 2- and 4-bit layers: faster, slightly less\n"
+                   "accurate), auto (int8 for one token at a time, i.e. decoding; float for prompts)")
+        ->check(CLI::IsMember({"float", "int8", "auto"}))
         ->capture_default_str();
   }
   cmd.add_flag("--json", json, "Print machine-readable JSON on stdout");

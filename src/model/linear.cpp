@@ -91,8 +91,8 @@ LinearInputTap::~LinearInputTap() {
 }
 
 PackedKernel parse_packed_kernel(const std::string& name) {
-  if (name == "auto" || name.empty()) return PackedKernel::kAuto;
-  if (name == "float") return PackedKernel::kFloat;
+  if (name == "float" || name.empty()) return PackedKernel::kFloat;
+  if (name == "auto") return PackedKernel::kAuto;
   if (name == "int8") return PackedKernel::kInt8;
   fail("unknown packed kernel '{}' (expected auto, float or int8)", name);
 }

@@ -22,11 +22,12 @@ struct ActQuant {
   torch::Tensor apply(const torch::Tensor& x) const;
 };
 
-// Which packed kernel runs a packed layer (docs/packed-format.md): kFloat is the float
-// product of the dequantized weights; kInt8 the integer kernel (int8 activations per group,
-// 7-bit codebook levels) wherever it applies; kAuto the integer kernel for single tokens
-// (decoding, where the product streams the weights and the integer kernel is faster) and
-// the float kernel for several tokens.
+// Which packed kernel runs a packed layer (docs/packed-format.md): kFloat (the default) is
+// the float product of the dequantized weights; kInt8 the integer kernel (int8 activations
+// per group, 7-bit codebook levels) wherever it applies; kAuto the integer kernel for single
+// tokens (decoding, where the product streams the weights and the integer kernel is faster)
+// and the float kernel for several tokens (prompts, perplexity). The integer kernel is not
+// the default because its rounding costs perplexity (BENCHMARKS.md, issue 5).
 enum class PackedKernel { kAuto, kFloat, kInt8 };
 PackedKernel parse_packed_kernel(const std::string& name);  // "auto", "float", "int8"
 
@@ -35,7 +36,7 @@ PackedKernel parse_packed_kernel(const std::string& name);  // "auto", "float", 
 struct Linear {
   torch::Tensor weight;  // [out, in]; undefined when `packed` holds the layer
   std::shared_ptr<const kernels::PackedCodebookMatrix> packed;
-  PackedKernel kernel = PackedKernel::kAuto;
+  PackedKernel kernel = PackedKernel::kFloat;
   torch::Tensor bias;    // [out] or undefined
   std::shared_ptr<const ActQuant> input_quant;   // quantize x before the product
   std::shared_ptr<const ActQuant> output_quant;  // quantize y (LRQ's KV8 on k/v projections)

@@ -23,7 +23,7 @@ struct RuntimeOptions {
   // LCQ layers stay in their packed form and run on the packed kernels (CPU inference).
   // Off: they are dequantized to dense weights on load (what training and conversion need).
   bool packed = true;
-  PackedKernel kernel = PackedKernel::kAuto;  // which packed kernel runs them (lcq/model/linear.h)
+  PackedKernel kernel = PackedKernel::kFloat;  // which packed kernel runs them (lcq/model/linear.h)
   // Activation quantization (lcq/model/act_quant.h). -1 / "": as the file says (its lcq.act.*
   // keys; none for an ordinary model); act_bits 0 turns it off, kv_bits 0 too.
   int act_bits = -1;
