@@ -3,8 +3,8 @@
 // Counters: GB/s = weight bytes read per second (packed bytes incl. group parameters for
 // the packed kernels), Gw/s = 1e9 weights per second.
 //
-// "hot" runs reuse one matrix (it may sit in the 32 MiB L3 of this machine); "cold" runs
-// rotate over copies totalling >= 192 MiB so every pass streams from memory, which is what
+// "hot" runs reuse one matrix (it may sit in the last-level cache); "cold" runs
+// rotate over copies totalling >= 768 MiB so every pass streams from memory, which is what
 // the bandwidth comparison is about. Run with
 //   bench_kernels --benchmark_repetitions=5 --benchmark_report_aggregates_only
 #include <benchmark/benchmark.h>
@@ -26,7 +26,7 @@ namespace {
 using lcq::kernels::KernelPath;
 using lcq::kernels::PackedCodebookMatrix;
 
-constexpr size_t kColdBytes = size_t(192) << 20;
+constexpr size_t kColdBytes = size_t(768) << 20;  // beyond the 300 MiB L3 one of our VMs reports
 
 struct Shape {
   const char* name;
@@ -149,6 +149,15 @@ void register_all() {
                           packed_gemv, sh, bits, 2, 1, false, KernelPath::kScalar)
             ->Unit(benchmark::kMicrosecond)
             ->UseRealTime();
+        if ((bits == 2 || bits == 4) && lcq::kernels::int8_simd_available())  // the integer kernel
+          for (int threads : {1, 2})
+            for (bool cold : {false, true})
+              RegisterBenchmark((std::string("gemv-int8/") + sh.name + "/b" + std::to_string(bits) + "/r2/t" +
+                                 std::to_string(threads) + (cold ? "/cold" : "/hot"))
+                                    .c_str(),
+                                packed_gemv, sh, bits, 2, threads, cold, KernelPath::kInt8)
+                  ->Unit(benchmark::kMicrosecond)
+                  ->UseRealTime();
       }
       if (sh.rows == 4096 || sh.rows == 1536) {
         for (int threads : {1, 2})
