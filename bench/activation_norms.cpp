@@ -3,31 +3,13 @@
 // of it dominates a plain MSE block-reconstruction loss (see BENCHMARKS.md, LCQ on SmolLM2).
 //
 //   activation_norms MODEL TEXT [TOKENS=512]
-#include "lcq/core/error.h"
-#include "lcq/model/loader.h"
-
-#include <fmt/format.h>
-#include <torch/torch.h>
-
-#include <fstream>
-#include <sstream>
+#include "text_window.h"
 
 int main(int argc, char** argv) try {
-  if (argc < 3) {
-    fmt::print(stderr, "usage: activation_norms MODEL TEXT [TOKENS=512]\n");
-    return 2;
-  }
-  const int64_t n = argc > 3 ? std::stoll(argv[3]) : 512;
-  lcq::model::RuntimeOptions rt;
-  rt.packed = false;
-  const auto lm = lcq::model::load_model(argv[1], {}, rt);
-  std::ifstream f(argv[2], std::ios::binary);
-  LCQ_CHECK(f, "{}: cannot open", argv[2]);
-  std::stringstream text;
-  text << f.rdbuf();
-  const auto tokens = lm.tok().encode(text.str().substr(0, size_t(n) * 40), true);
-  LCQ_CHECK(int64_t(tokens.size()) >= n, "{}: fewer than {} tokens", argv[2], n);
-  const auto ids = torch::tensor(std::vector<int64_t>(tokens.begin(), tokens.begin() + n)).view({1, n});
+  lcq::bench::TextWindow w;
+  if (!lcq::bench::load_text_window("activation_norms", argc, argv, w)) return 2;
+  const auto& lm = w.lm;
+  const auto& ids = w.ids;
 
   torch::NoGradGuard ng;
   const auto ctx = lm.model.context();

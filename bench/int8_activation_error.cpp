@@ -5,16 +5,10 @@
 // granularity), averaged over linears, for position 0 and for the other positions.
 //
 //   int8_activation_error MODEL TEXT [TOKENS=512]
-#include "lcq/core/error.h"
 #include "lcq/model/linear.h"
-#include "lcq/model/loader.h"
+#include "text_window.h"
 
-#include <fmt/format.h>
-#include <torch/torch.h>
-
-#include <fstream>
 #include <map>
-#include <sstream>
 
 namespace {
 
@@ -30,21 +24,10 @@ torch::Tensor relative_error(const torch::Tensor& x, int64_t G) {
 }  // namespace
 
 int main(int argc, char** argv) try {
-  if (argc < 3) {
-    fmt::print(stderr, "usage: int8_activation_error MODEL TEXT [TOKENS=512]\n");
-    return 2;
-  }
-  const int64_t n = argc > 3 ? std::stoll(argv[3]) : 512;
-  lcq::model::RuntimeOptions rt;
-  rt.packed = false;
-  const auto lm = lcq::model::load_model(argv[1], {}, rt);
-  std::ifstream f(argv[2], std::ios::binary);
-  LCQ_CHECK(f, "{}: cannot open", argv[2]);
-  std::stringstream text;
-  text << f.rdbuf();
-  const auto tokens = lm.tok().encode(text.str().substr(0, size_t(n) * 40), true);
-  LCQ_CHECK(int64_t(tokens.size()) >= n, "{}: fewer than {} tokens", argv[2], n);
-  const auto ids = torch::tensor(std::vector<int64_t>(tokens.begin(), tokens.begin() + n)).view({1, n});
+  lcq::bench::TextWindow w;
+  if (!lcq::bench::load_text_window("int8_activation_error", argc, argv, w)) return 2;
+  const auto& lm = w.lm;
+  const auto& ids = w.ids;
 
   // Per linear name (q, k, ...): sums of the errors and counts, at position 0 and after.
   struct Sums {

@@ -40,6 +40,16 @@ double stories_ppl(const model::Model& m, const std::vector<int>& eval_tokens) {
 
 double stories_ppl(const model::LoadedModel& m) { return stories_ppl(m.model, stories_eval_tokens(m)); }
 
+quant::QuantizeOptions stories_options(const std::string& method, int bits, int group, int epochs) {
+  quant::QuantizeOptions o;
+  o.method = method;
+  o.lcq.bits = bits;
+  o.lcq.group = group;
+  o.engine.epochs = epochs;
+  o.engine.progress = false;
+  return o;
+}
+
 quant::LcqOptions rtn_options(int bits, int group, int dq_bits) {
   quant::LcqOptions o;
   o.bits = bits;

@@ -4,6 +4,7 @@
 
 #include "lcq/model/loader.h"
 #include "lcq/quant/lcq.h"
+#include "lcq/quant/quantize.h"
 
 #include <torch/torch.h>
 
@@ -20,6 +21,8 @@ double stories_ppl(const model::Model& m, const std::vector<int>& eval_tokens);
 double stories_ppl(const model::LoadedModel& m);
 
 quant::LcqOptions rtn_options(int bits, int group, int dq_bits);  // rank one, min-max start
+// quantize_model options for `method` at bits / group, `epochs` for trained methods, quiet.
+quant::QuantizeOptions stories_options(const std::string& method, int bits, int group, int epochs = 3);
 std::vector<float> to_vec(const torch::Tensor& t);               // any dtype, as floats
 
 }  // namespace lcq::test

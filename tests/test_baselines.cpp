@@ -304,11 +304,7 @@ TEST(Stories260K, GptqBeatsRtnOnEveryLayerAndIsStoredExactly) {
   settings[3] = {"not sequential", {}, 8};
   settings[3].g.true_sequential = false;
 
-  quant::QuantizeOptions o;
-  o.method = "rtn";
-  o.lcq.bits = 3;
-  o.lcq.group = 32;
-  o.engine.progress = false;
+  quant::QuantizeOptions o = test::stories_options("rtn", 3, 32);
   model::LoadedModel r = load_stories();
   quant::quantize_model(r.model, torch::Tensor(), o);
   const double ppl_rtn = stories_ppl(r.model, tokens);

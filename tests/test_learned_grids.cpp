@@ -105,12 +105,7 @@ TEST(Stories260K, LearnedGridMethodsTrainLoadAndBeatRtn) {
   const torch::Tensor calib = test::stories_calibration(fp);
   const std::vector<int> eval_tokens = test::stories_eval_tokens(fp);
 
-  quant::QuantizeOptions o;
-  o.lcq.bits = 3;
-  o.lcq.group = 32;
-  o.engine.epochs = 3;
-  o.engine.progress = false;
-  o.method = "rtn";
+  quant::QuantizeOptions o = test::stories_options("rtn", 3, 32);
   model::LoadedModel rtn = load_stories();
   quant::quantize_model(rtn.model, torch::Tensor(), o);
   const double ppl_rtn = test::stories_ppl(rtn.model, eval_tokens);

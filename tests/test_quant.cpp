@@ -220,13 +220,7 @@ TEST(Stories260K, LcqFileLoadsAndBeatsRtnAtTheSameBitsAndGroup) {
   const torch::Tensor calib = test::stories_calibration(fp);
   const std::vector<int> eval_tokens = test::stories_eval_tokens(fp);
 
-  quant::QuantizeOptions o;
-  o.lcq.bits = 3;
-  o.lcq.group = 32;
-  o.engine.epochs = 3;
-  o.engine.progress = false;
-
-  o.method = "rtn";
+  quant::QuantizeOptions o = test::stories_options("rtn", 3, 32);
   model::LoadedModel rtn = load_stories();
   auto rq = quant::quantize_model(rtn.model, torch::Tensor(), o);
   const double ppl_rtn = stories_ppl(rtn.model, eval_tokens);
@@ -287,11 +281,7 @@ TEST(Stories260K, LcqFileLoadsAndBeatsRtnAtTheSameBitsAndGroup) {
 TEST(Stories260K, IntegerKernelStaysCloseToTheFloatKernel) {
   if (!kernels::int8_simd_available()) GTEST_SKIP() << "no SIMD integer kernel for this CPU";
   const std::string dir = test::scratch_dir();
-  quant::QuantizeOptions o;
-  o.method = "rtn";
-  o.lcq.bits = 4;
-  o.lcq.group = 64;
-  o.engine.progress = false;
+  const quant::QuantizeOptions o = test::stories_options("rtn", 4, 64);
   model::LoadedModel m = load_stories();
   auto q = quant::quantize_model(m.model, torch::Tensor(), o);
   const std::string path = dir + "/w4g64.gguf";
@@ -330,12 +320,7 @@ TEST(Stories260K, IntegerKernelStaysCloseToTheFloatKernel) {
 TEST(Stories260K, TokenRelativeLossTrainsEveryBlockAndBeatsRtn) {
   model::LoadedModel fp = load_stories();
   const std::vector<int> eval_tokens = test::stories_eval_tokens(fp);
-  quant::QuantizeOptions o;
-  o.lcq.bits = 3;
-  o.lcq.group = 32;
-  o.engine.epochs = 3;
-  o.engine.progress = false;
-  o.method = "rtn";
+  quant::QuantizeOptions o = test::stories_options("rtn", 3, 32);
   model::LoadedModel rtn = load_stories();
   quant::quantize_model(rtn.model, torch::Tensor(), o);
   o.method = "lcq";

@@ -50,6 +50,7 @@ struct PackedAccess {
     v.blk_offset = m.blk_offset_f_.data();
     v.v = m.v_f_.data();
     v.int8_col = m.int8_col_.empty() ? nullptr : m.int8_col_.data();
+    v.int8_block_group = m.int8_block_group_.empty() ? nullptr : m.int8_block_group_.data();
     return v;
   }
 };
@@ -96,7 +97,7 @@ PackedCodebookMatrix PackedCodebookMatrix::pack(const CodebookLayer& layer) {
   // parameter of consecutive groups is contiguous (kernels build 8 groups' codebooks at once).
   const int64_t G = layer.n_groups(), gpr = layer.groups_per_row();
   const int np = m.rank_ + 1;
-  auto at = [&](int64_t g, int p) { return size_t(((g / gpr) * np + p) * gpr + g % gpr); };
+  auto at = [&](int64_t g, int p) { return size_t(detail::coef_position(g, p, gpr, np)); };
   m.dq_bits_ = layer.dq_bits;
   if (layer.dq_bits > 0) {
     m.dq_group_ = layer.dq_group;
@@ -127,7 +128,10 @@ PackedCodebookMatrix PackedCodebookMatrix::pack(const CodebookLayer& layer) {
   m.v_ = layer.v;
   m.v_f_.resize(m.v_.size());
   f16_to_f32_n(m.v_.data(), m.v_f_.data(), m.v_.size());
-  if (detail::int8_applies(m.format_, m.group_)) m.int8_col_ = detail::int8_columns(m.format_, m.cols_);
+  if (detail::int8_applies(m.format_, m.group_)) {
+    m.int8_col_ = detail::int8_columns(m.format_, m.cols_);
+    m.int8_block_group_ = detail::int8_block_groups(m.format_, m.cols_, m.group_);
+  }
   return m;
 }
 
@@ -144,7 +148,7 @@ CodebookLayer PackedCodebookMatrix::unpack() const {
     detail::decode_row(format_, bits_, s, cols_, idx_.get() + i * row_bytes_, l.indices.data() + i * cols_);
   const int64_t G = l.n_groups(), gpr = l.groups_per_row();
   const int np = rank_ + 1;
-  auto at = [&](int64_t g, int p) { return size_t(((g / gpr) * np + p) * gpr + g % gpr); };
+  auto at = [&](int64_t g, int p) { return size_t(detail::coef_position(g, p, gpr, np)); };
   l.dq_bits = dq_bits_;
   l.dq_group = dq_group_;
   if (dq_bits_ > 0) {
@@ -196,6 +200,7 @@ PackedCodebookMatrix PackedCodebookMatrix::clone() const {
   m.blk_offset_f_ = blk_offset_f_;
   m.v_f_ = v_f_;
   m.int8_col_ = int8_col_;
+  m.int8_block_group_ = int8_block_group_;
   return m;
 }
 
@@ -340,8 +345,6 @@ void for_row_chunks(int64_t rows, int64_t cols, int64_t n, Kernel kernel) {
 
 }  // namespace
 
-bool int8_simd_available() { return detail::int8_simd_available(); }
-
 void PackedCodebookMatrix::run(const float* X, int64_t n, float* Y, KernelPath path) const {
   LCQ_CHECK(rows_ > 0, "product with an empty packed matrix");
   if (n <= 0) return;
@@ -351,8 +354,7 @@ void PackedCodebookMatrix::run(const float* X, int64_t n, float* Y, KernelPath p
     LCQ_CHECK(int8_applies(), "no integer kernel for {}-bit indices in groups of {} (needs 2 or 4 bits and groups of "
               "whole index blocks: a multiple of 128 columns at 2 bits, 64 at 4 bits)", bits_, group_);
     const bool simd = path == KernelPath::kInt8;
-    LCQ_CHECK(!simd || detail::int8_simd_available(), "no SIMD integer kernel for the {} target",
-              current_simd_target());
+    LCQ_CHECK(!simd || int8_simd_available(), "no SIMD integer kernel for the {} target", int8_simd_target());
     thread_local detail::Int8Activations act;
     detail::quantize_activations(m, int8_col_.data(), X, n, act);
     for_row_chunks(rows_, cols_, n, [&](int64_t r0, int64_t r1) {

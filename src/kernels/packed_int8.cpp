@@ -52,6 +52,15 @@ std::vector<int32_t> int8_columns(int format, int64_t cols) {
   return out;
 }
 
+std::vector<int32_t> int8_block_groups(int format, int64_t cols, int group) {
+  const RowShape s = row_shape(format, cols);
+  const int64_t bpg = group / int8_block_cols(format), groups = (cols + group - 1) / group;
+  std::vector<int32_t> out(size_t(s.full_blocks + 1));
+  for (int64_t b = 0; b < s.full_blocks; ++b) out[size_t(b)] = int32_t(b / bpg);
+  out[size_t(s.full_blocks)] = int32_t(std::min(s.full_blocks / bpg, groups - 1));
+  return out;
+}
+
 void quantize_activations(const MatrixView& m, const int32_t* columns, const float* X, int64_t n,
                           Int8Activations& a) {
   const int64_t G = m.group, gpr = m.groups_per_row;

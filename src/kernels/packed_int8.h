@@ -38,6 +38,9 @@ int64_t int8_stride(int format, const RowShape& s);
 // for positions past the last column.
 std::vector<int32_t> int8_columns(int format, int64_t cols);
 
+// For every full index block of a row, its group; then the tail's group (one entry more).
+std::vector<int32_t> int8_block_groups(int format, int64_t cols, int group);
+
 // Activations quantized for one product.
 struct Int8Activations {
   int64_t n = 0, stride = 0, groups = 0;
@@ -66,9 +69,7 @@ GroupLevels group_levels(const MatrixView& m, const float* params);
 // Scalar reference of the integer path for rows [row0, row1): Y[t * rows + i].
 void gemm_rows_int8_scalar(const MatrixView& m, const Int8Activations& a, float* Y, int64_t row0, int64_t row1);
 // The SIMD integer kernel; returns false (and computes nothing) when the dispatched target
-// has none.
+// has none (int8_simd_available() in packed_codebook.h).
 bool gemm_rows_int8_simd(const MatrixView& m, const Int8Activations& a, float* Y, int64_t row0, int64_t row1);
-// Whether the dispatched target has a SIMD integer kernel.
-bool int8_simd_available();
 
 }  // namespace lcq::kernels::detail

@@ -62,14 +62,11 @@ HWY_INLINE float HorizontalSum(__m256 v) {
 }
 
 // Per-thread scratch of one row: the 7-bit tables (K bytes per group: 4 at 2 bits, 16 at 4
-// bits), d and min per group; per token d_w * d_x per group; per row shape the group of
-// every full index block.
+// bits), d and min per group, and per token d_w * d_x per group.
 struct RowLevels {
   std::vector<float> d, min, dd;
   std::vector<uint8_t> tabs;
-  std::vector<int32_t> block_group;
-  int64_t padded = 0;                     // groups rounded up to whole vectors
-  int64_t shape_fb = -1, shape_bpg = -1;  // what block_group was built for
+  int64_t padded = 0;  // groups rounded up to whole vectors
 };
 
 namespace hn = hwy::HWY_NAMESPACE;
@@ -179,16 +176,9 @@ HWY_INLINE void BuildLevels(const detail::MatrixView& m, int64_t i, RowLevels& L
 }
 
 // Per token: d_w * d_x of every group into L.dd, and the row's offset term
-// sum_j min_j * d_x * sum(xq_j). Per row shape: the group of every full block.
+// sum_j min_j * d_x * sum(xq_j).
 HWY_INLINE float TokenScales(const detail::MatrixView& m, const detail::Int8Activations& a, int64_t t, RowLevels& L) {
-  const int64_t gpr = m.groups_per_row, fb = m.full_blocks, bpg = m.group / detail::int8_block_cols(m.format);
-  if (L.shape_fb != fb || L.shape_bpg != bpg) {
-    L.block_group.resize(size_t(fb + 1));
-    for (int64_t b = 0; b < fb; ++b) L.block_group[size_t(b)] = int32_t(b / bpg);
-    L.block_group[size_t(fb)] = int32_t(std::min(fb / bpg, gpr - 1));  // the tail's
-    L.shape_fb = fb;
-    L.shape_bpg = bpg;
-  }
+  const int64_t gpr = m.groups_per_row;
   const float* dx = a.scale.data() + t * gpr;
   const float* xs = a.scaled_sum.data() + t * gpr;
   __m256 acc = _mm256_setzero_ps();
@@ -251,7 +241,7 @@ HWY_INLINE float RowDot(const detail::MatrixView& m, const uint8_t* HWY_RESTRICT
   constexpr int S = 8 / kBits;
   constexpr int64_t kBlockX = 32 * S;  // activation bytes per block
   const int64_t fb = m.full_blocks;
-  const int32_t* bg = L.block_group.data();
+  const int32_t* bg = m.int8_block_group;
   const float* dd = L.dd.data();
   int64_t b = 0;
 #if HWY_TARGET <= HWY_AVX3
@@ -356,9 +346,9 @@ namespace detail {
 bool gemm_rows_int8_simd(const MatrixView& m, const Int8Activations& a, float* Y, int64_t row0, int64_t row1) {
   return HWY_DYNAMIC_DISPATCH(Int8Rows)(m, a, Y, row0, row1);
 }
-bool int8_simd_available() { return HWY_DYNAMIC_DISPATCH(Int8Available)(); }
 }  // namespace detail
 
+bool int8_simd_available() { return HWY_DYNAMIC_DISPATCH(Int8Available)(); }
 const char* int8_simd_target() { return hwy::TargetName(HWY_DYNAMIC_DISPATCH(Int8TargetId)()); }
 
 }  // namespace lcq::kernels

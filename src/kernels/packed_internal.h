@@ -131,13 +131,18 @@ struct MatrixView {
   const float* blk_scale;     // [rank + 1][n_blocks]
   const float* blk_offset;
   const float* v;  // [rank][levels]
-  const int32_t* int8_col;  // integer path: column of each activation byte (packed_int8.h), or null
+  const int32_t* int8_col;          // integer path: column of each activation byte (packed_int8.h), or null
+  const int32_t* int8_block_group;  // integer path: group of each full index block, then the tail's
 };
 
-// Position of parameter p (S_0 .. S_{rank-1}, then B) of group g in coef_codes / coef_f32.
+// Position of parameter p (S_0 .. S_{rank-1}, then B) of group g in coef_codes / coef_f32:
+// [rows][rank + 1][groups_per_row].
+inline int64_t coef_position(int64_t g, int p, int64_t groups_per_row, int n_params) {
+  const int64_t row = g / groups_per_row;
+  return (row * n_params + p) * groups_per_row + (g - row * groups_per_row);
+}
 inline int64_t coef_index(const MatrixView& m, int64_t g, int p) {
-  const int64_t row = g / m.groups_per_row;
-  return (row * (m.rank + 1) + p) * m.groups_per_row + (g - row * m.groups_per_row);
+  return coef_position(g, p, m.groups_per_row, m.rank + 1);
 }
 
 // The codebook of a group as a linear combination with its rank + 1 coefficients:
