@@ -355,8 +355,11 @@ void PackedCodebookMatrix::run(const float* X, int64_t n, float* Y, KernelPath p
               "whole index blocks: a multiple of 128 columns at 2 bits, 64 at 4 bits)", bits_, group_);
     const bool simd = path == KernelPath::kInt8;
     LCQ_CHECK(!simd || int8_simd_available(), "no SIMD integer kernel for the {} target", int8_simd_target());
-    thread_local detail::Int8Activations act;
-    detail::quantize_activations(m, int8_col_.data(), X, n, act);
+    // The calling thread's buffer, passed by reference: inside the lambda the name of a
+    // thread_local would denote each worker thread's own (empty) instance.
+    thread_local detail::Int8Activations act_buffer;
+    detail::quantize_activations(m, int8_col_.data(), X, n, act_buffer);
+    const detail::Int8Activations& act = act_buffer;
     for_row_chunks(rows_, cols_, n, [&](int64_t r0, int64_t r1) {
       if (simd)
         detail::gemm_rows_int8_simd(m, act, Y, r0, r1);
