@@ -1,5 +1,7 @@
 #include "lcq/quant/lcq.h"
 
+#include <ATen/Parallel.h>
+
 #include "lcq/core/error.h"
 #include "lcq/core/half.h"
 
@@ -83,17 +85,31 @@ torch::Tensor LcqLinear::codebook() const {
 }
 
 torch::Tensor LcqLinear::assign(const torch::Tensor& C) const {
+  // Nearest entry of each weight's group codebook, in one pass over the weights: the
+  // broadcast |w - C| of all K entries (K x the weight count) was most of a training step's
+  // memory traffic. First index on ties, as argmin.
   torch::NoGradGuard ng;
-  const torch::Tensor c = C.detach();
-  // |w - C[k, j]| for every weight and entry, a row block at a time to bound memory.
-  const int64_t m = gw_.w.size(0), per = std::max<int64_t>(1, (int64_t(1) << 24) / (gw_.w[0].numel() * c.size(-1)));
-  std::vector<torch::Tensor> parts;
-  for (int64_t i = 0; i < m; i += per) {
-    auto w = gw_.w.slice(0, i, std::min(m, i + per)).unsqueeze(-1);       // [b, Gr, g, 1]
-    auto d = (w - c.slice(0, i, std::min(m, i + per)).unsqueeze(2)).abs();  // [b, Gr, g, K]
-    parts.push_back(d.argmin(-1));
-  }
-  return torch::cat(parts, 0);
+  const torch::Tensor w = gw_.w.contiguous(), c = C.detach().contiguous();
+  const int64_t m = w.size(0), G = w.size(1), g = w.size(2), K = c.size(-1);
+  torch::Tensor q = torch::empty({m, G, g}, torch::kInt64);
+  const float* wp = w.data_ptr<float>();
+  const float* cp = c.data_ptr<float>();
+  int64_t* qp = q.data_ptr<int64_t>();
+  at::parallel_for(0, m * G, 64, [&](int64_t k0, int64_t k1) {
+    for (int64_t k = k0; k < k1; ++k) {
+      const float* ck = cp + k * K;
+      for (int64_t j = k * g; j < (k + 1) * g; ++j) {
+        float best = std::fabs(wp[j] - ck[0]);
+        int64_t at = 0;
+        for (int64_t e = 1; e < K; ++e) {
+          const float d = std::fabs(wp[j] - ck[e]);
+          if (d < best) best = d, at = e;
+        }
+        qp[j] = at;
+      }
+    }
+  });
+  return q;
 }
 
 torch::Tensor LcqLinear::weight() const {
