@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include <cstdio>
+#include <malloc.h>
 #include <fstream>
 #include <iostream>
 
@@ -94,6 +95,11 @@ static int64_t status_kb(const char* key) {
 }
 
 int64_t peak_rss_bytes() { return status_kb("VmHWM"); }
-int64_t current_rss_bytes() { return status_kb("VmRSS"); }
+int64_t current_rss_bytes() {
+  // main() keeps freed memory in the heap (no trimming); hand it back first, so that the
+  // reading is what is in use and not what an earlier phase freed.
+  malloc_trim(0);
+  return status_kb("VmRSS");
+}
 
 }  // namespace lcq::cli
