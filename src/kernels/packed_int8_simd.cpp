@@ -113,18 +113,23 @@ HWY_INLINE void BuildLevels(const detail::MatrixView& m, int64_t i, RowLevels& L
     alignas(64) int32_t blk[N];
     if (!one_block)
       for (int64_t l = 0; l < N; ++l) blk[l] = int32_t((g0 + j0 + std::min(l, n - 1)) / m.dq_group);
-    // Parameter q (S_0 .. S_{rank-1}, B) of the N groups; padding lanes read code 0.
+    // Parameter q (S_0 .. S_{rank-1}, B) of the N groups. Past the row's last group a full
+    // load reads the next parameter's (or row's) values into padding lanes, which nothing
+    // reads back; only at the end of the array are the lanes copied (copying them every time
+    // stalled narrow rows, such as SmolLM2's 5 groups, on the store-to-load round trip).
+    const int64_t coef_count = m.rows * np * gpr;
     auto param = [&](int q) HWY_ATTR {
       const int64_t at = (i * np + q) * gpr + j0;
+      const bool whole = at + N <= coef_count;
       if (m.dq_bits == 0) {
-        if (n == N) return hn::LoadU(df, m.coef_f32 + at);
+        if (whole) return hn::LoadU(df, m.coef_f32 + at);
         alignas(64) float f[N] = {};
         std::copy(m.coef_f32 + at, m.coef_f32 + at + n, f);
         return hn::Load(df, f);
       }
       VF code;
-      if (n == N) {
-        code = hn::ConvertTo(df, hn::BitCast(di, hn::PromoteTo(hn::RebindToUnsigned<DF>(), hn::LoadU(d8, m.coef_codes + at)))) ;
+      if (whole) {
+        code = hn::ConvertTo(df, hn::BitCast(di, hn::PromoteTo(hn::RebindToUnsigned<DF>(), hn::LoadU(d8, m.coef_codes + at))));
       } else {
         alignas(64) uint8_t c8[N] = {};
         std::copy(m.coef_codes + at, m.coef_codes + at + n, c8);
