@@ -276,9 +276,9 @@ TEST(PackedCodebook, IntegerPathMatchesItsReferenceAndBound) {
       {3, 200, 2, 128, 3, 4},   // a padded full block and 4-bit double quantization
       {6, 576, 4, 64, 2, 8},    // 4-bit: one block per group, 4-bit tail
       {4, 300, 4, 128, 4, 0},   // 4-bit: two blocks per group, tail in the ragged group
-      {33, 512, 2, 128, 2, 8},  // enough rows for two threads
-      {100, 2048, 2, 128, 2, 8},  // enough work (>= 2e5 weights x tokens) to be split over threads
+      {33, 512, 2, 128, 2, 8},  // an odd row count (below the thread-split threshold: one thread)
       {3, 576, 2, 128, 1, 8},   // as many full blocks as the one before, plus a tail (per-shape state)
+      {100, 2048, 2, 128, 2, 8},  // enough work (>= 2e5 weights x tokens) to be split over threads
   };
   std::vector<SimdTarget> targets = available_simd_targets();
   targets.insert(targets.begin(), {0, "best"});  // unforced: the integer kernel's own best (AVX-512 VNNI here)

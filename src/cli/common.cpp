@@ -7,9 +7,10 @@
 #include <fmt/format.h>
 
 #include <cstdio>
-#include <malloc.h>
 #include <fstream>
 #include <iostream>
+
+#include <malloc.h>
 
 namespace lcq::cli {
 

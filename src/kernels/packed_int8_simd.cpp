@@ -97,6 +97,7 @@ HWY_INLINE void BuildLevels(const detail::MatrixView& m, int64_t i, RowLevels& L
   const hn::Rebind<uint8_t, DF> d8;
   const int64_t gpr = m.groups_per_row, gp = (gpr + N - 1) / N * N, g0 = i * gpr;
   const int np = m.rank + 1;
+  const int64_t coef_count = m.rows * np * gpr;
   if (L.padded != gp) {
     L.padded = gp;
     L.d.assign(size_t(gp), 0.f);
@@ -117,9 +118,8 @@ HWY_INLINE void BuildLevels(const detail::MatrixView& m, int64_t i, RowLevels& L
     // load reads the next parameter's (or row's) values into padding lanes, which nothing
     // reads back; only at the end of the array are the lanes copied (copying them every time
     // stalled narrow rows, such as SmolLM2's 5 groups, on the store-to-load round trip).
-    const int64_t coef_count = m.rows * np * gpr;
     auto param = [&](int q) HWY_ATTR {
-      const int64_t at = (i * np + q) * gpr + j0;
+      const int64_t at = detail::coef_index(m, g0 + j0, q);
       const bool whole = at + N <= coef_count;
       if (m.dq_bits == 0) {
         if (whole) return hn::LoadU(df, m.coef_f32 + at);

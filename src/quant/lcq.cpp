@@ -10,6 +10,21 @@
 
 namespace lcq::quant {
 
+namespace {
+
+// Index of the entry of cb[0..K) nearest to w; the first one on ties (as argmin).
+inline int64_t nearest_entry(float w, const float* cb, int64_t K) {
+  int64_t at = 0;
+  float best = std::fabs(w - cb[0]);
+  for (int64_t e = 1; e < K; ++e) {
+    const float d = std::fabs(w - cb[e]);
+    if (d < best) best = d, at = e;
+  }
+  return at;
+}
+
+}  // namespace
+
 void validate(const LcqOptions& o) {
   LCQ_CHECK(o.bits >= 1 && o.bits <= 8, "--bits must be between 1 and 8, got {}", o.bits);
   LCQ_CHECK(o.group >= 1, "--group must be >= 1, got {}", o.group);
@@ -87,7 +102,7 @@ torch::Tensor LcqLinear::codebook() const {
 torch::Tensor LcqLinear::assign(const torch::Tensor& C) const {
   // Nearest entry of each weight's group codebook, in one pass over the weights: the
   // broadcast |w - C| of all K entries (K x the weight count) was most of a training step's
-  // memory traffic. First index on ties, as argmin.
+  // memory traffic.
   torch::NoGradGuard ng;
   const torch::Tensor w = gw_.w.contiguous(), c = C.detach().contiguous();
   const int64_t m = w.size(0), G = w.size(1), g = w.size(2), K = c.size(-1);
@@ -98,15 +113,7 @@ torch::Tensor LcqLinear::assign(const torch::Tensor& C) const {
   at::parallel_for(0, m * G, 64, [&](int64_t k0, int64_t k1) {
     for (int64_t k = k0; k < k1; ++k) {
       const float* ck = cp + k * K;
-      for (int64_t j = k * g; j < (k + 1) * g; ++j) {
-        float best = std::fabs(wp[j] - ck[0]);
-        int64_t at = 0;
-        for (int64_t e = 1; e < K; ++e) {
-          const float d = std::fabs(wp[j] - ck[e]);
-          if (d < best) best = d, at = e;
-        }
-        qp[j] = at;
-      }
+      for (int64_t j = k * g; j < (k + 1) * g; ++j) qp[j] = nearest_entry(wp[j], ck, K);
     }
   });
   return q;
@@ -153,16 +160,8 @@ void assign_nearest(CodebookLayer& l, const float* W) {
     for (int64_t j = 0; j < gpr; ++j) {
       l.codebook(i * gpr + j, cb.data());
       const int64_t c0 = j * l.group, c1 = std::min(l.cols, c0 + l.group);
-      for (int64_t c = c0; c < c1; ++c) {
-        const float w = W[i * l.cols + c];
-        int best = 0;
-        float best_d = std::abs(w - cb[0]);
-        for (int t = 1; t < K; ++t) {
-          const float d = std::abs(w - cb[size_t(t)]);
-          if (d < best_d) best_d = d, best = t;
-        }
-        l.indices[size_t(i * l.cols + c)] = uint8_t(best);
-      }
+      for (int64_t c = c0; c < c1; ++c)
+        l.indices[size_t(i * l.cols + c)] = uint8_t(nearest_entry(W[i * l.cols + c], cb.data(), K));
     }
   }
 }
