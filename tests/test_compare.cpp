@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <map>
@@ -175,6 +176,25 @@ TEST(CompareCli, WeightActivationGridPassesTheSchemeToEveryRun) {
     EXPECT_EQ(run.at("perplexity").at("activations"), "A8 per-token-dynamic + KV8") << key;
   }
   EXPECT_LT(rows.at("lrq1").at("perplexity").get<double>(), rows.at("rtn1").at("perplexity").get<double>());
+}
+
+// lcq/flexround reads the grid's FlexRound model: that row is added (and run first) when
+// --methods does not name it, and LCQ's quantize command starts from its file.
+TEST(CompareCli, LcqFromATrainedMethodStartsFromThatRowsModel) {
+  const std::string dir = test::scratch_dir() + "/cmp";
+  auto r = test::run_lcq(compare_cmd(dir, " --json", "rtn,lcq/flexround"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto rows = rows_by_key(r.out);
+  ASSERT_EQ(rows.size(), 4u) << r.out;  // fp, rtn, flexround, lcq/flexround r2
+  const auto run = nlohmann::json::parse(test::read_bytes(dir + "/runs/lcq_flexround-w3-g32-r2.json"));
+  const auto cmd = run.at("commands").at("quantize").get<std::vector<std::string>>();
+  const auto from = std::find(cmd.begin(), cmd.end(), "--init-from");
+  ASSERT_NE(from, cmd.end());
+  EXPECT_EQ(*(from + 1), rows.at("flexround1").at("file").get<std::string>());
+  EXPECT_LT(rows.at("lcq/flexround2").at("perplexity").get<double>(), rows.at("flexround1").at("perplexity").get<double>());
+  auto no_keep = test::run_lcq(compare_cmd(dir + "2", " --no-keep-models", "lcq/flexround"));
+  EXPECT_EQ(no_keep.exit_code, 1);
+  EXPECT_NE(no_keep.err.find("keep the models"), std::string::npos) << no_keep.err;
 }
 
 TEST(CompareCli, BadSettingsFailBeforeAnyWork) {

@@ -13,7 +13,9 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cmath>
+#include <filesystem>
 
 using namespace lcq;
 
@@ -124,5 +126,61 @@ TEST(Stories260K, LearnedGridMethodsTrainLoadAndBeatRtn) {
     EXPECT_TRUE(std::isfinite(ppl)) << method;
     EXPECT_LT(ppl, ppl_rtn) << method;
     EXPECT_EQ(q.layers.begin()->second.rank, 1) << method;
+  }
+}
+
+// LCQ --init-from a FlexRound file: with rank 1 and no training it is FlexRound's model again
+// (its codes kept, block 0's loss FlexRound's); trained at rank 2 it improves on it.
+TEST(Stories260K, LcqStartsFromAFlexRoundFileAndImprovesOnIt) {
+  const std::string dir = test::scratch_dir();
+  model::LoadedModel fp = load_stories();
+  const torch::Tensor calib = test::stories_calibration(fp);
+  const std::vector<int> tokens = test::stories_eval_tokens(fp);
+
+  quant::QuantizeOptions o = test::stories_options("flexround", 3, 32);
+  model::LoadedModel fr = load_stories();
+  const quant::QuantizeResult fq = quant::quantize_model(fr.model, calib, o);
+  const std::string start = dir + "/flexround.gguf";
+  quant::write_quantized_model(start, fr.model, fr.tok().vocab(), fq, {});
+  const double ppl_fr = test::stories_ppl(fr.model, tokens);
+
+  o.method = "lcq";
+  o.init_from = start;
+  o.lcq.rank = 1;
+  o.engine.epochs = 0;
+  model::LoadedModel same = load_stories();
+  const quant::QuantizeResult sq = quant::quantize_model(same.model, calib, o);
+  ASSERT_EQ(sq.layers.size(), fq.layers.size());
+  for (const auto& [name, l] : sq.layers) EXPECT_EQ(l.indices, fq.layers.at(name).indices) << name;
+  EXPECT_NEAR(test::stories_ppl(same.model, tokens), ppl_fr, 0.01 * ppl_fr);
+  EXPECT_NEAR(sq.blocks[0].init_loss, fq.blocks[0].final_loss, 0.01 * fq.blocks[0].final_loss);
+
+  o.lcq.rank = 2;
+  o.engine.epochs = 3;
+  model::LoadedModel t = load_stories();
+  const quant::QuantizeResult tq = quant::quantize_model(t.model, calib, o);
+  EXPECT_LT(tq.blocks[0].final_loss, fq.blocks[0].final_loss);
+  const double ppl = test::stories_ppl(t.model, tokens);
+  std::printf("stories260K W3 g32: flexround %.3f, lcq r2 --init-from it %.3f\n", ppl_fr, ppl);
+  EXPECT_LT(ppl, ppl_fr);
+
+  // A start of other bits, a start for another method, two starts at once: one error line
+  // naming the problem, before any work, and no output file.
+  const std::string base = "quantize " + test::stories_bin() + " --tokenizer " + test::stories_tok() + " -o " + dir +
+                           "/x.gguf --group 32 --calib " + test::tinystories() + " --nsamples 4 --seqlen 64 --quiet";
+  const struct {
+    std::string args, message;
+  } bad[] = {
+      {" --method lcq --bits 2 --init-from " + start, "is rank 1, 3 bits, group 32; LCQ --bits 2 --group 32"},
+      {" --method flexround --bits 3 --init-from " + start, "--init-from starts LCQ from a file: it needs --method lcq"},
+      {" --method lcq --bits 3 --init gptq --init-from " + start, "--init-from and --init gptq both name"},
+      {" --method lcq --bits 3 --init-from " + test::stories_bin(), "is not a quantized layer"},
+  };
+  for (const auto& b : bad) {
+    const auto r = test::run_lcq(base + b.args);
+    EXPECT_EQ(r.exit_code, 1) << b.args;
+    EXPECT_NE(r.err.find(b.message), std::string::npos) << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+    EXPECT_FALSE(std::filesystem::exists(dir + "/x.gguf")) << b.args;
   }
 }

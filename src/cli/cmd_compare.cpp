@@ -38,8 +38,12 @@ namespace {
 namespace fs = std::filesystem;
 
 const std::vector<std::string> kMethods = {"rtn", "gptq", "awq", "omniquant", "flexround", "lrq", "lcq"};
-// LCQ started from a rank-one method's result: "lcq/gptq" = lcq quantize --init gptq.
-const std::vector<std::string> kLcqStarts = {"gptq", "awq"};
+// LCQ started from a rank-one method's result: "lcq/gptq" = lcq quantize --init gptq (the
+// start is computed inside the same run); "lcq/flexround" = lcq quantize --init-from the
+// grid's flexround model (a trained start needs its own calibration pass, so its row runs
+// first and its file is read).
+const std::vector<std::string> kLcqStarts = {"gptq", "awq", "flexround", "lrq", "omniquant"};
+bool starts_from_file(const std::string& m) { return m == "lcq/flexround" || m == "lcq/lrq" || m == "lcq/omniquant"; }
 
 bool known_method(const std::string& m) {
   if (std::find(kMethods.begin(), kMethods.end(), m) != kMethods.end()) return true;
@@ -138,8 +142,7 @@ class Runner {
   eval::CompareRow run(const Config& c, int index, int total) {
     const fs::path runs = fs::path(a_.out) / "runs";
     const std::string key = c.key();
-    const std::string model_file =
-        (fs::path(a_.out) / (a_.keep_models ? "models" : "runs") / (key + ".gguf")).string();
+    const std::string model_file = model_path(c);
     const std::string quantize_report = (runs / (key + ".quantize.json")).string();
     const std::string perplexity_report = (runs / (key + ".perplexity.json")).string();
     std::vector<std::string> quantize;
@@ -205,6 +208,10 @@ class Runner {
     return {{"path", a_.model}, {"bytes", size}};
   }
 
+  std::string model_path(const Config& c) const {
+    return (fs::path(a_.out) / (a_.keep_models ? "models" : "runs") / (c.key() + ".gguf")).string();
+  }
+
   std::vector<std::string> common_args() const {
     std::vector<std::string> v;
     if (!a_.tokenizer.empty()) v.insert(v.end(), {"--tokenizer", a_.tokenizer});
@@ -216,7 +223,10 @@ class Runner {
     std::vector<std::string> v = {"quantize", a_.model, "-o", out, "--method", lcq ? "lcq" : c.method, "--bits",
                                   std::to_string(c.bits), "--group", std::to_string(c.group)};
     if (lcq) v.insert(v.end(), {"--rank", std::to_string(c.rank)});
-    if (c.method.rfind("lcq/", 0) == 0) v.insert(v.end(), {"--init", c.method.substr(4)});
+    if (starts_from_file(c.method))
+      v.insert(v.end(), {"--init-from", model_path(Config{c.method.substr(4), c.bits, c.group, 1})});
+    else if (c.method.rfind("lcq/", 0) == 0)
+      v.insert(v.end(), {"--init", c.method.substr(4)});
     // RTN takes no calibration, unless the activation scheme needs it (SmoothQuant, static ranges).
     const bool act_calib = a_.smoothquant > 0 || (a_.act_bits > 0 && a_.act_scheme == "per-tensor-static");
     if (c.method != "rtn" || act_calib) {
@@ -283,8 +293,9 @@ void register_compare(CLI::App& app) {
   cmd->add_option("model", a->model, "Model: a GGUF file, a Hugging Face directory, or a llama2.c .bin")->required();
   cmd->add_option("--tokenizer", a->tokenizer, "Tokenizer file when the model carries none");
   cmd->add_option("--methods", a->methods,
-                  "Comma-separated methods: rtn,gptq,awq,omniquant,flexround,lrq,lcq; lcq/gptq and lcq/awq are LCQ\n"
-                  "started from that method's result (lcq quantize --init gptq|awq)");
+                  "Comma-separated methods: rtn,gptq,awq,omniquant,flexround,lrq,lcq; lcq/gptq, lcq/awq, lcq/flexround,\n"
+                  "lcq/lrq and lcq/omniquant are LCQ started from that method's result (lcq quantize --init gptq|awq,\n"
+                  "or --init-from the grid's model of the trained methods, whose row then runs first)");
   cmd->add_option("--bits", a->bits, "Comma-separated bit widths");
   cmd->add_option("--group", a->group, "Weights per group");
   cmd->add_option("--ranks", a->ranks, "Comma-separated LCQ codebook ranks (the other methods are rank one)");
@@ -324,7 +335,7 @@ void register_compare(CLI::App& app) {
     std::vector<std::string> methods = split(a->methods, ',');
     LCQ_CHECK(!methods.empty(), "--methods is empty");
     for (const auto& m : methods)
-      LCQ_CHECK(known_method(m), "--methods: unknown method '{}' (known: {}, and lcq/gptq, lcq/awq for LCQ started from them)", m,
+      LCQ_CHECK(known_method(m), "--methods: unknown method '{}' (known: {}, and lcq/gptq, lcq/awq, lcq/flexround, lcq/lrq, lcq/omniquant for LCQ started from them)", m,
                 fmt::join(kMethods, ","));
     const std::vector<int> bits = parse_ints(a->bits, "--bits"), ranks = parse_ints(a->ranks, "--ranks");
     for (int b : bits) LCQ_CHECK(b >= 2 && b <= 8, "--bits: {} is not in 2..8", b);
@@ -338,12 +349,25 @@ void register_compare(CLI::App& app) {
     if (a->out.empty()) a->out = "compare-" + fs::path(a->model).stem().string();
 
     std::vector<Config> configs = {{"fp", 0, 0, 0}};
+    auto add = [&](const Config& c) {
+      for (const Config& have : configs)
+        if (have.key() == c.key()) return;
+      configs.push_back(c);
+    };
+    std::vector<std::string> order = methods;
     for (int b : bits)
       for (const auto& m : methods) {
+        if (starts_from_file(m)) {  // its start's row first (added to the grid if not asked for)
+          const std::string start = m.substr(4);
+          LCQ_CHECK(a->keep_models, "--no-keep-models: {} reads the {} model of the grid; keep the models", m, start);
+          add({start, b, a->group, 1});
+          if (std::find(order.begin(), order.end(), start) == order.end())
+            order.insert(std::find(order.begin(), order.end(), m), start);
+        }
         if (is_lcq(m))
-          for (int r : ranks) configs.push_back({m, b, a->group, r});
+          for (int r : ranks) add({m, b, a->group, r});
         else
-          configs.push_back({m, b, a->group, 1});
+          add({m, b, a->group, 1});
       }
     Runner runner(*a);
     eval::CompareTable table;
@@ -358,7 +382,6 @@ void register_compare(CLI::App& app) {
     const auto start = std::chrono::steady_clock::now();
     for (size_t i = 0; i < configs.size(); ++i)
       table.rows.push_back(runner.run(configs[i], int(i + 1), int(configs.size())));
-    std::vector<std::string> order = methods;
     eval::sort_rows(table.rows, order);
 
     const fs::path out(a->out);

@@ -8,6 +8,7 @@
 #include "lcq/quant/calibration.h"
 #include "lcq/quant/quantize.h"
 
+#include <filesystem>
 #include <fmt/format.h>
 
 namespace lcq::cli {
@@ -48,8 +49,12 @@ void register_quantize(CLI::App& app) {
                   "lcq: the rank-one start: rtn (min-max), mse (clipping search), or the result of gptq or awq\n"
                   "on each block (their --gptq-*/--awq-* options apply); training starts from it")
       ->check(CLI::IsMember({"rtn", "mse", "gptq", "awq"}));
+  cmd->add_option("--init-from", a->q.init_from,
+                  "lcq: start from the rank-one layers of this quantized model of the same model, bits and group\n"
+                  "(e.g. the output of --method flexround); its codes are kept as with --init gptq")
+      ->check(CLI::ExistingFile);
   cmd->add_option("--init-codes", a->q.lcq.start_codes,
-                  "lcq with --init gptq|awq: keep (train the codebook on the start's codes, stored as they are)\n"
+                  "lcq with --init gptq|awq or --init-from: keep (train the codebook on the start's codes, stored as they are)\n"
                   "or nearest (re-assign every weight to its nearest entry, as plain LCQ)")
       ->check(CLI::IsMember({"keep", "nearest"}));
   cmd->add_option("--epochs", a->q.engine.epochs,
@@ -173,8 +178,9 @@ void register_quantize(CLI::App& app) {
                                {"dq_bits", a->q.lcq.dq_bits}, {"dq_group", a->q.lcq.dq_group},
                                {"calib", a->calib},     {"nsamples", calib.defined() ? a->c.nsamples : 0},
                                {"seqlen", calib.defined() ? a->c.seqlen : 0}, {"seed", a->c.seed}};
-    if (a->q.method == "lcq" && (a->q.lcq.init == "gptq" || a->q.lcq.init == "awq"))
+    if (a->q.method == "lcq" && (a->q.lcq.init == "gptq" || a->q.lcq.init == "awq" || !a->q.init_from.empty()))
       settings["init_codes"] = a->q.lcq.start_codes;
+    if (!a->q.init_from.empty()) settings["init"] = "file:" + std::filesystem::path(a->q.init_from).filename().string();
     if (trained && rank_one)  // omniquant, flexround, lrq: their Adam learning rate
       settings["lr"] = a->q.lr > 0 ? a->q.lr : quant::default_lr(a->q.method);
     if (a->q.method == "lrq")

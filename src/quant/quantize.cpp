@@ -32,6 +32,10 @@ void validate(const QuantizeOptions& o) {
   LCQ_CHECK(o.method == "lcq" || o.lcq.init == "rtn" || o.lcq.init == "mse",
             "--init {} starts LCQ from that method's result: it needs --method lcq (got --method {})", o.lcq.init,
             o.method);
+  LCQ_CHECK(o.init_from.empty() || o.method == "lcq", "--init-from starts LCQ from a file: it needs --method lcq (got --method {})",
+            o.method);
+  LCQ_CHECK(o.init_from.empty() || o.lcq.init == "rtn" || o.lcq.init == "mse",
+            "--init-from and --init {} both name LCQ's start: give one", o.lcq.init);
   if (o.method == "gptq" || o.lcq.init == "gptq") validate(o.gptq, o.lcq);
   if (o.method == "awq" || o.lcq.init == "awq") validate(o.awq, o.lcq);
   LCQ_CHECK(o.lr_scale > 0 && o.lr_codebook > 0, "learning rates must be positive");
@@ -63,6 +67,7 @@ std::unique_ptr<BlockMethod> make_block_method(const QuantizeOptions& o, const m
   // copies share its state).
   torch::Generator gen = at::detail::createCPUGenerator(o.engine.seed);
   std::vector<double> lrs = {o.lr_scale, o.lr_codebook};
+  if (!o.init_from.empty()) return make_lcq_method_from(make_file_start(o.init_from, m, o.lcq), o.lcq, lrs, train, gen);
   if (o.lcq.init == "gptq" || o.lcq.init == "awq") {
     LcqOptions rank_one = o.lcq;
     rank_one.rank = 1;

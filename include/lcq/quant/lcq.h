@@ -95,6 +95,13 @@ std::unique_ptr<BlockMethod> make_lcq_method(const LcqOptions& o, std::vector<do
 std::unique_ptr<BlockMethod> make_lcq_method_from(std::unique_ptr<BlockMethod> start, const LcqOptions& o,
                                                   std::vector<double> lrs, bool train, torch::Generator gen);
 
+// The start of LCQ --init-from FILE: per block, the rank-one layers a quantized model file
+// holds (with their codes and dequantized weights, and the file's norms and biases), so LCQ
+// can start from a method whose result needs its own calibration pass (FlexRound, LRQ,
+// OmniQuant). Checks before any work that every linear of `model` is in the file as a
+// rank-one layer of o.bits and o.group; holds the file's model dequantized meanwhile.
+std::unique_ptr<BlockMethod> make_file_start(const std::string& path, const model::Model& model, const LcqOptions& o);
+
 // Nearest-entry assignment against an exact CodebookLayer's own codebook (C++ loop, the
 // file's semantics): fills layer.indices from the dense weight W [rows * cols].
 void assign_nearest(CodebookLayer& layer, const float* W);

@@ -27,6 +27,9 @@ struct QuantizeOptions {
   double lr_scale = 5e-3;      // lcq: Adam learning rate of S~ and B~
   double lr_codebook = 5e-3;   // ... of V
   double lr = 0;               // omniquant, flexround, lrq: Adam learning rate; 0 = default_lr()
+  // lcq: start from the rank-one layers of this quantized model file (make_file_start) instead
+  // of lcq.init's grid; e.g. a FlexRound result.
+  std::string init_from;
   ReconstructOptions engine;
 };
 
