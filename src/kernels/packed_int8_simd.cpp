@@ -218,19 +218,57 @@ HWY_INLINE __m128i Table128(const RowLevels& L, int64_t j) {
   return _mm256_castsi256_si128(Table256<kBits>(L, j));
 }
 
+// Byte operations under one name for the three vector widths, so that the slot extraction
+// below is written once.
+HWY_INLINE __m128i Set1(__m128i, char c) { return _mm_set1_epi8(c); }
+HWY_INLINE __m256i Set1(__m256i, char c) { return _mm256_set1_epi8(c); }
+HWY_INLINE __m128i And(__m128i a, __m128i b) { return _mm_and_si128(a, b); }
+HWY_INLINE __m256i And(__m256i a, __m256i b) { return _mm256_and_si256(a, b); }
+HWY_INLINE __m128i Shr16(__m128i a, int n) { return _mm_srli_epi16(a, n); }
+HWY_INLINE __m256i Shr16(__m256i a, int n) { return _mm256_srli_epi16(a, n); }
+HWY_INLINE __m128i Lookup(__m128i tbl, __m128i idx) { return _mm_shuffle_epi8(tbl, idx); }
+HWY_INLINE __m256i Lookup(__m256i tbl, __m256i idx) { return _mm256_shuffle_epi8(tbl, idx); }
+// Byte n of every 128-bit lane holds n >> 2.
+HWY_INLINE __m128i QuarterIndex(__m128i) { return _mm_setr_epi8(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3); }
+HWY_INLINE __m256i QuarterIndex(__m256i) { return _mm256_broadcastsi128_si256(QuarterIndex(__m128i())); }
+#if HWY_TARGET <= HWY_AVX3
+HWY_INLINE __m512i Set1(__m512i, char c) { return _mm512_set1_epi8(c); }
+HWY_INLINE __m512i And(__m512i a, __m512i b) { return _mm512_and_si512(a, b); }
+HWY_INLINE __m512i Shr16(__m512i a, int n) { return _mm512_srli_epi16(a, unsigned(n)); }
+HWY_INLINE __m512i Lookup(__m512i tbl, __m512i idx) { return _mm512_shuffle_epi8(tbl, idx); }
+HWY_INLINE __m512i QuarterIndex(__m512i) { return _mm512_broadcast_i32x4(QuarterIndex(__m128i())); }
+#endif
+
+// The levels of one block's 8 / kBits index slots: u[k] = tbl[slot k of each byte], per
+// 128-bit lane. In general one shift and one AND expose each slot. At 2 bits a nibble holds
+// slots (0, 1) or (2, 3): tbl[n] = level[n & 3] (the 4 levels repeat across the lane) and one
+// shuffle of it gives hi[n] = level[n >> 2], so looking a whole nibble up in both tables
+// yields two slots: 2 extractions instead of 4 (measured in BENCHMARKS.md, issue 5).
+template <int kBits, class V>
+HWY_INLINE void SlotLevels(V w, V tbl, V* u) {
+  if constexpr (kBits == 2) {
+    const V nibble = Set1(w, 0x0F);
+    const V hi = Lookup(tbl, QuarterIndex(w));
+    const V n0 = And(w, nibble), n1 = And(Shr16(w, 4), nibble);
+    u[0] = Lookup(tbl, n0);
+    u[1] = Lookup(hi, n0);
+    u[2] = Lookup(tbl, n1);
+    u[3] = Lookup(hi, n1);
+  } else {
+    const V mask = Set1(w, char((1 << kBits) - 1));
+    for (int k = 0; k < 8 / kBits; ++k) u[k] = Lookup(tbl, And(k == 0 ? w : Shr16(w, kBits * k), mask));
+  }
+}
+
 // Integer dot product of one block's S index slots against 32-byte activation runs at
 // x + k * xstride, into int32 lanes.
 template <int kBits>
 HWY_INLINE __m256i BlockDot256(const uint8_t* p, const int8_t* x, int64_t xstride, __m256i tbl) {
-  constexpr int S = 8 / kBits;
-  const __m256i mask = _mm256_set1_epi8(char((1 << kBits) - 1));
-  const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  __m256i u[8 / kBits];
+  SlotLevels<kBits>(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)), tbl, u);
   __m256i acc = _mm256_setzero_si256();
-  for (int k = 0; k < S; ++k) {
-    const __m256i idx = _mm256_and_si256(k == 0 ? w : _mm256_srli_epi16(w, kBits * k), mask);
-    acc = Dot(acc, _mm256_shuffle_epi8(tbl, idx),
-              _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + k * xstride)));
-  }
+  for (int k = 0; k < 8 / kBits; ++k)
+    acc = Dot(acc, u[k], _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + k * xstride)));
   return acc;
 }
 
@@ -253,20 +291,19 @@ HWY_INLINE float RowDot(const detail::MatrixView& m, const uint8_t* HWY_RESTRICT
   // Pairs of blocks in 512-bit vectors: the low 256 bits are block b, the high block b + 1,
   // each 128-bit lane looks up in the table of its block's group.
   __m512 acc16 = _mm512_setzero_ps();
-  const __m512i mask = _mm512_set1_epi8(char((1 << kBits) - 1));
   for (; b + 2 <= fb; b += 2, p += 64, x += 2 * kBlockX) {
     _mm_prefetch(reinterpret_cast<const char*>(p) + kPrefetchBytes, _MM_HINT_T0);
-    const __m512i w = _mm512_loadu_si512(p);
     const int64_t g0 = bg[b], g1 = bg[b + 1];
     const __m512i tbl = _mm512_inserti64x4(_mm512_castsi256_si512(Table256<kBits>(L, g0)), Table256<kBits>(L, g1), 1);
+    __m512i u[S];
+    SlotLevels<kBits>(_mm512_loadu_si512(p), tbl, u);
     __m512i acc = _mm512_setzero_si512();
     for (int k = 0; k < S; ++k) {
-      const __m512i idx = _mm512_and_si512(k == 0 ? w : _mm512_srli_epi16(w, kBits * k), mask);
-      const __m512i u = _mm512_shuffle_epi8(tbl, idx), xv = _mm512_loadu_si512(x + 64 * k);
+      const __m512i xv = _mm512_loadu_si512(x + 64 * k);
 #if HWY_TARGET == HWY_AVX3_DL
-      acc = _mm512_dpbusd_epi32(acc, u, xv);
+      acc = _mm512_dpbusd_epi32(acc, u[k], xv);
 #else
-      acc = _mm512_add_epi32(acc, _mm512_madd_epi16(_mm512_maddubs_epi16(u, xv), _mm512_set1_epi16(1)));
+      acc = _mm512_add_epi32(acc, _mm512_madd_epi16(_mm512_maddubs_epi16(u[k], xv), _mm512_set1_epi16(1)));
 #endif
     }
     const __m512 scale = _mm512_insertf32x8(_mm512_set1_ps(dd[g0]), _mm256_set1_ps(dd[g1]), 1);
@@ -290,14 +327,10 @@ HWY_INLINE float RowDot(const detail::MatrixView& m, const uint8_t* HWY_RESTRICT
     x += kBlockX;
   }
   if (m.tail_fields > 0) {  // 16-bit lane words: the same steps on 16 bytes
-    const __m128i tbl = Table128<kBits>(L, bg[fb]);
-    const __m128i mask = _mm_set1_epi8(char((1 << kBits) - 1));
-    const __m128i w = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    __m128i u[S];
+    SlotLevels<kBits>(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)), Table128<kBits>(L, bg[fb]), u);
     __m128i a = _mm_setzero_si128();
-    for (int k = 0; k < S; ++k) {
-      const __m128i idx = _mm_and_si128(k == 0 ? w : _mm_srli_epi16(w, kBits * k), mask);
-      a = Dot128(a, _mm_shuffle_epi8(tbl, idx), _mm_loadu_si128(reinterpret_cast<const __m128i*>(x + 16 * k)));
-    }
+    for (int k = 0; k < S; ++k) a = Dot128(a, u[k], _mm_loadu_si128(reinterpret_cast<const __m128i*>(x + 16 * k)));
     accf = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_inserti128_si256(_mm256_setzero_si256(), a, 0)),
                            _mm256_set1_ps(dd[bg[fb]]), accf);
   }
