@@ -51,7 +51,7 @@ void register_quantize(CLI::App& app) {
       ->check(CLI::IsMember({"rtn", "mse", "gptq", "awq"}));
   cmd->add_option("--init-from", a->q.init_from,
                   "lcq: start from the rank-one layers of this quantized model of the same model, bits and group\n"
-                  "(e.g. the output of --method flexround); its codes are kept as with --init gptq")
+                  "(e.g. the output of --method flexround); its codes are kept unless --init-codes nearest")
       ->check(CLI::ExistingFile);
   cmd->add_option("--init-codes", a->q.lcq.start_codes,
                   "lcq with --init gptq|awq or --init-from: keep (train the codebook on the start's codes, stored as they are)\n"
