@@ -88,10 +88,12 @@ TEST(Stories260K, IncrementalDecodingWithTheCacheEqualsTheFullForward) {
   const torch::Tensor full = full_logits(lm.model, ids);
   torch::NoGradGuard ng;
   auto cache = lm.model.make_cache(1, int64_t(ids.size()));
-  // A prefill of the first 5 tokens, then one token at a time.
+  // A prefill of the first 5 tokens, then one token at a time. The two paths run matrix
+  // products of different shapes, so BLAS may sum in a different order: the bound is float
+  // rounding on logits of magnitude ~10 (a 1e-5 bound failed by 1.4e-8 on another CPU).
   std::vector<int64_t> first(ids.begin(), ids.begin() + 5);
   torch::Tensor step = lm.model.forward(torch::tensor(first, torch::kLong).unsqueeze(0), &cache).squeeze(0);
-  EXPECT_LT((step - full.slice(0, 0, 5)).abs().max().item<float>(), 1e-5f);
+  EXPECT_LT((step - full.slice(0, 0, 5)).abs().max().item<float>(), 5e-5f);
   for (size_t p = 5; p < ids.size(); ++p) {
     torch::Tensor one = lm.model.forward(torch::tensor({int64_t(ids[p])}, torch::kLong).unsqueeze(0), &cache);
     EXPECT_LT((one.squeeze(0).squeeze(0) - full[int64_t(p)]).abs().max().item<float>(), 5e-5f) << "position " << p;
