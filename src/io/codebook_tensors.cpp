@@ -76,6 +76,14 @@ bool has_codebook_layer(const ModelSource& src, const std::string& name) {
   return src.find(name + ".lcq_idx") != nullptr;
 }
 
+int codebook_tensor_count(const ModelSource& src, const std::string& name) {
+  int n = 0;
+  for (const char* part : {"lcq_idx", "lcq_v", "lcq_s_codes", "lcq_s_scale", "lcq_s_offset", "lcq_b_codes",
+                           "lcq_b_scale", "lcq_b_offset", "lcq_s", "lcq_b"})
+    n += src.find(name + "." + part) != nullptr;
+  return n;
+}
+
 CodebookLayer read_codebook_layer(const ModelSource& src, const std::string& name, int64_t rows, int64_t cols) {
   CodebookLayer l;
   l.rows = rows;

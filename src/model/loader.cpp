@@ -107,7 +107,7 @@ Model build_model(const io::ModelSource& src, const RuntimeOptions& opts) {
           cl.dequantize(w.data_ptr<float>());
           x.weight = w.to(torch::TensorOptions().dtype(opts.dtype).device(opts.device));
         }
-        progress.add();
+        progress.add(io::codebook_tensor_count(src, base));  // the total counts the file's tensors
       } else {
         x.weight = get(base + ".weight", {out, in});
       }

@@ -34,6 +34,9 @@ nlohmann::json codebook_metadata(const CodebookLayer& like);
 // True when `src` stores linear layer `name` as an LCQ codebook.
 bool has_codebook_layer(const ModelSource& src, const std::string& name);
 
+// How many of the file's tensors store layer `name` (what a loader's progress counts).
+int codebook_tensor_count(const ModelSource& src, const std::string& name);
+
 // Reads and validates layer `name`, whose dense weight would be rows x cols. Throws lcq::Error
 // naming the file and the tensor on any inconsistency.
 CodebookLayer read_codebook_layer(const ModelSource& src, const std::string& name, int64_t rows, int64_t cols);
