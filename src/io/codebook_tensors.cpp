@@ -77,10 +77,11 @@ bool has_codebook_layer(const ModelSource& src, const std::string& name) {
 }
 
 int codebook_tensor_count(const ModelSource& src, const std::string& name) {
+  // Every tensor of the layer is named "<name>.lcq_*" (add_codebook_tensors): counted from
+  // the file rather than from a second list of the parts.
+  const std::string prefix = name + ".lcq_";
   int n = 0;
-  for (const char* part : {"lcq_idx", "lcq_v", "lcq_s_codes", "lcq_s_scale", "lcq_s_offset", "lcq_b_codes",
-                           "lcq_b_scale", "lcq_b_offset", "lcq_s", "lcq_b"})
-    n += src.find(name + "." + part) != nullptr;
+  for (const TensorView& t : src.tensors) n += t.name.compare(0, prefix.size(), prefix) == 0;
   return n;
 }
 
