@@ -117,6 +117,12 @@ TEST(Stories260K, PerplexityAgreesWithTheNaiveReference) {
   auto ref = lcq::reference::NaiveLlama::load(stories_bin());
   const double want = ref.perplexity_gptq(ids, 512, int(po.max_windows));
   EXPECT_NEAR(ours.ppl / want, 1.0, 1e-4) << "ours " << ours.ppl << " reference " << want;
+  // Every window scores seqlen - 1 tokens, so the per-window means average to the overall one.
+  ASSERT_EQ(int64_t(ours.window_nll.size()), ours.windows);
+  double sum = 0;
+  for (double w : ours.window_nll) sum += w;
+  EXPECT_NEAR(sum / double(ours.windows), ours.mean_nll, 1e-9);
+  EXPECT_NE(ours.window_nll.front(), ours.window_nll.back());
   std::printf("stories260K tinystories_val: %lld windows, ppl %.6f (reference %.6f)\n",
               static_cast<long long>(ours.windows), ours.ppl, want);
 }

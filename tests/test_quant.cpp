@@ -354,6 +354,38 @@ TEST(Stories260K, SameSeedGivesTheSameModel) {
   }
 }
 
+TEST(Stories260K, ReportedLossesUseTheFirstLossSamplesAndTrainingUsesAll) {
+  model::LoadedModel fp = load_stories();
+  const std::vector<int> tokens = fp.tok().encode(test::read_bytes(tinystories()).substr(0, 40000), true);
+  quant::CalibrationOptions co;
+  co.nsamples = 6;
+  co.seqlen = 64;
+  const torch::Tensor calib = quant::sample_calibration(tokens, co);
+  quant::QuantizeOptions o;
+  o.lcq.bits = 2;
+  o.lcq.group = 32;
+  o.engine.epochs = 1;
+  o.engine.progress = false;
+  o.engine.loss_samples = 0;  // all 6
+  model::LoadedModel a = load_stories(), b = load_stories(), c = load_stories();
+  auto all = quant::quantize_model(a.model, calib, o);
+  o.engine.loss_samples = 2;
+  auto two = quant::quantize_model(b.model, calib, o);
+  // The same training: the stored layers are identical.
+  for (const auto& [name, layer] : all.layers) {
+    EXPECT_EQ(layer.indices, two.layers.at(name).indices) << name;
+    EXPECT_EQ(layer.s_codes, two.layers.at(name).s_codes) << name;
+  }
+  // Block 0 sees the same inputs in both runs, so its losses on the first two samples equal a
+  // run on just those two samples (no training: epochs 0 leaves init = trained).
+  o.engine.loss_samples = 0;
+  o.engine.epochs = 0;
+  auto just_two = quant::quantize_model(c.model, calib.slice(0, 0, 2), o);
+  EXPECT_NEAR(two.blocks[0].init_loss, just_two.blocks[0].init_loss, 1e-5 * just_two.blocks[0].init_loss);
+  EXPECT_NE(all.blocks[0].init_loss, two.blocks[0].init_loss);
+  EXPECT_NE(all.blocks[0].final_loss, two.blocks[0].final_loss);
+}
+
 TEST(Stories260K, NanWeightsAreRefusedBeforeAnyWork) {
   model::LoadedModel m = load_stories();
   m.model.blocks[2].down.weight[0][3] = NAN;

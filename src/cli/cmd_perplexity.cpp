@@ -69,7 +69,8 @@ void register_perplexity(CLI::App& app) {
                         {"tokens_per_second", r.tokens_per_second},
                         {"threads", opts->threads},
                         {"activations", model::describe(model::activation_quant(lm.model))},
-                        {"peak_rss_bytes", peak_rss_bytes()}};
+                        {"peak_rss_bytes", peak_rss_bytes()},
+                        {"window_nll", r.window_nll}};
     if (r.kl_mean) {
       j["kl_divergence"] = *r.kl_mean;
       j["top1_agreement"] = *r.top1_agreement;

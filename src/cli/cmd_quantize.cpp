@@ -62,6 +62,9 @@ void register_quantize(CLI::App& app) {
                   "(40 below 3 bits), flexround and lrq 20)")
       ->each([a](const std::string&) { a->epochs_given = true; });
   cmd->add_option("--batch-size", a->q.engine.batch_size, "Calibration samples per Adam step");
+  cmd->add_option("--loss-samples", a->q.engine.loss_samples,
+                  "Calibration samples (the first ones) on which each block's reported losses are measured; "
+                  "0 = all (training always uses all)");
   cmd->add_option("--lr-scale", a->q.lr_scale, "Adam learning rate of the reparameterized S and B");
   cmd->add_option("--lr-codebook", a->q.lr_codebook, "Adam learning rate of V");
   cmd->add_option("--lr", a->q.lr, "omniquant, flexround, lrq: Adam learning rate (default 1e-2 for omniquant, 3e-3 else)");

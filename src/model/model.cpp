@@ -99,26 +99,37 @@ torch::Tensor apply_rope(const torch::Tensor& x, const torch::Tensor& cos, const
   return x * cos + rotate_half(x) * sin;
 }
 
-torch::Tensor attention(const ModelConfig& c, const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
-                        int64_t start_pos) {
-  // q [B, H, T, hd]; k, v [B, Hkv, S, hd] with S = start_pos + T. Grouped-query attention
-  // without copying k/v: view q as [B, Hkv, G*T, hd] against each shared k/v head. The
-  // score matrix is the big tensor at long contexts, so it is touched as few times as
-  // possible: the scale is folded into q, the causal mask is added in place, then softmax.
-  const int64_t B = q.size(0), H = q.size(1), T = q.size(2), hd = q.size(3), S = k.size(2);
+// Queries per chunk of causal attention. A chunk's queries see only the keys up to its own
+// last position, so the masked part of the score matrix to the right of the chunk is never
+// computed: at 512 positions (4 chunks) 3/8 of the attention products are skipped, at 2048
+// (16 chunks) 15/32. Small enough to skip most of the triangle, large enough that each
+// product stays a well-shaped matrix multiply.
+constexpr int64_t kQueryChunk = 128;
+
+torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, int64_t start_pos) {
+  // q [B, H, T, hd]; k, v [B, Hkv, S, hd] with S = start_pos + T; returns [B, T, H, hd].
+  // Grouped-query attention without copying k/v: view q as [B, Hkv, G*T, hd] against each
+  // shared k/v head. The score matrix is the big tensor at long contexts, so it is touched as
+  // few times as possible: the scale is folded into q, the causal mask is added in place,
+  // then softmax.
+  const int64_t B = q.size(0), H = q.size(1), T = q.size(2), hd = q.size(3);
   const int64_t Hkv = k.size(1), G = H / Hkv;
-  auto qg = (q * (1.0 / std::sqrt(double(hd)))).reshape({B, Hkv, G * T, hd});
-  auto scores = torch::matmul(qg, k.transpose(2, 3));  // [B, Hkv, G*T, S]
-  if (T > 1) {
-    // Query at absolute position start_pos + t sees keys 0..start_pos + t.
-    auto opts = torch::TensorOptions().dtype(scores.scalar_type()).device(scores.device());
-    auto bias = torch::full({T, S}, -std::numeric_limits<float>::infinity(), opts).triu_(start_pos + 1);
-    scores.view({B, Hkv, G, T, S}).add_(bias);
+  const auto opts = torch::TensorOptions().dtype(q.scalar_type()).device(q.device());
+  std::vector<torch::Tensor> outs;
+  for (int64_t t0 = 0; t0 < T; t0 += kQueryChunk) {
+    const int64_t t1 = std::min(T, t0 + kQueryChunk), Tc = t1 - t0, S = start_pos + t1;
+    auto qc = (q.slice(2, t0, t1) * (1.0 / std::sqrt(double(hd)))).reshape({B, Hkv, G * Tc, hd});
+    auto kc = k.slice(2, 0, S), vc = v.slice(2, 0, S);
+    auto scores = torch::matmul(qc, kc.transpose(2, 3));  // [B, Hkv, G*Tc, S]
+    if (Tc > 1) {
+      // Query at absolute position start_pos + t0 + i sees keys 0..start_pos + t0 + i.
+      auto bias = torch::full({Tc, S}, -std::numeric_limits<float>::infinity(), opts).triu_(start_pos + t0 + 1);
+      scores.view({B, Hkv, G, Tc, S}).add_(bias);
+    }
+    auto probs = torch::softmax(scores, -1, torch::kFloat32).to(v.scalar_type());
+    outs.push_back(torch::matmul(probs, vc).reshape({B, H, Tc, hd}).transpose(1, 2));  // [B, Tc, H, hd]
   }
-  auto probs = torch::softmax(scores, -1, torch::kFloat32).to(v.scalar_type());
-  auto out = torch::matmul(probs, v);  // [B, Hkv, G*T, hd]
-  (void)c;
-  return out.reshape({B, H, T, hd});
+  return outs.size() == 1 ? outs[0] : torch::cat(outs, 1);
 }
 
 }  // namespace
@@ -139,7 +150,7 @@ torch::Tensor attention_forward(const BlockContext& ctx, const Block& b, const t
     k = apply_rope(k, cos, sin);
   }
   if (cache) std::tie(k, v) = cache->append(layer, k, v);
-  auto att = attention(c, q, k, v, start_pos).transpose(1, 2).reshape({B, T, c.n_heads * c.head_dim});
+  auto att = attention(q, k, v, start_pos).reshape({B, T, c.n_heads * c.head_dim});
   return b.o.forward(att);
 }
 

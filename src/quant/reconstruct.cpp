@@ -89,6 +89,7 @@ ReconstructResult reconstruct(model::Model& m, const torch::Tensor& calib, Block
   LCQ_CHECK(calib.dim() == 2 && calib.size(0) >= 1, "calibration tokens must be [samples, seqlen]");
   LCQ_CHECK(o.epochs >= 0, "--epochs must be >= 0, got {}", o.epochs);
   LCQ_CHECK(o.batch_size >= 1, "--batch-size must be >= 1, got {}", o.batch_size);
+  LCQ_CHECK(o.loss_samples >= 0, "--loss-samples must be >= 0, got {}", o.loss_samples);
   LCQ_CHECK(o.loss == "mse" || o.loss == "token-relative", "--loss must be mse or token-relative, got '{}'", o.loss);
   const int64_t N = calib.size(0), chunk = std::max<int64_t>(o.batch_size, 8);
   m.ensure_positions(calib.size(1));
@@ -106,6 +107,8 @@ ReconstructResult reconstruct(model::Model& m, const torch::Tensor& calib, Block
   const int64_t steps_per_epoch = (N + o.batch_size - 1) / o.batch_size;
   const int64_t total_steps = steps_per_epoch * o.epochs;
   const int64_t n_err = std::min(N, o.error_samples);
+  const int64_t n_loss = o.loss_samples > 0 ? std::min(N, o.loss_samples) : N;
+  auto first = [&](const torch::Tensor& t) { return t.slice(0, 0, n_loss); };
 
   for (size_t l = 0; l < m.blocks.size(); ++l) {
     const auto t0 = Clock::now();
@@ -135,7 +138,7 @@ ReconstructResult reconstruct(model::Model& m, const torch::Tensor& calib, Block
     }
     BlockReport rep;
     rep.layer = int(l);
-    rep.init_loss = block_loss(ctx, working, x_q, target, chunk);
+    rep.init_loss = block_loss(ctx, working, first(x_q), first(target), chunk);
     const auto init_err = layer_errors(ctx, working, fp, x_q.slice(0, 0, n_err));
     rep.trained_loss = rep.init_loss;
 
@@ -174,7 +177,7 @@ ReconstructResult reconstruct(model::Model& m, const torch::Tensor& calib, Block
       }
       torch::NoGradGuard ng;
       method.apply(working);
-      rep.trained_loss = block_loss(ctx, working, x_q, target, chunk);
+      rep.trained_loss = block_loss(ctx, working, first(x_q), first(target), chunk);
       // The same measure before and after (the training objective may weight positions).
       bar.finish(fmt::format("output MSE {:.3e} -> {:.3e}", rep.init_loss, rep.trained_loss));
     }
@@ -183,7 +186,7 @@ ReconstructResult reconstruct(model::Model& m, const torch::Tensor& calib, Block
     // The frozen block's outputs are both the final loss and the next block's inputs: one pass.
     for (auto& [name, lin] : working.linears()) lin->weight = lin->weight.detach();
     torch::Tensor x_next = run_block(ctx, working, x_q, chunk);
-    rep.final_loss = mse(x_next, target, chunk);
+    rep.final_loss = mse(first(x_next), first(target), chunk);
     const auto final_err = layer_errors(ctx, working, fp, x_q.slice(0, 0, n_err));
     auto wl = working.linears();
     for (const auto& [name, lin] : wl) {

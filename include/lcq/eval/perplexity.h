@@ -31,6 +31,10 @@ struct PerplexityResult {
   double seconds = 0, tokens_per_second = 0;  // forward throughput over all window tokens
   std::optional<double> kl_mean;              // mean KL(reference || model), nats
   std::optional<double> top1_agreement;       // fraction of positions with the same argmax
+  // Mean negative log-likelihood of each window's scored tokens, in window order: two models
+  // evaluated on the same text can be compared window by window (a paired difference and its
+  // standard error), which separates a real gap from the spread between windows.
+  std::vector<double> window_nll;
 };
 
 // Throws lcq::Error when the token stream is shorter than one window.
