@@ -73,9 +73,9 @@ struct ReconstructOptions {
   bool progress = true;
   int64_t error_samples = 4;    // samples used for the per-layer errors in the report
   // Samples (the first ones) on which the report's block losses (init, trained, final) are
-  // measured; 0 = all. Training always uses all. Each loss over all samples is a forward pass
-  // of the whole calibration set: at 128 samples the two that only feed the report cost
-  // about 5 % of a block's time.
+  // measured; 0 = all. Training always uses all. Over all samples, the init and trained
+  // losses would each be a forward pass of the whole calibration set that only feeds the
+  // report.
   int64_t loss_samples = 32;
 };
 
