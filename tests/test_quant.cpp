@@ -355,17 +355,8 @@ TEST(Stories260K, SameSeedGivesTheSameModel) {
 }
 
 TEST(Stories260K, ReportedLossesUseTheFirstLossSamplesAndTrainingUsesAll) {
-  model::LoadedModel fp = load_stories();
-  const std::vector<int> tokens = fp.tok().encode(test::read_bytes(tinystories()).substr(0, 40000), true);
-  quant::CalibrationOptions co;
-  co.nsamples = 6;
-  co.seqlen = 64;
-  const torch::Tensor calib = quant::sample_calibration(tokens, co);
-  quant::QuantizeOptions o;
-  o.lcq.bits = 2;
-  o.lcq.group = 32;
-  o.engine.epochs = 1;
-  o.engine.progress = false;
+  const torch::Tensor calib = test::stories_calibration(load_stories(), 6, 64);
+  quant::QuantizeOptions o = test::stories_options("lcq", 2, 32, 1);
   o.engine.loss_samples = 0;  // all 6
   model::LoadedModel a = load_stories(), b = load_stories(), c = load_stories();
   auto all = quant::quantize_model(a.model, calib, o);

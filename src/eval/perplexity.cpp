@@ -60,8 +60,8 @@ PerplexityResult perplexity(const model::Model& model, const std::vector<int>& t
     auto lse = torch::logsumexp(logits, -1);
     auto picked = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1);
     auto nll = lse.to(torch::kFloat64) - picked.to(torch::kFloat64);  // [nb, n]
-    auto per_window = nll.mean(-1);
-    for (int64_t b = 0; b < nb; ++b) r.window_nll.push_back(per_window[b].item<double>());
+    const auto per_window = nll.mean(-1).contiguous();
+    r.window_nll.insert(r.window_nll.end(), per_window.data_ptr<double>(), per_window.data_ptr<double>() + nb);
     nll_sum += nll.sum().item<double>();
     r.scored_tokens += nll.numel();
     if (opts.kl_reference) {
