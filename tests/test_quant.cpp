@@ -12,6 +12,7 @@
 #include "stories_fixture.h"
 #include "test_util.h"
 
+#include <ATen/autocast_mode.h>
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -377,6 +378,39 @@ TEST(Stories260K, ReportedLossesUseTheFirstLossSamplesAndTrainingUsesAll) {
   EXPECT_NE(all.blocks[0].final_loss, two.blocks[0].final_loss);
 }
 
+TEST(TrainDtype, AutoIsFp32OrBf16AndExplicitChoicesStay) {
+  const std::string a = quant::resolve_train_dtype("auto");
+  EXPECT_TRUE(a == "fp32" || a == "bf16") << a;
+  EXPECT_EQ(quant::resolve_train_dtype("fp32"), "fp32");
+  EXPECT_EQ(quant::resolve_train_dtype("bf16"), "bf16");
+}
+
+// bf16 training products change the arithmetic of the steps only: the model still trains
+// every block and ends close to the fp32 run, and autocast is off again afterwards
+// (evaluation after quantization must not run in bf16).
+TEST(Stories260K, Bf16TrainingStepsTrainLikeFp32) {
+  const torch::Tensor calib = test::stories_calibration(load_stories(), 8, 64);
+  quant::QuantizeOptions o = test::stories_options("lcq", 2, 32, 2);
+  o.engine.train_dtype = "fp32";
+  model::LoadedModel a = load_stories(), b = load_stories();
+  auto f32 = quant::quantize_model(a.model, calib, o);
+  o.engine.train_dtype = "bf16";
+  auto bf16 = quant::quantize_model(b.model, calib, o);
+  EXPECT_FALSE(at::autocast::is_cpu_enabled());
+  bool any_differs = false;
+  for (const auto& [name, layer] : f32.layers) any_differs |= layer.s_codes != bf16.layers.at(name).s_codes;
+  EXPECT_TRUE(any_differs) << "bf16 products should change the training's arithmetic";
+  ASSERT_EQ(f32.blocks.size(), bf16.blocks.size());
+  for (size_t l = 0; l < f32.blocks.size(); ++l) {
+    const auto &x = f32.blocks[l], &y = bf16.blocks[l];
+    EXPECT_LT(y.trained_loss, y.init_loss) << "block " << l;
+    // Block 0 starts from the same inputs, so the same init loss; later blocks see the
+    // previous blocks' (slightly different) outputs.
+    if (l == 0) EXPECT_NEAR(y.init_loss, x.init_loss, 1e-6 * x.init_loss);
+    EXPECT_NEAR(y.trained_loss, x.trained_loss, 0.1 * x.trained_loss) << "block " << l;
+  }
+}
+
 TEST(Stories260K, NanWeightsAreRefusedBeforeAnyWork) {
   model::LoadedModel m = load_stories();
   m.model.blocks[2].down.weight[0][3] = NAN;
@@ -439,6 +473,7 @@ TEST(QuantizeCli, ImpossibleSettingsFailBeforeAnyWorkAndWriteNothing) {
       {"--group 0" + calib, "--group"},
       {"--dq-bits 12" + calib, "--dq-bits"},
       {"--loss l1" + calib, "--loss"},
+      {"--train-dtype fp16" + calib, "--train-dtype"},
       {"--calib " + short_calib + " --seqlen 64", short_calib},
       {"--method lcq", "--calib"},
       {"--seqlen 100000 --calib " + tinystories(), "--seqlen"},

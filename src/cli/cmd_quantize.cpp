@@ -65,6 +65,11 @@ void register_quantize(CLI::App& app) {
   cmd->add_option("--loss-samples", a->q.engine.loss_samples,
                   "Calibration samples (the first ones) on which each block's reported losses are measured; "
                   "0 = all (training always uses all)");
+  cmd->add_option("--train-dtype", a->q.engine.train_dtype,
+                  "Precision of the block training steps' matrix products: fp32, bf16 (about 3x faster on CPUs\n"
+                  "with AVX512-BF16 or AMX; the quantizer, Adam, targets and reported losses stay fp32), or auto\n"
+                  "(bf16 where the CPU has those instructions, else fp32)")
+      ->check(CLI::IsMember({"fp32", "bf16", "auto"}));
   cmd->add_option("--lr-scale", a->q.lr_scale, "Adam learning rate of the reparameterized S and B");
   cmd->add_option("--lr-codebook", a->q.lr_codebook, "Adam learning rate of V");
   cmd->add_option("--lr", a->q.lr, "omniquant, flexround, lrq: Adam learning rate (default 1e-2 for omniquant, 3e-3 else)");
@@ -178,6 +183,7 @@ void register_quantize(CLI::App& app) {
                                {"rank", rank_one ? 1 : a->q.lcq.rank},
                                {"init", trained ? a->q.lcq.init : "rtn"},
                                {"epochs", trained ? a->q.engine.epochs : 0}, {"loss", a->q.engine.loss},
+                               {"train_dtype", quant::resolve_train_dtype(a->q.engine.train_dtype)},
                                {"dq_bits", a->q.lcq.dq_bits}, {"dq_group", a->q.lcq.dq_group},
                                {"calib", a->calib},     {"nsamples", calib.defined() ? a->c.nsamples : 0},
                                {"seqlen", calib.defined() ? a->c.seqlen : 0}, {"seed", a->c.seed}};

@@ -3,6 +3,8 @@
 #include "lcq/core/error.h"
 #include "lcq/core/progress.h"
 
+#include <ATen/autocast_mode.h>
+
 #include <fmt/format.h>
 
 #include <chrono>
@@ -14,6 +16,34 @@ namespace lcq::quant {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+// While alive, CPU matrix products (linear, matmul) run in bf16 through torch's autocast, and
+// so do their gradients; elementwise operations keep their inputs' precision. Restores the
+// previous state.
+class Bf16Products {
+ public:
+  explicit Bf16Products(bool on) : on_(on) {
+    if (!on_) return;
+    was_enabled_ = at::autocast::is_cpu_enabled();
+    was_dtype_ = at::autocast::get_autocast_cpu_dtype();
+    at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
+    at::autocast::set_cpu_enabled(true);
+  }
+  ~Bf16Products() {
+    if (!on_) return;
+    at::autocast::set_cpu_enabled(was_enabled_);
+    at::autocast::set_autocast_cpu_dtype(was_dtype_);
+    at::autocast::clear_cache();
+  }
+  Bf16Products(const Bf16Products&) = delete;
+  Bf16Products& operator=(const Bf16Products&) = delete;
+
+ private:
+  bool on_;
+  bool was_enabled_ = false;
+  at::ScalarType was_dtype_ = at::kBFloat16;
+};
+
 
 // Runs `block` over all of x [N, L, D] in chunks, without gradients.
 torch::Tensor run_block(const model::BlockContext& ctx, const model::Block& block, const torch::Tensor& x,
@@ -75,6 +105,16 @@ torch::Tensor position_weights(const std::string& loss, const torch::Tensor& tar
 
 }  // namespace
 
+std::string resolve_train_dtype(const std::string& train_dtype) {
+  if (train_dtype != "auto") return train_dtype;
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_cpu_init();
+  // Native bf16 dot products; without them oneDNN emulates bf16 and gains nothing.
+  if (__builtin_cpu_supports("avx512bf16") || __builtin_cpu_supports("amx-bf16")) return "bf16";
+#endif
+  return "fp32";
+}
+
 nlohmann::json to_json(const BlockReport& r) {
   nlohmann::json layers = nlohmann::json::array();
   for (const auto& l : r.layers)
@@ -90,6 +130,9 @@ ReconstructResult reconstruct(model::Model& m, const torch::Tensor& calib, Block
   LCQ_CHECK(o.epochs >= 0, "--epochs must be >= 0, got {}", o.epochs);
   LCQ_CHECK(o.batch_size >= 1, "--batch-size must be >= 1, got {}", o.batch_size);
   LCQ_CHECK(o.loss_samples >= 0, "--loss-samples must be >= 0, got {}", o.loss_samples);
+  LCQ_CHECK(o.train_dtype == "fp32" || o.train_dtype == "bf16" || o.train_dtype == "auto",
+            "--train-dtype must be fp32, bf16 or auto, got '{}'", o.train_dtype);
+  const bool bf16_steps = resolve_train_dtype(o.train_dtype) == "bf16";
   LCQ_CHECK(o.loss == "mse" || o.loss == "token-relative", "--loss must be mse or token-relative, got '{}'", o.loss);
   const int64_t N = calib.size(0), chunk = std::max<int64_t>(o.batch_size, 8);
   m.ensure_positions(calib.size(1));
@@ -165,7 +208,11 @@ ReconstructResult reconstruct(model::Model& m, const torch::Tensor& calib, Block
             static_cast<torch::optim::AdamOptions&>(adam.param_groups()[gi].options()).lr(base_lr[gi] * scale);
           adam.zero_grad();
           method.apply(working);
-          auto y = model::block_forward(ctx, working, x_q.index_select(0, idx), 0);
+          torch::Tensor y;
+          {
+            Bf16Products bf16(bf16_steps);
+            y = model::block_forward(ctx, working, x_q.index_select(0, idx), 0).to(torch::kFloat32);
+          }
           auto err = (y - target.index_select(0, idx)).pow(2);
           auto loss = (weights.defined() ? err * weights.index_select(0, idx) : err).mean();
           loss.backward();
