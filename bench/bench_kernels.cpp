@@ -149,7 +149,7 @@ void register_all() {
                           packed_gemv, sh, bits, 2, 1, false, KernelPath::kScalar)
             ->Unit(benchmark::kMicrosecond)
             ->UseRealTime();
-        if ((bits == 2 || bits == 4) && lcq::kernels::int8_simd_available())  // the integer kernel
+        if (lcq::kernels::int8_simd_available(bits))  // the integer kernel
           for (int threads : {1, 2})
             for (bool cold : {false, true})
               RegisterBenchmark((std::string("gemv-int8/") + sh.name + "/b" + std::to_string(bits) + "/r2/t" +

@@ -279,6 +279,13 @@ TEST(PackedCodebook, IntegerPathMatchesItsReferenceAndBound) {
       {33, 512, 2, 128, 2, 8},  // an odd row count (below the thread-split threshold: one thread)
       {3, 576, 2, 128, 1, 8},   // as many full blocks as the one before, plus a tail (per-shape state)
       {100, 2048, 2, 128, 2, 8},  // enough work (>= 2e5 weights x tokens) to be split over threads
+      // 3 bits: blocks of 256 columns read in runs of 32 indices, each in one block half
+      {5, 576, 3, 128, 2, 8},    // 2 full blocks (4 groups) + an 8-field tail in the ragged group
+      {4, 1024, 3, 256, 1, 0},   // one group per block
+      {3, 744, 3, 128, 3, 4},    // a 29-field tail over three words and both halves, 4-bit dq
+      {6, 248, 3, 128, 4, 8},    // no full block: a 31-field row is one padded full block
+      {9, 100, 3, 128, 2, 8},    // a 13-field tail only, its last field partial (4 of 8 lanes)
+      {40, 4096, 3, 128, 2, 8},  // enough work to be split over threads
   };
   std::vector<SimdTarget> targets = available_simd_targets();
   targets.insert(targets.begin(), {0, "best"});  // unforced: the integer kernel's own best (AVX-512 VNNI here)
@@ -323,7 +330,7 @@ TEST(PackedCodebook, IntegerPathMatchesItsReferenceAndBound) {
         }
       for (const SimdTarget& tg : targets) {
         TargetGuard guard(tg.id);
-        if (!int8_simd_available()) {
+        if (!int8_simd_available(c.bits)) {
           EXPECT_THROW(m.gemv(X.data(), simd.data(), KernelPath::kInt8), Error) << tg.name;
           continue;
         }
@@ -344,7 +351,7 @@ TEST(PackedCodebook, IntegerPathMatchesItsReferenceAndBound) {
 TEST(PackedCodebook, IntegerPathRejectsLayoutsItCannotRun) {
   const std::vector<float> x(576, 1.f);
   std::vector<float> y(4);
-  for (const Config& c : {Config{4, 576, 3, 128, 2, 8}, Config{4, 576, 2, 64, 2, 8}, Config{4, 576, 4, 32, 1, 0},
+  for (const Config& c : {Config{4, 576, 3, 64, 2, 8}, Config{4, 576, 2, 64, 2, 8}, Config{4, 576, 4, 32, 1, 0},
                           Config{4, 576, 8, 128, 1, 8}}) {
     const PackedCodebookMatrix m = PackedCodebookMatrix::pack(random_layer(c, 3));
     EXPECT_FALSE(m.int8_applies()) << describe(c);

@@ -120,7 +120,7 @@ std::vector<Row> bench_shape(int64_t rows, int64_t cols, const BenchArgs& a, con
       const double s = time_sweeps(n, a.reps, [&](size_t k) { ms[k].gemv(x.data(), y.data()); });
       add(fmt::format("lcq-b{}-r{}", bits, a.rank), t, s, double(ms[0].nbytes()));
     }
-    if (ms[0].int8_applies() && kernels::int8_simd_available()) {
+    if (ms[0].int8_simd_runs()) {
       for (int t : a.threads) {  // the integer kernel (int8 activations), same matrices
         omp_set_num_threads(t);
         const double s =

@@ -204,6 +204,8 @@ PackedCodebookMatrix PackedCodebookMatrix::clone() const {
   return m;
 }
 
+bool PackedCodebookMatrix::int8_simd_runs() const { return int8_applies() && int8_simd_available(bits_); }
+
 size_t PackedCodebookMatrix::nbytes() const {
   return index_bytes() + coef_codes_.size() + coef_f32_.size() * sizeof(float) +
          (blk_scale_.size() + blk_offset_.size() + v_.size()) * sizeof(uint16_t);
@@ -351,10 +353,11 @@ void PackedCodebookMatrix::run(const float* X, int64_t n, float* Y, KernelPath p
   const detail::MatrixView m = PackedAccess::view(*this);
 
   if (path == KernelPath::kInt8 || path == KernelPath::kInt8Scalar) {
-    LCQ_CHECK(int8_applies(), "no integer kernel for {}-bit indices in groups of {} (needs 2 or 4 bits and groups of "
-              "whole index blocks: a multiple of 128 columns at 2 bits, 64 at 4 bits)", bits_, group_);
+    LCQ_CHECK(int8_applies(), "no integer kernel for {}-bit indices in groups of {} (needs 2, 3 or 4 bits and groups "
+              "of whole index blocks: a multiple of 128 columns at 2 and 3 bits, 64 at 4 bits)", bits_, group_);
     const bool simd = path == KernelPath::kInt8;
-    LCQ_CHECK(!simd || int8_simd_available(), "no SIMD integer kernel for the {} target", int8_simd_target());
+    LCQ_CHECK(!simd || int8_simd_available(bits_), "no SIMD integer kernel for {}-bit indices on the {} target", bits_,
+              int8_simd_target());
     // The calling thread's buffer, passed by reference: inside the lambda the name of a
     // thread_local would denote each worker thread's own (empty) instance.
     thread_local detail::Int8Activations act_buffer;

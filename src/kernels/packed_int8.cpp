@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <utility>
 
 namespace lcq::kernels::detail {
 
@@ -24,7 +25,42 @@ inline float round_even(float v) {
 
 }  // namespace
 
+std::vector<Fmt3Run> fmt3_runs(int fields) {
+  std::vector<Fmt3Run> out;
+  const int regular = std::min(fields, 30);  // fields 30 and 31 live in the spare bits
+  for (int w = 0; 10 * w < regular; ++w)
+    for (int half = 0; half < 2; ++half) {
+      std::vector<std::pair<int, int>> slots;  // (field, odd), even lanes first
+      for (int odd = 0; odd < 2; ++odd)
+        for (int f = 10 * w; f < std::min(10 * w + 10, regular); ++f)
+          if (f / 16 == half) slots.emplace_back(f, odd);
+      for (size_t i = 0; i < slots.size(); i += 8) {
+        Fmt3Run r{w, half, {}, {}};
+        for (size_t s = 0; s < 8; ++s) {
+          const bool real = i + s < slots.size();
+          r.field[s] = int8_t(real ? slots[i + s].first : -1);
+          r.odd[s] = int8_t(real ? slots[i + s].second : 0);
+        }
+        out.push_back(r);
+      }
+    }
+  if (fields == 32) out.push_back({-1, 1, {30, 31, 30, 31, -1, -1, -1, -1}, {0, 0, 1, 1, 0, 0, 0, 0}});
+  return out;
+}
+
+namespace {
+int64_t fmt3_run_count(int fields) {  // 0 for 0 fields
+  static const std::vector<int64_t> counts = [] {
+    std::vector<int64_t> c(33, 0);
+    for (int f = 1; f <= 32; ++f) c[size_t(f)] = int64_t(fmt3_runs(f).size());
+    return c;
+  }();
+  return counts[size_t(fields)];
+}
+}  // namespace
+
 int64_t int8_stride(int format, const RowShape& s) {
+  if (format == kFmt3) return kBlockBytes * (s.full_blocks * fmt3_run_count(32) + fmt3_run_count(s.tail_fields));
   return s.full_blocks * int8_block_cols(format) + (s.tail_fields > 0 ? kTailBytes * steps(format) : 0);
 }
 
@@ -36,6 +72,21 @@ int64_t int8_stride(int format, const RowShape& s) {
 // the pair; an odd last block and the tail list their runs slot after slot.
 std::vector<int32_t> int8_columns(int format, int64_t cols) {
   const RowShape s = row_shape(format, cols);
+  if (format == kFmt3) {
+    std::vector<int32_t> out;
+    out.reserve(size_t(int8_stride(format, s)));
+    auto fill = [&](int64_t col0, int fields) {
+      for (const Fmt3Run& r : fmt3_runs(fields))
+        for (int j = 0; j < kBlockBytes; ++j) {
+          const int f = r.field[j % 8];
+          const int64_t col = col0 + 8 * f + 2 * (j / 8) + r.odd[j % 8];
+          out.push_back(f >= 0 && col < cols ? int32_t(col) : -1);
+        }
+    };
+    for (int64_t b = 0; b < s.full_blocks; ++b) fill(256 * b, 32);
+    if (s.tail_fields > 0) fill(256 * s.full_blocks, s.tail_fields);
+    return out;
+  }
   const int S = steps(format), bc = int8_block_cols(format);
   std::vector<int32_t> out(size_t(int8_stride(format, s)), -1);
   auto fill = [&](int64_t pos0, int64_t run_stride, int64_t col0, int bytes, int word_bytes) {
@@ -54,6 +105,12 @@ std::vector<int32_t> int8_columns(int format, int64_t cols) {
 
 std::vector<int32_t> int8_block_groups(int format, int64_t cols, int group) {
   const RowShape s = row_shape(format, cols);
+  if (format == kFmt3) {  // per block half (128 columns), the tail's halves last
+    const int64_t groups = (cols + group - 1) / group;
+    std::vector<int32_t> out(size_t(2 * (s.full_blocks + 1)));
+    for (size_t h = 0; h < out.size(); ++h) out[h] = int32_t(std::min(int64_t(h) * 128 / group, groups - 1));
+    return out;
+  }
   const int64_t bpg = group / int8_block_cols(format), groups = (cols + group - 1) / group;
   std::vector<int32_t> out(size_t(s.full_blocks + 1));
   for (int64_t b = 0; b < s.full_blocks; ++b) out[size_t(b)] = int32_t(b / bpg);
@@ -84,11 +141,14 @@ void quantize_activations(const MatrixView& m, const int32_t* columns, const flo
       inv[size_t(j)] = amax > 0.f ? 127.f / amax : 0.f;
       sum[size_t(j)] = 0;
     }
-    // Every 32-byte run lies in one block (the tail: in one group), so the group is looked
-    // up once per run; a run starts with a real column.
+    // Every 32 bytes of the order lie in one group, so the group is looked up once per
+    // run, from its first real column (a 3-bit run may start with padding).
     int8_t* q = a.q.data() + t * a.stride;
     for (int64_t p0 = 0; p0 < a.stride; p0 += kBlockBytes) {
-      const int64_t p1 = std::min(a.stride, p0 + kBlockBytes), j = columns[p0] / G;
+      const int64_t p1 = std::min(a.stride, p0 + kBlockBytes);
+      int64_t first = p0;
+      while (first + 1 < p1 && columns[first] < 0) ++first;
+      const int64_t j = std::max<int32_t>(columns[first], 0) / G;
       const float s = inv[size_t(j)];
       int32_t acc = 0;
       for (int64_t p = p0; p < p1; ++p) {

@@ -20,16 +20,36 @@
 
 namespace lcq::kernels::detail {
 
-// Columns one full index block covers in the integer order; 0 when the format has no
-// integer path (the 3-bit and byte formats).
-inline int int8_block_cols(int format) { return format == kFmt2 ? 128 : format == kFmt4 ? 64 : 0; }
+// Columns one full index block covers; 0 when the format has no integer path (the byte
+// format).
+inline int int8_block_cols(int format) {
+  return format == kFmt2 ? 128 : format == kFmt3 ? 256 : format == kFmt4 ? 64 : 0;
+}
 
-// Whether the integer path handles this matrix: 2- or 4-bit indices and groups made of
-// whole index blocks, so that every block (and the short tail) belongs to one group.
+// Whether the integer path handles this matrix: 2-, 3- or 4-bit indices and groups made of
+// whole index blocks (3 bits: of whole block halves, 128 columns), so that every run of
+// activations belongs to one group.
 inline bool int8_applies(int format, int group) {
-  const int bc = int8_block_cols(format);
+  const int bc = format == kFmt3 ? 128 : int8_block_cols(format);
   return bc > 0 && group % bc == 0;
 }
+
+// The 3-bit integer order. A 3-bit block (or tail) is read as runs of 32 activation bytes.
+// Run r takes its indices from lane word `word` (0-2; -1: the spare bits, fields 30 and 31,
+// which combine bits of all three words) and lies in half `half` of the block (fields 0-15
+// or 16-31, so one group whenever groups are multiples of 128 columns). The run's 32 bytes
+// are 4 quarters, quarter q reading the 64-bit word of lanes 2q and 2q + 1; slot s of every
+// quarter holds field field[s] of lane 2q + odd[s] (field -1: padding, a zero activation).
+// Each word's fields of one half are listed even lanes first, 8 slots per run, so a word of
+// 10 fields gives runs of 8, 8 and 4 slots (docs/packed-format.md, "The integer path").
+struct Fmt3Run {
+  int word, half;
+  int8_t field[8], odd[8];
+};
+// The runs of a full block (fields = 32) or of a tail of `fields` < 32 fields.
+std::vector<Fmt3Run> fmt3_runs(int fields);
+// Bit offset of slot s of run r inside its 64-bit word, for vpmultishiftqb (regular runs).
+inline int fmt3_bit_offset(int field, int odd) { return 32 * odd + 3 * (field % 10); }
 
 // Activation bytes per token: the full blocks, then the short tail's capacity.
 int64_t int8_stride(int format, const RowShape& s);
@@ -39,6 +59,7 @@ int64_t int8_stride(int format, const RowShape& s);
 std::vector<int32_t> int8_columns(int format, int64_t cols);
 
 // For every full index block of a row, its group; then the tail's group (one entry more).
+// 3 bits: two entries per block (its halves), then the tail's two.
 std::vector<int32_t> int8_block_groups(int format, int64_t cols, int group);
 
 // Activations quantized for one product.

@@ -18,6 +18,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -32,8 +33,9 @@
 HWY_BEFORE_NAMESPACE();
 #if HWY_TARGET == HWY_AVX3_DL && (defined(__GNUC__) || defined(__clang__))
 // Highway 1.0's AVX3_DL target string names AVX-VNNI (VEX) although the target's run-time
-// check is for AVX512-VNNI; the kernel uses only the 512-bit (EVEX) vpdpbusd under it.
-#pragma GCC target("avx512vnni")
+// check is for AVX512-VNNI; the kernel uses only the EVEX vpdpbusd under it (and, for 3-bit
+// indices, vpmultishiftqb of AVX512-VBMI, which the target's check also covers).
+#pragma GCC target("avx512vnni,avx512vbmi")
 #endif
 namespace lcq::kernels {
 namespace HWY_NAMESPACE {
@@ -61,8 +63,8 @@ HWY_INLINE float HorizontalSum(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
-// Per-thread scratch of one row: the 7-bit tables (K bytes per group: 4 at 2 bits, 16 at 4
-// bits), d and min per group, and per token d_w * d_x per group.
+// Per-thread scratch of one row: the 7-bit tables (K bytes per group: 4, 8 or 16 at 2, 3
+// or 4 bits), d and min per group, and per token d_w * d_x per group.
 struct RowLevels {
   std::vector<float> d, min, dd;
   std::vector<uint8_t> tabs;
@@ -174,6 +176,8 @@ HWY_INLINE void BuildLevels(const detail::MatrixView& m, int64_t i, RowLevels& L
     int32_t* tab = reinterpret_cast<int32_t*>(&L.tabs[size_t(K * j0)]);
     if constexpr (K == 4) {
       hn::StoreU(words[0], di, tab);  // one word per group
+    } else if constexpr (K == 8) {
+      hn::StoreInterleaved2(words[0], words[1], di, tab);  // two words per group
     } else {
       hn::StoreInterleaved4(words[0], words[1], words[2], words[3], di, tab);  // four words per group
     }
@@ -200,14 +204,18 @@ HWY_INLINE float TokenScales(const detail::MatrixView& m, const detail::Int8Acti
   return off;
 }
 
-// The lookup table of group j in every 128-bit lane: K = 4 levels repeat across the lane
-// (indices are < 4), K = 16 fill it.
+// The lookup table of group j in every 128-bit lane: K = 4 or 8 levels repeat across the
+// lane (indices are < K), K = 16 fill it.
 template <int kBits>
 HWY_INLINE __m256i Table256(const RowLevels& L, int64_t j) {
   if constexpr (kBits == 2) {
     int32_t w;
     std::memcpy(&w, &L.tabs[size_t(4 * j)], 4);
     return _mm256_set1_epi32(w);
+  } else if constexpr (kBits == 3) {
+    long long w;
+    std::memcpy(&w, &L.tabs[size_t(8 * j)], 8);
+    return _mm256_set1_epi64x(w);
   } else {
     return _mm256_castps_si256(_mm256_broadcast_ps(reinterpret_cast<const __m128*>(&L.tabs[size_t(16 * j)])));
   }
@@ -350,13 +358,178 @@ void RowsT(const detail::MatrixView& m, const detail::Int8Activations& a, float*
   }
 }
 
+#if HWY_TARGET == HWY_AVX3_DL
+// 256-bit vpdpbusd in its EVEX (AVX512-VNNI) encoding. This target's flags also name
+// AVX-VNNI, so the intrinsic would be encoded as VEX, which CPUs with AVX512-VNNI but without
+// AVX-VNNI (Zen 4) do not run.
+HWY_INLINE __m256i DotEvex(__m256i acc, __m256i u, __m256i x) {
+  asm("%{evex%} vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(u), "v"(x));
+  return acc;
+}
+
+// 3-bit indices (packed_int8.h, Fmt3Run): a 3-bit field can straddle bytes, so no byte shift
+// exposes a whole slot. Each run's 32 indices are picked out of the lane words by
+// vpmultishiftqb, which copies 8 bits from any bit offset of its 64-bit word into each byte;
+// an AND keeps 3 of them.
+// The spare-bit run ORs bits of all three words. Then the same look-up and vpdpbusd as above,
+// on 256-bit vectors: two tables per block (its halves' groups).
+struct alignas(32) Bytes32 {  // (a std::vector<__m256i> would drop the type's alignment)
+  uint8_t b[32];
+  __m256i load() const { return _mm256_load_si256(reinterpret_cast<const __m256i*>(b)); }
+};
+struct Fmt3Plan {
+  std::vector<Bytes32> ctl;  // per run: the bit offset of every byte's index in its 64-bit word
+  std::vector<int> word, half;
+  Bytes32 spare_ctl[3] = {}, spare_mask[3] = {};  // the spare run: per word, offsets and the bits it gives
+};
+
+// The runs of a full block: word (-1: the spare bits) and half of each (RowDot3 unrolls them).
+constexpr int kFullWord[10] = {0, 0, 0, 1, 1, 1, 2, 2, 2, -1};
+constexpr int kFullHalf[10] = {0, 0, 0, 0, 0, 1, 1, 1, 1, 1};
+
+Fmt3Plan MakeFmt3Plan(int fields) {
+  Fmt3Plan plan;
+  for (const detail::Fmt3Run& r : detail::fmt3_runs(fields)) {
+    Bytes32 ctl = {}, sctl[3] = {}, smask[3] = {};
+    for (int j = 0; j < 32; ++j) {
+      const int f = r.field[j % 8], odd = r.odd[j % 8];
+      if (f < 0) continue;
+      if (r.word >= 0) {
+        ctl.b[j] = uint8_t(detail::fmt3_bit_offset(f, odd));
+      } else if (f == 30) {  // index bits 0-1 in w0[30:31], bit 2 in w1[30]
+        sctl[0].b[j] = uint8_t(32 * odd + 30), smask[0].b[j] = 3;
+        sctl[1].b[j] = uint8_t(32 * odd + 28), smask[1].b[j] = 4;
+      } else {  // field 31: bit 0 in w1[31], bits 1-2 in w2[30:31]
+        sctl[1].b[j] = uint8_t(32 * odd + 31), smask[1].b[j] = 1;
+        sctl[2].b[j] = uint8_t(32 * odd + 29), smask[2].b[j] = 6;
+      }
+    }
+    plan.ctl.push_back(ctl);
+    plan.word.push_back(r.word);
+    plan.half.push_back(r.half);
+    if (r.word < 0)
+      for (int w = 0; w < 3; ++w) {
+        plan.spare_ctl[w] = sctl[w];
+        plan.spare_mask[w] = smask[w];
+      }
+  }
+  if (fields == 32) {
+    bool same = plan.word.size() == 10;
+    for (size_t r = 0; same && r < 10; ++r) same = plan.word[r] == kFullWord[r] && plan.half[r] == kFullHalf[r];
+    if (!same) std::abort();  // fmt3_runs() and this kernel disagree: a build error in effect
+  }
+  return plan;
+}
+
+// Runs [r0, r1) of one block (full or tail) whose lane words are w[]; adds each run's dot
+// product to acc[its half].
+HWY_INLINE void Fmt3Runs(const Fmt3Plan& plan, int r0, int r1, const __m256i* w, const __m256i* tbl,
+                         const int8_t* x, __m256i* acc) {
+  const __m256i seven = _mm256_set1_epi8(7);
+  for (int r = r0; r < r1; ++r) {
+    __m256i idx;
+    if (plan.word[size_t(r)] >= 0) {
+      idx = _mm256_and_si256(_mm256_multishift_epi64_epi8(plan.ctl[size_t(r)].load(), w[plan.word[size_t(r)]]), seven);
+    } else {  // disjoint bits from the three words: a | (b & mask), twice
+      idx = _mm256_and_si256(_mm256_multishift_epi64_epi8(plan.spare_ctl[0].load(), w[0]), plan.spare_mask[0].load());
+      for (int k = 1; k < 3; ++k)
+        idx = _mm256_ternarylogic_epi32(idx, _mm256_multishift_epi64_epi8(plan.spare_ctl[k].load(), w[k]),
+                                        plan.spare_mask[k].load(), 0xF8);
+    }
+    const int h = plan.half[size_t(r)];
+    acc[h] = DotEvex(acc[h], _mm256_shuffle_epi8(tbl[h], idx),
+                                 _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 32 * r)));
+  }
+}
+
+float RowDot3(const detail::MatrixView& m, const uint8_t* HWY_RESTRICT p, const int8_t* HWY_RESTRICT x,
+              const RowLevels& L, float offset, const Fmt3Plan& full, const Fmt3Plan& tail) {
+  const int32_t* hg = m.int8_block_group;  // group of each block half
+  const float* dd = L.dd.data();
+  constexpr int nfull = 10;
+  const __m256i seven = _mm256_set1_epi8(7);
+  __m256i ctl[9];
+  for (int r = 0; r < 9; ++r) ctl[r] = full.ctl[size_t(r)].load();
+  const __m256i sctl[3] = {full.spare_ctl[0].load(), full.spare_ctl[1].load(), full.spare_ctl[2].load()};
+  const __m256i smask[3] = {full.spare_mask[0].load(), full.spare_mask[1].load(), full.spare_mask[2].load()};
+  __m256 accf = _mm256_setzero_ps();
+  auto finish = [&](const __m256i* acc, int64_t b) HWY_ATTR {
+    accf = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[0]), _mm256_set1_ps(dd[hg[2 * b]]), accf);
+    accf = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[1]), _mm256_set1_ps(dd[hg[2 * b + 1]]), accf);
+  };
+  for (int64_t b = 0; b < m.full_blocks; ++b, p += 3 * detail::kWordBytes, x += 32 * nfull) {
+    _mm_prefetch(reinterpret_cast<const char*>(p) + kPrefetchBytes, _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(p) + kPrefetchBytes + 64, _MM_HINT_T0);
+    const __m256i w[3] = {_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)),
+                          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + detail::kWordBytes)),
+                          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 2 * detail::kWordBytes))};
+    const __m256i tbl[2] = {Table256<3>(L, hg[2 * b]), Table256<3>(L, hg[2 * b + 1])};
+    __m256i acc[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+    // The full block's runs with their words and halves as constants (kFullWord/kFullHalf,
+    // checked against fmt3_runs(32) when the plan is made), so nothing is indexed at run time.
+    auto run = [&](int r, int wd, int h) HWY_ATTR {
+      const __m256i idx = _mm256_and_si256(_mm256_multishift_epi64_epi8(ctl[r], w[wd]), seven);
+      acc[h] = DotEvex(acc[h], _mm256_shuffle_epi8(tbl[h], idx),
+                                   _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 32 * r)));
+    };
+#pragma GCC unroll 9
+    for (int r = 0; r < 9; ++r) run(r, kFullWord[r], kFullHalf[r]);
+    __m256i idx = _mm256_and_si256(_mm256_multishift_epi64_epi8(sctl[0], w[0]), smask[0]);
+    idx = _mm256_ternarylogic_epi32(idx, _mm256_multishift_epi64_epi8(sctl[1], w[1]), smask[1], 0xF8);
+    idx = _mm256_ternarylogic_epi32(idx, _mm256_multishift_epi64_epi8(sctl[2], w[2]), smask[2], 0xF8);
+    acc[1] = DotEvex(acc[1], _mm256_shuffle_epi8(tbl[1], idx),
+                                 _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 32 * 9)));
+    finish(acc, b);
+  }
+  if (m.tail_fields > 0) {  // ceil(tail_fields / 10) lane words, no spare bits
+    const int nw = (m.tail_fields + 9) / 10;
+    __m256i w[3] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
+    for (int k = 0; k < nw; ++k) w[k] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + k * detail::kWordBytes));
+    const int64_t b = m.full_blocks;
+    const __m256i tbl[2] = {Table256<3>(L, hg[2 * b]), Table256<3>(L, hg[2 * b + 1])};
+    __m256i acc[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+    Fmt3Runs(tail, 0, int(tail.ctl.size()), w, tbl, x, acc);
+    finish(acc, b);
+  }
+  return HorizontalSum(accf) + offset;
+}
+
+void Rows3(const detail::MatrixView& m, const detail::Int8Activations& a, float* Y, int64_t row0, int64_t row1) {
+  // Made once: the full block's plan and every tail length's (1-30 fields).
+  static const std::vector<Fmt3Plan> plans = [] {
+    std::vector<Fmt3Plan> v(33);
+    for (int f = 1; f <= 30; ++f) v[size_t(f)] = MakeFmt3Plan(f);
+    v[32] = MakeFmt3Plan(32);
+    return v;
+  }();
+  const Fmt3Plan& full = plans[32];
+  const Fmt3Plan& tail = plans[size_t(m.tail_fields)];
+  thread_local RowLevels L;
+  for (int64_t i = row0; i < row1; ++i) {
+    BuildLevels<3>(m, i, L);
+    const uint8_t* p = m.idx + i * m.row_bytes;
+    for (int64_t t = 0; t < a.n; ++t) {
+      const float offset = TokenScales(m, a, t, L);
+      Y[t * m.rows + i] = RowDot3(m, p, a.q.data() + t * a.stride, L, offset, full, tail);
+    }
+  }
+}
+#endif
+
 }  // namespace
 
 bool Int8Available() { return true; }
 
+bool Int8AvailableFor(int format) {
+  return format == detail::kFmt2 || format == detail::kFmt4 || (format == detail::kFmt3 && HWY_TARGET == HWY_AVX3_DL);
+}
+
 bool Int8Rows(const detail::MatrixView& m, const detail::Int8Activations& a, float* Y, int64_t row0, int64_t row1) {
   switch (m.format) {
     case detail::kFmt2: RowsT<2>(m, a, Y, row0, row1); return true;
+#if HWY_TARGET == HWY_AVX3_DL
+    case detail::kFmt3: Rows3(m, a, Y, row0, row1); return true;
+#endif
     case detail::kFmt4: RowsT<4>(m, a, Y, row0, row1); return true;
     default: return false;
   }
@@ -365,6 +538,7 @@ bool Int8Rows(const detail::MatrixView& m, const detail::Int8Activations& a, flo
 #else  // no integer kernel on this target
 
 bool Int8Available() { return false; }
+bool Int8AvailableFor(int) { return false; }
 bool Int8Rows(const detail::MatrixView&, const detail::Int8Activations&, float*, int64_t, int64_t) { return false; }
 
 #endif
@@ -378,6 +552,7 @@ namespace lcq::kernels {
 
 HWY_EXPORT(Int8Rows);
 HWY_EXPORT(Int8Available);
+HWY_EXPORT(Int8AvailableFor);
 HWY_EXPORT(Int8TargetId);
 
 namespace detail {
@@ -387,6 +562,9 @@ bool gemm_rows_int8_simd(const MatrixView& m, const Int8Activations& a, float* Y
 }  // namespace detail
 
 bool int8_simd_available() { return HWY_DYNAMIC_DISPATCH(Int8Available)(); }
+bool int8_simd_available(int bits) {
+  return HWY_DYNAMIC_DISPATCH(Int8AvailableFor)(detail::format_for_bits(bits));
+}
 const char* int8_simd_target() { return hwy::TargetName(HWY_DYNAMIC_DISPATCH(Int8TargetId)()); }
 
 }  // namespace lcq::kernels

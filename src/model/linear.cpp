@@ -50,7 +50,7 @@ torch::Tensor linear_in_f32(const torch::Tensor& x, int64_t rows, int64_t cols, 
 torch::Tensor packed_linear(const kernels::PackedCodebookMatrix& p, PackedKernel kernel, const torch::Tensor& x) {
   return linear_in_f32(x, p.rows(), p.cols(), [&](const torch::Tensor& xf, int64_t n, torch::Tensor& y) {
     const bool int8 = kernel != PackedKernel::kFloat && (kernel == PackedKernel::kInt8 || n == 1) &&
-                      p.int8_applies() && kernels::int8_simd_available();
+                      p.int8_simd_runs();
     const kernels::KernelPath path = int8 ? kernels::KernelPath::kInt8 : kernels::KernelPath::kAuto;
     if (n == 1)
       p.gemv(xf.data_ptr<float>(), y.data_ptr<float>(), path);

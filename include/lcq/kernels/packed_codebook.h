@@ -67,10 +67,11 @@ class PackedCodebookMatrix {
   int64_t row_bytes() const { return row_bytes_; }
   int64_t padded_cols() const { return padded_cols_; }
   int index_at(int64_t row, int64_t col) const;  // decodes one index from the packed bits
-  // Whether KernelPath::kInt8Scalar applies (2- or 4-bit indices, groups of whole index
-  // blocks: a multiple of 128 columns at 2 bits, of 64 at 4 bits); kInt8 also needs
-  // int8_simd_available().
+  // Whether KernelPath::kInt8Scalar applies (2-, 3- or 4-bit indices, groups of whole index
+  // blocks: a multiple of 128 columns at 2 and 3 bits, of 64 at 4 bits); kInt8 also needs
+  // int8_simd_available(bits()), and int8_simd_runs() says both.
   bool int8_applies() const { return !int8_col_.empty(); }
+  bool int8_simd_runs() const;
 
  private:
   friend struct PackedAccess;
@@ -108,6 +109,8 @@ const char* current_simd_target();
 // Whether the dispatched target has the SIMD integer kernel (x86 with AVX2 or better), and
 // the target the integer kernel dispatches to (it also builds AVX-512 VNNI, "AVX3_DL").
 bool int8_simd_available();
+// Whether it has one for `bits`-bit indices (3 bits: only AVX-512 VBMI, the AVX3_DL target).
+bool int8_simd_available(int bits);
 const char* int8_simd_target();
 
 }  // namespace lcq::kernels
