@@ -421,24 +421,15 @@ Fmt3Plan MakeFmt3Plan(int fields) {
   return plan;
 }
 
-// Runs [r0, r1) of one block (full or tail) whose lane words are w[]; adds each run's dot
+// The runs of a tail (no spare-bit run) whose lane words are w[]; adds each run's dot
 // product to acc[its half].
-HWY_INLINE void Fmt3Runs(const Fmt3Plan& plan, int r0, int r1, const __m256i* w, const __m256i* tbl,
-                         const int8_t* x, __m256i* acc) {
+HWY_INLINE void TailRuns(const Fmt3Plan& plan, const __m256i* w, const __m256i* tbl, const int8_t* x, __m256i* acc) {
   const __m256i seven = _mm256_set1_epi8(7);
-  for (int r = r0; r < r1; ++r) {
-    __m256i idx;
-    if (plan.word[size_t(r)] >= 0) {
-      idx = _mm256_and_si256(_mm256_multishift_epi64_epi8(plan.ctl[size_t(r)].load(), w[plan.word[size_t(r)]]), seven);
-    } else {  // disjoint bits from the three words: a | (b & mask), twice
-      idx = _mm256_and_si256(_mm256_multishift_epi64_epi8(plan.spare_ctl[0].load(), w[0]), plan.spare_mask[0].load());
-      for (int k = 1; k < 3; ++k)
-        idx = _mm256_ternarylogic_epi32(idx, _mm256_multishift_epi64_epi8(plan.spare_ctl[k].load(), w[k]),
-                                        plan.spare_mask[k].load(), 0xF8);
-    }
-    const int h = plan.half[size_t(r)];
+  for (size_t r = 0; r < plan.ctl.size(); ++r) {
+    const __m256i idx = _mm256_and_si256(_mm256_multishift_epi64_epi8(plan.ctl[r].load(), w[plan.word[r]]), seven);
+    const int h = plan.half[r];
     acc[h] = DotEvex(acc[h], _mm256_shuffle_epi8(tbl[h], idx),
-                                 _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 32 * r)));
+                     _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 32 * r)));
   }
 }
 
@@ -470,7 +461,7 @@ float RowDot3(const detail::MatrixView& m, const uint8_t* HWY_RESTRICT p, const 
     auto run = [&](int r, int wd, int h) HWY_ATTR {
       const __m256i idx = _mm256_and_si256(_mm256_multishift_epi64_epi8(ctl[r], w[wd]), seven);
       acc[h] = DotEvex(acc[h], _mm256_shuffle_epi8(tbl[h], idx),
-                                   _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 32 * r)));
+                       _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 32 * r)));
     };
 #pragma GCC unroll 9
     for (int r = 0; r < 9; ++r) run(r, kFullWord[r], kFullHalf[r]);
@@ -478,7 +469,7 @@ float RowDot3(const detail::MatrixView& m, const uint8_t* HWY_RESTRICT p, const 
     idx = _mm256_ternarylogic_epi32(idx, _mm256_multishift_epi64_epi8(sctl[1], w[1]), smask[1], 0xF8);
     idx = _mm256_ternarylogic_epi32(idx, _mm256_multishift_epi64_epi8(sctl[2], w[2]), smask[2], 0xF8);
     acc[1] = DotEvex(acc[1], _mm256_shuffle_epi8(tbl[1], idx),
-                                 _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 32 * 9)));
+                     _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 32 * 9)));
     finish(acc, b);
   }
   if (m.tail_fields > 0) {  // ceil(tail_fields / 10) lane words, no spare bits
@@ -488,7 +479,7 @@ float RowDot3(const detail::MatrixView& m, const uint8_t* HWY_RESTRICT p, const 
     const int64_t b = m.full_blocks;
     const __m256i tbl[2] = {Table256<3>(L, hg[2 * b]), Table256<3>(L, hg[2 * b + 1])};
     __m256i acc[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
-    Fmt3Runs(tail, 0, int(tail.ctl.size()), w, tbl, x, acc);
+    TailRuns(tail, w, tbl, x, acc);
     finish(acc, b);
   }
   return HorizontalSum(accf) + offset;

@@ -132,7 +132,7 @@ struct MatrixView {
   const float* blk_offset;
   const float* v;  // [rank][levels]
   const int32_t* int8_col;          // integer path: column of each activation byte (packed_int8.h), or null
-  const int32_t* int8_block_group;  // integer path: group of each full index block, then the tail's
+  const int32_t* int8_block_group;  // integer path: group of each full index block (3 bits: each half), then the tail's
 };
 
 // Position of parameter p (S_0 .. S_{rank-1}, then B) of group g in coef_codes / coef_f32:

@@ -88,7 +88,8 @@ class PackedCodebookMatrix {
   // Decoded copies of the small fp16 arrays, so the kernels never convert them per call.
   std::vector<float> blk_scale_f_, blk_offset_f_, v_f_;
   std::vector<int32_t> int8_col_;  // integer path: column of each activation byte (empty: no path)
-  std::vector<int32_t> int8_block_group_;  // integer path: group of each full index block, then the tail's
+  std::vector<int32_t> int8_block_group_;  // integer path: group of each full index block (3 bits: of each
+                                           // block half), then the tail's
 
   void run(const float* X, int64_t n, float* Y, KernelPath path) const;
 };
