@@ -20,18 +20,18 @@
 
 namespace lcq::kernels::detail {
 
-// Columns one full index block covers; 0 when the format has no integer path (the byte
-// format).
-inline int int8_block_cols(int format) {
-  return format == kFmt2 ? 128 : format == kFmt3 ? 256 : format == kFmt4 ? 64 : 0;
-}
+// Columns one full index block covers in the 2- and 4-bit integer order (3 bits: fmt3_runs).
+inline int int8_block_cols(int format) { return format == kFmt2 ? 128 : format == kFmt4 ? 64 : 0; }
 
-// Whether the integer path handles this matrix: 2-, 3- or 4-bit indices and groups made of
-// whole index blocks (3 bits: of whole block halves, 128 columns), so that every run of
-// activations belongs to one group.
+// Columns every group must be a multiple of, so that each run of activations belongs to one
+// group: a whole 2- or 4-bit index block, half a 3-bit block; 0 when the format has no
+// integer path (the byte format).
+inline int int8_group_unit(int format) { return format == kFmt3 ? 128 : int8_block_cols(format); }
+
+// Whether the integer path handles this matrix.
 inline bool int8_applies(int format, int group) {
-  const int bc = format == kFmt3 ? 128 : int8_block_cols(format);
-  return bc > 0 && group % bc == 0;
+  const int unit = int8_group_unit(format);
+  return unit > 0 && group % unit == 0;
 }
 
 // The 3-bit integer order. A 3-bit block (or tail) is read as runs of 32 activation bytes.

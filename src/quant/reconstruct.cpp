@@ -44,7 +44,6 @@ class Bf16Products {
   at::ScalarType was_dtype_ = at::kBFloat16;
 };
 
-
 // Runs `block` over all of x [N, L, D] in chunks, without gradients.
 torch::Tensor run_block(const model::BlockContext& ctx, const model::Block& block, const torch::Tensor& x,
                         int64_t chunk) {
