@@ -1,6 +1,7 @@
 // The SIMD integer kernel of PackedCodebookMatrix (packed_int8.h has the arithmetic).
 // x86 only: AVX2 (pmaddubsw + pmaddwd) and, when the CPU has AVX-512 VNNI, vpdpbusd; other
-// targets report no integer kernel and the float kernel runs instead.
+// targets report no integer kernel and the float kernel runs instead. The activations'
+// int8 quantization (QuantizeToken) is here too, for every target.
 //
 // Per row: the 7-bit levels of 8 groups are built at once, one group per vector lane, with
 // the same operations as group_levels(). Per block of 32 index bytes and per index slot k:
