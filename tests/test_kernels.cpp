@@ -16,6 +16,7 @@
 #include "lcq/kernels/dense.h"
 #include "lcq/kernels/membw.h"
 #include "lcq/kernels/packed_codebook.h"
+#include "../src/kernels/packed_int8.h"  // detail::quantize_token
 
 namespace lcq::kernels {
 namespace {
@@ -231,6 +232,55 @@ TEST(PackedCodebook, TargetsAreListedAndForceable) {
     EXPECT_STREQ(current_simd_target(), t.name);
   }
   EXPECT_STREQ(current_simd_target(), targets.front().name);
+}
+
+// The integer path's activation quantization, on every SIMD target, equals the scalar
+// definition exactly: ragged groups, widths that are no multiple of any vector, an all-zero
+// group, and ties (amax 127 makes x * 127 / amax = x, and 2.5 rounds to 2, 3.5 to 4).
+TEST(PackedCodebook, ActivationQuantizationIsExactOnEveryTarget) {
+  for (const auto [cols, group] : std::vector<std::pair<int64_t, int64_t>>{{1, 1}, {15, 8}, {300, 128}, {4100, 64}}) {
+    std::vector<float> x = random_vector(size_t(cols), uint32_t(cols));
+    if (cols >= 8) {
+      for (int64_t c = 0; c < std::min<int64_t>(group, cols); ++c) x[size_t(c)] = 0.f;  // group 0: zeros
+      if (cols > group + 4) {  // group 1: amax 127 and ties
+        x[size_t(group)] = 127.f;
+        x[size_t(group + 1)] = 2.5f;
+        x[size_t(group + 2)] = -2.5f;
+        x[size_t(group + 3)] = 3.5f;
+      }
+    }
+    const int64_t groups = (cols + group - 1) / group;
+    std::vector<float> want_scale(static_cast<size_t>(groups));
+    std::vector<int8_t> want_q(static_cast<size_t>(cols));
+    std::vector<int32_t> want_sum(size_t(groups), 0);
+    for (int64_t j = 0; j < groups; ++j) {
+      const int64_t c0 = j * group, c1 = std::min(cols, c0 + group);
+      float amax = 0.f;
+      for (int64_t c = c0; c < c1; ++c) amax = std::max(amax, std::fabs(x[size_t(c)]));
+      want_scale[size_t(j)] = amax / 127.f;
+      const float inv = amax > 0.f ? 127.f / amax : 0.f;
+      for (int64_t c = c0; c < c1; ++c) {
+        const int v = int(std::clamp(std::nearbyint(x[size_t(c)] * inv), -127.f, 127.f));
+        want_q[size_t(c)] = int8_t(v);
+        want_sum[size_t(j)] += v;
+      }
+    }
+    if (cols > group + 4) {
+      EXPECT_EQ(want_q[size_t(group + 1)], 2);
+      EXPECT_EQ(want_q[size_t(group + 2)], -2);
+      EXPECT_EQ(want_q[size_t(group + 3)], 4);
+    }
+    for (const SimdTarget& t : available_simd_targets()) {
+      TargetGuard guard(t.id);
+      std::vector<float> scale(size_t(groups), NAN);
+      std::vector<int8_t> q(size_t(cols), 99);
+      std::vector<int32_t> sum(size_t(groups), -1);
+      detail::quantize_token(x.data(), cols, group, scale.data(), q.data(), sum.data());
+      EXPECT_EQ(scale, want_scale) << t.name << " cols " << cols;
+      EXPECT_EQ(q, want_q) << t.name << " cols " << cols;
+      EXPECT_EQ(sum, want_sum) << t.name << " cols " << cols;
+    }
+  }
 }
 
 // Every kernel path, thread count and batch size against the double-precision reference.

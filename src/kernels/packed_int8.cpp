@@ -16,13 +16,6 @@ constexpr int kTailBytes = 16;   // a short tail: 8 lane words of 2 bytes
 
 int steps(int format) { return 8 / format; }  // indices per byte: 4 at 2 bits, 2 at 4 bits
 
-// Round to nearest, ties to even, for |v| < 2^22: what cvtps2dq does under the default
-// rounding mode, without a libm call (std::nearbyint is one on baseline x86-64).
-inline float round_even(float v) {
-  constexpr float kMagic = 12582912.f;  // 1.5 * 2^23
-  return (v + kMagic) - kMagic;  // not folded without -ffast-math
-}
-
 }  // namespace
 
 std::vector<Fmt3Run> fmt3_runs(int fields) {
@@ -120,45 +113,22 @@ std::vector<int32_t> int8_block_groups(int format, int64_t cols, int group) {
 
 void quantize_activations(const MatrixView& m, const int32_t* columns, const float* X, int64_t n,
                           Int8Activations& a) {
-  const int64_t G = m.group, gpr = m.groups_per_row;
+  const int64_t gpr = m.groups_per_row;
   a.n = n;
   a.stride = int8_stride(m.format, row_shape(m.format, m.cols));
   a.groups = gpr;
   a.q.resize(size_t(n * a.stride));
   a.scale.resize(size_t(n * gpr));
   a.scaled_sum.resize(size_t(n * gpr));
-  thread_local std::vector<float> inv;
+  thread_local std::vector<int8_t> natural;  // one token's int8 activations in column order
   thread_local std::vector<int32_t> sum;
-  inv.resize(size_t(gpr));
+  natural.resize(size_t(m.cols));
   sum.resize(size_t(gpr));
   for (int64_t t = 0; t < n; ++t) {
-    const float* x = X + t * m.cols;
     float* scale = a.scale.data() + t * gpr;
-    for (int64_t j = 0; j < gpr; ++j) {
-      float amax = 0.f;
-      for (int64_t c = j * G, c1 = std::min(m.cols, c + G); c < c1; ++c) amax = std::max(amax, std::fabs(x[c]));
-      scale[j] = amax / 127.f;
-      inv[size_t(j)] = amax > 0.f ? 127.f / amax : 0.f;
-      sum[size_t(j)] = 0;
-    }
-    // Every 32 bytes of the order lie in one group, so the group is looked up once per
-    // run, from its first real column (a 3-bit run may start with padding).
+    quantize_token(X + t * m.cols, m.cols, m.group, scale, natural.data(), sum.data());
     int8_t* q = a.q.data() + t * a.stride;
-    for (int64_t p0 = 0; p0 < a.stride; p0 += kBlockBytes) {
-      const int64_t p1 = std::min(a.stride, p0 + kBlockBytes);
-      int64_t first = p0;
-      while (first + 1 < p1 && columns[first] < 0) ++first;
-      const int64_t j = std::max<int32_t>(columns[first], 0) / G;
-      const float s = inv[size_t(j)];
-      int32_t acc = 0;
-      for (int64_t p = p0; p < p1; ++p) {
-        const int32_t c = columns[p];
-        const int iv = c < 0 ? 0 : int(std::clamp(round_even(x[c] * s), -127.f, 127.f));
-        q[p] = int8_t(iv);
-        acc += iv;
-      }
-      sum[size_t(j)] += acc;
-    }
+    for (int64_t p = 0; p < a.stride; ++p) q[p] = columns[p] < 0 ? int8_t(0) : natural[size_t(columns[p])];
     for (int64_t j = 0; j < gpr; ++j) a.scaled_sum[size_t(t * gpr + j)] = scale[j] * float(sum[size_t(j)]);
   }
 }

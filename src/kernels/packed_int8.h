@@ -70,6 +70,10 @@ struct Int8Activations {
   std::vector<float> scaled_sum;    // [n][groups]: d_x * sum of the group's xq
 };
 
+// One token in column order, per group of `group` columns: scale[j] = d_x, q[c] = the int8
+// activation, sum[j] = the group's sum of q (SIMD, dispatched; packed_int8_simd.cpp).
+void quantize_token(const float* x, int64_t cols, int64_t group, float* scale, int8_t* q, int32_t* sum);
+
 // Quantizes X ([n][cols], row-major) per token and weight group: d_x = max|x| / 127.
 void quantize_activations(const MatrixView& m, const int32_t* columns, const float* X, int64_t n,
                           Int8Activations& a);

@@ -1,6 +1,7 @@
 // The SIMD integer kernel of PackedCodebookMatrix (packed_int8.h has the arithmetic).
 // x86 only: AVX2 (pmaddubsw + pmaddwd) and, when the CPU has AVX-512 VNNI, vpdpbusd; other
-// targets report no integer kernel and the float kernel runs instead.
+// targets report no integer kernel and the float kernel runs instead. The activations'
+// int8 quantization (QuantizeToken) is here too, for every target.
 //
 // Per row: the 7-bit levels of 8 groups are built at once, one group per vector lane, with
 // the same operations as group_levels(). Per block of 32 index bytes and per index slot k:
@@ -17,6 +18,7 @@
 #endif
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -41,6 +43,45 @@ namespace lcq::kernels {
 namespace HWY_NAMESPACE {
 
 int64_t Int8TargetId() { return HWY_TARGET; }
+
+// One token of detail::quantize_activations() in column order (every target): per group of
+// `group` columns scale[j] = amax / 127, q[c] = round_even(x[c] * (127 / amax)) clamped to
+// [-127, 127] and sum[j] = the sum of the group's q. The same operations as a scalar loop
+// (a max, one multiply, ties-to-even rounding), so the results do not depend on the target.
+void QuantizeToken(const float* HWY_RESTRICT x, int64_t cols, int64_t group, float* HWY_RESTRICT scale,
+                   int8_t* HWY_RESTRICT q, int32_t* HWY_RESTRICT sum) {
+  namespace hn = hwy::HWY_NAMESPACE;
+  const hn::CappedTag<float, 16> df;
+  const hn::RebindToSigned<decltype(df)> di;
+  const hn::Rebind<int8_t, decltype(df)> d8;
+  const int64_t N = int64_t(hn::Lanes(df));
+  const auto lo = hn::Set(df, -127.f), hi = hn::Set(df, 127.f);
+  for (int64_t j = 0, c0 = 0; c0 < cols; ++j, c0 += group) {
+    const int64_t c1 = std::min(cols, c0 + group);
+    auto vmax = hn::Zero(df);
+    int64_t c = c0;
+    for (; c + N <= c1; c += N) vmax = hn::Max(vmax, hn::Abs(hn::LoadU(df, x + c)));
+    float amax = hn::GetLane(hn::MaxOfLanes(df, vmax));
+    for (; c < c1; ++c) amax = std::max(amax, std::fabs(x[c]));
+    scale[j] = amax / 127.f;
+    const float inv = amax > 0.f ? 127.f / amax : 0.f;
+    const auto vinv = hn::Set(df, inv);
+    auto vsum = hn::Zero(di);
+    for (c = c0; c + N <= c1; c += N) {
+      const auto iv = hn::ConvertTo(di, hn::Min(hn::Max(hn::Round(hn::Mul(hn::LoadU(df, x + c), vinv)), lo), hi));
+      vsum = hn::Add(vsum, iv);
+      hn::StoreU(hn::DemoteTo(d8, iv), d8, q + c);
+    }
+    int32_t total = hn::GetLane(hn::SumOfLanes(di, vsum));
+    for (; c < c1; ++c) {
+      const auto iv = hn::ConvertTo(di, hn::Min(hn::Max(hn::Round(hn::Mul(hn::Set(df, x[c]), vinv)), lo), hi));
+      const int32_t v = hn::GetLane(iv);
+      q[c] = int8_t(v);
+      total += v;
+    }
+    sum[j] = total;
+  }
+}
 
 #if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX2
 
@@ -545,8 +586,13 @@ HWY_EXPORT(Int8Rows);
 HWY_EXPORT(Int8Available);
 HWY_EXPORT(Int8AvailableFor);
 HWY_EXPORT(Int8TargetId);
+HWY_EXPORT(QuantizeToken);
 
 namespace detail {
+void quantize_token(const float* x, int64_t cols, int64_t group, float* scale, int8_t* q, int32_t* sum) {
+  HWY_DYNAMIC_DISPATCH(QuantizeToken)(x, cols, group, scale, q, sum);
+}
+
 bool gemm_rows_int8_simd(const MatrixView& m, const Int8Activations& a, float* Y, int64_t row0, int64_t row1) {
   return HWY_DYNAMIC_DISPATCH(Int8Rows)(m, a, Y, row0, row1);
 }
