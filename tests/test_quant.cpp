@@ -383,6 +383,7 @@ TEST(TrainDtype, AutoIsFp32OrBf16AndExplicitChoicesStay) {
   EXPECT_TRUE(a == "fp32" || a == "bf16") << a;
   EXPECT_EQ(quant::resolve_train_dtype("fp32"), "fp32");
   EXPECT_EQ(quant::resolve_train_dtype("bf16"), "bf16");
+  EXPECT_THROW(quant::resolve_train_dtype("fp16"), Error);
 }
 
 // bf16 training products change the arithmetic of the steps only: the model still trains

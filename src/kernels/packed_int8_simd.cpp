@@ -386,17 +386,27 @@ HWY_INLINE float RowDot(const detail::MatrixView& m, const uint8_t* HWY_RESTRICT
   return HorizontalSum(accf) + offset;
 }
 
-template <int kBits>
-void RowsT(const detail::MatrixView& m, const detail::Int8Activations& a, float* Y, int64_t row0, int64_t row1) {
+// Rows [row0, row1) against every token: a row's levels once, then per token its scales and
+// row_dot(packed row, token's activations, levels, offset term).
+template <int kBits, class RowDotFn>
+HWY_INLINE void ForRows(const detail::MatrixView& m, const detail::Int8Activations& a, float* Y, int64_t row0,
+                        int64_t row1, const RowDotFn& row_dot) {
   thread_local RowLevels L;
   for (int64_t i = row0; i < row1; ++i) {
     BuildLevels<kBits>(m, i, L);
     const uint8_t* p = m.idx + i * m.row_bytes;
     for (int64_t t = 0; t < a.n; ++t) {
       const float offset = TokenScales(m, a, t, L);
-      Y[t * m.rows + i] = RowDot<kBits>(m, p, a.q.data() + t * a.stride, L, offset);
+      Y[t * m.rows + i] = row_dot(p, a.q.data() + t * a.stride, L, offset);
     }
   }
+}
+
+template <int kBits>
+void RowsT(const detail::MatrixView& m, const detail::Int8Activations& a, float* Y, int64_t row0, int64_t row1) {
+  ForRows<kBits>(m, a, Y, row0, row1, [&](const uint8_t* p, const int8_t* x, const RowLevels& L, float offset) HWY_ATTR {
+    return RowDot<kBits>(m, p, x, L, offset);
+  });
 }
 
 #if HWY_TARGET == HWY_AVX3_DL
@@ -462,15 +472,19 @@ Fmt3Plan MakeFmt3Plan(int fields) {
   return plan;
 }
 
+// acc + one regular run's dot product: its 32 indices picked from lane word `word` at the
+// bit offsets in ctl, looked up in tbl, against the 32 activations at x.
+HWY_INLINE __m256i RunDot(__m256i acc, __m256i ctl, __m256i word, __m256i tbl, const int8_t* x) {
+  const __m256i idx = _mm256_and_si256(_mm256_multishift_epi64_epi8(ctl, word), _mm256_set1_epi8(7));
+  return DotEvex(acc, _mm256_shuffle_epi8(tbl, idx), _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x)));
+}
+
 // The runs of a tail (no spare-bit run) whose lane words are w[]; adds each run's dot
 // product to acc[its half].
 HWY_INLINE void TailRuns(const Fmt3Plan& plan, const __m256i* w, const __m256i* tbl, const int8_t* x, __m256i* acc) {
-  const __m256i seven = _mm256_set1_epi8(7);
   for (size_t r = 0; r < plan.ctl.size(); ++r) {
-    const __m256i idx = _mm256_and_si256(_mm256_multishift_epi64_epi8(plan.ctl[r].load(), w[plan.word[r]]), seven);
     const int h = plan.half[r];
-    acc[h] = DotEvex(acc[h], _mm256_shuffle_epi8(tbl[h], idx),
-                     _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 32 * r)));
+    acc[h] = RunDot(acc[h], plan.ctl[r].load(), w[plan.word[r]], tbl[h], x + 32 * r);
   }
 }
 
@@ -479,7 +493,6 @@ float RowDot3(const detail::MatrixView& m, const uint8_t* HWY_RESTRICT p, const 
   const int32_t* hg = m.int8_block_group;  // group of each block half
   const float* dd = L.dd.data();
   constexpr int nfull = 10;
-  const __m256i seven = _mm256_set1_epi8(7);
   __m256i ctl[9];
   for (int r = 0; r < 9; ++r) ctl[r] = full.ctl[size_t(r)].load();
   const __m256i sctl[3] = {full.spare_ctl[0].load(), full.spare_ctl[1].load(), full.spare_ctl[2].load()};
@@ -499,13 +512,11 @@ float RowDot3(const detail::MatrixView& m, const uint8_t* HWY_RESTRICT p, const 
     __m256i acc[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
     // The full block's runs with their words and halves as constants (kFullWord/kFullHalf,
     // checked against fmt3_runs(32) when the plan is made), so nothing is indexed at run time.
-    auto run = [&](int r, int wd, int h) HWY_ATTR {
-      const __m256i idx = _mm256_and_si256(_mm256_multishift_epi64_epi8(ctl[r], w[wd]), seven);
-      acc[h] = DotEvex(acc[h], _mm256_shuffle_epi8(tbl[h], idx),
-                       _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 32 * r)));
-    };
 #pragma GCC unroll 9
-    for (int r = 0; r < 9; ++r) run(r, kFullWord[r], kFullHalf[r]);
+    for (int r = 0; r < 9; ++r) {
+      const int h = kFullHalf[r];
+      acc[h] = RunDot(acc[h], ctl[r], w[kFullWord[r]], tbl[h], x + 32 * r);
+    }
     __m256i idx = _mm256_and_si256(_mm256_multishift_epi64_epi8(sctl[0], w[0]), smask[0]);
     idx = _mm256_ternarylogic_epi32(idx, _mm256_multishift_epi64_epi8(sctl[1], w[1]), smask[1], 0xF8);
     idx = _mm256_ternarylogic_epi32(idx, _mm256_multishift_epi64_epi8(sctl[2], w[2]), smask[2], 0xF8);
@@ -536,15 +547,9 @@ void Rows3(const detail::MatrixView& m, const detail::Int8Activations& a, float*
   }();
   const Fmt3Plan& full = plans[32];
   const Fmt3Plan& tail = plans[size_t(m.tail_fields)];
-  thread_local RowLevels L;
-  for (int64_t i = row0; i < row1; ++i) {
-    BuildLevels<3>(m, i, L);
-    const uint8_t* p = m.idx + i * m.row_bytes;
-    for (int64_t t = 0; t < a.n; ++t) {
-      const float offset = TokenScales(m, a, t, L);
-      Y[t * m.rows + i] = RowDot3(m, p, a.q.data() + t * a.stride, L, offset, full, tail);
-    }
-  }
+  ForRows<3>(m, a, Y, row0, row1, [&](const uint8_t* p, const int8_t* x, const RowLevels& L, float offset) HWY_ATTR {
+    return RowDot3(m, p, x, L, offset, full, tail);
+  });
 }
 #endif
 

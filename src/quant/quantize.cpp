@@ -41,8 +41,7 @@ void validate(const QuantizeOptions& o) {
   LCQ_CHECK(o.lr_scale > 0 && o.lr_codebook > 0, "learning rates must be positive");
   LCQ_CHECK(o.engine.epochs >= 0, "--epochs must be >= 0, got {}", o.engine.epochs);
   LCQ_CHECK(o.engine.batch_size >= 1, "--batch-size must be >= 1, got {}", o.engine.batch_size);
-  LCQ_CHECK(o.engine.train_dtype == "fp32" || o.engine.train_dtype == "bf16" || o.engine.train_dtype == "auto",
-            "--train-dtype must be fp32, bf16 or auto, got '{}'", o.engine.train_dtype);
+  resolve_train_dtype(o.engine.train_dtype);  // checks the value
   LCQ_CHECK(o.engine.schedule == "cosine" || o.engine.schedule == "constant",
             "--schedule must be cosine or constant, got '{}'", o.engine.schedule);
   LCQ_CHECK(o.engine.loss == "mse" || o.engine.loss == "token-relative",

@@ -105,6 +105,8 @@ torch::Tensor position_weights(const std::string& loss, const torch::Tensor& tar
 }  // namespace
 
 std::string resolve_train_dtype(const std::string& train_dtype) {
+  LCQ_CHECK(train_dtype == "fp32" || train_dtype == "bf16" || train_dtype == "auto",
+            "--train-dtype must be fp32, bf16 or auto, got '{}'", train_dtype);
   if (train_dtype != "auto") return train_dtype;
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_cpu_init();
@@ -129,8 +131,6 @@ ReconstructResult reconstruct(model::Model& m, const torch::Tensor& calib, Block
   LCQ_CHECK(o.epochs >= 0, "--epochs must be >= 0, got {}", o.epochs);
   LCQ_CHECK(o.batch_size >= 1, "--batch-size must be >= 1, got {}", o.batch_size);
   LCQ_CHECK(o.loss_samples >= 0, "--loss-samples must be >= 0, got {}", o.loss_samples);
-  LCQ_CHECK(o.train_dtype == "fp32" || o.train_dtype == "bf16" || o.train_dtype == "auto",
-            "--train-dtype must be fp32, bf16 or auto, got '{}'", o.train_dtype);
   const bool bf16_steps = resolve_train_dtype(o.train_dtype) == "bf16";
   LCQ_CHECK(o.loss == "mse" || o.loss == "token-relative", "--loss must be mse or token-relative, got '{}'", o.loss);
   const int64_t N = calib.size(0), chunk = std::max<int64_t>(o.batch_size, 8);

@@ -85,7 +85,8 @@ struct ReconstructOptions {
   std::string train_dtype = "auto";
 };
 
-// "fp32" or "bf16": what `train_dtype` means on this CPU.
+// "fp32" or "bf16": what `train_dtype` means on this CPU; throws lcq::Error for any value
+// other than fp32, bf16 and auto.
 std::string resolve_train_dtype(const std::string& train_dtype);
 
 struct ReconstructResult {
