@@ -11,6 +11,7 @@
 
 #include "lcq/core/progress.h"
 #include "lcq/kernels/dense.h"
+#include "lcq/kernels/lut_codebook.h"
 #include "lcq/kernels/membw.h"
 #include "lcq/kernels/packed_codebook.h"
 #include "lcq/kernels/synthetic.h"
@@ -111,8 +112,9 @@ std::vector<Row> bench_shape(int64_t rows, int64_t cols, const BenchArgs& a, con
     out.push_back({shape, kernel, t, s, bytes, double(rows) * double(cols), bw.at(t)});
   };
   for (int bits : a.bits) {
+    const CodebookLayer layer = kernels::synthetic_codebook_layer(rows, cols, bits, a.rank);
     std::vector<kernels::PackedCodebookMatrix> ms;
-    ms.push_back(kernels::PackedCodebookMatrix::pack(kernels::synthetic_codebook_layer(rows, cols, bits, a.rank)));
+    ms.push_back(kernels::PackedCodebookMatrix::pack(layer));
     const size_t n = copies_for(ms[0].nbytes(), a);
     while (ms.size() < n) ms.push_back(ms[0].clone());
     for (int t : a.threads) {
@@ -126,6 +128,18 @@ std::vector<Row> bench_shape(int64_t rows, int64_t cols, const BenchArgs& a, con
         const double s =
             time_sweeps(n, a.reps, [&](size_t k) { ms[k].gemv(x.data(), y.data(), kernels::KernelPath::kInt8); });
         add(fmt::format("lcq-b{}-r{}-int8", bits, a.rank), t, s, double(ms[0].nbytes()));
+      }
+    }
+    if (kernels::LutCodebookMatrix::applies(layer) && kernels::lut_simd_available()) {
+      ms.clear();  // the look-up-table kernel has its own layout (same bytes at these shapes)
+      std::vector<kernels::LutCodebookMatrix> ls;
+      ls.push_back(kernels::LutCodebookMatrix::pack(layer));
+      const size_t nl = copies_for(ls[0].nbytes(), a);
+      while (ls.size() < nl) ls.push_back(ls[0].clone());
+      for (int t : a.threads) {
+        omp_set_num_threads(t);
+        const double s = time_sweeps(nl, a.reps, [&](size_t k) { ls[k].gemv(x.data(), y.data()); });
+        add(fmt::format("lcq-b{}-r{}-lut", bits, a.rank), t, s, double(ls[0].nbytes()));
       }
     }
   }

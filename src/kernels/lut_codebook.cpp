@@ -1,0 +1,287 @@
+// LutCodebookMatrix: packing into 16-row tiles, unpacking, the scalar reference of the
+// look-up-table kernel and the threaded driver. The SIMD kernel is lut_codebook_simd.cpp.
+#include "lcq/kernels/lut_codebook.h"
+
+#include "lcq/core/error.h"
+#include "lcq/core/half.h"
+#include "lut_internal.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+namespace lcq::kernels {
+
+struct LutAccess {
+  static detail::LutView view(const LutCodebookMatrix& m) {
+    detail::LutView v{};
+    v.rows = m.rows_;
+    v.cols = m.cols_;
+    v.tiles = m.tiles_;
+    v.chunks = m.chunks_;
+    v.groups_per_row = (m.cols_ + m.group_ - 1) / m.group_;
+    v.group = m.group_;
+    v.rank = m.rank_;
+    v.dq_bits = m.dq_bits_;
+    v.dq_group = m.dq_group_;
+    v.n_blocks = m.dq_bits_ > 0 ? int64_t(m.blk_scale_.size()) / (m.rank_ + 1) : 0;
+    v.idx = m.idx_.get();
+    v.coef_codes = m.coef_codes_.data();
+    v.coef_f32 = m.coef_f32_.data();
+    v.blk_scale = m.blk_scale_f_.data();
+    v.blk_offset = m.blk_offset_f_.data();
+    v.v = m.v_f_.data();
+    return v;
+  }
+};
+
+bool LutCodebookMatrix::applies(const CodebookLayer& l) {
+  return l.bits == 2 && l.group > 0 && l.group % detail::kLutChunkCols == 0 && l.rank >= 1 && l.rank <= 4;
+}
+
+LutCodebookMatrix LutCodebookMatrix::pack(const CodebookLayer& layer) {
+  layer.validate("packing codebook layer for the LUT kernel");
+  LCQ_CHECK(applies(layer),
+            "the LUT kernel needs 2-bit indices, groups of a multiple of 16 columns and rank 1-4 "
+            "(this layer: {} bits, group {}, rank {})",
+            layer.bits, layer.group, layer.rank);
+  LutCodebookMatrix m;
+  m.rows_ = layer.rows;
+  m.cols_ = layer.cols;
+  m.group_ = layer.group;
+  m.rank_ = layer.rank;
+  m.dq_bits_ = layer.dq_bits;
+  m.dq_group_ = layer.dq_group;
+  const int64_t step_rows = int64_t(detail::kLutTileRows) * detail::kLutStepTiles;
+  m.tiles_ = (m.rows_ + step_rows - 1) / step_rows * detail::kLutStepTiles;
+  m.chunks_ = (m.cols_ + detail::kLutChunkCols - 1) / detail::kLutChunkCols;
+  m.idx_ = allocate_aligned(size_t(m.tiles_ * m.chunks_ * detail::kLutChunkBytes));
+  for (int64_t i = 0; i < m.rows_; ++i)
+    for (int64_t c = 0; c < m.cols_; ++c) {
+      int shift = 0;
+      const int64_t at = detail::lut_byte(m.chunks_, i, c, &shift);
+      m.idx_[size_t(at)] = uint8_t(m.idx_[size_t(at)] | (layer.indices[size_t(i * m.cols_ + c)] << shift));
+    }
+  const detail::LutView v = LutAccess::view(m);  // only the shape fields are valid yet
+  const int64_t G = layer.n_groups(), gpr = layer.groups_per_row();
+  const int np = m.rank_ + 1;
+  const size_t ncoef = size_t(m.tiles_ * gpr * np * detail::kLutTileRows);
+  auto each_param = [&](auto&& put) {
+    for (int64_t i = 0; i < m.rows_; ++i)
+      for (int64_t j = 0; j < gpr; ++j)
+        for (int p = 0; p < np; ++p)
+          put(size_t(detail::lut_coef_index(v, i / detail::kLutTileRows, j, p, int(i % detail::kLutTileRows))),
+              i * gpr + j, p);
+  };
+  if (layer.dq_bits > 0) {
+    m.coef_codes_.assign(ncoef, 0);
+    each_param([&](size_t at, int64_t g, int p) {
+      m.coef_codes_[at] = p < m.rank_ ? layer.s_codes[size_t(p * G + g)] : layer.b_codes[size_t(g)];
+    });
+    m.blk_scale_ = layer.s_scale;
+    m.blk_scale_.insert(m.blk_scale_.end(), layer.b_scale.begin(), layer.b_scale.end());
+    m.blk_offset_ = layer.s_offset;
+    m.blk_offset_.insert(m.blk_offset_.end(), layer.b_offset.begin(), layer.b_offset.end());
+    // 32 floats of padding: the kernel loads two vectors of block parameters from a tile's first block.
+    m.blk_scale_f_.assign(m.blk_scale_.size() + 32, 0.f);
+    m.blk_offset_f_.assign(m.blk_offset_.size() + 32, 0.f);
+    f16_to_f32_n(m.blk_scale_.data(), m.blk_scale_f_.data(), m.blk_scale_.size());
+    f16_to_f32_n(m.blk_offset_.data(), m.blk_offset_f_.data(), m.blk_offset_.size());
+  } else {
+    m.coef_f32_.assign(ncoef, 0.f);
+    each_param([&](size_t at, int64_t g, int p) {
+      m.coef_f32_[at] = p < m.rank_ ? layer.s_f32[size_t(p * G + g)] : layer.b_f32[size_t(g)];
+    });
+  }
+  m.v_ = layer.v;
+  m.v_f_.resize(m.v_.size());
+  f16_to_f32_n(m.v_.data(), m.v_f_.data(), m.v_.size());
+  return m;
+}
+
+LutCodebookMatrix LutCodebookMatrix::clone() const {
+  LutCodebookMatrix m;
+  m.rows_ = rows_;
+  m.cols_ = cols_;
+  m.tiles_ = tiles_;
+  m.chunks_ = chunks_;
+  m.group_ = group_;
+  m.rank_ = rank_;
+  m.dq_bits_ = dq_bits_;
+  m.dq_group_ = dq_group_;
+  const size_t n = size_t(tiles_ * chunks_ * detail::kLutChunkBytes);
+  m.idx_ = allocate_aligned(n);
+  std::memcpy(m.idx_.get(), idx_.get(), n);
+  m.coef_codes_ = coef_codes_;
+  m.coef_f32_ = coef_f32_;
+  m.blk_scale_ = blk_scale_;
+  m.blk_offset_ = blk_offset_;
+  m.v_ = v_;
+  m.blk_scale_f_ = blk_scale_f_;
+  m.blk_offset_f_ = blk_offset_f_;
+  m.v_f_ = v_f_;
+  return m;
+}
+
+int LutCodebookMatrix::index_at(int64_t row, int64_t col) const {
+  int shift = 0;
+  const int64_t at = detail::lut_byte(chunks_, row, col, &shift);
+  return (idx_[size_t(at)] >> shift) & 3;
+}
+
+CodebookLayer LutCodebookMatrix::unpack() const {
+  CodebookLayer l;
+  l.rows = rows_;
+  l.cols = cols_;
+  l.bits = 2;
+  l.group = group_;
+  l.rank = rank_;
+  l.dq_bits = dq_bits_;
+  l.dq_group = dq_group_;
+  l.indices.resize(size_t(rows_ * cols_));
+  for (int64_t i = 0; i < rows_; ++i)
+    for (int64_t c = 0; c < cols_; ++c) l.indices[size_t(i * cols_ + c)] = uint8_t(index_at(i, c));
+  const detail::LutView v = LutAccess::view(*this);
+  const int64_t G = l.n_groups(), gpr = l.groups_per_row();
+  auto at = [&](int64_t g, int p) {
+    const int64_t i = g / gpr;
+    return size_t(detail::lut_coef_index(v, i / detail::kLutTileRows, g % gpr, p, int(i % detail::kLutTileRows)));
+  };
+  if (dq_bits_ > 0) {
+    l.s_codes.resize(size_t(rank_ * G));
+    l.b_codes.resize(size_t(G));
+    for (int64_t g = 0; g < G; ++g) {
+      for (int r = 0; r < rank_; ++r) l.s_codes[size_t(r * G + g)] = coef_codes_[at(g, r)];
+      l.b_codes[size_t(g)] = coef_codes_[at(g, rank_)];
+    }
+    const size_t nb = size_t(l.n_dq_blocks());
+    l.s_scale.assign(blk_scale_.begin(), blk_scale_.begin() + long(rank_ * nb));
+    l.b_scale.assign(blk_scale_.begin() + long(rank_ * nb), blk_scale_.end());
+    l.s_offset.assign(blk_offset_.begin(), blk_offset_.begin() + long(rank_ * nb));
+    l.b_offset.assign(blk_offset_.begin() + long(rank_ * nb), blk_offset_.end());
+  } else {
+    l.s_f32.resize(size_t(rank_ * G));
+    l.b_f32.resize(size_t(G));
+    for (int64_t g = 0; g < G; ++g) {
+      for (int r = 0; r < rank_; ++r) l.s_f32[size_t(r * G + g)] = coef_f32_[at(g, r)];
+      l.b_f32[size_t(g)] = coef_f32_[at(g, rank_)];
+    }
+  }
+  l.v = v_;
+  return l;
+}
+
+size_t LutCodebookMatrix::nbytes() const {
+  const int64_t G = rows_ * ((cols_ + group_ - 1) / group_);
+  const size_t coef = size_t(G * (rank_ + 1)) * (dq_bits_ > 0 ? 1 : 4);
+  return size_t(tiles_ * chunks_ * detail::kLutChunkBytes) + coef + 2 * (blk_scale_.size() + blk_offset_.size()) +
+         2 * v_.size();
+}
+
+namespace detail {
+
+float lut_param(const LutView& m, int64_t i, int64_t j, int p) {
+  const int64_t at = lut_coef_index(m, i / kLutTileRows, j, p, int(i % kLutTileRows));
+  if (m.dq_bits == 0) return m.coef_f32[at];
+  const int64_t blk = (i * m.groups_per_row + j) / m.dq_group;
+  return std::fma(m.blk_scale[p * m.n_blocks + blk], float(m.coef_codes[at]), m.blk_offset[p * m.n_blocks + blk]);
+}
+
+void build_lut_scalar(const LutView& m, const float* x, LutTables& L) {
+  const int64_t padded = m.chunks * kLutChunkCols, cpg = m.group / kLutChunkCols;
+  L.xpad.assign(size_t(padded), 0.f);
+  std::copy(x, x + m.cols, L.xpad.begin());
+  L.t.assign(size_t(m.chunks * m.rank * 2 * kLutTableBytes), 0);
+  L.d.assign(size_t(m.groups_per_row * m.rank), 0.f);
+  L.sumx.assign(size_t(m.groups_per_row), 0.f);
+  std::vector<float> T(size_t(cpg * 2 * kLutTableBytes));
+  for (int64_t j = 0; j < m.groups_per_row; ++j) {
+    const int64_t ch0 = j * cpg, ch1 = std::min(m.chunks, ch0 + cpg);
+    float s = 0.f;
+    for (int64_t c = j * m.group; c < std::min(m.cols, (j + 1) * m.group); ++c) s += x[c];
+    L.sumx[size_t(j)] = s;
+    for (int r = 0; r < m.rank; ++r) {
+      const float* V = m.v + 4 * r;
+      float amax = 0.f;
+      for (int64_t ch = ch0; ch < ch1; ++ch)
+        for (int h = 0; h < 2; ++h)
+          for (int p = 0; p < 4; ++p) {
+            const float xa = L.xpad[size_t(ch * kLutChunkCols + 8 * h + 2 * p)], xb = L.xpad[size_t(ch * kLutChunkCols + 8 * h + 2 * p + 1)];
+            for (int n = 0; n < 16; ++n) {
+              const float v = std::fma(V[n >> 2], xb, V[n & 3] * xa);
+              T[size_t(((ch - ch0) * 2 + h) * kLutTableBytes + 16 * p + n)] = v;
+              amax = std::max(amax, std::fabs(v));
+            }
+          }
+      L.d[size_t(j * m.rank + r)] = amax / 127.f;
+      const float inv = amax > 0.f ? 127.f / amax : 0.f;
+      for (int64_t ch = ch0; ch < ch1; ++ch)
+        for (int h = 0; h < 2; ++h)
+          for (int e = 0; e < kLutTableBytes; ++e)
+            L.t[size_t((ch * m.rank + r) * 2 * kLutTableBytes + h * kLutTableBytes + e)] =
+                int8_t(std::nearbyint(T[size_t(((ch - ch0) * 2 + h) * kLutTableBytes + e)] * inv));
+    }
+  }
+}
+
+void lut_rows_scalar(const LutView& m, const LutTables& L, float* y, int64_t tile0, int64_t tile1) {
+  const int64_t cpg = m.group / kLutChunkCols;
+  for (int64_t i = tile0 * kLutTileRows; i < std::min(m.rows, tile1 * kLutTileRows); ++i) {
+    float acc_y = 0.f;
+    for (int64_t j = 0; j < m.groups_per_row; ++j) {
+      int32_t acc[4] = {};
+      for (int64_t ch = j * cpg; ch < std::min(m.chunks, (j + 1) * cpg); ++ch)
+        for (int h = 0; h < 2; ++h)
+          for (int p = 0; p < 4; ++p) {
+            int shift = 0;
+            const int64_t at = lut_byte(m.chunks, i, ch * kLutChunkCols + 8 * h + 2 * p, &shift);
+            const int n = (m.idx[at] >> shift) & 15;
+            for (int r = 0; r < m.rank; ++r)
+              acc[r] += L.t[size_t((ch * m.rank + r) * 2 * kLutTableBytes + h * kLutTableBytes + 16 * p + n)];
+          }
+      for (int r = 0; r < m.rank; ++r)
+        acc_y = std::fma(lut_param(m, i, j, r) * L.d[size_t(j * m.rank + r)], float(acc[r]), acc_y);
+      acc_y = std::fma(lut_param(m, i, j, m.rank), -L.sumx[size_t(j)], acc_y);
+    }
+    y[i] = acc_y;
+  }
+}
+
+}  // namespace detail
+
+void LutCodebookMatrix::gemv(const float* x, float* y, LutPath path) const { gemm(x, 1, y, path); }
+
+void LutCodebookMatrix::gemm(const float* X, int64_t n, float* Y, LutPath path) const {
+  const bool simd = path != LutPath::kScalar && lut_simd_available();
+  LCQ_CHECK(simd || path != LutPath::kSimd, "this CPU has no SIMD LUT kernel (it needs AVX-512 VBMI and VNNI)");
+  const detail::LutView m = LutAccess::view(*this);
+  // Small products stay on the calling thread (the same rule as PackedCodebookMatrix).
+  const int threads = (rows_ * cols_ < 200000 || tiles_ <= detail::kLutStepTiles) ? 1 : omp_get_max_threads();
+  const int64_t steps = tiles_ / detail::kLutStepTiles;
+  for (int64_t t = 0; t < n; ++t) {
+    thread_local detail::LutTables L;
+    const float* x = X + t * cols_;
+    float* y = Y + t * rows_;
+    if (!simd || !detail::build_lut_simd(m, x, L)) detail::build_lut_scalar(m, x, L);
+    // Built by this thread, read by all: a plain reference (a lambda would name each
+    // thread's own thread_local instead).
+    const detail::LutTables& tables = L;
+    auto rows = [&](int64_t s0, int64_t s1) {
+      const int64_t t0 = s0 * detail::kLutStepTiles, t1 = s1 * detail::kLutStepTiles;
+      if (!simd || !detail::lut_rows_simd(m, tables, y, t0, t1)) detail::lut_rows_scalar(m, tables, y, t0, t1);
+    };
+    if (threads == 1) {
+      rows(0, steps);
+      continue;
+    }
+#pragma omp parallel num_threads(threads)
+    {
+      const int id = omp_get_thread_num(), nt = omp_get_num_threads();
+      rows(steps * id / nt, steps * (id + 1) / nt);
+    }
+  }
+}
+
+}  // namespace lcq::kernels

@@ -1,0 +1,253 @@
+// The SIMD look-up-table kernel of LutCodebookMatrix (lut_internal.h has the definitions).
+// x86 AVX-512 with VBMI and VNNI only (Highway's AVX3_DL target): vpermb looks 64 bytes up
+// in a 64-byte table, which is what lets one table register serve 4 column pairs of 16 rows;
+// vpdpbusd with a vector of ones sums each row's 4 looked-up bytes into its int32 lane.
+// Other targets report no kernel and the scalar reference runs.
+//
+// Per 4 tiles (64 rows) and group j: for each 16-column chunk of the group, the 2 * rank
+// tables of the chunk are loaded once and serve the 4 tiles; per tile one 64-byte load of
+// indices, two nibble extractions (an AND/OR with the table offsets in one vpternlogd), then
+// per rank two vpermb + two vpdpbusd. At the group's end the int32 sums become float and
+// are scaled by the rows' S (decoded from their codes, 16 rows per vector) and the table step.
+
+#ifndef HWY_DISABLED_TARGETS
+#define HWY_DISABLED_TARGETS (HWY_SVE | HWY_SVE2 | HWY_SVE_256 | HWY_SVE2_128 | HWY_RVV)
+#endif
+#ifndef HWY_WANT_AVX3_DL
+#define HWY_WANT_AVX3_DL 1  // the AVX-512 VBMI/VNNI target (Highway leaves it out by default)
+#endif
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+#include "lcq/kernels/lut_codebook.h"
+#include "lut_internal.h"
+
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "../src/kernels/lut_codebook_simd.cpp"  // relative to include/
+#include <hwy/foreach_target.h>  // IWYU pragma: keep
+#include <hwy/highway.h>
+
+HWY_BEFORE_NAMESPACE();
+#if HWY_TARGET == HWY_AVX3_DL && (defined(__GNUC__) || defined(__clang__))
+// Highway 1.0's AVX3_DL target string names AVX-VNNI (VEX); the kernel uses only the EVEX
+// forms of AVX512-VNNI and AVX512-VBMI, which the target's run-time check covers.
+#pragma GCC target("avx512vnni,avx512vbmi")
+#endif
+namespace lcq::kernels {
+namespace HWY_NAMESPACE {
+
+#if HWY_TARGET == HWY_AVX3_DL
+
+namespace {
+
+// The weights stream once per product. Prefetching into L2 (not L1) this far ahead lets the
+// loads overlap the look-ups (measured in BENCHMARKS.md, issue 5, seventh round).
+constexpr int kPrefetchBytes = 8192;
+
+void BuildLut(const detail::LutView& m, const float* x, detail::LutTables& L) {
+  using namespace detail;
+  const int64_t padded = m.chunks * kLutChunkCols, cpg = m.group / kLutChunkCols;
+  L.xpad.assign(size_t(padded), 0.f);
+  std::copy(x, x + m.cols, L.xpad.begin());
+  L.t.resize(size_t(m.chunks * m.rank * 2 * kLutTableBytes));
+  L.d.resize(size_t(m.groups_per_row * m.rank));
+  L.sumx.resize(size_t(m.groups_per_row));
+  thread_local std::vector<float> T;
+  T.resize(size_t(cpg * 2 * kLutTableBytes));
+  for (int64_t j = 0; j < m.groups_per_row; ++j) {
+    const int64_t ch0 = j * cpg, ch1 = std::min(m.chunks, ch0 + cpg);
+    float s = 0.f;  // in column order, as build_lut_scalar()
+    for (int64_t c = j * m.group; c < std::min(m.cols, (j + 1) * m.group); ++c) s += x[c];
+    L.sumx[size_t(j)] = s;
+    for (int r = 0; r < m.rank; ++r) {
+      alignas(64) float lo[16], hi[16];
+      for (int n = 0; n < 16; ++n) lo[n] = m.v[4 * r + (n & 3)], hi[n] = m.v[4 * r + (n >> 2)];
+      const __m512 vlo = _mm512_load_ps(lo), vhi = _mm512_load_ps(hi);
+      __m512 amax = _mm512_setzero_ps();
+      for (int64_t ch = ch0; ch < ch1; ++ch) {
+        const float* xc = L.xpad.data() + ch * kLutChunkCols;
+        float* tc = T.data() + (ch - ch0) * 2 * kLutTableBytes;
+        for (int k = 0; k < 8; ++k) {  // pair k: table k / 4, entries 16 * (k % 4) ..
+          const __m512 v = _mm512_fmadd_ps(vhi, _mm512_set1_ps(xc[2 * k + 1]), _mm512_mul_ps(vlo, _mm512_set1_ps(xc[2 * k])));
+          _mm512_storeu_ps(tc + 16 * k, v);
+          amax = _mm512_max_ps(amax, _mm512_abs_ps(v));
+        }
+      }
+      const float mx = _mm512_reduce_max_ps(amax);
+      L.d[size_t(j * m.rank + r)] = mx / 127.f;
+      const __m512 inv = _mm512_set1_ps(mx > 0.f ? 127.f / mx : 0.f);
+      for (int64_t ch = ch0; ch < ch1; ++ch) {
+        const float* tc = T.data() + (ch - ch0) * 2 * kLutTableBytes;
+        int8_t* out = L.t.data() + (ch * m.rank + r) * 2 * kLutTableBytes;
+        for (int k = 0; k < 8; ++k)  // round to nearest even, as std::nearbyint
+          _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 16 * k),
+                           _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(tc + 16 * k), inv))));
+      }
+    }
+  }
+}
+
+// Double-quantization block of each of a tile's 16 rows at the current group, advanced one
+// group at a time (group numbers g = row * gpr + j grow by one, so a row crosses at most
+// one block boundary per step).
+struct TileBlocks {
+  __m512i g, blk, next, last_block;
+  int64_t base = 0;  // the tile's first block: parameters are read from here
+  bool permute = false;  // all the tile's blocks lie within base .. base + 31
+  void start(const detail::LutView& m, int64_t tile) {
+    alignas(64) int32_t gg[16], bb[16], nn[16];
+    for (int r = 0; r < 16; ++r) {
+      const int64_t g0 = (tile * detail::kLutTileRows + r) * m.groups_per_row;
+      gg[r] = int32_t(g0);
+      bb[r] = int32_t(g0 / m.dq_group);
+      nn[r] = int32_t((g0 / m.dq_group + 1) * m.dq_group);
+    }
+    g = _mm512_load_si512(gg);
+    blk = _mm512_load_si512(bb);
+    next = _mm512_load_si512(nn);
+    // Rows past the matrix (padding, their codes are 0) read the last block instead.
+    const int64_t nb_last = m.n_blocks - 1;
+    last_block = _mm512_set1_epi32(int32_t(nb_last));
+    base = std::min<int64_t>(bb[0], nb_last);
+    const int64_t last = ((tile * detail::kLutTileRows + 15) * m.groups_per_row + m.groups_per_row - 1) / m.dq_group;
+    permute = std::min(last, nb_last) - base < 32;
+  }
+  void step(int32_t dq) {
+    g = _mm512_add_epi32(g, _mm512_set1_epi32(1));
+    const __mmask16 cross = _mm512_cmpge_epi32_mask(g, next);
+    blk = _mm512_mask_add_epi32(blk, cross, blk, _mm512_set1_epi32(1));
+    next = _mm512_mask_add_epi32(next, cross, next, _mm512_set1_epi32(dq));
+  }
+  __m512 read(const float* a) const {  // a[blk] per lane
+    const __m512i b = _mm512_min_epi32(blk, last_block);
+    if (permute)
+      return _mm512_permutex2var_ps(_mm512_loadu_ps(a + base), _mm512_sub_epi32(b, _mm512_set1_epi32(int32_t(base))),
+                                    _mm512_loadu_ps(a + base + 16));
+    return _mm512_i32gather_ps(b, a, 4);
+  }
+};
+
+template <int R>
+void RowsR(const detail::LutView& m, const detail::LutTables& L, float* y, int64_t tile0, int64_t tile1) {
+  using namespace detail;
+  constexpr int NT = kLutStepTiles;
+  const int64_t cpg = m.group / kLutChunkCols, gpr = m.groups_per_row;
+  const __m512i ones = _mm512_set1_epi8(1);
+  const __m512i nib = _mm512_set1_epi8(0x0F);
+  const __m512i offs = _mm512_set1_epi32(0x30201000);  // byte 4m + p looks up table entry 16p + n
+  const int np = R + 1;
+  for (int64_t t0 = tile0; t0 < tile1; t0 += NT) {
+    const uint8_t* p = m.idx + t0 * m.chunks * kLutChunkBytes;
+    TileBlocks tb[NT];
+    if (m.dq_bits > 0)
+      for (int u = 0; u < NT; ++u) tb[u].start(m, t0 + u);
+    __m512 yy[NT];
+    for (int u = 0; u < NT; ++u) yy[u] = _mm512_setzero_ps();
+    const int8_t* lt = L.t.data();
+    for (int64_t j = 0; j < gpr; ++j) {
+      __m512i acc[NT][R];
+      for (int u = 0; u < NT; ++u)
+        for (int r = 0; r < R; ++r) acc[u][r] = _mm512_setzero_si512();
+      const int64_t nch = std::min(cpg, m.chunks - j * cpg);
+      for (int64_t ch = 0; ch < nch; ++ch, lt += R * 2 * kLutTableBytes) {
+        __m512i tl[R], th[R];
+        for (int r = 0; r < R; ++r) {
+          tl[r] = _mm512_loadu_si512(lt + r * 2 * kLutTableBytes);
+          th[r] = _mm512_loadu_si512(lt + r * 2 * kLutTableBytes + kLutTableBytes);
+        }
+        for (int u = 0; u < NT; ++u, p += kLutChunkBytes) {
+          _mm_prefetch(reinterpret_cast<const char*>(p) + kPrefetchBytes, _MM_HINT_T1);
+          const __m512i w = _mm512_load_si512(p);
+          const __m512i il = _mm512_ternarylogic_epi32(w, nib, offs, 0xEA);  // (w & nib) | offs
+          const __m512i ih = _mm512_ternarylogic_epi32(_mm512_srli_epi16(w, 4), nib, offs, 0xEA);
+          for (int r = 0; r < R; ++r) {
+            acc[u][r] = _mm512_dpbusd_epi32(acc[u][r], ones, _mm512_permutexvar_epi8(il, tl[r]));
+            acc[u][r] = _mm512_dpbusd_epi32(acc[u][r], ones, _mm512_permutexvar_epi8(ih, th[r]));
+          }
+        }
+      }
+      // The group's scale-back, as lut_rows_scalar(): y = fma(S_r * d_r, acc_r, y), then B.
+      for (int u = 0; u < NT; ++u) {
+        const int64_t tile = t0 + u;
+        for (int q = 0; q < np; ++q) {
+          const int64_t at = lut_coef_index(m, tile, j, q, 0);
+          __m512 s;
+          if (m.dq_bits > 0) {
+            const __m512 code = _mm512_cvtepi32_ps(
+                _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(m.coef_codes + at))));
+            s = _mm512_fmadd_ps(tb[u].read(m.blk_scale + q * m.n_blocks), code, tb[u].read(m.blk_offset + q * m.n_blocks));
+          } else {
+            s = _mm512_loadu_ps(m.coef_f32 + at);
+          }
+          if (q < R)
+            yy[u] = _mm512_fmadd_ps(_mm512_mul_ps(s, _mm512_set1_ps(L.d[size_t(j * R + q)])),
+                                    _mm512_cvtepi32_ps(acc[u][q]), yy[u]);
+          else
+            yy[u] = _mm512_fmadd_ps(s, _mm512_set1_ps(-L.sumx[size_t(j)]), yy[u]);
+        }
+        if (m.dq_bits > 0) tb[u].step(int32_t(m.dq_group));
+      }
+    }
+    for (int u = 0; u < NT; ++u) {
+      const int64_t r0 = (t0 + u) * kLutTileRows;
+      if (r0 >= m.rows) break;
+      const int64_t valid = std::min<int64_t>(kLutTileRows, m.rows - r0);
+      _mm512_mask_storeu_ps(y + r0, __mmask16((1u << valid) - 1), yy[u]);
+    }
+  }
+}
+
+}  // namespace
+
+bool LutAvailable() { return true; }
+
+bool LutBuild(const detail::LutView& m, const float* x, detail::LutTables& L) {
+  BuildLut(m, x, L);
+  return true;
+}
+
+bool LutRows(const detail::LutView& m, const detail::LutTables& L, float* y, int64_t tile0, int64_t tile1) {
+  // Group numbers are advanced in int32 lanes.
+  if ((m.tiles * detail::kLutTileRows + 1) * m.groups_per_row >= (int64_t(1) << 31)) return false;
+  switch (m.rank) {
+    case 1: RowsR<1>(m, L, y, tile0, tile1); return true;
+    case 2: RowsR<2>(m, L, y, tile0, tile1); return true;
+    case 3: RowsR<3>(m, L, y, tile0, tile1); return true;
+    case 4: RowsR<4>(m, L, y, tile0, tile1); return true;
+    default: return false;
+  }
+}
+
+#else  // no LUT kernel on this target
+
+bool LutAvailable() { return false; }
+bool LutBuild(const detail::LutView&, const float*, detail::LutTables&) { return false; }
+bool LutRows(const detail::LutView&, const detail::LutTables&, float*, int64_t, int64_t) { return false; }
+
+#endif
+
+}  // namespace HWY_NAMESPACE
+}  // namespace lcq::kernels
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace lcq::kernels {
+
+HWY_EXPORT(LutAvailable);
+HWY_EXPORT(LutBuild);
+HWY_EXPORT(LutRows);
+
+namespace detail {
+bool build_lut_simd(const LutView& m, const float* x, LutTables& L) { return HWY_DYNAMIC_DISPATCH(LutBuild)(m, x, L); }
+bool lut_rows_simd(const LutView& m, const LutTables& L, float* y, int64_t tile0, int64_t tile1) {
+  return HWY_DYNAMIC_DISPATCH(LutRows)(m, L, y, tile0, tile1);
+}
+}  // namespace detail
+
+bool lut_simd_available() { return HWY_DYNAMIC_DISPATCH(LutAvailable)(); }
+
+}  // namespace lcq::kernels
+#endif  // HWY_ONCE
