@@ -189,15 +189,19 @@ float lut_param(const LutView& m, int64_t i, int64_t j, int p) {
   return std::fma(m.blk_scale[p * m.n_blocks + blk], float(m.coef_codes[at]), m.blk_offset[p * m.n_blocks + blk]);
 }
 
-void build_lut_scalar(const LutView& m, const float* x, LutTables& L) {
-  const int64_t padded = m.chunks * kLutChunkCols, cpg = m.group / kLutChunkCols;
-  L.xpad.assign(size_t(padded), 0.f);
+void prepare_lut(const LutView& m, const float* x, LutTables& L) {
+  L.xpad.assign(size_t(m.chunks * kLutChunkCols), 0.f);
   std::copy(x, x + m.cols, L.xpad.begin());
-  L.t.assign(size_t(m.chunks * m.rank * 2 * kLutTableBytes), 0);
-  L.d.assign(size_t(m.groups_per_row * m.rank), 0.f);
-  L.sumx.assign(size_t(m.groups_per_row), 0.f);
+  L.t.resize(size_t(m.chunks * m.rank * 2 * kLutTableBytes));
+  L.d.resize(size_t(m.groups_per_row * m.rank));
+  L.sumx.resize(size_t(m.groups_per_row));
+}
+
+void build_lut_scalar(const LutView& m, LutTables& L, int64_t j0, int64_t j1) {
+  const int64_t cpg = m.group / kLutChunkCols;
+  const float* x = L.xpad.data();
   std::vector<float> T(size_t(cpg * 2 * kLutTableBytes));
-  for (int64_t j = 0; j < m.groups_per_row; ++j) {
+  for (int64_t j = j0; j < j1; ++j) {
     const int64_t ch0 = j * cpg, ch1 = std::min(m.chunks, ch0 + cpg);
     float s = 0.f;
     for (int64_t c = j * m.group; c < std::min(m.cols, (j + 1) * m.group); ++c) s += x[c];
@@ -262,24 +266,32 @@ void LutCodebookMatrix::gemm(const float* X, int64_t n, float* Y, LutPath path) 
   const int64_t steps = tiles_ / detail::kLutStepTiles;
   for (int64_t t = 0; t < n; ++t) {
     thread_local detail::LutTables L;
-    const float* x = X + t * cols_;
+    detail::prepare_lut(m, X + t * cols_, L);
+    // Built and read by all threads: a plain reference (a lambda would name each thread's
+    // own thread_local instead).
+    detail::LutTables& tables = L;
     float* y = Y + t * rows_;
-    if (!simd || !detail::build_lut_simd(m, x, L)) detail::build_lut_scalar(m, x, L);
-    // Built by this thread, read by all: a plain reference (a lambda would name each
-    // thread's own thread_local instead).
-    const detail::LutTables& tables = L;
-    auto rows = [&](int64_t s0, int64_t s1) {
-      const int64_t t0 = s0 * detail::kLutStepTiles, t1 = s1 * detail::kLutStepTiles;
+    // Thread `id` of `nt` builds the tables of its share of the groups, then (after every
+    // table is written) runs its share of the row tiles.
+    auto build = [&](int id, int nt) {
+      const int64_t j0 = m.groups_per_row * id / nt, j1 = m.groups_per_row * (id + 1) / nt;
+      if (!simd || !detail::build_lut_simd(m, tables, j0, j1)) detail::build_lut_scalar(m, tables, j0, j1);
+    };
+    auto rows = [&](int id, int nt) {
+      const int64_t t0 = steps * id / nt * detail::kLutStepTiles, t1 = steps * (id + 1) / nt * detail::kLutStepTiles;
       if (!simd || !detail::lut_rows_simd(m, tables, y, t0, t1)) detail::lut_rows_scalar(m, tables, y, t0, t1);
     };
     if (threads == 1) {
-      rows(0, steps);
+      build(0, 1);
+      rows(0, 1);
       continue;
     }
 #pragma omp parallel num_threads(threads)
     {
       const int id = omp_get_thread_num(), nt = omp_get_num_threads();
-      rows(steps * id / nt, steps * (id + 1) / nt);
+      build(id, nt);
+#pragma omp barrier
+      rows(id, nt);
     }
   }
 }

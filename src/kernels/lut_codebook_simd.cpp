@@ -45,19 +45,21 @@ namespace {
 
 // The weights stream once per product. Prefetching into L2 (not L1) this far ahead lets the
 // loads overlap the look-ups (measured in BENCHMARKS.md, issue 5, seventh round).
-constexpr int kPrefetchBytes = 8192;
+#ifndef LCQ_LUT_PREFETCH  // (a macro only so that variants can be built for measurements)
+#define LCQ_LUT_PREFETCH 8192
+#endif
+#ifndef LCQ_LUT_HINT
+#define LCQ_LUT_HINT _MM_HINT_T1
+#endif
+constexpr int kPrefetchBytes = LCQ_LUT_PREFETCH;
 
-void BuildLut(const detail::LutView& m, const float* x, detail::LutTables& L) {
+void BuildLut(const detail::LutView& m, detail::LutTables& L, int64_t j0, int64_t j1) {
   using namespace detail;
-  const int64_t padded = m.chunks * kLutChunkCols, cpg = m.group / kLutChunkCols;
-  L.xpad.assign(size_t(padded), 0.f);
-  std::copy(x, x + m.cols, L.xpad.begin());
-  L.t.resize(size_t(m.chunks * m.rank * 2 * kLutTableBytes));
-  L.d.resize(size_t(m.groups_per_row * m.rank));
-  L.sumx.resize(size_t(m.groups_per_row));
+  const int64_t cpg = m.group / kLutChunkCols;
+  const float* x = L.xpad.data();
   thread_local std::vector<float> T;
   T.resize(size_t(cpg * 2 * kLutTableBytes));
-  for (int64_t j = 0; j < m.groups_per_row; ++j) {
+  for (int64_t j = j0; j < j1; ++j) {
     const int64_t ch0 = j * cpg, ch1 = std::min(m.chunks, ch0 + cpg);
     float s = 0.f;  // in column order, as build_lut_scalar()
     for (int64_t c = j * m.group; c < std::min(m.cols, (j + 1) * m.group); ++c) s += x[c];
@@ -90,13 +92,21 @@ void BuildLut(const detail::LutView& m, const float* x, detail::LutTables& L) {
   }
 }
 
-// Double-quantization block of each of a tile's 16 rows at the current group, advanced one
-// group at a time (group numbers g = row * gpr + j grow by one, so a row crosses at most
-// one block boundary per step).
+// acc += the sums of 4 consecutive signed bytes of v (vpdpbusd with a vector of ones).
+HWY_INLINE __m512i SumBytes(__m512i acc, __m512i ones, __m512i v) {
+  return _mm512_dpbusd_epi32(acc, ones, v);
+}
+
+// The decoded double-quantization block parameters (scale and offset of each of the rank + 1
+// parameters) of a tile's 16 rows at the current group. Group numbers g = row * gpr + j grow
+// by one per step, so a row crosses at most one block boundary per step; the parameters are
+// read again only then (reading them for every group doubled the kernel's time, measured).
 struct TileBlocks {
   __m512i g, blk, next, last_block;
-  int64_t base = 0;  // the tile's first block: parameters are read from here
+  __m512 scale[5], offset[5];  // per parameter, one lane per row
+  int64_t base = 0;  // the tile's first block (parameters are read from here on)
   bool permute = false;  // all the tile's blocks lie within base .. base + 31
+
   void start(const detail::LutView& m, int64_t tile) {
     alignas(64) int32_t gg[16], bb[16], nn[16];
     for (int r = 0; r < 16; ++r) {
@@ -114,12 +124,21 @@ struct TileBlocks {
     base = std::min<int64_t>(bb[0], nb_last);
     const int64_t last = ((tile * detail::kLutTileRows + 15) * m.groups_per_row + m.groups_per_row - 1) / m.dq_group;
     permute = std::min(last, nb_last) - base < 32;
+    refresh(m);
   }
-  void step(int32_t dq) {
+  void step(const detail::LutView& m) {
     g = _mm512_add_epi32(g, _mm512_set1_epi32(1));
     const __mmask16 cross = _mm512_cmpge_epi32_mask(g, next);
+    if (cross == 0) return;
     blk = _mm512_mask_add_epi32(blk, cross, blk, _mm512_set1_epi32(1));
-    next = _mm512_mask_add_epi32(next, cross, next, _mm512_set1_epi32(dq));
+    next = _mm512_mask_add_epi32(next, cross, next, _mm512_set1_epi32(int32_t(m.dq_group)));
+    refresh(m);
+  }
+  void refresh(const detail::LutView& m) {
+    for (int q = 0; q <= m.rank; ++q) {
+      scale[q] = read(m.blk_scale + q * m.n_blocks);
+      offset[q] = read(m.blk_offset + q * m.n_blocks);
+    }
   }
   __m512 read(const float* a) const {  // a[blk] per lane
     const __m512i b = _mm512_min_epi32(blk, last_block);
@@ -130,71 +149,84 @@ struct TileBlocks {
   }
 };
 
-template <int R>
+// Tiles [tile0, tile1) with rank R; kDq: parameters are codes with block scales and offsets.
+template <int R, bool kDq>
 void RowsR(const detail::LutView& m, const detail::LutTables& L, float* y, int64_t tile0, int64_t tile1) {
   using namespace detail;
-  constexpr int NT = kLutStepTiles;
-  const int64_t cpg = m.group / kLutChunkCols, gpr = m.groups_per_row;
+  constexpr int NT = kLutStepTiles, NP = R + 1;
+  constexpr int64_t kCoefStride = NP * kLutTileRows;  // parameters of one tile and group
+  const int64_t cpg = m.group / kLutChunkCols, gpr = m.groups_per_row, chunks = m.chunks, rows = m.rows;
+  // A row's groups cross a block boundary only when dq_group is not a multiple of gpr.
+  const bool stepping = kDq && m.dq_group % gpr != 0;
+  const float* d = L.d.data();
+  const float* sumx = L.sumx.data();
   const __m512i ones = _mm512_set1_epi8(1);
   const __m512i nib = _mm512_set1_epi8(0x0F);
   const __m512i offs = _mm512_set1_epi32(0x30201000);  // byte 4m + p looks up table entry 16p + n
-  const int np = R + 1;
   for (int64_t t0 = tile0; t0 < tile1; t0 += NT) {
-    const uint8_t* p = m.idx + t0 * m.chunks * kLutChunkBytes;
+    const uint8_t* p = m.idx + t0 * chunks * kLutChunkBytes;
     TileBlocks tb[NT];
-    if (m.dq_bits > 0)
+    if constexpr (kDq)
       for (int u = 0; u < NT; ++u) tb[u].start(m, t0 + u);
+    const uint8_t* codes = m.coef_codes + t0 * gpr * kCoefStride;  // tile t0 + u at + u * gpr * kCoefStride
+    const float* coef = m.coef_f32 + t0 * gpr * kCoefStride;
     __m512 yy[NT];
+#pragma GCC unroll 4
     for (int u = 0; u < NT; ++u) yy[u] = _mm512_setzero_ps();
     const int8_t* lt = L.t.data();
-    for (int64_t j = 0; j < gpr; ++j) {
+    for (int64_t j = 0; j < gpr; ++j, codes += kCoefStride, coef += kCoefStride) {
       __m512i acc[NT][R];
+#pragma GCC unroll 4
       for (int u = 0; u < NT; ++u)
+#pragma GCC unroll 4
         for (int r = 0; r < R; ++r) acc[u][r] = _mm512_setzero_si512();
-      const int64_t nch = std::min(cpg, m.chunks - j * cpg);
+      const int64_t nch = std::min(cpg, chunks - j * cpg);
       for (int64_t ch = 0; ch < nch; ++ch, lt += R * 2 * kLutTableBytes) {
         __m512i tl[R], th[R];
+#pragma GCC unroll 4
         for (int r = 0; r < R; ++r) {
           tl[r] = _mm512_loadu_si512(lt + r * 2 * kLutTableBytes);
           th[r] = _mm512_loadu_si512(lt + r * 2 * kLutTableBytes + kLutTableBytes);
         }
+#pragma GCC unroll 4
         for (int u = 0; u < NT; ++u, p += kLutChunkBytes) {
-          _mm_prefetch(reinterpret_cast<const char*>(p) + kPrefetchBytes, _MM_HINT_T1);
+          _mm_prefetch(reinterpret_cast<const char*>(p) + kPrefetchBytes, LCQ_LUT_HINT);
           const __m512i w = _mm512_load_si512(p);
           const __m512i il = _mm512_ternarylogic_epi32(w, nib, offs, 0xEA);  // (w & nib) | offs
           const __m512i ih = _mm512_ternarylogic_epi32(_mm512_srli_epi16(w, 4), nib, offs, 0xEA);
+#pragma GCC unroll 4
           for (int r = 0; r < R; ++r) {
-            acc[u][r] = _mm512_dpbusd_epi32(acc[u][r], ones, _mm512_permutexvar_epi8(il, tl[r]));
-            acc[u][r] = _mm512_dpbusd_epi32(acc[u][r], ones, _mm512_permutexvar_epi8(ih, th[r]));
+            acc[u][r] = SumBytes(acc[u][r], ones, _mm512_permutexvar_epi8(il, tl[r]));
+            acc[u][r] = SumBytes(acc[u][r], ones, _mm512_permutexvar_epi8(ih, th[r]));
           }
         }
       }
       // The group's scale-back, as lut_rows_scalar(): y = fma(S_r * d_r, acc_r, y), then B.
+      const __m512 neg_sumx = _mm512_set1_ps(-sumx[j]);
+#pragma GCC unroll 4
       for (int u = 0; u < NT; ++u) {
-        const int64_t tile = t0 + u;
-        for (int q = 0; q < np; ++q) {
-          const int64_t at = lut_coef_index(m, tile, j, q, 0);
+#pragma GCC unroll 5
+        for (int q = 0; q < NP; ++q) {
           __m512 s;
-          if (m.dq_bits > 0) {
-            const __m512 code = _mm512_cvtepi32_ps(
-                _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(m.coef_codes + at))));
-            s = _mm512_fmadd_ps(tb[u].read(m.blk_scale + q * m.n_blocks), code, tb[u].read(m.blk_offset + q * m.n_blocks));
+          if constexpr (kDq) {
+            const __m128i c8 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(codes + u * gpr * kCoefStride + q * kLutTileRows));
+            s = _mm512_fmadd_ps(tb[u].scale[q], _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(c8)), tb[u].offset[q]);
           } else {
-            s = _mm512_loadu_ps(m.coef_f32 + at);
+            s = _mm512_loadu_ps(coef + u * gpr * kCoefStride + q * kLutTileRows);
           }
           if (q < R)
-            yy[u] = _mm512_fmadd_ps(_mm512_mul_ps(s, _mm512_set1_ps(L.d[size_t(j * R + q)])),
-                                    _mm512_cvtepi32_ps(acc[u][q]), yy[u]);
+            yy[u] = _mm512_fmadd_ps(_mm512_mul_ps(s, _mm512_set1_ps(d[j * R + q])), _mm512_cvtepi32_ps(acc[u][q]), yy[u]);
           else
-            yy[u] = _mm512_fmadd_ps(s, _mm512_set1_ps(-L.sumx[size_t(j)]), yy[u]);
+            yy[u] = _mm512_fmadd_ps(s, neg_sumx, yy[u]);
         }
-        if (m.dq_bits > 0) tb[u].step(int32_t(m.dq_group));
+        if (stepping) tb[u].step(m);
       }
     }
+#pragma GCC unroll 4
     for (int u = 0; u < NT; ++u) {
       const int64_t r0 = (t0 + u) * kLutTileRows;
-      if (r0 >= m.rows) break;
-      const int64_t valid = std::min<int64_t>(kLutTileRows, m.rows - r0);
+      if (r0 >= rows) break;
+      const int64_t valid = std::min<int64_t>(kLutTileRows, rows - r0);
       _mm512_mask_storeu_ps(y + r0, __mmask16((1u << valid) - 1), yy[u]);
     }
   }
@@ -204,19 +236,20 @@ void RowsR(const detail::LutView& m, const detail::LutTables& L, float* y, int64
 
 bool LutAvailable() { return true; }
 
-bool LutBuild(const detail::LutView& m, const float* x, detail::LutTables& L) {
-  BuildLut(m, x, L);
+bool LutBuild(const detail::LutView& m, detail::LutTables& L, int64_t j0, int64_t j1) {
+  BuildLut(m, L, j0, j1);
   return true;
 }
 
 bool LutRows(const detail::LutView& m, const detail::LutTables& L, float* y, int64_t tile0, int64_t tile1) {
   // Group numbers are advanced in int32 lanes.
   if ((m.tiles * detail::kLutTileRows + 1) * m.groups_per_row >= (int64_t(1) << 31)) return false;
+  const bool dq = m.dq_bits > 0;
   switch (m.rank) {
-    case 1: RowsR<1>(m, L, y, tile0, tile1); return true;
-    case 2: RowsR<2>(m, L, y, tile0, tile1); return true;
-    case 3: RowsR<3>(m, L, y, tile0, tile1); return true;
-    case 4: RowsR<4>(m, L, y, tile0, tile1); return true;
+    case 1: dq ? RowsR<1, true>(m, L, y, tile0, tile1) : RowsR<1, false>(m, L, y, tile0, tile1); return true;
+    case 2: dq ? RowsR<2, true>(m, L, y, tile0, tile1) : RowsR<2, false>(m, L, y, tile0, tile1); return true;
+    case 3: dq ? RowsR<3, true>(m, L, y, tile0, tile1) : RowsR<3, false>(m, L, y, tile0, tile1); return true;
+    case 4: dq ? RowsR<4, true>(m, L, y, tile0, tile1) : RowsR<4, false>(m, L, y, tile0, tile1); return true;
     default: return false;
   }
 }
@@ -224,7 +257,7 @@ bool LutRows(const detail::LutView& m, const detail::LutTables& L, float* y, int
 #else  // no LUT kernel on this target
 
 bool LutAvailable() { return false; }
-bool LutBuild(const detail::LutView&, const float*, detail::LutTables&) { return false; }
+bool LutBuild(const detail::LutView&, detail::LutTables&, int64_t, int64_t) { return false; }
 bool LutRows(const detail::LutView&, const detail::LutTables&, float*, int64_t, int64_t) { return false; }
 
 #endif
@@ -241,7 +274,9 @@ HWY_EXPORT(LutBuild);
 HWY_EXPORT(LutRows);
 
 namespace detail {
-bool build_lut_simd(const LutView& m, const float* x, LutTables& L) { return HWY_DYNAMIC_DISPATCH(LutBuild)(m, x, L); }
+bool build_lut_simd(const LutView& m, LutTables& L, int64_t j0, int64_t j1) {
+  return HWY_DYNAMIC_DISPATCH(LutBuild)(m, L, j0, j1);
+}
 bool lut_rows_simd(const LutView& m, const LutTables& L, float* y, int64_t tile0, int64_t tile1) {
   return HWY_DYNAMIC_DISPATCH(LutRows)(m, L, y, tile0, tile1);
 }
