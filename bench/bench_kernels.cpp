@@ -80,15 +80,15 @@ void packed_gemv(benchmark::State& state, Shape sh, int bits, int rank, int thre
   state.counters["bpw"] = ms[0].bits_per_weight();
 }
 
-// The look-up-table kernel (2 bits, its own tile layout), matrices kept like packed()'s.
-void lut_gemv(benchmark::State& state, Shape sh, int rank, int threads, bool cold) {
+// The look-up-table kernel (2 and 3 bits, its own tile layout), matrices kept like packed()'s.
+void lut_gemv(benchmark::State& state, Shape sh, int bits, int rank, int threads, bool cold) {
   using lcq::kernels::LutCodebookMatrix;
   static std::string key;
   static std::vector<LutCodebookMatrix> ms;
-  const std::string k0 = std::string(sh.name) + "/" + std::to_string(rank);
+  const std::string k0 = std::string(sh.name) + "/" + std::to_string(bits) + "/" + std::to_string(rank);
   if (key != k0) {
     ms.clear();
-    ms.push_back(LutCodebookMatrix::pack(lcq::kernels::synthetic_codebook_layer(sh.rows, sh.cols, 2, rank)));
+    ms.push_back(LutCodebookMatrix::pack(lcq::kernels::synthetic_codebook_layer(sh.rows, sh.cols, bits, rank)));
     key = k0;
   }
   const size_t want = cold ? std::max<size_t>(2, kColdBytes / ms[0].nbytes() + 1) : 1;
@@ -190,14 +190,14 @@ void register_all() {
                   ->UseRealTime();
             }
       }
-      if (bits == 2 && lcq::kernels::lut_simd_available())  // the look-up-table kernel
+      if ((bits == 2 || bits == 3) && lcq::kernels::lut_simd_available())  // the look-up-table kernel
         for (int threads : {1, 2})
           for (bool cold : {false, true}) {
             if (cold && !big) continue;
-            RegisterBenchmark((std::string("gemv-lut/") + sh.name + "/b2/r2/t" + std::to_string(threads) +
-                               (cold ? "/cold" : "/hot"))
+            RegisterBenchmark((std::string("gemv-lut/") + sh.name + "/b" + std::to_string(bits) + "/r2/t" +
+                               std::to_string(threads) + (cold ? "/cold" : "/hot"))
                                   .c_str(),
-                              lut_gemv, sh, 2, threads, cold)
+                              lut_gemv, sh, bits, 2, threads, cold)
                 ->Unit(benchmark::kMicrosecond)
                 ->UseRealTime();
           }

@@ -32,6 +32,13 @@ const std::vector<LutCase>& lut_cases() {
       {{40, 512, 2, 128, 2, 8}, 1},    // a block per group: 64 blocks per tile, the gather path
       {{200, 2048, 2, 128, 2, 8}, 64}, // enough work to be split over threads
       {{5, 16, 2, 16, 1, 0}, 64},      // a single chunk
+      // 3 bits: single-column tables, indices spread over 3-byte groups
+      {{7, 300, 3, 128, 2, 8}, 5},     // ragged last group, padded rows
+      {{64, 256, 3, 16, 1, 0}, 64},    // one chunk per group
+      {{70, 576, 3, 64, 3, 4}, 3},     // 4-bit codes, two steps of 64 rows (the second padded)
+      {{17, 160, 3, 32, 4, 8}, 2},     // rank 4
+      {{40, 512, 3, 128, 2, 8}, 1},    // the gather path
+      {{150, 2048, 3, 128, 2, 8}, 64}, // split over threads
   };
   return cases;
 }
@@ -63,6 +70,10 @@ TEST(LutCodebook, SizeCountsPaddedRowsAndCodes) {
   // lane-word layout (docs/packed-format.md's example), since 4096 rows need no padding.
   const CodebookLayer big = random_layer({4096, 4096, 2, 128, 2, 8}, 3, 64);
   EXPECT_EQ(LutCodebookMatrix::pack(big).nbytes(), size_t(4612112));
+  // At 3 bits the indices are exactly 3 bits per weight (the lane-word layout's 4096-column
+  // rows are too), with V of 2 x 8 fp16.
+  const CodebookLayer big3 = random_layer({4096, 4096, 3, 128, 2, 8}, 3, 64);
+  EXPECT_EQ(LutCodebookMatrix::pack(big3).nbytes(), size_t(4096 * 4096 * 3 / 8 + 393216 + 2 * (2 * 3 * 2048 + 2 * 8)));
   // 7 rows are padded to one step of 64 rows: 64 rows * 19 chunks * 4 bytes of indices, then
   // the f32 parameters (7 rows * 3 groups * 2) and V (1 x 4 fp16).
   const CodebookLayer small = random_layer({7, 300, 2, 128, 1, 0}, 4, 64);
@@ -70,20 +81,22 @@ TEST(LutCodebook, SizeCountsPaddedRowsAndCodes) {
 }
 
 TEST(LutCodebook, RejectsLayersItCannotHold) {
-  for (const Config& c : {Config{4, 256, 3, 128, 2, 8}, Config{4, 256, 2, 24, 1, 8}, Config{4, 256, 4, 64, 1, 0}}) {
+  for (const Config& c : {Config{4, 256, 4, 64, 2, 8}, Config{4, 256, 2, 24, 1, 8}, Config{4, 256, 3, 8, 1, 0},
+                          Config{4, 256, 8, 64, 1, 0}}) {
     const CodebookLayer l = random_layer(c, 9, 8);
     EXPECT_FALSE(LutCodebookMatrix::applies(l)) << describe(c);
     try {
       (void)LutCodebookMatrix::pack(l);
       ADD_FAILURE() << "packed " << describe(c);
     } catch (const Error& e) {
-      EXPECT_NE(std::string(e.what()).find("LUT kernel needs 2-bit indices"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("LUT kernel needs 2- or 3-bit indices"), std::string::npos) << e.what();
     }
   }
 }
 
-// |y - y_ref| <= sum over groups and ranks of |S_r| * (step_r / 2) * (pairs in the group):
-// each looked-up table entry is off by at most half its group's step.
+// |y - y_ref| <= sum over groups and ranks of |S_r| * (step_r / 2) * (entries looked up in
+// the group: column pairs at 2 bits, columns at 3): each entry is off by at most half its
+// group's step.
 TEST(LutCodebook, ScalarReferenceIsWithinTheTableRoundingBound) {
   uint32_t seed = 100;
   for (const LutCase& k : lut_cases()) {
@@ -105,16 +118,17 @@ TEST(LutCodebook, ScalarReferenceIsWithinTheTableRoundingBound) {
           double bound = 0;
           for (int64_t j = 0; j < gpr; ++j) {
             const int64_t c0 = j * c.group, c1 = std::min(c.cols, c0 + c.group);
-            const int64_t pairs = 8 * ((c1 - c0 + 15) / 16);
+            const int64_t entries = (c.bits == 2 ? 8 : 16) * ((c1 - c0 + 15) / 16);
             for (int r = 0; r < c.rank; ++r) {
-              double tmax = 0;  // max |V[r][a] x0 + V[r][b] x1| over the group's pairs
+              double tmax = 0;  // max |table entry| over the group
               for (int64_t a = c0; a < c1; a += 2) {
                 const double x0 = X[size_t(t * c.cols + a)], x1 = a + 1 < c1 ? X[size_t(t * c.cols + a + 1)] : 0.0;
-                for (int qa = 0; qa < 4; ++qa)
-                  for (int qb = 0; qb < 4; ++qb)
-                    tmax = std::max(tmax, std::fabs(double(l.v_at(r, qa)) * x0 + double(l.v_at(r, qb)) * x1));
+                for (int qa = 0; qa < l.levels(); ++qa)
+                  for (int qb = 0; qb < l.levels(); ++qb)
+                    tmax = std::max(tmax, c.bits == 2 ? std::fabs(double(l.v_at(r, qa)) * x0 + double(l.v_at(r, qb)) * x1)
+                                                     : std::fabs(double(l.v_at(r, qa))) * std::max(std::fabs(x0), std::fabs(x1)));
               }
-              bound += std::fabs(double(l.s(r, i * gpr + j))) * tmax / 127 / 2 * double(pairs);
+              bound += std::fabs(double(l.s(r, i * gpr + j))) * tmax / 127 / 2 * double(entries);
             }
           }
           const size_t e = size_t(t * c.rows + i);

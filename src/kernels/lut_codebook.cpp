@@ -22,6 +22,7 @@ struct LutAccess {
     v.tiles = m.tiles_;
     v.chunks = m.chunks_;
     v.groups_per_row = (m.cols_ + m.group_ - 1) / m.group_;
+    v.bits = m.bits_;
     v.group = m.group_;
     v.rank = m.rank_;
     v.dq_bits = m.dq_bits_;
@@ -38,18 +39,19 @@ struct LutAccess {
 };
 
 bool LutCodebookMatrix::applies(const CodebookLayer& l) {
-  return l.bits == 2 && l.group > 0 && l.group % detail::kLutChunkCols == 0 && l.rank >= 1 && l.rank <= 4;
+  return (l.bits == 2 || l.bits == 3) && l.group > 0 && l.group % detail::kLutChunkCols == 0 && l.rank >= 1 && l.rank <= 4;
 }
 
 LutCodebookMatrix LutCodebookMatrix::pack(const CodebookLayer& layer) {
   layer.validate("packing codebook layer for the LUT kernel");
   LCQ_CHECK(applies(layer),
-            "the LUT kernel needs 2-bit indices, groups of a multiple of 16 columns and rank 1-4 "
+            "the LUT kernel needs 2- or 3-bit indices, groups of a multiple of 16 columns and rank 1-4 "
             "(this layer: {} bits, group {}, rank {})",
             layer.bits, layer.group, layer.rank);
   LutCodebookMatrix m;
   m.rows_ = layer.rows;
   m.cols_ = layer.cols;
+  m.bits_ = layer.bits;
   m.group_ = layer.group;
   m.rank_ = layer.rank;
   m.dq_bits_ = layer.dq_bits;
@@ -57,13 +59,10 @@ LutCodebookMatrix LutCodebookMatrix::pack(const CodebookLayer& layer) {
   const int64_t step_rows = int64_t(detail::kLutTileRows) * detail::kLutStepTiles;
   m.tiles_ = (m.rows_ + step_rows - 1) / step_rows * detail::kLutStepTiles;
   m.chunks_ = (m.cols_ + detail::kLutChunkCols - 1) / detail::kLutChunkCols;
-  m.idx_ = allocate_aligned(size_t(m.tiles_ * m.chunks_ * detail::kLutChunkBytes));
+  m.idx_ = allocate_aligned(m.index_bytes());
   for (int64_t i = 0; i < m.rows_; ++i)
-    for (int64_t c = 0; c < m.cols_; ++c) {
-      int shift = 0;
-      const int64_t at = detail::lut_byte(m.chunks_, i, c, &shift);
-      m.idx_[size_t(at)] = uint8_t(m.idx_[size_t(at)] | (layer.indices[size_t(i * m.cols_ + c)] << shift));
-    }
+    for (int64_t c = 0; c < m.cols_; ++c)
+      detail::lut_put(m.idx_.get(), m.bits_, detail::lut_bit(m.bits_, m.chunks_, i, c), layer.indices[size_t(i * m.cols_ + c)]);
   const detail::LutView v = LutAccess::view(m);  // only the shape fields are valid yet
   const int64_t G = layer.n_groups(), gpr = layer.groups_per_row();
   const int np = m.rank_ + 1;
@@ -105,13 +104,14 @@ LutCodebookMatrix LutCodebookMatrix::clone() const {
   LutCodebookMatrix m;
   m.rows_ = rows_;
   m.cols_ = cols_;
+  m.bits_ = bits_;
   m.tiles_ = tiles_;
   m.chunks_ = chunks_;
   m.group_ = group_;
   m.rank_ = rank_;
   m.dq_bits_ = dq_bits_;
   m.dq_group_ = dq_group_;
-  const size_t n = size_t(tiles_ * chunks_ * detail::kLutChunkBytes);
+  const size_t n = index_bytes();
   m.idx_ = allocate_aligned(n);
   std::memcpy(m.idx_.get(), idx_.get(), n);
   m.coef_codes_ = coef_codes_;
@@ -126,16 +126,14 @@ LutCodebookMatrix LutCodebookMatrix::clone() const {
 }
 
 int LutCodebookMatrix::index_at(int64_t row, int64_t col) const {
-  int shift = 0;
-  const int64_t at = detail::lut_byte(chunks_, row, col, &shift);
-  return (idx_[size_t(at)] >> shift) & 3;
+  return detail::lut_get(idx_.get(), bits_, detail::lut_bit(bits_, chunks_, row, col));
 }
 
 CodebookLayer LutCodebookMatrix::unpack() const {
   CodebookLayer l;
   l.rows = rows_;
   l.cols = cols_;
-  l.bits = 2;
+  l.bits = bits_;
   l.group = group_;
   l.rank = rank_;
   l.dq_bits = dq_bits_;
@@ -176,7 +174,7 @@ CodebookLayer LutCodebookMatrix::unpack() const {
 size_t LutCodebookMatrix::nbytes() const {
   const int64_t G = rows_ * ((cols_ + group_ - 1) / group_);
   const size_t coef = size_t(G * (rank_ + 1)) * (dq_bits_ > 0 ? 1 : 4);
-  return size_t(tiles_ * chunks_ * detail::kLutChunkBytes) + coef + 2 * (blk_scale_.size() + blk_offset_.size()) +
+  return index_bytes() + coef + 2 * (blk_scale_.size() + blk_offset_.size()) +
          2 * v_.size();
 }
 
@@ -207,17 +205,21 @@ void build_lut_scalar(const LutView& m, LutTables& L, int64_t j0, int64_t j1) {
     for (int64_t c = j * m.group; c < std::min(m.cols, (j + 1) * m.group); ++c) s += x[c];
     L.sumx[size_t(j)] = s;
     for (int r = 0; r < m.rank; ++r) {
-      const float* V = m.v + 4 * r;
+      const float* V = m.v + (int64_t(1) << m.bits) * r;
       float amax = 0.f;
       for (int64_t ch = ch0; ch < ch1; ++ch)
         for (int h = 0; h < 2; ++h)
-          for (int p = 0; p < 4; ++p) {
-            const float xa = L.xpad[size_t(ch * kLutChunkCols + 8 * h + 2 * p)], xb = L.xpad[size_t(ch * kLutChunkCols + 8 * h + 2 * p + 1)];
-            for (int n = 0; n < 16; ++n) {
-              const float v = std::fma(V[n >> 2], xb, V[n & 3] * xa);
-              T[size_t(((ch - ch0) * 2 + h) * kLutTableBytes + 16 * p + n)] = v;
-              amax = std::max(amax, std::fabs(v));
+          for (int e = 0; e < kLutTableBytes; ++e) {
+            float v;
+            if (m.bits == 2) {  // entry 16p + n: pair 4h + p, indices n & 3 and n >> 2
+              const int p = e / 16, n = e % 16;
+              const float xa = x[ch * kLutChunkCols + 8 * h + 2 * p], xb = x[ch * kLutChunkCols + 8 * h + 2 * p + 1];
+              v = std::fma(V[n >> 2], xb, V[n & 3] * xa);
+            } else {  // entry 8c + n: column 8h + c, index n
+              v = V[e % 8] * x[ch * kLutChunkCols + 8 * h + e / 8];
             }
+            T[size_t(((ch - ch0) * 2 + h) * kLutTableBytes + e)] = v;
+            amax = std::max(amax, std::fabs(v));
           }
       L.d[size_t(j * m.rank + r)] = amax / 127.f;
       const float inv = amax > 0.f ? 127.f / amax : 0.f;
@@ -238,12 +240,20 @@ void lut_rows_scalar(const LutView& m, const LutTables& L, float* y, int64_t til
       int32_t acc[4] = {};
       for (int64_t ch = j * cpg; ch < std::min(m.chunks, (j + 1) * cpg); ++ch)
         for (int h = 0; h < 2; ++h)
-          for (int p = 0; p < 4; ++p) {
-            int shift = 0;
-            const int64_t at = lut_byte(m.chunks, i, ch * kLutChunkCols + 8 * h + 2 * p, &shift);
-            const int n = (m.idx[at] >> shift) & 15;
+          for (int e = 0; e < 8; ++e) {
+            // 2 bits: pair e / 2 (e even only) of table h, entry 16 * (pair % 4) + both indices;
+            // 3 bits: column e of table h, entry 8e + its index.
+            int entry;
+            const int64_t c = ch * kLutChunkCols + 8 * h + e;
+            if (m.bits == 2) {
+              if (e % 2) continue;
+              entry = 16 * (e / 2) + lut_get(m.idx, 2, lut_bit(2, m.chunks, i, c)) +
+                      4 * lut_get(m.idx, 2, lut_bit(2, m.chunks, i, c + 1));
+            } else {
+              entry = 8 * e + lut_get(m.idx, 3, lut_bit(3, m.chunks, i, c));
+            }
             for (int r = 0; r < m.rank; ++r)
-              acc[r] += L.t[size_t((ch * m.rank + r) * 2 * kLutTableBytes + h * kLutTableBytes + 16 * p + n)];
+              acc[r] += L.t[size_t((ch * m.rank + r) * 2 * kLutTableBytes + h * kLutTableBytes + entry)];
           }
       for (int r = 0; r < m.rank; ++r)
         acc_y = std::fma(lut_param(m, i, j, r) * L.d[size_t(j * m.rank + r)], float(acc[r]), acc_y);

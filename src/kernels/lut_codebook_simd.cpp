@@ -21,6 +21,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "lcq/kernels/lut_codebook.h"
 #include "lut_internal.h"
@@ -65,15 +66,23 @@ void BuildLut(const detail::LutView& m, detail::LutTables& L, int64_t j0, int64_
     for (int64_t c = j * m.group; c < std::min(m.cols, (j + 1) * m.group); ++c) s += x[c];
     L.sumx[size_t(j)] = s;
     for (int r = 0; r < m.rank; ++r) {
+      // 2 bits: lo[n] = V[n & 3], hi[n] = V[n >> 2]; 3 bits: lo = V[0..7] twice.
       alignas(64) float lo[16], hi[16];
-      for (int n = 0; n < 16; ++n) lo[n] = m.v[4 * r + (n & 3)], hi[n] = m.v[4 * r + (n >> 2)];
+      const int K = 1 << m.bits;
+      for (int n = 0; n < 16; ++n)
+        lo[n] = m.bits == 2 ? m.v[K * r + (n & 3)] : m.v[K * r + n % 8], hi[n] = m.v[K * r + (n >> 2) % K];
       const __m512 vlo = _mm512_load_ps(lo), vhi = _mm512_load_ps(hi);
       __m512 amax = _mm512_setzero_ps();
       for (int64_t ch = ch0; ch < ch1; ++ch) {
         const float* xc = L.xpad.data() + ch * kLutChunkCols;
         float* tc = T.data() + (ch - ch0) * 2 * kLutTableBytes;
-        for (int k = 0; k < 8; ++k) {  // pair k: table k / 4, entries 16 * (k % 4) ..
-          const __m512 v = _mm512_fmadd_ps(vhi, _mm512_set1_ps(xc[2 * k + 1]), _mm512_mul_ps(vlo, _mm512_set1_ps(xc[2 * k])));
+        // Vector k: table k / 4, entries 16 * (k % 4) .. + 15, from the chunk's columns 2k, 2k + 1
+        // (one pair at 2 bits, two columns of 8 entries at 3).
+        for (int k = 0; k < 8; ++k) {
+          const __m512 v =
+              m.bits == 2
+                  ? _mm512_fmadd_ps(vhi, _mm512_set1_ps(xc[2 * k + 1]), _mm512_mul_ps(vlo, _mm512_set1_ps(xc[2 * k])))
+                  : _mm512_mul_ps(vlo, _mm512_insertf32x8(_mm512_set1_ps(xc[2 * k]), _mm256_set1_ps(xc[2 * k + 1]), 1));
           _mm512_storeu_ps(tc + 16 * k, v);
           amax = _mm512_max_ps(amax, _mm512_abs_ps(v));
         }
@@ -149,8 +158,9 @@ struct TileBlocks {
   }
 };
 
-// Tiles [tile0, tile1) with rank R; kDq: parameters are codes with block scales and offsets.
-template <int R, bool kDq>
+// Tiles [tile0, tile1) of kBits-bit indices with rank R; kDq: parameters are codes with block
+// scales and offsets.
+template <int kBits, int R, bool kDq>
 void RowsR(const detail::LutView& m, const detail::LutTables& L, float* y, int64_t tile0, int64_t tile1) {
   using namespace detail;
   constexpr int NT = kLutStepTiles, NP = R + 1;
@@ -162,9 +172,22 @@ void RowsR(const detail::LutView& m, const detail::LutTables& L, float* y, int64
   const float* sumx = L.sumx.data();
   const __m512i ones = _mm512_set1_epi8(1);
   const __m512i nib = _mm512_set1_epi8(0x0F);
-  const __m512i offs = _mm512_set1_epi32(0x30201000);  // byte 4m + p looks up table entry 16p + n
+  constexpr int kChunkBytes = 32 * kBits;
+  // 2 bits: byte 4m + p looks up table entry 16p + n. 3 bits: slot 4m + p of column group k
+  // looks up entry 8 * (4 * (k % 2) + p) + n of table k / 2.
+  const __m512i offs = _mm512_set1_epi32(0x30201000);
+  const __m512i offs3[2] = {_mm512_set1_epi32(0x18100800), _mm512_set1_epi32(0x38302820)};
+  // 3 bits: output byte j of the 64 slots of column group k takes bytes 24k + 3 (j / 8) ..
+  // + 2 into its 64-bit lane (vpermt2b), then bits 3 (j % 8) .. + 2 of that lane.
+  alignas(64) uint8_t spread_bytes[4][64], shift_bytes[64];
+  for (int k = 0; k < 4; ++k)
+    for (int j = 0; j < 64; ++j) spread_bytes[k][j] = uint8_t(24 * k + 3 * (j / 8) + std::min(j % 8, 2));
+  for (int j = 0; j < 64; ++j) shift_bytes[j] = uint8_t(3 * (j % 8));
+  __m512i spread[4];
+  for (int k = 0; k < 4; ++k) spread[k] = _mm512_load_si512(spread_bytes[k]);
+  const __m512i shifts = _mm512_load_si512(shift_bytes), seven = _mm512_set1_epi8(7);
   for (int64_t t0 = tile0; t0 < tile1; t0 += NT) {
-    const uint8_t* p = m.idx + t0 * chunks * kLutChunkBytes;
+    const uint8_t* p = m.idx + t0 * chunks * kChunkBytes;
     TileBlocks tb[NT];
     if constexpr (kDq)
       for (int u = 0; u < NT; ++u) tb[u].start(m, t0 + u);
@@ -189,15 +212,30 @@ void RowsR(const detail::LutView& m, const detail::LutTables& L, float* y, int64
           th[r] = _mm512_loadu_si512(lt + r * 2 * kLutTableBytes + kLutTableBytes);
         }
 #pragma GCC unroll 4
-        for (int u = 0; u < NT; ++u, p += kLutChunkBytes) {
+        for (int u = 0; u < NT; ++u, p += kChunkBytes) {
           _mm_prefetch(reinterpret_cast<const char*>(p) + kPrefetchBytes, LCQ_LUT_HINT);
-          const __m512i w = _mm512_load_si512(p);
-          const __m512i il = _mm512_ternarylogic_epi32(w, nib, offs, 0xEA);  // (w & nib) | offs
-          const __m512i ih = _mm512_ternarylogic_epi32(_mm512_srli_epi16(w, 4), nib, offs, 0xEA);
+          if constexpr (kBits == 2) {
+            const __m512i w = _mm512_load_si512(p);
+            const __m512i il = _mm512_ternarylogic_epi32(w, nib, offs, 0xEA);  // (w & nib) | offs
+            const __m512i ih = _mm512_ternarylogic_epi32(_mm512_srli_epi16(w, 4), nib, offs, 0xEA);
 #pragma GCC unroll 4
-          for (int r = 0; r < R; ++r) {
-            acc[u][r] = SumBytes(acc[u][r], ones, _mm512_permutexvar_epi8(il, tl[r]));
-            acc[u][r] = SumBytes(acc[u][r], ones, _mm512_permutexvar_epi8(ih, th[r]));
+            for (int r = 0; r < R; ++r) {
+              acc[u][r] = SumBytes(acc[u][r], ones, _mm512_permutexvar_epi8(il, tl[r]));
+              acc[u][r] = SumBytes(acc[u][r], ones, _mm512_permutexvar_epi8(ih, th[r]));
+            }
+          } else {
+            _mm_prefetch(reinterpret_cast<const char*>(p) + kPrefetchBytes + 64, LCQ_LUT_HINT);
+            const __m512i a = _mm512_loadu_si512(p);
+            const __m512i b = _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 64)));
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; ++k) {
+              const __m512i lanes = _mm512_permutex2var_epi8(a, spread[k], b);
+              const __m512i idx =
+                  _mm512_ternarylogic_epi32(_mm512_multishift_epi64_epi8(shifts, lanes), seven, offs3[k % 2], 0xEA);
+#pragma GCC unroll 4
+              for (int r = 0; r < R; ++r)
+                acc[u][r] = SumBytes(acc[u][r], ones, _mm512_permutexvar_epi8(idx, k < 2 ? tl[r] : th[r]));
+            }
           }
         }
       }
@@ -245,11 +283,19 @@ bool LutRows(const detail::LutView& m, const detail::LutTables& L, float* y, int
   // Group numbers are advanced in int32 lanes.
   if ((m.tiles * detail::kLutTileRows + 1) * m.groups_per_row >= (int64_t(1) << 31)) return false;
   const bool dq = m.dq_bits > 0;
-  switch (m.rank) {
-    case 1: dq ? RowsR<1, true>(m, L, y, tile0, tile1) : RowsR<1, false>(m, L, y, tile0, tile1); return true;
-    case 2: dq ? RowsR<2, true>(m, L, y, tile0, tile1) : RowsR<2, false>(m, L, y, tile0, tile1); return true;
-    case 3: dq ? RowsR<3, true>(m, L, y, tile0, tile1) : RowsR<3, false>(m, L, y, tile0, tile1); return true;
-    case 4: dq ? RowsR<4, true>(m, L, y, tile0, tile1) : RowsR<4, false>(m, L, y, tile0, tile1); return true;
+  auto run = [&](auto bits_tag) {
+    constexpr int B = decltype(bits_tag)::value;
+    switch (m.rank) {
+      case 1: dq ? RowsR<B, 1, true>(m, L, y, tile0, tile1) : RowsR<B, 1, false>(m, L, y, tile0, tile1); return true;
+      case 2: dq ? RowsR<B, 2, true>(m, L, y, tile0, tile1) : RowsR<B, 2, false>(m, L, y, tile0, tile1); return true;
+      case 3: dq ? RowsR<B, 3, true>(m, L, y, tile0, tile1) : RowsR<B, 3, false>(m, L, y, tile0, tile1); return true;
+      case 4: dq ? RowsR<B, 4, true>(m, L, y, tile0, tile1) : RowsR<B, 4, false>(m, L, y, tile0, tile1); return true;
+      default: return false;
+    }
+  };
+  switch (m.bits) {
+    case 2: return run(std::integral_constant<int, 2>());
+    case 3: return run(std::integral_constant<int, 3>());
     default: return false;
   }
 }

@@ -45,12 +45,14 @@ class LutCodebookMatrix {
 
   int64_t rows() const { return rows_; }
   int64_t cols() const { return cols_; }
+  int bits() const { return bits_; }
   int group() const { return group_; }
   int rank() const { return rank_; }
   // Bytes the kernel reads of the matrix: indices (rows padded to 64), codes (or f32
   // parameters), fp16 block scales and offsets, and V.
   size_t nbytes() const;
   double bits_per_weight() const { return 8.0 * double(nbytes()) / (double(rows_) * double(cols_)); }
+  size_t index_bytes() const { return size_t(tiles_ * chunks_ * 2 * 16 * bits_); }
   int index_at(int64_t row, int64_t col) const;
 
   // y[rows] = W_hat x[cols] (approximately: the look-up tables are int8).
@@ -61,12 +63,12 @@ class LutCodebookMatrix {
  private:
   friend struct LutAccess;
   int64_t rows_ = 0, cols_ = 0, tiles_ = 0, chunks_ = 0;
-  int group_ = 0, rank_ = 0, dq_bits_ = 0, dq_group_ = 0;
-  AlignedBytes idx_;                   // [tiles / 4][chunks][4][64]
+  int bits_ = 0, group_ = 0, rank_ = 0, dq_bits_ = 0, dq_group_ = 0;
+  AlignedBytes idx_;                   // [tiles / 4][chunks][4][32 * bits] (lut_internal.h)
   std::vector<uint8_t> coef_codes_;    // [tiles][groups_per_row][rank + 1][16] (dq)
   std::vector<float> coef_f32_;        // same order (no dq)
   std::vector<uint16_t> blk_scale_, blk_offset_;  // fp16 [rank + 1][n_dq_blocks]: S rows, then B
-  std::vector<uint16_t> v_;                       // fp16 [rank][4]
+  std::vector<uint16_t> v_;                       // fp16 [rank][2^bits]
   std::vector<float> blk_scale_f_, blk_offset_f_, v_f_;  // decoded copies (block arrays padded by 32)
 };
 
