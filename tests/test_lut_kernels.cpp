@@ -120,13 +120,18 @@ TEST(LutCodebook, ScalarReferenceIsWithinTheTableRoundingBound) {
             const int64_t c0 = j * c.group, c1 = std::min(c.cols, c0 + c.group);
             const int64_t entries = (c.bits == 2 ? 8 : 16) * ((c1 - c0 + 15) / 16);
             for (int r = 0; r < c.rank; ++r) {
+              // The tables hold sums of V[r] centered on its mid-range.
+              std::vector<float> U(size_t(l.levels()));
+              float lo = l.v_at(r, 0), hi = lo;
+              for (int k = 1; k < l.levels(); ++k) lo = std::min(lo, l.v_at(r, k)), hi = std::max(hi, l.v_at(r, k));
+              for (int k = 0; k < l.levels(); ++k) U[size_t(k)] = l.v_at(r, k) - 0.5f * (lo + hi);
               double tmax = 0;  // max |table entry| over the group
               for (int64_t a = c0; a < c1; a += 2) {
                 const double x0 = X[size_t(t * c.cols + a)], x1 = a + 1 < c1 ? X[size_t(t * c.cols + a + 1)] : 0.0;
                 for (int qa = 0; qa < l.levels(); ++qa)
                   for (int qb = 0; qb < l.levels(); ++qb)
-                    tmax = std::max(tmax, c.bits == 2 ? std::fabs(double(l.v_at(r, qa)) * x0 + double(l.v_at(r, qb)) * x1)
-                                                     : std::fabs(double(l.v_at(r, qa))) * std::max(std::fabs(x0), std::fabs(x1)));
+                    tmax = std::max(tmax, c.bits == 2 ? std::fabs(double(U[size_t(qa)]) * x0 + double(U[size_t(qb)]) * x1)
+                                                     : std::fabs(double(U[size_t(qa)])) * std::max(std::fabs(x0), std::fabs(x1)));
               }
               bound += std::fabs(double(l.s(r, i * gpr + j))) * tmax / 127 / 2 * double(entries);
             }

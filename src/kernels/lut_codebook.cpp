@@ -193,6 +193,7 @@ void prepare_lut(const LutView& m, const float* x, LutTables& L) {
   L.t.resize(size_t(m.chunks * m.rank * 2 * kLutTableBytes));
   L.d.resize(size_t(m.groups_per_row * m.rank));
   L.sumx.resize(size_t(m.groups_per_row));
+  L.shift.resize(size_t(m.groups_per_row * m.rank));
 }
 
 void build_lut_scalar(const LutView& m, LutTables& L, int64_t j0, int64_t j1) {
@@ -205,7 +206,8 @@ void build_lut_scalar(const LutView& m, LutTables& L, int64_t j0, int64_t j1) {
     for (int64_t c = j * m.group; c < std::min(m.cols, (j + 1) * m.group); ++c) s += x[c];
     L.sumx[size_t(j)] = s;
     for (int r = 0; r < m.rank; ++r) {
-      const float* V = m.v + (int64_t(1) << m.bits) * r;
+      float V[8];
+      L.shift[size_t(j * m.rank + r)] = lut_centered_v(m, r, V) * s;
       float amax = 0.f;
       for (int64_t ch = ch0; ch < ch1; ++ch)
         for (int h = 0; h < 2; ++h)
@@ -255,8 +257,10 @@ void lut_rows_scalar(const LutView& m, const LutTables& L, float* y, int64_t til
             for (int r = 0; r < m.rank; ++r)
               acc[r] += L.t[size_t((ch * m.rank + r) * 2 * kLutTableBytes + h * kLutTableBytes + entry)];
           }
-      for (int r = 0; r < m.rank; ++r)
-        acc_y = std::fma(lut_param(m, i, j, r) * L.d[size_t(j * m.rank + r)], float(acc[r]), acc_y);
+      for (int r = 0; r < m.rank; ++r) {
+        const size_t jr = size_t(j * m.rank + r);
+        acc_y = std::fma(lut_param(m, i, j, r), std::fma(L.d[jr], float(acc[r]), L.shift[jr]), acc_y);
+      }
       acc_y = std::fma(lut_param(m, i, j, m.rank), -L.sumx[size_t(j)], acc_y);
     }
     y[i] = acc_y;

@@ -66,11 +66,12 @@ void BuildLut(const detail::LutView& m, detail::LutTables& L, int64_t j0, int64_
     for (int64_t c = j * m.group; c < std::min(m.cols, (j + 1) * m.group); ++c) s += x[c];
     L.sumx[size_t(j)] = s;
     for (int r = 0; r < m.rank; ++r) {
-      // 2 bits: lo[n] = V[n & 3], hi[n] = V[n >> 2]; 3 bits: lo = V[0..7] twice.
+      // U = V[r] centered. 2 bits: lo[n] = U[n & 3], hi[n] = U[n >> 2]; 3 bits: lo = U[0..7] twice.
+      float U[8];
+      L.shift[size_t(j * m.rank + r)] = lut_centered_v(m, r, U) * s;
       alignas(64) float lo[16], hi[16];
       const int K = 1 << m.bits;
-      for (int n = 0; n < 16; ++n)
-        lo[n] = m.bits == 2 ? m.v[K * r + (n & 3)] : m.v[K * r + n % 8], hi[n] = m.v[K * r + (n >> 2) % K];
+      for (int n = 0; n < 16; ++n) lo[n] = m.bits == 2 ? U[n & 3] : U[n % 8], hi[n] = U[(n >> 2) % K];
       const __m512 vlo = _mm512_load_ps(lo), vhi = _mm512_load_ps(hi);
       __m512 amax = _mm512_setzero_ps();
       for (int64_t ch = ch0; ch < ch1; ++ch) {
@@ -170,6 +171,7 @@ void RowsR(const detail::LutView& m, const detail::LutTables& L, float* y, int64
   const bool stepping = kDq && m.dq_group % gpr != 0;
   const float* d = L.d.data();
   const float* sumx = L.sumx.data();
+  const float* shift = L.shift.data();
   const __m512i ones = _mm512_set1_epi8(1);
   const __m512i nib = _mm512_set1_epi8(0x0F);
   constexpr int kChunkBytes = 32 * kBits;
@@ -239,7 +241,7 @@ void RowsR(const detail::LutView& m, const detail::LutTables& L, float* y, int64
           }
         }
       }
-      // The group's scale-back, as lut_rows_scalar(): y = fma(S_r * d_r, acc_r, y), then B.
+      // The group's scale-back, as lut_rows_scalar(): y = fma(S_r, fma(d_r, acc_r, shift_r), y), then B.
       const __m512 neg_sumx = _mm512_set1_ps(-sumx[j]);
 #pragma GCC unroll 4
       for (int u = 0; u < NT; ++u) {
@@ -253,7 +255,9 @@ void RowsR(const detail::LutView& m, const detail::LutTables& L, float* y, int64
             s = _mm512_loadu_ps(coef + u * gpr * kCoefStride + q * kLutTileRows);
           }
           if (q < R)
-            yy[u] = _mm512_fmadd_ps(_mm512_mul_ps(s, _mm512_set1_ps(d[j * R + q])), _mm512_cvtepi32_ps(acc[u][q]), yy[u]);
+            yy[u] = _mm512_fmadd_ps(
+                s, _mm512_fmadd_ps(_mm512_set1_ps(d[j * R + q]), _mm512_cvtepi32_ps(acc[u][q]), _mm512_set1_ps(shift[j * R + q])),
+                yy[u]);
           else
             yy[u] = _mm512_fmadd_ps(s, neg_sumx, yy[u]);
         }

@@ -66,16 +66,31 @@ inline int64_t lut_coef_index(const LutView& m, int64_t tile, int64_t j, int p, 
   return ((tile * m.groups_per_row + j) * (m.rank + 1) + p) * kLutTileRows + row_in_tile;
 }
 
+// V[r] centered: out[k] = V[r][k] - mid with mid = (max_k V[r][k] + min_k V[r][k]) / 2,
+// returned. The tables hold sums of the centered V, which halves their range where x_a and
+// x_b share a sign (a rank-one grid 0..K-1 is all positive); the group's shift
+// mid * sum(x) is added back exactly (LutTables::shift).
+inline float lut_centered_v(const LutView& m, int r, float* out) {
+  const int K = 1 << m.bits;
+  const float* V = m.v + K * r;
+  float lo = V[0], hi = V[0];
+  for (int k = 1; k < K; ++k) lo = V[k] < lo ? V[k] : lo, hi = V[k] > hi ? V[k] : hi;
+  const float mid = 0.5f * (lo + hi);
+  for (int k = 0; k < K; ++k) out[k] = V[k] - mid;
+  return mid;
+}
+
 // The look-up tables of one token. For chunk ch and rank r, table h at
 // t[(ch * rank + r) * 128 + 64 * h], with entries round(T / d), d = d[j * rank + r] =
 // max |T| / 127 over group j's tables:
 //  - 2 bits: table h serves column pairs 4h .. 4h + 3 of the chunk (columns 2p, 2p + 1 of
-//    pair p); entry 16 * (p % 4) + n holds T = fma(V[r][n >> 2], x_b, V[r][n & 3] * x_a).
-//  - 3 bits: table h serves columns 8h .. 8h + 7; entry 8 * (c % 8) + n holds T = V[r][n] * x_c.
-// sumx[j] = the sum of group j's activations.
+//    pair p); entry 16 * (p % 4) + n holds T = fma(U[n >> 2], x_b, U[n & 3] * x_a).
+//  - 3 bits: table h serves columns 8h .. 8h + 7; entry 8 * (c % 8) + n holds T = U[n] * x_c.
+// with U = V[r] centered (lut_centered_v). sumx[j] = the sum of group j's activations,
+// shift[j * rank + r] = mid_r * sumx[j].
 struct LutTables {
   std::vector<int8_t> t;
-  std::vector<float> d, sumx;
+  std::vector<float> d, sumx, shift;
   std::vector<float> xpad;  // the token padded to chunks * 16 columns
 };
 
@@ -91,8 +106,8 @@ bool build_lut_simd(const LutView& m, LutTables& L, int64_t j0, int64_t j1);
 float lut_param(const LutView& m, int64_t i, int64_t j, int p);
 
 // y[i] for rows of tiles [tile0, tile1) (multiples of 4, rows past m.rows are not written):
-// per group j, y = fma(S_r * d_r, float(acc_r), y) for r = 0.., then y = fma(B, -sumx, y),
-// where acc_r is the exact int32 sum of the group's looked-up entries.
+// per group j, y = fma(S_r, fma(d_r, float(acc_r), shift_r), y) for r = 0.., then
+// y = fma(B, -sumx, y), where acc_r is the exact int32 sum of the group's looked-up entries.
 void lut_rows_scalar(const LutView& m, const LutTables& L, float* y, int64_t tile0, int64_t tile1);
 bool lut_rows_simd(const LutView& m, const LutTables& L, float* y, int64_t tile0, int64_t tile1);
 
