@@ -179,15 +179,21 @@ void RowsR(const detail::LutView& m, const detail::LutTables& L, float* y, int64
   // looks up entry 8 * (4 * (k % 2) + p) + n of table k / 2.
   const __m512i offs = _mm512_set1_epi32(0x30201000);
   const __m512i offs3[2] = {_mm512_set1_epi32(0x18100800), _mm512_set1_epi32(0x38302820)};
-  // 3 bits: output byte j of the 64 slots of column group k takes bytes 24k + 3 (j / 8) ..
-  // + 2 into its 64-bit lane (vpermt2b), then bits 3 (j % 8) .. + 2 of that lane.
-  alignas(64) uint8_t spread_bytes[4][64], shift_bytes[64];
-  for (int k = 0; k < 4; ++k)
-    for (int j = 0; j < 64; ++j) spread_bytes[k][j] = uint8_t(24 * k + 3 * (j / 8) + std::min(j % 8, 2));
-  for (int j = 0; j < 64; ++j) shift_bytes[j] = uint8_t(3 * (j % 8));
-  __m512i spread[4];
-  for (int k = 0; k < 4; ++k) spread[k] = _mm512_load_si512(spread_bytes[k]);
-  const __m512i shifts = _mm512_load_si512(shift_bytes), seven = _mm512_set1_epi8(7);
+  // 3 bits: column groups come in pairs (2h, 2h + 1). One vpermt2b puts into 64-bit lane i
+  // the bytes 24k + 3i .. + 2 of both groups k of the pair (lane bytes 0-2 and 3-5); then
+  // vpmultishiftqb takes slot 8i + s of group 2h from lane bits 3s .. 3s + 2, of group
+  // 2h + 1 from bits 24 + 3s ...
+  alignas(64) uint8_t spread_bytes[2][64], shift_bytes[2][64];
+  for (int h = 0; h < 2; ++h)
+    for (int j = 0; j < 64; ++j) {  // lane byte b of lane i (bytes 6, 7 are not read)
+      const int i = j / 8, b = j % 8, k = 2 * h + (b < 3 ? 0 : 1);
+      spread_bytes[h][j] = uint8_t(24 * k + 3 * i + (b < 3 ? b : std::min(b - 3, 2)));
+    }
+  for (int e = 0; e < 2; ++e)
+    for (int j = 0; j < 64; ++j) shift_bytes[e][j] = uint8_t(24 * e + 3 * (j % 8));  // slot j % 8 of group 2h + e
+  const __m512i spread[2] = {_mm512_load_si512(spread_bytes[0]), _mm512_load_si512(spread_bytes[1])};
+  const __m512i shifts[2] = {_mm512_load_si512(shift_bytes[0]), _mm512_load_si512(shift_bytes[1])};
+  const __m512i seven = _mm512_set1_epi8(7);
   for (int64_t t0 = tile0; t0 < tile1; t0 += NT) {
     const uint8_t* p = m.idx + t0 * chunks * kChunkBytes;
     TileBlocks tb[NT];
@@ -229,14 +235,17 @@ void RowsR(const detail::LutView& m, const detail::LutTables& L, float* y, int64
             _mm_prefetch(reinterpret_cast<const char*>(p) + kPrefetchBytes + 64, LCQ_LUT_HINT);
             const __m512i a = _mm512_loadu_si512(p);
             const __m512i b = _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 64)));
+#pragma GCC unroll 2
+            for (int h = 0; h < 2; ++h) {  // column groups 2h, 2h + 1: table h
+              const __m512i lanes = _mm512_permutex2var_epi8(a, spread[h], b);
+#pragma GCC unroll 2
+              for (int e = 0; e < 2; ++e) {
+                const __m512i idx =
+                    _mm512_ternarylogic_epi32(_mm512_multishift_epi64_epi8(shifts[e], lanes), seven, offs3[e], 0xEA);
 #pragma GCC unroll 4
-            for (int k = 0; k < 4; ++k) {
-              const __m512i lanes = _mm512_permutex2var_epi8(a, spread[k], b);
-              const __m512i idx =
-                  _mm512_ternarylogic_epi32(_mm512_multishift_epi64_epi8(shifts, lanes), seven, offs3[k % 2], 0xEA);
-#pragma GCC unroll 4
-              for (int r = 0; r < R; ++r)
-                acc[u][r] = SumBytes(acc[u][r], ones, _mm512_permutexvar_epi8(idx, k < 2 ? tl[r] : th[r]));
+                for (int r = 0; r < R; ++r)
+                  acc[u][r] = SumBytes(acc[u][r], ones, _mm512_permutexvar_epi8(idx, h == 0 ? tl[r] : th[r]));
+              }
             }
           }
         }
