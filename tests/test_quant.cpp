@@ -564,10 +564,19 @@ TEST(BenchCli, ReportsKernelAndPackedModelSpeedAsJson) {
   EXPECT_EQ(shapes, (std::set<std::string>{"4096x4096", "64x64", "32x64", "172x64", "64x172"}));
   std::set<std::string> want{"lcq-b2-r2", "dense-f32", "dense-bf16"};
   if (lcq::kernels::int8_simd_available()) want.insert("lcq-b2-r2-int8");  // 4096x4096 g128: whole index blocks
+  if (lcq::kernels::lut_simd_available()) want.insert("lcq-b2-r2-lut");
   EXPECT_EQ(kernels, want);
   const auto& m = j.at("model");
   EXPECT_EQ(m.at("packed_layers").get<int>(), 35);  // 5 blocks x 7 linears, none expanded
   EXPECT_GT(m.at("runs").at(0).at("decode_tokens_per_s").get<double>(), 0);
+
+  // The model on the LUT kernel (its own layout where the CPU runs it): every layer still packed.
+  auto lut = test::run_lcq("bench " + out + " --threads 1 --no-kernels --kernel lut --prefill 8 --decode 4 --json");
+  ASSERT_EQ(lut.exit_code, 0) << lut.err;
+  const auto jl = nlohmann::json::parse(lut.out);
+  EXPECT_EQ(jl.at("model").at("packed_layers").get<int>(), 35);
+  EXPECT_EQ(jl.at("model").at("packed_kernel").get<std::string>(), "lut");
+  EXPECT_GT(jl.at("model").at("runs").at(0).at("decode_tokens_per_s").get<double>(), 0);
 
   auto bad = test::run_lcq("bench " + dir + "/missing.gguf --no-kernels");
   EXPECT_EQ(bad.exit_code, 1);
