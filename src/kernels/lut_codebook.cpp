@@ -4,6 +4,7 @@
 
 #include "lcq/core/error.h"
 #include "lcq/core/half.h"
+#include "group_params.h"
 #include "lut_internal.h"
 
 #include <omp.h>
@@ -64,36 +65,19 @@ LutCodebookMatrix LutCodebookMatrix::pack(const CodebookLayer& layer) {
     for (int64_t c = 0; c < m.cols_; ++c)
       detail::lut_put(m.idx_.get(), m.bits_, detail::lut_bit(m.bits_, m.chunks_, i, c), layer.indices[size_t(i * m.cols_ + c)]);
   const detail::LutView v = LutAccess::view(m);  // only the shape fields are valid yet
-  const int64_t G = layer.n_groups(), gpr = layer.groups_per_row();
+  const int64_t gpr = layer.groups_per_row();
   const int np = m.rank_ + 1;
   const size_t ncoef = size_t(m.tiles_ * gpr * np * detail::kLutTileRows);
-  auto each_param = [&](auto&& put) {
-    for (int64_t i = 0; i < m.rows_; ++i)
-      for (int64_t j = 0; j < gpr; ++j)
-        for (int p = 0; p < np; ++p)
-          put(size_t(detail::lut_coef_index(v, i / detail::kLutTileRows, j, p, int(i % detail::kLutTileRows))),
-              i * gpr + j, p);
+  auto at = [&](int64_t g, int p) {
+    const int64_t i = g / gpr;
+    return size_t(detail::lut_coef_index(v, i / detail::kLutTileRows, g % gpr, p, int(i % detail::kLutTileRows)));
   };
-  if (layer.dq_bits > 0) {
-    m.coef_codes_.assign(ncoef, 0);
-    each_param([&](size_t at, int64_t g, int p) {
-      m.coef_codes_[at] = p < m.rank_ ? layer.s_codes[size_t(p * G + g)] : layer.b_codes[size_t(g)];
-    });
-    m.blk_scale_ = layer.s_scale;
-    m.blk_scale_.insert(m.blk_scale_.end(), layer.b_scale.begin(), layer.b_scale.end());
-    m.blk_offset_ = layer.s_offset;
-    m.blk_offset_.insert(m.blk_offset_.end(), layer.b_offset.begin(), layer.b_offset.end());
-    // 32 floats of padding: the kernel loads two vectors of block parameters from a tile's first block.
-    m.blk_scale_f_.assign(m.blk_scale_.size() + 32, 0.f);
-    m.blk_offset_f_.assign(m.blk_offset_.size() + 32, 0.f);
-    f16_to_f32_n(m.blk_scale_.data(), m.blk_scale_f_.data(), m.blk_scale_.size());
-    f16_to_f32_n(m.blk_offset_.data(), m.blk_offset_f_.data(), m.blk_offset_.size());
-  } else {
-    m.coef_f32_.assign(ncoef, 0.f);
-    each_param([&](size_t at, int64_t g, int p) {
-      m.coef_f32_[at] = p < m.rank_ ? layer.s_f32[size_t(p * G + g)] : layer.b_f32[size_t(g)];
-    });
-  }
+  detail::scatter_group_params(layer, ncoef, at, m.coef_codes_, m.coef_f32_, m.blk_scale_, m.blk_offset_);
+  // 32 floats of padding: the kernel loads two vectors of block parameters from a tile's first block.
+  m.blk_scale_f_.assign(m.blk_scale_.size() + 32, 0.f);
+  m.blk_offset_f_.assign(m.blk_offset_.size() + 32, 0.f);
+  f16_to_f32_n(m.blk_scale_.data(), m.blk_scale_f_.data(), m.blk_scale_.size());
+  f16_to_f32_n(m.blk_offset_.data(), m.blk_offset_f_.data(), m.blk_offset_.size());
   m.v_ = layer.v;
   m.v_f_.resize(m.v_.size());
   f16_to_f32_n(m.v_.data(), m.v_f_.data(), m.v_.size());
@@ -142,31 +126,12 @@ CodebookLayer LutCodebookMatrix::unpack() const {
   for (int64_t i = 0; i < rows_; ++i)
     for (int64_t c = 0; c < cols_; ++c) l.indices[size_t(i * cols_ + c)] = uint8_t(index_at(i, c));
   const detail::LutView v = LutAccess::view(*this);
-  const int64_t G = l.n_groups(), gpr = l.groups_per_row();
+  const int64_t gpr = l.groups_per_row();
   auto at = [&](int64_t g, int p) {
     const int64_t i = g / gpr;
     return size_t(detail::lut_coef_index(v, i / detail::kLutTileRows, g % gpr, p, int(i % detail::kLutTileRows)));
   };
-  if (dq_bits_ > 0) {
-    l.s_codes.resize(size_t(rank_ * G));
-    l.b_codes.resize(size_t(G));
-    for (int64_t g = 0; g < G; ++g) {
-      for (int r = 0; r < rank_; ++r) l.s_codes[size_t(r * G + g)] = coef_codes_[at(g, r)];
-      l.b_codes[size_t(g)] = coef_codes_[at(g, rank_)];
-    }
-    const size_t nb = size_t(l.n_dq_blocks());
-    l.s_scale.assign(blk_scale_.begin(), blk_scale_.begin() + long(rank_ * nb));
-    l.b_scale.assign(blk_scale_.begin() + long(rank_ * nb), blk_scale_.end());
-    l.s_offset.assign(blk_offset_.begin(), blk_offset_.begin() + long(rank_ * nb));
-    l.b_offset.assign(blk_offset_.begin() + long(rank_ * nb), blk_offset_.end());
-  } else {
-    l.s_f32.resize(size_t(rank_ * G));
-    l.b_f32.resize(size_t(G));
-    for (int64_t g = 0; g < G; ++g) {
-      for (int r = 0; r < rank_; ++r) l.s_f32[size_t(r * G + g)] = coef_f32_[at(g, r)];
-      l.b_f32[size_t(g)] = coef_f32_[at(g, rank_)];
-    }
-  }
+  detail::gather_group_params(l, at, coef_codes_, coef_f32_, blk_scale_, blk_offset_);
   l.v = v_;
   return l;
 }
