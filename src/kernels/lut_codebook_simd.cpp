@@ -1,14 +1,16 @@
 // The SIMD look-up-table kernel of LutCodebookMatrix (lut_internal.h has the definitions).
 // x86 AVX-512 with VBMI and VNNI only (Highway's AVX3_DL target): vpermb looks 64 bytes up
-// in a 64-byte table, which is what lets one table register serve 4 column pairs of 16 rows;
-// vpdpbusd with a vector of ones sums each row's 4 looked-up bytes into its int32 lane.
-// Other targets report no kernel and the scalar reference runs.
+// in a 64-byte table, which is what lets one table register serve 4 column pairs (2 bits) or
+// 8 columns (3 bits) of 16 rows; vpdpbusd with a vector of ones sums each row's 4 looked-up
+// bytes into its int32 lane. Other targets report no kernel and the scalar reference runs.
 //
 // Per 4 tiles (64 rows) and group j: for each 16-column chunk of the group, the 2 * rank
-// tables of the chunk are loaded once and serve the 4 tiles; per tile one 64-byte load of
-// indices, two nibble extractions (an AND/OR with the table offsets in one vpternlogd), then
-// per rank two vpermb + two vpdpbusd. At the group's end the int32 sums become float and
-// are scaled by the rows' S (decoded from their codes, 16 rows per vector) and the table step.
+// tables of the chunk serve the 4 tiles; per tile, 2 bits: one 64-byte load of indices, two
+// nibble extractions (AND/OR with the table offsets in one vpternlogd), then per rank two
+// vpermb + two vpdpbusd; 3 bits: 96 bytes whose 3-bit indices vpermt2b + vpmultishiftqb
+// spread into 4 vectors of 64 bytes, then per rank four vpermb + four vpdpbusd. At the
+// group's end the int32 sums become float and are scaled by the rows' S (decoded from their
+// codes, 16 rows per vector) and the table step.
 
 #ifndef HWY_DISABLED_TARGETS
 #define HWY_DISABLED_TARGETS (HWY_SVE | HWY_SVE2 | HWY_SVE_256 | HWY_SVE2_128 | HWY_RVV)
