@@ -17,6 +17,7 @@
 
 #include "lcq/kernels/codebook_layer.h"
 #include "lcq/kernels/dense.h"
+#include "lcq/kernels/lut_codebook.h"
 #include "lcq/kernels/membw.h"
 #include "lcq/kernels/packed_codebook.h"
 #include "lcq/kernels/synthetic.h"
@@ -73,6 +74,31 @@ void packed_gemv(benchmark::State& state, Shape sh, int bits, int rank, int thre
   for (auto _ : state) {
     ms[k].gemv(x.data(), y.data(), path);
     k = k + 1 == use ? 0 : k + 1;
+    benchmark::DoNotOptimize(y.data());
+  }
+  set_counters(state, double(ms[0].nbytes()), double(sh.rows) * double(sh.cols));
+  state.counters["bpw"] = ms[0].bits_per_weight();
+}
+
+// The look-up-table kernel (2 and 3 bits, its own tile layout), matrices kept like packed()'s.
+void lut_gemv(benchmark::State& state, Shape sh, int bits, int rank, int threads, bool cold) {
+  using lcq::kernels::LutCodebookMatrix;
+  static std::string key;
+  static std::vector<LutCodebookMatrix> ms;
+  const std::string k0 = std::string(sh.name) + "/" + std::to_string(bits) + "/" + std::to_string(rank);
+  if (key != k0) {
+    ms.clear();
+    ms.push_back(LutCodebookMatrix::pack(lcq::kernels::synthetic_codebook_layer(sh.rows, sh.cols, bits, rank)));
+    key = k0;
+  }
+  const size_t want = cold ? std::max<size_t>(2, kColdBytes / ms[0].nbytes() + 1) : 1;
+  while (ms.size() < want) ms.push_back(ms[0].clone());
+  omp_set_num_threads(threads);
+  std::vector<float> x(size_t(sh.cols), 0.5f), y(size_t(sh.rows));
+  size_t k = 0;
+  for (auto _ : state) {
+    ms[k].gemv(x.data(), y.data());
+    k = k + 1 == want ? 0 : k + 1;
     benchmark::DoNotOptimize(y.data());
   }
   set_counters(state, double(ms[0].nbytes()), double(sh.rows) * double(sh.cols));
@@ -164,6 +190,17 @@ void register_all() {
                   ->UseRealTime();
             }
       }
+      if ((bits == 2 || bits == 3) && lcq::kernels::lut_simd_available())  // the look-up-table kernel
+        for (int threads : {1, 2})
+          for (bool cold : {false, true}) {
+            if (cold && !big) continue;
+            RegisterBenchmark((std::string("gemv-lut/") + sh.name + "/b" + std::to_string(bits) + "/r2/t" +
+                               std::to_string(threads) + (cold ? "/cold" : "/hot"))
+                                  .c_str(),
+                              lut_gemv, sh, bits, 2, threads, cold)
+                ->Unit(benchmark::kMicrosecond)
+                ->UseRealTime();
+          }
       if (sh.rows == 4096 || sh.rows == 1536) {
         for (int threads : {1, 2})
           for (int64_t n : {4, 16})

@@ -3,6 +3,7 @@
 #include "lcq/core/error.h"
 #include "lcq/core/half.h"
 #include "lcq/io/codebook_tensors.h"
+#include "lcq/kernels/lut_codebook.h"
 #include "lcq/kernels/packed_codebook.h"
 #include "lcq/model/loader.h"
 #include "lcq/quant/calibration.h"
@@ -316,6 +317,42 @@ TEST(Stories260K, IntegerKernelStaysCloseToTheFloatKernel) {
   }
 }
 
+// The look-up-table kernel on a real model: --kernel lut holds the 2- and 3-bit layers in its
+// own layout and stays close to the exact float kernel; layers it cannot hold (4 bits) stay
+// on the float kernel, bit for bit.
+TEST(Stories260K, LutKernelStaysCloseToTheFloatKernel) {
+  if (!kernels::lut_simd_available()) GTEST_SKIP() << "no SIMD LUT kernel for this CPU";
+  const std::string dir = test::scratch_dir();
+  std::vector<int> eval_tokens;
+  for (int bits : {2, 3, 4}) {
+    const quant::QuantizeOptions o = test::stories_options("rtn", bits, 32);
+    model::LoadedModel m = load_stories();
+    auto q = quant::quantize_model(m.model, torch::Tensor(), o);
+    const std::string path = dir + "/lut-w" + std::to_string(bits) + ".gguf";
+    quant::write_quantized_model(path, m.model, m.tok().vocab(), q, {});
+    auto load = [&](model::PackedKernel k) {
+      model::RuntimeOptions rt;
+      rt.kernel = k;
+      return model::load_model(path, {}, rt);
+    };
+    model::LoadedModel fl = load(model::PackedKernel::kFloat), lu = load(model::PackedKernel::kLut);
+    if (eval_tokens.empty()) eval_tokens = test::stories_eval_tokens(fl);
+    const double ppl_f = stories_ppl(fl.model, eval_tokens), ppl_l = stories_ppl(lu.model, eval_tokens);
+    std::printf("stories260K RTN W%d g32 perplexity: float kernel %.4f, LUT kernel %.4f\n", bits, ppl_f, ppl_l);
+    if (bits == 4) {
+      EXPECT_EQ(lu.model.blocks[0].q.lut, nullptr);
+      EXPECT_EQ(ppl_l, ppl_f);
+      continue;
+    }
+    ASSERT_NE(lu.model.blocks[0].q.lut, nullptr) << bits;
+    EXPECT_EQ(lu.model.blocks[0].q.packed, nullptr);
+    EXPECT_EQ(lu.model.blocks[0].q.weight_bytes(), lu.model.blocks[0].q.lut->nbytes());
+    EXPECT_TRUE(lu.model.blocks[0].q.dense_weight().equal(fl.model.blocks[0].q.dense_weight()));
+    EXPECT_NE(ppl_l, ppl_f);  // the tables' rounding is real
+    EXPECT_NEAR(ppl_l, ppl_f, 0.015 * ppl_f) << bits;  // measured: +1.1 % (W2), +0.7 % (W3)
+  }
+}
+
 // The position-weighted objective trains as well: every block's output error drops and the
 // model beats RTN (stories260K has no massive activation, so both losses should work).
 TEST(Stories260K, TokenRelativeLossTrainsEveryBlockAndBeatsRtn) {
@@ -527,10 +564,19 @@ TEST(BenchCli, ReportsKernelAndPackedModelSpeedAsJson) {
   EXPECT_EQ(shapes, (std::set<std::string>{"4096x4096", "64x64", "32x64", "172x64", "64x172"}));
   std::set<std::string> want{"lcq-b2-r2", "dense-f32", "dense-bf16"};
   if (lcq::kernels::int8_simd_available()) want.insert("lcq-b2-r2-int8");  // 4096x4096 g128: whole index blocks
+  if (lcq::kernels::lut_simd_available()) want.insert("lcq-b2-r2-lut");
   EXPECT_EQ(kernels, want);
   const auto& m = j.at("model");
   EXPECT_EQ(m.at("packed_layers").get<int>(), 35);  // 5 blocks x 7 linears, none expanded
   EXPECT_GT(m.at("runs").at(0).at("decode_tokens_per_s").get<double>(), 0);
+
+  // The model on the LUT kernel (its own layout where the CPU runs it): every layer still packed.
+  auto lut = test::run_lcq("bench " + out + " --threads 1 --no-kernels --kernel lut --prefill 8 --decode 4 --json");
+  ASSERT_EQ(lut.exit_code, 0) << lut.err;
+  const auto jl = nlohmann::json::parse(lut.out);
+  EXPECT_EQ(jl.at("model").at("packed_layers").get<int>(), 35);
+  EXPECT_EQ(jl.at("model").at("packed_kernel").get<std::string>(), "lut");
+  EXPECT_GT(jl.at("model").at("runs").at(0).at("decode_tokens_per_s").get<double>(), 0);
 
   auto bad = test::run_lcq("bench " + dir + "/missing.gguf --no-kernels");
   EXPECT_EQ(bad.exit_code, 1);

@@ -11,6 +11,7 @@
 
 #include "lcq/core/progress.h"
 #include "lcq/kernels/dense.h"
+#include "lcq/kernels/lut_codebook.h"
 #include "lcq/kernels/membw.h"
 #include "lcq/kernels/packed_codebook.h"
 #include "lcq/kernels/synthetic.h"
@@ -111,8 +112,9 @@ std::vector<Row> bench_shape(int64_t rows, int64_t cols, const BenchArgs& a, con
     out.push_back({shape, kernel, t, s, bytes, double(rows) * double(cols), bw.at(t)});
   };
   for (int bits : a.bits) {
+    const CodebookLayer layer = kernels::synthetic_codebook_layer(rows, cols, bits, a.rank);
     std::vector<kernels::PackedCodebookMatrix> ms;
-    ms.push_back(kernels::PackedCodebookMatrix::pack(kernels::synthetic_codebook_layer(rows, cols, bits, a.rank)));
+    ms.push_back(kernels::PackedCodebookMatrix::pack(layer));
     const size_t n = copies_for(ms[0].nbytes(), a);
     while (ms.size() < n) ms.push_back(ms[0].clone());
     for (int t : a.threads) {
@@ -126,6 +128,18 @@ std::vector<Row> bench_shape(int64_t rows, int64_t cols, const BenchArgs& a, con
         const double s =
             time_sweeps(n, a.reps, [&](size_t k) { ms[k].gemv(x.data(), y.data(), kernels::KernelPath::kInt8); });
         add(fmt::format("lcq-b{}-r{}-int8", bits, a.rank), t, s, double(ms[0].nbytes()));
+      }
+    }
+    if (kernels::LutCodebookMatrix::applies(layer) && kernels::lut_simd_available()) {
+      ms.clear();  // the look-up-table kernel has its own layout (same bytes at these shapes)
+      std::vector<kernels::LutCodebookMatrix> ls;
+      ls.push_back(kernels::LutCodebookMatrix::pack(layer));
+      const size_t nl = copies_for(ls[0].nbytes(), a);
+      while (ls.size() < nl) ls.push_back(ls[0].clone());
+      for (int t : a.threads) {
+        omp_set_num_threads(t);
+        const double s = time_sweeps(nl, a.reps, [&](size_t k) { ls[k].gemv(x.data(), y.data()); });
+        add(fmt::format("lcq-b{}-r{}-lut", bits, a.rank), t, s, double(ls[0].nbytes()));
       }
     }
   }
@@ -188,7 +202,7 @@ nlohmann::json run_bench(const BenchArgs& a) {
     for (const auto& b : m.blocks)
       for (const auto& [name, lin] : b.linears()) {
         weight_bytes += lin->weight_bytes();
-        packed_layers += lin->packed != nullptr;
+        packed_layers += lin->packed != nullptr || lin->lut != nullptr;
       }
     nlohmann::json mj{{"path", a.model},
                       {"dtype", a.dtype},
@@ -271,8 +285,8 @@ void register_bench(CLI::App& app) {
   cmd->add_option("--decode", a->decode, "Generated tokens for the decode timing")->check(CLI::Range(1, 1 << 20));
   cmd->add_option("--dtype", a->dtype, "Runtime compute type for the model")->check(CLI::IsMember({"f32", "bf16"}));
   cmd->add_flag("--dense", a->dense_runtime, "Dequantize LCQ layers on load instead of running them packed");
-  cmd->add_option("--kernel", a->kernel, "Kernel of the model's packed layers: float, int8 or auto (see lcq generate --help)")
-      ->check(CLI::IsMember({"float", "int8", "auto"}))
+  cmd->add_option("--kernel", a->kernel, "Kernel of the model's packed layers: float, int8, auto or lut (see lcq generate --help)")
+      ->check(CLI::IsMember({"float", "int8", "auto", "lut"}))
       ->capture_default_str();
   cmd->add_flag("!--no-kernels", a->kernels, "Skip the GEMV tables (model timing only)");
   cmd->add_flag("--json", a->json, "Print machine-readable JSON on stdout");

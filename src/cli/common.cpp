@@ -33,9 +33,11 @@ void ModelOptions::add_to(CLI::App& cmd, bool with_runtime) {
         ->check(CLI::Range(0, 16));
     cmd.add_option("--kernel", kernel,
                    "Kernel of packed LCQ layers: float (the exact product of the dequantized weights), int8\n"
-                   "(activations rounded to int8 per group of 2- and 4-bit layers: faster, slightly less\n"
-                   "accurate), auto (int8 for one token at a time, i.e. decoding; float for prompts)")
-        ->check(CLI::IsMember({"float", "int8", "auto"}))
+                   "(activations rounded to int8 per group of 2-, 3- and 4-bit layers: faster, slightly less\n"
+                   "accurate), auto (int8 for one token at a time, i.e. decoding; float for prompts), lut\n"
+                   "(look-up tables of int8-rounded activation sums for 2- and 3-bit layers on AVX-512\n"
+                   "VBMI/VNNI CPUs: fastest, slightly less accurate at 3 bits; float elsewhere)")
+        ->check(CLI::IsMember({"float", "int8", "auto", "lut"}))
         ->capture_default_str();
   }
   cmd.add_flag("--json", json, "Print machine-readable JSON on stdout");

@@ -4,6 +4,7 @@
 
 #include "lcq/core/error.h"
 #include "lcq/core/half.h"
+#include "group_params.h"
 #include "packed_int8.h"
 #include "packed_internal.h"
 
@@ -99,32 +100,12 @@ PackedCodebookMatrix PackedCodebookMatrix::pack(const CodebookLayer& layer) {
   const int np = m.rank_ + 1;
   auto at = [&](int64_t g, int p) { return size_t(detail::coef_position(g, p, gpr, np)); };
   m.dq_bits_ = layer.dq_bits;
-  if (layer.dq_bits > 0) {
-    m.dq_group_ = layer.dq_group;
-    m.coef_codes_.resize(size_t(G * np));
-    for (int64_t g = 0; g < G; ++g) {
-      for (int r = 0; r < m.rank_; ++r) m.coef_codes_[at(g, r)] = layer.s_codes[size_t(r * G + g)];
-      m.coef_codes_[at(g, m.rank_)] = layer.b_codes[size_t(g)];
-    }
-    const int64_t nb = layer.n_dq_blocks();
-    m.blk_scale_.resize(size_t(np * nb));
-    m.blk_offset_.resize(size_t(np * nb));
-    std::copy(layer.s_scale.begin(), layer.s_scale.end(), m.blk_scale_.begin());
-    std::copy(layer.s_offset.begin(), layer.s_offset.end(), m.blk_offset_.begin());
-    std::copy(layer.b_scale.begin(), layer.b_scale.end(), m.blk_scale_.begin() + m.rank_ * nb);
-    std::copy(layer.b_offset.begin(), layer.b_offset.end(), m.blk_offset_.begin() + m.rank_ * nb);
-    m.blk_scale_f_.resize(m.blk_scale_.size());
-    m.blk_offset_f_.resize(m.blk_offset_.size());
-    f16_to_f32_n(m.blk_scale_.data(), m.blk_scale_f_.data(), m.blk_scale_.size());
-    f16_to_f32_n(m.blk_offset_.data(), m.blk_offset_f_.data(), m.blk_offset_.size());
-  } else {
-    m.dq_group_ = layer.dq_group;
-    m.coef_f32_.resize(size_t(G * np));
-    for (int64_t g = 0; g < G; ++g) {
-      for (int r = 0; r < m.rank_; ++r) m.coef_f32_[at(g, r)] = layer.s_f32[size_t(r * G + g)];
-      m.coef_f32_[at(g, m.rank_)] = layer.b_f32[size_t(g)];
-    }
-  }
+  m.dq_group_ = layer.dq_group;
+  detail::scatter_group_params(layer, size_t(G * np), at, m.coef_codes_, m.coef_f32_, m.blk_scale_, m.blk_offset_);
+  m.blk_scale_f_.resize(m.blk_scale_.size());
+  m.blk_offset_f_.resize(m.blk_offset_.size());
+  f16_to_f32_n(m.blk_scale_.data(), m.blk_scale_f_.data(), m.blk_scale_.size());
+  f16_to_f32_n(m.blk_offset_.data(), m.blk_offset_f_.data(), m.blk_offset_.size());
   m.v_ = layer.v;
   m.v_f_.resize(m.v_.size());
   f16_to_f32_n(m.v_.data(), m.v_f_.data(), m.v_.size());
@@ -146,31 +127,12 @@ CodebookLayer PackedCodebookMatrix::unpack() const {
   const detail::RowShape s = shape_of(*this, format_);
   for (int64_t i = 0; i < rows_; ++i)
     detail::decode_row(format_, bits_, s, cols_, idx_.get() + i * row_bytes_, l.indices.data() + i * cols_);
-  const int64_t G = l.n_groups(), gpr = l.groups_per_row();
+  const int64_t gpr = l.groups_per_row();
   const int np = rank_ + 1;
   auto at = [&](int64_t g, int p) { return size_t(detail::coef_position(g, p, gpr, np)); };
   l.dq_bits = dq_bits_;
   l.dq_group = dq_group_;
-  if (dq_bits_ > 0) {
-    l.s_codes.resize(size_t(rank_ * G));
-    l.b_codes.resize(size_t(G));
-    for (int64_t g = 0; g < G; ++g) {
-      for (int r = 0; r < rank_; ++r) l.s_codes[size_t(r * G + g)] = coef_codes_[at(g, r)];
-      l.b_codes[size_t(g)] = coef_codes_[at(g, rank_)];
-    }
-    const size_t nb = blk_scale_.size() / size_t(np);
-    l.s_scale.assign(blk_scale_.begin(), blk_scale_.begin() + long(rank_ * nb));
-    l.s_offset.assign(blk_offset_.begin(), blk_offset_.begin() + long(rank_ * nb));
-    l.b_scale.assign(blk_scale_.begin() + long(rank_ * nb), blk_scale_.end());
-    l.b_offset.assign(blk_offset_.begin() + long(rank_ * nb), blk_offset_.end());
-  } else {
-    l.s_f32.resize(size_t(rank_ * G));
-    l.b_f32.resize(size_t(G));
-    for (int64_t g = 0; g < G; ++g) {
-      for (int r = 0; r < rank_; ++r) l.s_f32[size_t(r * G + g)] = coef_f32_[at(g, r)];
-      l.b_f32[size_t(g)] = coef_f32_[at(g, rank_)];
-    }
-  }
+  detail::gather_group_params(l, at, coef_codes_, coef_f32_, blk_scale_, blk_offset_);
   l.v = v_;
   return l;
 }

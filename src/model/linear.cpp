@@ -2,6 +2,7 @@
 
 #include "lcq/core/error.h"
 #include "lcq/kernels/dense.h"
+#include "lcq/kernels/lut_codebook.h"
 #include "lcq/kernels/packed_codebook.h"
 
 #include <torch/torch.h>
@@ -26,8 +27,8 @@ torch::Tensor ActQuant::apply(const torch::Tensor& x) const {
   return x + ((q - zero) * scale - x).detach();
 }
 
-int64_t Linear::in_features() const { return packed ? packed->cols() : weight.size(1); }
-int64_t Linear::out_features() const { return packed ? packed->rows() : weight.size(0); }
+int64_t Linear::in_features() const { return packed ? packed->cols() : lut ? lut->cols() : weight.size(1); }
+int64_t Linear::out_features() const { return packed ? packed->rows() : lut ? lut->rows() : weight.size(0); }
 
 namespace {
 thread_local LinearInputTap::Fn* g_tap = nullptr;
@@ -56,6 +57,12 @@ torch::Tensor packed_linear(const kernels::PackedCodebookMatrix& p, PackedKernel
       p.gemv(xf.data_ptr<float>(), y.data_ptr<float>(), path);
     else
       p.gemm(xf.data_ptr<float>(), n, y.data_ptr<float>(), path);
+  });
+}
+
+torch::Tensor lut_linear(const kernels::LutCodebookMatrix& p, const torch::Tensor& x) {
+  return linear_in_f32(x, p.rows(), p.cols(), [&](const torch::Tensor& xf, int64_t n, torch::Tensor& y) {
+    p.gemm(xf.data_ptr<float>(), n, y.data_ptr<float>());
   });
 }
 
@@ -94,16 +101,17 @@ PackedKernel parse_packed_kernel(const std::string& name) {
   if (name == "float" || name.empty()) return PackedKernel::kFloat;
   if (name == "auto") return PackedKernel::kAuto;
   if (name == "int8") return PackedKernel::kInt8;
-  fail("unknown packed kernel '{}' (expected auto, float or int8)", name);
+  if (name == "lut") return PackedKernel::kLut;
+  fail("unknown packed kernel '{}' (expected auto, float, int8 or lut)", name);
 }
 
 torch::Tensor Linear::forward(const torch::Tensor& x) const {
   if (g_tap) (*g_tap)(*this, x);
   torch::Tensor in = input_quant ? input_quant->apply(x) : x;
   torch::Tensor y;
-  if (packed || (weight.scalar_type() == torch::kHalf && in.scalar_type() != torch::kHalf)) {
+  if (packed || lut || (weight.scalar_type() == torch::kHalf && in.scalar_type() != torch::kHalf)) {
     LCQ_CHECK(!in.requires_grad(), "a packed or fp16-stored layer is inference-only");
-    y = packed ? packed_linear(*packed, kernel, in) : half_linear(weight, in);
+    y = packed ? packed_linear(*packed, kernel, in) : lut ? lut_linear(*lut, in) : half_linear(weight, in);
     if (bias.defined()) y.add_(bias);
   } else {
     y = bias.defined() ? torch::nn::functional::linear(in, weight, bias) : torch::nn::functional::linear(in, weight);
@@ -112,6 +120,11 @@ torch::Tensor Linear::forward(const torch::Tensor& x) const {
 }
 
 torch::Tensor Linear::dense_weight() const {
+  if (lut) {
+    torch::Tensor w = torch::empty({lut->rows(), lut->cols()}, torch::kFloat32);
+    lut->unpack().dequantize(w.data_ptr<float>());
+    return w;
+  }
   if (!packed) return weight;
   torch::Tensor w = torch::empty({packed->rows(), packed->cols()}, torch::kFloat32);
   packed->dequantize(w.data_ptr<float>());
@@ -120,6 +133,7 @@ torch::Tensor Linear::dense_weight() const {
 
 size_t Linear::weight_bytes() const {
   if (packed) return packed->nbytes();
+  if (lut) return lut->nbytes();
   return weight.defined() ? size_t(weight.numel()) * weight.element_size() : 0;
 }
 

@@ -3,6 +3,7 @@
 #include "lcq/core/error.h"
 #include "lcq/core/progress.h"
 #include "lcq/io/codebook_tensors.h"
+#include "lcq/kernels/lut_codebook.h"
 #include "lcq/kernels/packed_codebook.h"
 #include "lcq/model/act_quant.h"
 
@@ -99,9 +100,12 @@ Model build_model(const io::ModelSource& src, const RuntimeOptions& opts) {
       if (!src.find(base + ".weight") && io::has_codebook_layer(src, base)) {
         // An LCQ layer: kept packed for the kernels, or dequantized to a dense weight.
         const CodebookLayer cl = io::read_codebook_layer(src, base, out, in);
-        if (compact) {
+        if (compact && opts.kernel == PackedKernel::kLut && kernels::LutCodebookMatrix::applies(cl) &&
+            kernels::lut_simd_available()) {
+          x.lut = std::make_shared<const kernels::LutCodebookMatrix>(kernels::LutCodebookMatrix::pack(cl));
+        } else if (compact) {
           x.packed = std::make_shared<const kernels::PackedCodebookMatrix>(kernels::PackedCodebookMatrix::pack(cl));
-          x.kernel = opts.kernel;
+          x.kernel = opts.kernel == PackedKernel::kLut ? PackedKernel::kFloat : opts.kernel;
         } else {
           auto w = torch::empty({out, in}, torch::kFloat32);
           cl.dequantize(w.data_ptr<float>());

@@ -1,0 +1,79 @@
+// LutCodebookMatrix: a 2- or 3-bit LCQ codebook layer laid out for the activation
+// look-up-table (LUT) kernel, docs/packed-format.md "The look-up-table path".
+//
+// In LCQ the codebook of group g is C_g = S_g^T V - B_g with V shared by the whole layer, so
+//   sum_c C_g[q_c] x_c = sum_r S_g[r] * (sum_c V[r][q_c] x_c) - B_g * sum_c x_c.
+// The inner sums depend only on the activations and the indices: at 2 bits, for every pair
+// of columns the 16 values V[r][a] x_0 + V[r][b] x_1 (a, b = the pair's two indices), at 3
+// bits for every column the 8 values V[r][a] x, are tabulated once per token and then looked
+// up by every row, 64 (row, pair or column) bytes per instruction (AVX-512 VBMI vpermb), and
+// summed in int32 (VNNI vpdpbusd). The tables are rounded to int8 with one step per token,
+// group and rank; S and B stay exact and are applied once per group. No per-row codebook is
+// built, which is what made the int8 kernel compute-bound.
+//
+// The indices are stored in tiles of 16 rows (4 tiles interleaved per 16-column chunk), so
+// this is a layout of its own, not PackedCodebookMatrix's; unpack() gives the exact layer
+// back. It applies to 2- and 3-bit layers with groups of a multiple of 16 columns and rank <= 4.
+#pragma once
+
+#include "lcq/kernels/codebook_layer.h"
+#include "lcq/kernels/packed_codebook.h"  // AlignedBytes
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+namespace lcq::kernels {
+
+// kAuto: the SIMD kernel where the CPU has it (lut_simd_available()), else the scalar
+// reference. kScalar: always the reference. kSimd: the SIMD kernel or lcq::Error.
+enum class LutPath { kAuto, kScalar, kSimd };
+
+class LutCodebookMatrix {
+ public:
+  LutCodebookMatrix() = default;
+  LutCodebookMatrix(LutCodebookMatrix&&) noexcept = default;
+  LutCodebookMatrix& operator=(LutCodebookMatrix&&) noexcept = default;
+
+  // Whether the layout holds this layer (2 or 3 bits, group % 16 == 0, rank 1..4).
+  static bool applies(const CodebookLayer& layer);
+  // Validates the layer and packs it; lcq::Error when it does not apply.
+  static LutCodebookMatrix pack(const CodebookLayer& layer);
+  // The exact layer back: pack(layer).unpack() == layer.
+  CodebookLayer unpack() const;
+  // A deep copy (the class is move-only because the index buffer is large).
+  LutCodebookMatrix clone() const;
+
+  int64_t rows() const { return rows_; }
+  int64_t cols() const { return cols_; }
+  int bits() const { return bits_; }
+  int group() const { return group_; }
+  int rank() const { return rank_; }
+  // Bytes the kernel reads of the matrix: indices (rows padded to 64), codes (or f32
+  // parameters), fp16 block scales and offsets, and V.
+  size_t nbytes() const;
+  double bits_per_weight() const { return 8.0 * double(nbytes()) / (double(rows_) * double(cols_)); }
+  size_t index_bytes() const { return size_t(tiles_ * chunks_ * 2 * 16 * bits_); }
+  int index_at(int64_t row, int64_t col) const;
+
+  // y[rows] = W_hat x[cols] (approximately: the look-up tables are int8).
+  void gemv(const float* x, float* y, LutPath path = LutPath::kAuto) const;
+  // Y[n][rows] = X[n][cols] W_hat^T, one token at a time.
+  void gemm(const float* X, int64_t n, float* Y, LutPath path = LutPath::kAuto) const;
+
+ private:
+  friend struct LutAccess;
+  int64_t rows_ = 0, cols_ = 0, tiles_ = 0, chunks_ = 0;
+  int bits_ = 0, group_ = 0, rank_ = 0, dq_bits_ = 0, dq_group_ = 0;
+  AlignedBytes idx_;                   // [tiles / 4][chunks][4][32 * bits] (lut_internal.h)
+  std::vector<uint8_t> coef_codes_;    // [tiles][groups_per_row][rank + 1][16] (dq)
+  std::vector<float> coef_f32_;        // same order (no dq)
+  std::vector<uint16_t> blk_scale_, blk_offset_;  // fp16 [rank + 1][n_dq_blocks]: S rows, then B
+  std::vector<uint16_t> v_;                       // fp16 [rank][2^bits]
+  std::vector<float> blk_scale_f_, blk_offset_f_, v_f_;  // decoded copies (block arrays padded by 32)
+};
+
+// Whether this CPU runs the SIMD LUT kernel (x86 with AVX-512 VBMI and VNNI).
+bool lut_simd_available();
+
+}  // namespace lcq::kernels

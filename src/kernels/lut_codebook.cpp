@@ -1,0 +1,278 @@
+// LutCodebookMatrix: packing into 16-row tiles, unpacking, the scalar reference of the
+// look-up-table kernel and the threaded driver. The SIMD kernel is lut_codebook_simd.cpp.
+#include "lcq/kernels/lut_codebook.h"
+
+#include "lcq/core/error.h"
+#include "lcq/core/half.h"
+#include "group_params.h"
+#include "lut_internal.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+namespace lcq::kernels {
+
+struct LutAccess {
+  static detail::LutView view(const LutCodebookMatrix& m) {
+    detail::LutView v{};
+    v.rows = m.rows_;
+    v.cols = m.cols_;
+    v.tiles = m.tiles_;
+    v.chunks = m.chunks_;
+    v.groups_per_row = (m.cols_ + m.group_ - 1) / m.group_;
+    v.bits = m.bits_;
+    v.group = m.group_;
+    v.rank = m.rank_;
+    v.dq_bits = m.dq_bits_;
+    v.dq_group = m.dq_group_;
+    v.n_blocks = m.dq_bits_ > 0 ? int64_t(m.blk_scale_.size()) / (m.rank_ + 1) : 0;
+    v.idx = m.idx_.get();
+    v.coef_codes = m.coef_codes_.data();
+    v.coef_f32 = m.coef_f32_.data();
+    v.blk_scale = m.blk_scale_f_.data();
+    v.blk_offset = m.blk_offset_f_.data();
+    v.v = m.v_f_.data();
+    return v;
+  }
+};
+
+bool LutCodebookMatrix::applies(const CodebookLayer& l) {
+  return (l.bits == 2 || l.bits == 3) && l.group > 0 && l.group % detail::kLutChunkCols == 0 && l.rank >= 1 && l.rank <= 4;
+}
+
+LutCodebookMatrix LutCodebookMatrix::pack(const CodebookLayer& layer) {
+  layer.validate("packing codebook layer for the LUT kernel");
+  LCQ_CHECK(applies(layer),
+            "the LUT kernel needs 2- or 3-bit indices, groups of a multiple of 16 columns and rank 1-4 "
+            "(this layer: {} bits, group {}, rank {})",
+            layer.bits, layer.group, layer.rank);
+  LutCodebookMatrix m;
+  m.rows_ = layer.rows;
+  m.cols_ = layer.cols;
+  m.bits_ = layer.bits;
+  m.group_ = layer.group;
+  m.rank_ = layer.rank;
+  m.dq_bits_ = layer.dq_bits;
+  m.dq_group_ = layer.dq_group;
+  const int64_t step_rows = int64_t(detail::kLutTileRows) * detail::kLutStepTiles;
+  m.tiles_ = (m.rows_ + step_rows - 1) / step_rows * detail::kLutStepTiles;
+  m.chunks_ = (m.cols_ + detail::kLutChunkCols - 1) / detail::kLutChunkCols;
+  m.idx_ = allocate_aligned(m.index_bytes());
+  for (int64_t i = 0; i < m.rows_; ++i)
+    for (int64_t c = 0; c < m.cols_; ++c)
+      detail::lut_put(m.idx_.get(), m.bits_, detail::lut_bit(m.bits_, m.chunks_, i, c), layer.indices[size_t(i * m.cols_ + c)]);
+  const detail::LutView v = LutAccess::view(m);  // only the shape fields are valid yet
+  const int64_t gpr = layer.groups_per_row();
+  const int np = m.rank_ + 1;
+  const size_t ncoef = size_t(m.tiles_ * gpr * np * detail::kLutTileRows);
+  auto at = [&](int64_t g, int p) {
+    const int64_t i = g / gpr;
+    return size_t(detail::lut_coef_index(v, i / detail::kLutTileRows, g % gpr, p, int(i % detail::kLutTileRows)));
+  };
+  detail::scatter_group_params(layer, ncoef, at, m.coef_codes_, m.coef_f32_, m.blk_scale_, m.blk_offset_);
+  // 32 floats of padding: the kernel loads two vectors of block parameters from a tile's first block.
+  m.blk_scale_f_.assign(m.blk_scale_.size() + 32, 0.f);
+  m.blk_offset_f_.assign(m.blk_offset_.size() + 32, 0.f);
+  f16_to_f32_n(m.blk_scale_.data(), m.blk_scale_f_.data(), m.blk_scale_.size());
+  f16_to_f32_n(m.blk_offset_.data(), m.blk_offset_f_.data(), m.blk_offset_.size());
+  m.v_ = layer.v;
+  m.v_f_.resize(m.v_.size());
+  f16_to_f32_n(m.v_.data(), m.v_f_.data(), m.v_.size());
+  return m;
+}
+
+LutCodebookMatrix LutCodebookMatrix::clone() const {
+  LutCodebookMatrix m;
+  m.rows_ = rows_;
+  m.cols_ = cols_;
+  m.bits_ = bits_;
+  m.tiles_ = tiles_;
+  m.chunks_ = chunks_;
+  m.group_ = group_;
+  m.rank_ = rank_;
+  m.dq_bits_ = dq_bits_;
+  m.dq_group_ = dq_group_;
+  const size_t n = index_bytes();
+  m.idx_ = allocate_aligned(n);
+  std::memcpy(m.idx_.get(), idx_.get(), n);
+  m.coef_codes_ = coef_codes_;
+  m.coef_f32_ = coef_f32_;
+  m.blk_scale_ = blk_scale_;
+  m.blk_offset_ = blk_offset_;
+  m.v_ = v_;
+  m.blk_scale_f_ = blk_scale_f_;
+  m.blk_offset_f_ = blk_offset_f_;
+  m.v_f_ = v_f_;
+  return m;
+}
+
+int LutCodebookMatrix::index_at(int64_t row, int64_t col) const {
+  return detail::lut_get(idx_.get(), bits_, detail::lut_bit(bits_, chunks_, row, col));
+}
+
+CodebookLayer LutCodebookMatrix::unpack() const {
+  CodebookLayer l;
+  l.rows = rows_;
+  l.cols = cols_;
+  l.bits = bits_;
+  l.group = group_;
+  l.rank = rank_;
+  l.dq_bits = dq_bits_;
+  l.dq_group = dq_group_;
+  l.indices.resize(size_t(rows_ * cols_));
+  for (int64_t i = 0; i < rows_; ++i)
+    for (int64_t c = 0; c < cols_; ++c) l.indices[size_t(i * cols_ + c)] = uint8_t(index_at(i, c));
+  const detail::LutView v = LutAccess::view(*this);
+  const int64_t gpr = l.groups_per_row();
+  auto at = [&](int64_t g, int p) {
+    const int64_t i = g / gpr;
+    return size_t(detail::lut_coef_index(v, i / detail::kLutTileRows, g % gpr, p, int(i % detail::kLutTileRows)));
+  };
+  detail::gather_group_params(l, at, coef_codes_, coef_f32_, blk_scale_, blk_offset_);
+  l.v = v_;
+  return l;
+}
+
+size_t LutCodebookMatrix::nbytes() const {
+  const int64_t G = rows_ * ((cols_ + group_ - 1) / group_);
+  const size_t coef = size_t(G * (rank_ + 1)) * (dq_bits_ > 0 ? 1 : 4);
+  return index_bytes() + coef + 2 * (blk_scale_.size() + blk_offset_.size()) +
+         2 * v_.size();
+}
+
+namespace detail {
+
+float lut_param(const LutView& m, int64_t i, int64_t j, int p) {
+  const int64_t at = lut_coef_index(m, i / kLutTileRows, j, p, int(i % kLutTileRows));
+  if (m.dq_bits == 0) return m.coef_f32[at];
+  const int64_t blk = (i * m.groups_per_row + j) / m.dq_group;
+  return std::fma(m.blk_scale[p * m.n_blocks + blk], float(m.coef_codes[at]), m.blk_offset[p * m.n_blocks + blk]);
+}
+
+void prepare_lut(const LutView& m, const float* x, LutTables& L) {
+  L.xpad.assign(size_t(m.chunks * kLutChunkCols), 0.f);
+  std::copy(x, x + m.cols, L.xpad.begin());
+  L.t.resize(size_t(m.chunks * m.rank * 2 * kLutTableBytes));
+  L.d.resize(size_t(m.groups_per_row * m.rank));
+  L.sumx.resize(size_t(m.groups_per_row));
+  L.shift.resize(size_t(m.groups_per_row * m.rank));
+}
+
+void build_lut_scalar(const LutView& m, LutTables& L, int64_t j0, int64_t j1) {
+  const int64_t cpg = m.group / kLutChunkCols;
+  const float* x = L.xpad.data();
+  std::vector<float> T(size_t(cpg * 2 * kLutTableBytes));
+  for (int64_t j = j0; j < j1; ++j) {
+    const int64_t ch0 = j * cpg, ch1 = std::min(m.chunks, ch0 + cpg);
+    float s = 0.f;
+    for (int64_t c = j * m.group; c < std::min(m.cols, (j + 1) * m.group); ++c) s += x[c];
+    L.sumx[size_t(j)] = s;
+    for (int r = 0; r < m.rank; ++r) {
+      float V[8];
+      L.shift[size_t(j * m.rank + r)] = lut_centered_v(m, r, V) * s;
+      float amax = 0.f;
+      for (int64_t ch = ch0; ch < ch1; ++ch)
+        for (int h = 0; h < 2; ++h)
+          for (int e = 0; e < kLutTableBytes; ++e) {
+            float v;
+            if (m.bits == 2) {  // entry 16p + n: pair 4h + p, indices n & 3 and n >> 2
+              const int p = e / 16, n = e % 16;
+              const float xa = x[ch * kLutChunkCols + 8 * h + 2 * p], xb = x[ch * kLutChunkCols + 8 * h + 2 * p + 1];
+              v = std::fma(V[n >> 2], xb, V[n & 3] * xa);
+            } else {  // entry 8c + n: column 8h + c, index n
+              v = V[e % 8] * x[ch * kLutChunkCols + 8 * h + e / 8];
+            }
+            T[size_t(((ch - ch0) * 2 + h) * kLutTableBytes + e)] = v;
+            amax = std::max(amax, std::fabs(v));
+          }
+      L.d[size_t(j * m.rank + r)] = amax / 127.f;
+      const float inv = amax > 0.f ? 127.f / amax : 0.f;
+      for (int64_t ch = ch0; ch < ch1; ++ch)
+        for (int h = 0; h < 2; ++h)
+          for (int e = 0; e < kLutTableBytes; ++e)
+            L.t[size_t((ch * m.rank + r) * 2 * kLutTableBytes + h * kLutTableBytes + e)] =
+                int8_t(std::nearbyint(T[size_t(((ch - ch0) * 2 + h) * kLutTableBytes + e)] * inv));
+    }
+  }
+}
+
+void lut_rows_scalar(const LutView& m, const LutTables& L, float* y, int64_t tile0, int64_t tile1) {
+  const int64_t cpg = m.group / kLutChunkCols;
+  for (int64_t i = tile0 * kLutTileRows; i < std::min(m.rows, tile1 * kLutTileRows); ++i) {
+    float acc_y = 0.f;
+    for (int64_t j = 0; j < m.groups_per_row; ++j) {
+      int32_t acc[4] = {};
+      for (int64_t ch = j * cpg; ch < std::min(m.chunks, (j + 1) * cpg); ++ch)
+        for (int h = 0; h < 2; ++h)
+          for (int e = 0; e < 8; ++e) {
+            // 2 bits: pair e / 2 (e even only) of table h, entry 16 * (pair % 4) + both indices;
+            // 3 bits: column e of table h, entry 8e + its index.
+            int entry;
+            const int64_t c = ch * kLutChunkCols + 8 * h + e;
+            if (m.bits == 2) {
+              if (e % 2) continue;
+              entry = 16 * (e / 2) + lut_get(m.idx, 2, lut_bit(2, m.chunks, i, c)) +
+                      4 * lut_get(m.idx, 2, lut_bit(2, m.chunks, i, c + 1));
+            } else {
+              entry = 8 * e + lut_get(m.idx, 3, lut_bit(3, m.chunks, i, c));
+            }
+            for (int r = 0; r < m.rank; ++r)
+              acc[r] += L.t[size_t((ch * m.rank + r) * 2 * kLutTableBytes + h * kLutTableBytes + entry)];
+          }
+      for (int r = 0; r < m.rank; ++r) {
+        const size_t jr = size_t(j * m.rank + r);
+        acc_y = std::fma(lut_param(m, i, j, r), std::fma(L.d[jr], float(acc[r]), L.shift[jr]), acc_y);
+      }
+      acc_y = std::fma(lut_param(m, i, j, m.rank), -L.sumx[size_t(j)], acc_y);
+    }
+    y[i] = acc_y;
+  }
+}
+
+}  // namespace detail
+
+void LutCodebookMatrix::gemv(const float* x, float* y, LutPath path) const { gemm(x, 1, y, path); }
+
+void LutCodebookMatrix::gemm(const float* X, int64_t n, float* Y, LutPath path) const {
+  const bool simd = path != LutPath::kScalar && lut_simd_available();
+  LCQ_CHECK(simd || path != LutPath::kSimd, "this CPU has no SIMD LUT kernel (it needs AVX-512 VBMI and VNNI)");
+  const detail::LutView m = LutAccess::view(*this);
+  // Small products stay on the calling thread (the same rule as PackedCodebookMatrix).
+  const int threads = (rows_ * cols_ < 200000 || tiles_ <= detail::kLutStepTiles) ? 1 : omp_get_max_threads();
+  const int64_t steps = tiles_ / detail::kLutStepTiles;
+  for (int64_t t = 0; t < n; ++t) {
+    thread_local detail::LutTables L;
+    detail::prepare_lut(m, X + t * cols_, L);
+    // Built and read by all threads: a plain reference (a lambda would name each thread's
+    // own thread_local instead).
+    detail::LutTables& tables = L;
+    float* y = Y + t * rows_;
+    // Thread `id` of `nt` builds the tables of its share of the groups, then (after every
+    // table is written) runs its share of the row tiles.
+    auto build = [&](int id, int nt) {
+      const int64_t j0 = m.groups_per_row * id / nt, j1 = m.groups_per_row * (id + 1) / nt;
+      if (!simd || !detail::build_lut_simd(m, tables, j0, j1)) detail::build_lut_scalar(m, tables, j0, j1);
+    };
+    auto rows = [&](int id, int nt) {
+      const int64_t t0 = steps * id / nt * detail::kLutStepTiles, t1 = steps * (id + 1) / nt * detail::kLutStepTiles;
+      if (!simd || !detail::lut_rows_simd(m, tables, y, t0, t1)) detail::lut_rows_scalar(m, tables, y, t0, t1);
+    };
+    if (threads == 1) {
+      build(0, 1);
+      rows(0, 1);
+      continue;
+    }
+#pragma omp parallel num_threads(threads)
+    {
+      const int id = omp_get_thread_num(), nt = omp_get_num_threads();
+      build(id, nt);
+#pragma omp barrier
+      rows(id, nt);
+    }
+  }
+}
+
+}  // namespace lcq::kernels

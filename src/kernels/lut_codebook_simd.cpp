@@ -1,0 +1,349 @@
+// The SIMD look-up-table kernel of LutCodebookMatrix (lut_internal.h has the definitions).
+// x86 AVX-512 with VBMI and VNNI only (Highway's AVX3_DL target): vpermb looks 64 bytes up
+// in a 64-byte table, which is what lets one table register serve 4 column pairs (2 bits) or
+// 8 columns (3 bits) of 16 rows; vpdpbusd with a vector of ones sums each row's 4 looked-up
+// bytes into its int32 lane. Other targets report no kernel and the scalar reference runs.
+//
+// Per 4 tiles (64 rows) and group j: for each 16-column chunk of the group, the 2 * rank
+// tables of the chunk serve the 4 tiles; per tile, 2 bits: one 64-byte load of indices, two
+// nibble extractions (AND/OR with the table offsets in one vpternlogd), then per rank two
+// vpermb + two vpdpbusd; 3 bits: 96 bytes whose 3-bit indices vpermt2b + vpmultishiftqb
+// spread into 4 vectors of 64 bytes, then per rank four vpermb + four vpdpbusd. At the
+// group's end the int32 sums become float and are scaled by the rows' S (decoded from their
+// codes, 16 rows per vector) and the table step.
+
+#ifndef HWY_DISABLED_TARGETS
+#define HWY_DISABLED_TARGETS (HWY_SVE | HWY_SVE2 | HWY_SVE_256 | HWY_SVE2_128 | HWY_RVV)
+#endif
+#ifndef HWY_WANT_AVX3_DL
+#define HWY_WANT_AVX3_DL 1  // the AVX-512 VBMI/VNNI target (Highway leaves it out by default)
+#endif
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+
+#include "lcq/kernels/lut_codebook.h"
+#include "lut_internal.h"
+
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "../src/kernels/lut_codebook_simd.cpp"  // relative to include/
+#include <hwy/foreach_target.h>  // IWYU pragma: keep
+#include <hwy/highway.h>
+
+HWY_BEFORE_NAMESPACE();
+#if HWY_TARGET == HWY_AVX3_DL && (defined(__GNUC__) || defined(__clang__))
+// Highway 1.0's AVX3_DL target string names AVX-VNNI (VEX); the kernel uses only the EVEX
+// forms of AVX512-VNNI and AVX512-VBMI, which the target's run-time check covers.
+#pragma GCC target("avx512vnni,avx512vbmi")
+#endif
+namespace lcq::kernels {
+namespace HWY_NAMESPACE {
+
+#if HWY_TARGET == HWY_AVX3_DL
+
+namespace {
+
+// The weights stream once per product. Prefetching into L2 (not L1) this far ahead lets the
+// loads overlap the look-ups (measured in BENCHMARKS.md, issue 5, seventh round).
+#ifndef LCQ_LUT_PREFETCH  // (a macro only so that variants can be built for measurements)
+#define LCQ_LUT_PREFETCH 8192
+#endif
+#ifndef LCQ_LUT_HINT
+#define LCQ_LUT_HINT _MM_HINT_T1
+#endif
+constexpr int kPrefetchBytes = LCQ_LUT_PREFETCH;
+
+void BuildLut(const detail::LutView& m, detail::LutTables& L, int64_t j0, int64_t j1) {
+  using namespace detail;
+  const int64_t cpg = m.group / kLutChunkCols;
+  const float* x = L.xpad.data();
+  thread_local std::vector<float> T;
+  T.resize(size_t(cpg * 2 * kLutTableBytes));
+  for (int64_t j = j0; j < j1; ++j) {
+    const int64_t ch0 = j * cpg, ch1 = std::min(m.chunks, ch0 + cpg);
+    float s = 0.f;  // in column order, as build_lut_scalar()
+    for (int64_t c = j * m.group; c < std::min(m.cols, (j + 1) * m.group); ++c) s += x[c];
+    L.sumx[size_t(j)] = s;
+    for (int r = 0; r < m.rank; ++r) {
+      // U = V[r] centered. 2 bits: lo[n] = U[n & 3], hi[n] = U[n >> 2]; 3 bits: lo = U[0..7] twice.
+      float U[8];
+      L.shift[size_t(j * m.rank + r)] = lut_centered_v(m, r, U) * s;
+      alignas(64) float lo[16], hi[16];
+      const int K = 1 << m.bits;
+      for (int n = 0; n < 16; ++n) lo[n] = m.bits == 2 ? U[n & 3] : U[n % 8], hi[n] = U[(n >> 2) % K];
+      const __m512 vlo = _mm512_load_ps(lo), vhi = _mm512_load_ps(hi);
+      __m512 amax = _mm512_setzero_ps();
+      for (int64_t ch = ch0; ch < ch1; ++ch) {
+        const float* xc = L.xpad.data() + ch * kLutChunkCols;
+        float* tc = T.data() + (ch - ch0) * 2 * kLutTableBytes;
+        // Vector k: table k / 4, entries 16 * (k % 4) .. + 15, from the chunk's columns 2k, 2k + 1
+        // (one pair at 2 bits, two columns of 8 entries at 3).
+        for (int k = 0; k < 8; ++k) {
+          const __m512 v =
+              m.bits == 2
+                  ? _mm512_fmadd_ps(vhi, _mm512_set1_ps(xc[2 * k + 1]), _mm512_mul_ps(vlo, _mm512_set1_ps(xc[2 * k])))
+                  : _mm512_mul_ps(vlo, _mm512_insertf32x8(_mm512_set1_ps(xc[2 * k]), _mm256_set1_ps(xc[2 * k + 1]), 1));
+          _mm512_storeu_ps(tc + 16 * k, v);
+          amax = _mm512_max_ps(amax, _mm512_abs_ps(v));
+        }
+      }
+      const float mx = _mm512_reduce_max_ps(amax);
+      L.d[size_t(j * m.rank + r)] = mx / 127.f;
+      const __m512 inv = _mm512_set1_ps(mx > 0.f ? 127.f / mx : 0.f);
+      for (int64_t ch = ch0; ch < ch1; ++ch) {
+        const float* tc = T.data() + (ch - ch0) * 2 * kLutTableBytes;
+        int8_t* out = L.t.data() + (ch * m.rank + r) * 2 * kLutTableBytes;
+        for (int k = 0; k < 8; ++k)  // round to nearest even, as std::nearbyint
+          _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 16 * k),
+                           _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(tc + 16 * k), inv))));
+      }
+    }
+  }
+}
+
+// acc += the sums of 4 consecutive signed bytes of v (vpdpbusd with a vector of ones).
+HWY_INLINE __m512i SumBytes(__m512i acc, __m512i ones, __m512i v) {
+  return _mm512_dpbusd_epi32(acc, ones, v);
+}
+
+// The decoded double-quantization block parameters (scale and offset of each of the rank + 1
+// parameters) of a tile's 16 rows at the current group. Group numbers g = row * gpr + j grow
+// by one per step, so a row crosses at most one block boundary per step; the parameters are
+// read again only then (reading them for every group doubled the kernel's time, measured).
+struct TileBlocks {
+  __m512i g, blk, next, last_block;
+  __m512 scale[5], offset[5];  // per parameter, one lane per row
+  int64_t base = 0;  // the tile's first block (parameters are read from here on)
+  bool permute = false;  // all the tile's blocks lie within base .. base + 31
+
+  void start(const detail::LutView& m, int64_t tile) {
+    alignas(64) int32_t gg[16], bb[16], nn[16];
+    for (int r = 0; r < 16; ++r) {
+      const int64_t g0 = (tile * detail::kLutTileRows + r) * m.groups_per_row;
+      gg[r] = int32_t(g0);
+      bb[r] = int32_t(g0 / m.dq_group);
+      nn[r] = int32_t((g0 / m.dq_group + 1) * m.dq_group);
+    }
+    g = _mm512_load_si512(gg);
+    blk = _mm512_load_si512(bb);
+    next = _mm512_load_si512(nn);
+    // Rows past the matrix (padding, their codes are 0) read the last block instead.
+    const int64_t nb_last = m.n_blocks - 1;
+    last_block = _mm512_set1_epi32(int32_t(nb_last));
+    base = std::min<int64_t>(bb[0], nb_last);
+    const int64_t last = ((tile * detail::kLutTileRows + 15) * m.groups_per_row + m.groups_per_row - 1) / m.dq_group;
+    permute = std::min(last, nb_last) - base < 32;
+    refresh(m);
+  }
+  void step(const detail::LutView& m) {
+    g = _mm512_add_epi32(g, _mm512_set1_epi32(1));
+    const __mmask16 cross = _mm512_cmpge_epi32_mask(g, next);
+    if (cross == 0) return;
+    blk = _mm512_mask_add_epi32(blk, cross, blk, _mm512_set1_epi32(1));
+    next = _mm512_mask_add_epi32(next, cross, next, _mm512_set1_epi32(int32_t(m.dq_group)));
+    refresh(m);
+  }
+  void refresh(const detail::LutView& m) {
+    for (int q = 0; q <= m.rank; ++q) {
+      scale[q] = read(m.blk_scale + q * m.n_blocks);
+      offset[q] = read(m.blk_offset + q * m.n_blocks);
+    }
+  }
+  __m512 read(const float* a) const {  // a[blk] per lane
+    const __m512i b = _mm512_min_epi32(blk, last_block);
+    if (permute)
+      return _mm512_permutex2var_ps(_mm512_loadu_ps(a + base), _mm512_sub_epi32(b, _mm512_set1_epi32(int32_t(base))),
+                                    _mm512_loadu_ps(a + base + 16));
+    return _mm512_i32gather_ps(b, a, 4);
+  }
+};
+
+// Tiles [tile0, tile1) of kBits-bit indices with rank R; kDq: parameters are codes with block
+// scales and offsets.
+template <int kBits, int R, bool kDq>
+void RowsR(const detail::LutView& m, const detail::LutTables& L, float* y, int64_t tile0, int64_t tile1) {
+  using namespace detail;
+  constexpr int NT = kLutStepTiles, NP = R + 1;
+  constexpr int64_t kCoefStride = NP * kLutTileRows;  // parameters of one tile and group
+  const int64_t cpg = m.group / kLutChunkCols, gpr = m.groups_per_row, chunks = m.chunks, rows = m.rows;
+  // A row's groups cross a block boundary only when dq_group is not a multiple of gpr.
+  const bool stepping = kDq && m.dq_group % gpr != 0;
+  const float* d = L.d.data();
+  const float* sumx = L.sumx.data();
+  const float* shift = L.shift.data();
+  const __m512i ones = _mm512_set1_epi8(1);
+  const __m512i nib = _mm512_set1_epi8(0x0F);
+  constexpr int kChunkBytes = 32 * kBits;
+  // 2 bits: byte 4m + p looks up table entry 16p + n. 3 bits: slot 4m + p of column group k
+  // looks up entry 8 * (4 * (k % 2) + p) + n of table k / 2.
+  const __m512i offs = _mm512_set1_epi32(0x30201000);
+  const __m512i offs3[2] = {_mm512_set1_epi32(0x18100800), _mm512_set1_epi32(0x38302820)};
+  // 3 bits: column groups come in pairs (2h, 2h + 1). One vpermt2b puts into 64-bit lane i
+  // the bytes 24k + 3i .. + 2 of both groups k of the pair (lane bytes 0-2 and 3-5); then
+  // vpmultishiftqb takes slot 8i + s of group 2h from lane bits 3s .. 3s + 2, of group
+  // 2h + 1 from bits 24 + 3s ...
+  alignas(64) uint8_t spread_bytes[2][64], shift_bytes[2][64];
+  for (int h = 0; h < 2; ++h)
+    for (int j = 0; j < 64; ++j) {  // lane byte b of lane i (bytes 6, 7 are not read)
+      const int i = j / 8, b = j % 8, k = 2 * h + (b < 3 ? 0 : 1);
+      spread_bytes[h][j] = uint8_t(24 * k + 3 * i + (b < 3 ? b : std::min(b - 3, 2)));
+    }
+  for (int e = 0; e < 2; ++e)
+    for (int j = 0; j < 64; ++j) shift_bytes[e][j] = uint8_t(24 * e + 3 * (j % 8));  // slot j % 8 of group 2h + e
+  const __m512i spread[2] = {_mm512_load_si512(spread_bytes[0]), _mm512_load_si512(spread_bytes[1])};
+  const __m512i shifts[2] = {_mm512_load_si512(shift_bytes[0]), _mm512_load_si512(shift_bytes[1])};
+  const __m512i seven = _mm512_set1_epi8(7);
+  for (int64_t t0 = tile0; t0 < tile1; t0 += NT) {
+    const uint8_t* p = m.idx + t0 * chunks * kChunkBytes;
+    TileBlocks tb[NT];
+    if constexpr (kDq)
+      for (int u = 0; u < NT; ++u) tb[u].start(m, t0 + u);
+    const uint8_t* codes = m.coef_codes + t0 * gpr * kCoefStride;  // tile t0 + u at + u * gpr * kCoefStride
+    const float* coef = m.coef_f32 + t0 * gpr * kCoefStride;
+    __m512 yy[NT];
+#pragma GCC unroll 4
+    for (int u = 0; u < NT; ++u) yy[u] = _mm512_setzero_ps();
+    const int8_t* lt = L.t.data();
+    for (int64_t j = 0; j < gpr; ++j, codes += kCoefStride, coef += kCoefStride) {
+      __m512i acc[NT][R];
+#pragma GCC unroll 4
+      for (int u = 0; u < NT; ++u)
+#pragma GCC unroll 4
+        for (int r = 0; r < R; ++r) acc[u][r] = _mm512_setzero_si512();
+      const int64_t nch = std::min(cpg, chunks - j * cpg);
+      for (int64_t ch = 0; ch < nch; ++ch, lt += R * 2 * kLutTableBytes) {
+        __m512i tl[R], th[R];
+#pragma GCC unroll 4
+        for (int r = 0; r < R; ++r) {
+          tl[r] = _mm512_loadu_si512(lt + r * 2 * kLutTableBytes);
+          th[r] = _mm512_loadu_si512(lt + r * 2 * kLutTableBytes + kLutTableBytes);
+        }
+#pragma GCC unroll 4
+        for (int u = 0; u < NT; ++u, p += kChunkBytes) {
+          _mm_prefetch(reinterpret_cast<const char*>(p) + kPrefetchBytes, LCQ_LUT_HINT);
+          if constexpr (kBits == 2) {
+            const __m512i w = _mm512_load_si512(p);
+            const __m512i il = _mm512_ternarylogic_epi32(w, nib, offs, 0xEA);  // (w & nib) | offs
+            const __m512i ih = _mm512_ternarylogic_epi32(_mm512_srli_epi16(w, 4), nib, offs, 0xEA);
+#pragma GCC unroll 4
+            for (int r = 0; r < R; ++r) {
+              acc[u][r] = SumBytes(acc[u][r], ones, _mm512_permutexvar_epi8(il, tl[r]));
+              acc[u][r] = SumBytes(acc[u][r], ones, _mm512_permutexvar_epi8(ih, th[r]));
+            }
+          } else {
+            _mm_prefetch(reinterpret_cast<const char*>(p) + kPrefetchBytes + 64, LCQ_LUT_HINT);
+            const __m512i a = _mm512_loadu_si512(p);
+            const __m512i b = _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 64)));
+#pragma GCC unroll 2
+            for (int h = 0; h < 2; ++h) {  // column groups 2h, 2h + 1: table h
+              const __m512i lanes = _mm512_permutex2var_epi8(a, spread[h], b);
+#pragma GCC unroll 2
+              for (int e = 0; e < 2; ++e) {
+                const __m512i idx =
+                    _mm512_ternarylogic_epi32(_mm512_multishift_epi64_epi8(shifts[e], lanes), seven, offs3[e], 0xEA);
+#pragma GCC unroll 4
+                for (int r = 0; r < R; ++r)
+                  acc[u][r] = SumBytes(acc[u][r], ones, _mm512_permutexvar_epi8(idx, h == 0 ? tl[r] : th[r]));
+              }
+            }
+          }
+        }
+      }
+      // The group's scale-back, as lut_rows_scalar(): y = fma(S_r, fma(d_r, acc_r, shift_r), y), then B.
+      const __m512 neg_sumx = _mm512_set1_ps(-sumx[j]);
+#pragma GCC unroll 4
+      for (int u = 0; u < NT; ++u) {
+#pragma GCC unroll 5
+        for (int q = 0; q < NP; ++q) {
+          __m512 s;
+          if constexpr (kDq) {
+            const __m128i c8 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(codes + u * gpr * kCoefStride + q * kLutTileRows));
+            s = _mm512_fmadd_ps(tb[u].scale[q], _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(c8)), tb[u].offset[q]);
+          } else {
+            s = _mm512_loadu_ps(coef + u * gpr * kCoefStride + q * kLutTileRows);
+          }
+          if (q < R)
+            yy[u] = _mm512_fmadd_ps(
+                s, _mm512_fmadd_ps(_mm512_set1_ps(d[j * R + q]), _mm512_cvtepi32_ps(acc[u][q]), _mm512_set1_ps(shift[j * R + q])),
+                yy[u]);
+          else
+            yy[u] = _mm512_fmadd_ps(s, neg_sumx, yy[u]);
+        }
+        if (stepping) tb[u].step(m);
+      }
+    }
+#pragma GCC unroll 4
+    for (int u = 0; u < NT; ++u) {
+      const int64_t r0 = (t0 + u) * kLutTileRows;
+      if (r0 >= rows) break;
+      const int64_t valid = std::min<int64_t>(kLutTileRows, rows - r0);
+      _mm512_mask_storeu_ps(y + r0, __mmask16((1u << valid) - 1), yy[u]);
+    }
+  }
+}
+
+}  // namespace
+
+bool LutAvailable() { return true; }
+
+bool LutBuild(const detail::LutView& m, detail::LutTables& L, int64_t j0, int64_t j1) {
+  BuildLut(m, L, j0, j1);
+  return true;
+}
+
+bool LutRows(const detail::LutView& m, const detail::LutTables& L, float* y, int64_t tile0, int64_t tile1) {
+  // Group numbers are advanced in int32 lanes.
+  if ((m.tiles * detail::kLutTileRows + 1) * m.groups_per_row >= (int64_t(1) << 31)) return false;
+  const bool dq = m.dq_bits > 0;
+  auto run = [&](auto bits_tag) {
+    constexpr int B = decltype(bits_tag)::value;
+    switch (m.rank) {
+      case 1: dq ? RowsR<B, 1, true>(m, L, y, tile0, tile1) : RowsR<B, 1, false>(m, L, y, tile0, tile1); return true;
+      case 2: dq ? RowsR<B, 2, true>(m, L, y, tile0, tile1) : RowsR<B, 2, false>(m, L, y, tile0, tile1); return true;
+      case 3: dq ? RowsR<B, 3, true>(m, L, y, tile0, tile1) : RowsR<B, 3, false>(m, L, y, tile0, tile1); return true;
+      case 4: dq ? RowsR<B, 4, true>(m, L, y, tile0, tile1) : RowsR<B, 4, false>(m, L, y, tile0, tile1); return true;
+      default: return false;
+    }
+  };
+  switch (m.bits) {
+    case 2: return run(std::integral_constant<int, 2>());
+    case 3: return run(std::integral_constant<int, 3>());
+    default: return false;
+  }
+}
+
+#else  // no LUT kernel on this target
+
+bool LutAvailable() { return false; }
+bool LutBuild(const detail::LutView&, detail::LutTables&, int64_t, int64_t) { return false; }
+bool LutRows(const detail::LutView&, const detail::LutTables&, float*, int64_t, int64_t) { return false; }
+
+#endif
+
+}  // namespace HWY_NAMESPACE
+}  // namespace lcq::kernels
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace lcq::kernels {
+
+HWY_EXPORT(LutAvailable);
+HWY_EXPORT(LutBuild);
+HWY_EXPORT(LutRows);
+
+namespace detail {
+bool build_lut_simd(const LutView& m, LutTables& L, int64_t j0, int64_t j1) {
+  return HWY_DYNAMIC_DISPATCH(LutBuild)(m, L, j0, j1);
+}
+bool lut_rows_simd(const LutView& m, const LutTables& L, float* y, int64_t tile0, int64_t tile1) {
+  return HWY_DYNAMIC_DISPATCH(LutRows)(m, L, y, tile0, tile1);
+}
+}  // namespace detail
+
+bool lut_simd_available() { return HWY_DYNAMIC_DISPATCH(LutAvailable)(); }
+
+}  // namespace lcq::kernels
+#endif  // HWY_ONCE

@@ -1,0 +1,114 @@
+// Internal to lcq_kernels: the tile layout of LutCodebookMatrix and the flat view its scalar
+// reference and SIMD kernel share (docs/packed-format.md, "The look-up-table path").
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+namespace lcq::kernels::detail {
+
+constexpr int kLutTileRows = 16;    // rows per tile: one int32 lane of vpdpbusd each
+constexpr int kLutStepTiles = 4;    // tiles interleaved per chunk (they share each table load)
+constexpr int kLutChunkCols = 16;   // columns per tile chunk
+constexpr int kLutTableBytes = 64;  // one table: 64 int8 entries (4 column pairs or 8 columns)
+
+// Bytes of one tile chunk (16 rows x 16 columns): 64 at 2 bits, 96 at 3.
+inline int lut_chunk_bytes(int bits) { return 2 * kLutChunkCols * bits; }
+
+struct LutView {
+  int64_t rows, cols, tiles, chunks, groups_per_row;
+  int bits, group, rank, dq_bits;
+  int64_t dq_group, n_blocks;
+  const uint8_t* idx;
+  const uint8_t* coef_codes;  // [tiles][gpr][rank + 1][16]
+  const float* coef_f32;
+  const float* blk_scale;     // [rank + 1][n_blocks] (+ 32 zero floats)
+  const float* blk_offset;
+  const float* v;             // [rank][2^bits]
+};
+
+// Where row i, column c's index is: bit `*bit` (counted from bit 0 of byte 0 of the buffer,
+// little-endian) of the chunk of tile i / 16 and column chunk c / 16, which starts at byte
+// ((quad * chunks + chunk) * 4 + tile % 4) * chunk_bytes (quad = tile / 4). Inside a chunk,
+// with m = i % 16 and cc = c % 16:
+//  - 2 bits: byte 4m + (cc % 8) / 2; its low nibble holds the column pair (cc / 2) for
+//    cc < 8 (columns 2p, 2p + 1 in bits 0-1, 2-3), its high nibble the pair for cc >= 8.
+//  - 3 bits: column group k = cc / 4 (columns 4k .. 4k + 3) forms 64 "slots" b = 4m + cc % 4;
+//    slot b's index is at bit 3 * (b % 8) of the 24-bit little-endian number at byte
+//    24k + 3 * (b / 8). (The kernel moves each 3 bytes into a 64-bit lane and picks the 8
+//    indices out with vpmultishiftqb.)
+inline int64_t lut_bit(int bits, int64_t chunks, int64_t i, int64_t c) {
+  const int64_t tile = i / kLutTileRows, chunk = c / kLutChunkCols;
+  const int64_t base = (((tile / kLutStepTiles) * chunks + chunk) * kLutStepTiles + tile % kLutStepTiles) *
+                       lut_chunk_bytes(bits);
+  const int m = int(i % kLutTileRows), cc = int(c % kLutChunkCols);
+  if (bits == 2) return 8 * (base + 4 * m + (cc % 8) / 2) + 4 * (cc / 8) + 2 * (cc % 2);
+  const int k = cc / 4, b = 4 * m + cc % 4;
+  return 8 * (base + 24 * k + 3 * (b / 8)) + 3 * (b % 8);
+}
+
+// The index at `bit` of the buffer (it may straddle two bytes at 3 bits).
+inline int lut_get(const uint8_t* idx, int bits, int64_t bit) {
+  const int64_t at = bit / 8;
+  const int sh = int(bit % 8);
+  const unsigned w = unsigned(idx[at]) | (sh + bits > 8 ? unsigned(idx[at + 1]) << 8 : 0u);
+  return int((w >> sh) & ((1u << bits) - 1));
+}
+inline void lut_put(uint8_t* idx, int bits, int64_t bit, int q) {
+  const int64_t at = bit / 8;
+  const int sh = int(bit % 8);
+  const unsigned w = unsigned(q) << sh;
+  idx[at] = uint8_t(idx[at] | (w & 0xFF));
+  if (sh + bits > 8) idx[at + 1] = uint8_t(idx[at + 1] | (w >> 8));
+}
+
+inline int64_t lut_coef_index(const LutView& m, int64_t tile, int64_t j, int p, int row_in_tile) {
+  return ((tile * m.groups_per_row + j) * (m.rank + 1) + p) * kLutTileRows + row_in_tile;
+}
+
+// V[r] centered: out[k] = V[r][k] - mid with mid = (max_k V[r][k] + min_k V[r][k]) / 2,
+// returned. The tables hold sums of the centered V, which halves their range where x_a and
+// x_b share a sign (a rank-one grid 0..K-1 is all positive); the group's shift
+// mid * sum(x) is added back exactly (LutTables::shift).
+inline float lut_centered_v(const LutView& m, int r, float* out) {
+  const int K = 1 << m.bits;
+  const float* V = m.v + K * r;
+  float lo = V[0], hi = V[0];
+  for (int k = 1; k < K; ++k) lo = V[k] < lo ? V[k] : lo, hi = V[k] > hi ? V[k] : hi;
+  const float mid = 0.5f * (lo + hi);
+  for (int k = 0; k < K; ++k) out[k] = V[k] - mid;
+  return mid;
+}
+
+// The look-up tables of one token. For chunk ch and rank r, table h at
+// t[(ch * rank + r) * 128 + 64 * h], with entries round(T / d), d = d[j * rank + r] =
+// max |T| / 127 over group j's tables:
+//  - 2 bits: table h serves column pairs 4h .. 4h + 3 of the chunk (columns 2p, 2p + 1 of
+//    pair p); entry 16 * (p % 4) + n holds T = fma(U[n >> 2], x_b, U[n & 3] * x_a).
+//  - 3 bits: table h serves columns 8h .. 8h + 7; entry 8 * (c % 8) + n holds T = U[n] * x_c.
+// with U = V[r] centered (lut_centered_v). sumx[j] = the sum of group j's activations,
+// shift[j * rank + r] = mid_r * sumx[j].
+struct LutTables {
+  std::vector<int8_t> t;
+  std::vector<float> d, sumx, shift;
+  std::vector<float> xpad;  // the token padded to chunks * 16 columns
+};
+
+// Sizes the tables for one token and copies x (cols floats) into xpad.
+void prepare_lut(const LutView& m, const float* x, LutTables& L);
+// Fills the tables of groups [j0, j1) from L.xpad: the scalar definition and the SIMD
+// version (returns false where there is none); both give the same bytes. Threads may fill
+// disjoint group ranges of one LutTables.
+void build_lut_scalar(const LutView& m, LutTables& L, int64_t j0, int64_t j1);
+bool build_lut_simd(const LutView& m, LutTables& L, int64_t j0, int64_t j1);
+
+// Decoded parameter p of row i's group j (fma(scale, code, offset), or the f32 value).
+float lut_param(const LutView& m, int64_t i, int64_t j, int p);
+
+// y[i] for rows of tiles [tile0, tile1) (multiples of 4, rows past m.rows are not written):
+// per group j, y = fma(S_r, fma(d_r, float(acc_r), shift_r), y) for r = 0.., then
+// y = fma(B, -sumx, y), where acc_r is the exact int32 sum of the group's looked-up entries.
+void lut_rows_scalar(const LutView& m, const LutTables& L, float* y, int64_t tile0, int64_t tile1);
+bool lut_rows_simd(const LutView& m, const LutTables& L, float* y, int64_t tile0, int64_t tile1);
+
+}  // namespace lcq::kernels::detail
