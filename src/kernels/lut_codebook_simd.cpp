@@ -77,7 +77,7 @@ void BuildLut(const detail::LutView& m, detail::LutTables& L, int64_t j0, int64_
       const __m512 vlo = _mm512_load_ps(lo), vhi = _mm512_load_ps(hi);
       __m512 amax = _mm512_setzero_ps();
       for (int64_t ch = ch0; ch < ch1; ++ch) {
-        const float* xc = L.xpad.data() + ch * kLutChunkCols;
+        const float* xc = x + ch * kLutChunkCols;
         float* tc = T.data() + (ch - ch0) * 2 * kLutTableBytes;
         // Vector k: table k / 4, entries 16 * (k % 4) .. + 15, from the chunk's columns 2k, 2k + 1
         // (one pair at 2 bits, two columns of 8 entries at 3).
