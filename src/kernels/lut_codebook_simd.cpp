@@ -201,13 +201,13 @@ void RowsR(const detail::LutView& m, const detail::LutTables& L, float* y, int64
     TileBlocks tb[NT];
     if constexpr (kDq)
       for (int u = 0; u < NT; ++u) tb[u].start(m, t0 + u);
-    const uint8_t* codes = m.coef_codes + t0 * gpr * kCoefStride;  // tile t0 + u at + u * gpr * kCoefStride
+    const uint8_t* codes = m.coef_codes + t0 * gpr * kCoefStride;  // tile t0 + u at + u * kCoefStride
     const float* coef = m.coef_f32 + t0 * gpr * kCoefStride;
     __m512 yy[NT];
 #pragma GCC unroll 4
     for (int u = 0; u < NT; ++u) yy[u] = _mm512_setzero_ps();
     const int8_t* lt = L.t.data();
-    for (int64_t j = 0; j < gpr; ++j, codes += kCoefStride, coef += kCoefStride) {
+    for (int64_t j = 0; j < gpr; ++j, codes += NT * kCoefStride, coef += NT * kCoefStride) {
       __m512i acc[NT][R];
 #pragma GCC unroll 4
       for (int u = 0; u < NT; ++u)
@@ -260,10 +260,10 @@ void RowsR(const detail::LutView& m, const detail::LutTables& L, float* y, int64
         for (int q = 0; q < NP; ++q) {
           __m512 s;
           if constexpr (kDq) {
-            const __m128i c8 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(codes + u * gpr * kCoefStride + q * kLutTileRows));
+            const __m128i c8 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(codes + u * kCoefStride + q * kLutTileRows));
             s = _mm512_fmadd_ps(tb[u].scale[q], _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(c8)), tb[u].offset[q]);
           } else {
-            s = _mm512_loadu_ps(coef + u * gpr * kCoefStride + q * kLutTileRows);
+            s = _mm512_loadu_ps(coef + u * kCoefStride + q * kLutTileRows);
           }
           if (q < R)
             yy[u] = _mm512_fmadd_ps(

@@ -20,7 +20,7 @@ struct LutView {
   int bits, group, rank, dq_bits;
   int64_t dq_group, n_blocks;
   const uint8_t* idx;
-  const uint8_t* coef_codes;  // [tiles][gpr][rank + 1][16]
+  const uint8_t* coef_codes;  // [tiles / 4][gpr][4][rank + 1][16]: one stream per 4 tiles
   const float* coef_f32;
   const float* blk_scale;     // [rank + 1][n_blocks] (+ 32 zero floats)
   const float* blk_offset;
@@ -63,7 +63,9 @@ inline void lut_put(uint8_t* idx, int bits, int64_t bit, int q) {
 }
 
 inline int64_t lut_coef_index(const LutView& m, int64_t tile, int64_t j, int p, int row_in_tile) {
-  return ((tile * m.groups_per_row + j) * (m.rank + 1) + p) * kLutTileRows + row_in_tile;
+  const int64_t quad = tile / kLutStepTiles;
+  return (((quad * m.groups_per_row + j) * kLutStepTiles + tile % kLutStepTiles) * (m.rank + 1) + p) * kLutTileRows +
+         row_in_tile;
 }
 
 // V[r] centered: out[k] = V[r][k] - mid with mid = (max_k V[r][k] + min_k V[r][k]) / 2,
