@@ -164,16 +164,21 @@ void prepare_lut(const LutView& m, const float* x, LutTables& L) {
 void build_lut_scalar(const LutView& m, LutTables& L, int64_t j0, int64_t j1) {
   const int64_t cpg = m.group / kLutChunkCols;
   const float* x = L.xpad.data();
-  std::vector<float> T(size_t(cpg * 2 * kLutTableBytes));
   for (int64_t j = j0; j < j1; ++j) {
     const int64_t ch0 = j * cpg, ch1 = std::min(m.chunks, ch0 + cpg);
-    float s = 0.f;
-    for (int64_t c = j * m.group; c < std::min(m.cols, (j + 1) * m.group); ++c) s += x[c];
+    float lanes[kLutChunkCols] = {}, xm = 0.f;
+    for (int64_t ch = ch0; ch < ch1; ++ch)
+      for (int l = 0; l < kLutChunkCols; ++l) {
+        const float* xc = x + ch * kLutChunkCols;
+        lanes[l] += xc[l];
+        xm = std::max(xm, m.bits == 2 ? std::fabs(xc[l & ~1]) + std::fabs(xc[l | 1]) : std::fabs(xc[l]));
+      }
+    const float s = lut_lane_sum(lanes);
     L.sumx[size_t(j)] = s;
     for (int r = 0; r < m.rank; ++r) {
-      float V[8];
-      L.shift[size_t(j * m.rank + r)] = lut_centered_v(m, r, V) * s;
-      float amax = 0.f;
+      float U[8];
+      L.shift[size_t(j * m.rank + r)] = lut_centered_v(m, r, U) * s;
+      const float inv = lut_scale(m, U, xm, &L.d[size_t(j * m.rank + r)]);
       for (int64_t ch = ch0; ch < ch1; ++ch)
         for (int h = 0; h < 2; ++h)
           for (int e = 0; e < kLutTableBytes; ++e) {
@@ -181,20 +186,12 @@ void build_lut_scalar(const LutView& m, LutTables& L, int64_t j0, int64_t j1) {
             if (m.bits == 2) {  // entry 16p + n: pair 4h + p, indices n & 3 and n >> 2
               const int p = e / 16, n = e % 16;
               const float xa = x[ch * kLutChunkCols + 8 * h + 2 * p], xb = x[ch * kLutChunkCols + 8 * h + 2 * p + 1];
-              v = std::fma(V[n >> 2], xb, V[n & 3] * xa);
+              v = std::fma(U[n >> 2] * inv, xb, (U[n & 3] * inv) * xa);
             } else {  // entry 8c + n: column 8h + c, index n
-              v = V[e % 8] * x[ch * kLutChunkCols + 8 * h + e / 8];
+              v = (U[e % 8] * inv) * x[ch * kLutChunkCols + 8 * h + e / 8];
             }
-            T[size_t(((ch - ch0) * 2 + h) * kLutTableBytes + e)] = v;
-            amax = std::max(amax, std::fabs(v));
+            L.t[size_t((ch * m.rank + r) * 2 * kLutTableBytes + h * kLutTableBytes + e)] = lut_round(v);
           }
-      L.d[size_t(j * m.rank + r)] = amax / 127.f;
-      const float inv = amax > 0.f ? 127.f / amax : 0.f;
-      for (int64_t ch = ch0; ch < ch1; ++ch)
-        for (int h = 0; h < 2; ++h)
-          for (int e = 0; e < kLutTableBytes; ++e)
-            L.t[size_t((ch * m.rank + r) * 2 * kLutTableBytes + h * kLutTableBytes + e)] =
-                int8_t(std::nearbyint(T[size_t(((ch - ch0) * 2 + h) * kLutTableBytes + e)] * inv));
     }
   }
 }

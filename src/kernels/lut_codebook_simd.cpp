@@ -60,45 +60,52 @@ void BuildLut(const detail::LutView& m, detail::LutTables& L, int64_t j0, int64_
   using namespace detail;
   const int64_t cpg = m.group / kLutChunkCols;
   const float* x = L.xpad.data();
-  thread_local std::vector<float> T;
-  T.resize(size_t(cpg * 2 * kLutTableBytes));
+  const int K = 1 << m.bits;
+  // After packs_epi32 and packs_epi16 of four vectors v0..v3, dword 4i + k holds lane i of v_k;
+  // this permutation puts v_k's 16 bytes at bytes 16k .. 16k + 15.
+  const __m512i unshuffle = _mm512_set_epi32(15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0);
   for (int64_t j = j0; j < j1; ++j) {
     const int64_t ch0 = j * cpg, ch1 = std::min(m.chunks, ch0 + cpg);
-    float s = 0.f;  // in column order, as build_lut_scalar()
-    for (int64_t c = j * m.group; c < std::min(m.cols, (j + 1) * m.group); ++c) s += x[c];
+    __m512 sum = _mm512_setzero_ps(), xmax = _mm512_setzero_ps();
+    for (int64_t ch = ch0; ch < ch1; ++ch) {
+      const __m512 xv = _mm512_loadu_ps(x + ch * kLutChunkCols);
+      sum = _mm512_add_ps(sum, xv);
+      const __m512 ax = _mm512_abs_ps(xv);  // 2 bits: |x_2p| + |x_2p+1| in both lanes of pair p
+      xmax = _mm512_max_ps(xmax, m.bits == 2 ? _mm512_add_ps(ax, _mm512_permute_ps(ax, 0xB1)) : ax);
+    }
+    alignas(64) float lanes[16];
+    _mm512_store_ps(lanes, sum);
+    const float s = lut_lane_sum(lanes);
+    const float xm = _mm512_reduce_max_ps(xmax);
     L.sumx[size_t(j)] = s;
     for (int r = 0; r < m.rank; ++r) {
-      // U = V[r] centered. 2 bits: lo[n] = U[n & 3], hi[n] = U[n >> 2]; 3 bits: lo = U[0..7] twice.
       float U[8];
       L.shift[size_t(j * m.rank + r)] = lut_centered_v(m, r, U) * s;
+      const float inv = lut_scale(m, U, xm, &L.d[size_t(j * m.rank + r)]);
+      // 2 bits: lo[n] = U[n & 3] / d, hi[n] = U[n >> 2] / d; 3 bits: lo = U[0..7] / d twice.
       alignas(64) float lo[16], hi[16];
-      const int K = 1 << m.bits;
-      for (int n = 0; n < 16; ++n) lo[n] = m.bits == 2 ? U[n & 3] : U[n % 8], hi[n] = U[(n >> 2) % K];
+      for (int n = 0; n < 16; ++n) lo[n] = (m.bits == 2 ? U[n & 3] : U[n % 8]) * inv, hi[n] = U[(n >> 2) % K] * inv;
       const __m512 vlo = _mm512_load_ps(lo), vhi = _mm512_load_ps(hi);
-      __m512 amax = _mm512_setzero_ps();
       for (int64_t ch = ch0; ch < ch1; ++ch) {
         const float* xc = x + ch * kLutChunkCols;
-        float* tc = T.data() + (ch - ch0) * 2 * kLutTableBytes;
+        int8_t* out = L.t.data() + (ch * m.rank + r) * 2 * kLutTableBytes;
         // Vector k: table k / 4, entries 16 * (k % 4) .. + 15, from the chunk's columns 2k, 2k + 1
         // (one pair at 2 bits, two columns of 8 entries at 3).
+        __m512i q[8];
+#pragma GCC unroll 8
         for (int k = 0; k < 8; ++k) {
           const __m512 v =
               m.bits == 2
                   ? _mm512_fmadd_ps(vhi, _mm512_set1_ps(xc[2 * k + 1]), _mm512_mul_ps(vlo, _mm512_set1_ps(xc[2 * k])))
                   : _mm512_mul_ps(vlo, _mm512_insertf32x8(_mm512_set1_ps(xc[2 * k]), _mm256_set1_ps(xc[2 * k + 1]), 1));
-          _mm512_storeu_ps(tc + 16 * k, v);
-          amax = _mm512_max_ps(amax, _mm512_abs_ps(v));
+          q[k] = _mm512_cvtps_epi32(v);  // round to nearest even, as std::nearbyint
         }
-      }
-      const float mx = _mm512_reduce_max_ps(amax);
-      L.d[size_t(j * m.rank + r)] = mx / 127.f;
-      const __m512 inv = _mm512_set1_ps(mx > 0.f ? 127.f / mx : 0.f);
-      for (int64_t ch = ch0; ch < ch1; ++ch) {
-        const float* tc = T.data() + (ch - ch0) * 2 * kLutTableBytes;
-        int8_t* out = L.t.data() + (ch * m.rank + r) * 2 * kLutTableBytes;
-        for (int k = 0; k < 8; ++k)  // round to nearest even, as std::nearbyint
-          _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 16 * k),
-                           _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(tc + 16 * k), inv))));
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; ++h) {  // saturating packs, as lut_round()
+          const __m512i b = _mm512_packs_epi16(_mm512_packs_epi32(q[4 * h], q[4 * h + 1]),
+                                               _mm512_packs_epi32(q[4 * h + 2], q[4 * h + 3]));
+          _mm512_storeu_si512(out + h * kLutTableBytes, _mm512_permutexvar_epi32(unshuffle, b));
+        }
       }
     }
   }

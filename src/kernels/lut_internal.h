@@ -2,6 +2,8 @@
 // reference and SIMD kernel share (docs/packed-format.md, "The look-up-table path").
 #pragma once
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <vector>
 
@@ -82,14 +84,39 @@ inline float lut_centered_v(const LutView& m, int r, float* out) {
   return mid;
 }
 
+// The sum of a group's activations as both table builders form it: 16 lane sums (lane l adds
+// columns l, l + 16, ... of the group in order), then the lanes in order.
+inline float lut_lane_sum(const float* lanes) {
+  float s = 0.f;
+  for (int l = 0; l < kLutChunkCols; ++l) s += lanes[l];
+  return s;
+}
+
+// The table step of one group and rank: every entry of the group's tables is at most
+// max_k |U_k| * xm in magnitude, xm = max |x_a| + |x_b| over the group's column pairs (2 bits)
+// or max |x_c| (3 bits), and centering puts both +-max |U| in U, so the bound is (up to
+// rounding) the tables' largest entry. Writes d = bound / 127 and returns 1 / d (0 for a zero
+// group). Taking it from x instead of from the entries lets the tables be built in one pass.
+inline float lut_scale(const LutView& m, const float* U, float xm, float* d) {
+  float h = 0.f;
+  for (int k = 0; k < (1 << m.bits); ++k) h = std::max(h, std::fabs(U[k]));
+  const float amax = h * xm;
+  *d = amax / 127.f;
+  return amax > 0.f ? 127.f / amax : 0.f;
+}
+
+// An entry T / d (|T / d| <= 127 up to rounding) to int8: nearest even, saturated (as
+// vcvtps2dq and the saturating packs).
+inline int8_t lut_round(float v) { return int8_t(std::clamp(std::nearbyint(v), -128.f, 127.f)); }
+
 // The look-up tables of one token. For chunk ch and rank r, table h at
-// t[(ch * rank + r) * 128 + 64 * h], with entries round(T / d), d = d[j * rank + r] =
-// max |T| / 127 over group j's tables:
+// t[(ch * rank + r) * 128 + 64 * h], with entries lut_round(T / d), d = d[j * rank + r] from
+// lut_scale() for the chunk's group j:
 //  - 2 bits: table h serves column pairs 4h .. 4h + 3 of the chunk (columns 2p, 2p + 1 of
-//    pair p); entry 16 * (p % 4) + n holds T = fma(U[n >> 2], x_b, U[n & 3] * x_a).
-//  - 3 bits: table h serves columns 8h .. 8h + 7; entry 8 * (c % 8) + n holds T = U[n] * x_c.
-// with U = V[r] centered (lut_centered_v). sumx[j] = the sum of group j's activations,
-// shift[j * rank + r] = mid_r * sumx[j].
+//    pair p); entry 16 * (p % 4) + n holds T / d = fma(U[n >> 2] / d, x_b, (U[n & 3] / d) * x_a).
+//  - 3 bits: table h serves columns 8h .. 8h + 7; entry 8 * (c % 8) + n holds (U[n] / d) * x_c.
+// with U = V[r] centered (lut_centered_v) and U / d computed as U * lut_scale()'s result.
+// sumx[j] = lut_lane_sum() of group j, shift[j * rank + r] = mid_r * sumx[j].
 struct LutTables {
   std::vector<int8_t> t;
   std::vector<float> d, sumx, shift;
