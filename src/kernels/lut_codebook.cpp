@@ -161,10 +161,10 @@ void prepare_lut(const LutView& m, const float* x, LutTables& L) {
   L.shift.resize(size_t(m.groups_per_row * m.rank));
 }
 
-void build_lut_scalar(const LutView& m, LutTables& L, int64_t j0, int64_t j1) {
+void build_lut_scalar(const LutView& m, LutTables& L) {
   const int64_t cpg = m.group / kLutChunkCols;
   const float* x = L.xpad.data();
-  for (int64_t j = j0; j < j1; ++j) {
+  for (int64_t j = 0; j < m.groups_per_row; ++j) {
     const int64_t ch0 = j * cpg, ch1 = std::min(m.chunks, ch0 + cpg);
     float lanes[kLutChunkCols] = {}, xm = 0.f;
     for (int64_t ch = ch0; ch < ch1; ++ch)
@@ -233,42 +233,37 @@ void lut_rows_scalar(const LutView& m, const LutTables& L, float* y, int64_t til
 
 void LutCodebookMatrix::gemv(const float* x, float* y, LutPath path) const { gemm(x, 1, y, path); }
 
+namespace {
+
+// One thread's share of one token: rows of tiles [tile0, tile1). Every thread builds the whole
+// token's tables into its own buffer: that costs a few microseconds at 4096 columns, less than
+// splitting the build between threads, waiting for all of them and then reading the other
+// threads' tables from their caches (measured in BENCHMARKS.md, issue 5, eighth round).
+void token_rows(const detail::LutView& m, bool simd, const float* x, float* y, int64_t tile0, int64_t tile1) {
+  thread_local detail::LutTables L;
+  detail::prepare_lut(m, x, L);
+  if (!simd || !detail::build_lut_simd(m, L)) detail::build_lut_scalar(m, L);
+  if (!simd || !detail::lut_rows_simd(m, L, y, tile0, tile1)) detail::lut_rows_scalar(m, L, y, tile0, tile1);
+}
+
+}  // namespace
+
 void LutCodebookMatrix::gemm(const float* X, int64_t n, float* Y, LutPath path) const {
   const bool simd = path != LutPath::kScalar && lut_simd_available();
   LCQ_CHECK(simd || path != LutPath::kSimd, "this CPU has no SIMD LUT kernel (it needs AVX-512 VBMI and VNNI)");
   const detail::LutView m = LutAccess::view(*this);
   // Small products stay on the calling thread (the same rule as PackedCodebookMatrix).
   const int threads = (rows_ * cols_ < 200000 || tiles_ <= detail::kLutStepTiles) ? 1 : omp_get_max_threads();
+  if (threads == 1) {
+    for (int64_t t = 0; t < n; ++t) token_rows(m, simd, X + t * cols_, Y + t * rows_, 0, tiles_);
+    return;
+  }
   const int64_t steps = tiles_ / detail::kLutStepTiles;
-  for (int64_t t = 0; t < n; ++t) {
-    thread_local detail::LutTables L;
-    detail::prepare_lut(m, X + t * cols_, L);
-    // Built and read by all threads: a plain reference (a lambda would name each thread's
-    // own thread_local instead).
-    detail::LutTables& tables = L;
-    float* y = Y + t * rows_;
-    // Thread `id` of `nt` builds the tables of its share of the groups, then (after every
-    // table is written) runs its share of the row tiles.
-    auto build = [&](int id, int nt) {
-      const int64_t j0 = m.groups_per_row * id / nt, j1 = m.groups_per_row * (id + 1) / nt;
-      if (!simd || !detail::build_lut_simd(m, tables, j0, j1)) detail::build_lut_scalar(m, tables, j0, j1);
-    };
-    auto rows = [&](int id, int nt) {
-      const int64_t t0 = steps * id / nt * detail::kLutStepTiles, t1 = steps * (id + 1) / nt * detail::kLutStepTiles;
-      if (!simd || !detail::lut_rows_simd(m, tables, y, t0, t1)) detail::lut_rows_scalar(m, tables, y, t0, t1);
-    };
-    if (threads == 1) {
-      build(0, 1);
-      rows(0, 1);
-      continue;
-    }
 #pragma omp parallel num_threads(threads)
-    {
-      const int id = omp_get_thread_num(), nt = omp_get_num_threads();
-      build(id, nt);
-#pragma omp barrier
-      rows(id, nt);
-    }
+  {
+    const int id = omp_get_thread_num(), nt = omp_get_num_threads();
+    const int64_t t0 = steps * id / nt * detail::kLutStepTiles, t1 = steps * (id + 1) / nt * detail::kLutStepTiles;
+    for (int64_t t = 0; t < n; ++t) token_rows(m, simd, X + t * cols_, Y + t * rows_, t0, t1);
   }
 }
 

@@ -47,16 +47,31 @@ namespace HWY_NAMESPACE {
 namespace {
 
 // The weights stream once per product. Prefetching into L2 (not L1) this far ahead lets the
-// loads overlap the look-ups (measured in BENCHMARKS.md, issue 5, seventh round).
-#ifndef LCQ_LUT_PREFETCH  // (a macro only so that variants can be built for measurements)
+// loads overlap the look-ups (measured in BENCHMARKS.md, issue 5, seventh round); a second,
+// short prefetch moves them on into L1 just before use (eighth round: 3-5 % at 3 bits).
+#ifndef LCQ_LUT_PREFETCH  // (macros only so that variants can be built for measurements)
 #define LCQ_LUT_PREFETCH 8192
+#endif
+#ifndef LCQ_LUT_L1_PREFETCH
+#define LCQ_LUT_L1_PREFETCH 1024
 #endif
 #ifndef LCQ_LUT_HINT
 #define LCQ_LUT_HINT _MM_HINT_T1
 #endif
-constexpr int kPrefetchBytes = LCQ_LUT_PREFETCH;
+constexpr int kPrefetchBytes = LCQ_LUT_PREFETCH, kL1PrefetchBytes = LCQ_LUT_L1_PREFETCH;
 
-void BuildLut(const detail::LutView& m, detail::LutTables& L, int64_t j0, int64_t j1) {
+// Prefetches the `lines` cache lines at p + kPrefetchBytes into L2, those at p + kL1PrefetchBytes into L1.
+template <int lines>
+HWY_INLINE void PrefetchWeights(const uint8_t* p) {
+  const char* c = reinterpret_cast<const char*>(p);
+#pragma GCC unroll 2
+  for (int l = 0; l < lines; ++l) {
+    _mm_prefetch(c + kPrefetchBytes + 64 * l, LCQ_LUT_HINT);
+    _mm_prefetch(c + kL1PrefetchBytes + 64 * l, _MM_HINT_T0);
+  }
+}
+
+void BuildLut(const detail::LutView& m, detail::LutTables& L) {
   using namespace detail;
   const int64_t cpg = m.group / kLutChunkCols;
   const float* x = L.xpad.data();
@@ -64,7 +79,7 @@ void BuildLut(const detail::LutView& m, detail::LutTables& L, int64_t j0, int64_
   // After packs_epi32 and packs_epi16 of four vectors v0..v3, dword 4i + k holds lane i of v_k;
   // this permutation puts v_k's 16 bytes at bytes 16k .. 16k + 15.
   const __m512i unshuffle = _mm512_set_epi32(15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0);
-  for (int64_t j = j0; j < j1; ++j) {
+  for (int64_t j = 0; j < m.groups_per_row; ++j) {
     const int64_t ch0 = j * cpg, ch1 = std::min(m.chunks, ch0 + cpg);
     __m512 sum = _mm512_setzero_ps(), xmax = _mm512_setzero_ps();
     for (int64_t ch = ch0; ch < ch1; ++ch) {
@@ -230,7 +245,7 @@ void RowsR(const detail::LutView& m, const detail::LutTables& L, float* y, int64
         }
 #pragma GCC unroll 4
         for (int u = 0; u < NT; ++u, p += kChunkBytes) {
-          _mm_prefetch(reinterpret_cast<const char*>(p) + kPrefetchBytes, LCQ_LUT_HINT);
+          PrefetchWeights<kBits == 2 ? 1 : 2>(p);  // a tile chunk: 64 or 96 bytes
           if constexpr (kBits == 2) {
             const __m512i w = _mm512_load_si512(p);
             const __m512i il = _mm512_ternarylogic_epi32(w, nib, offs, 0xEA);  // (w & nib) | offs
@@ -241,7 +256,6 @@ void RowsR(const detail::LutView& m, const detail::LutTables& L, float* y, int64
               acc[u][r] = SumBytes(acc[u][r], ones, _mm512_permutexvar_epi8(ih, th[r]));
             }
           } else {
-            _mm_prefetch(reinterpret_cast<const char*>(p) + kPrefetchBytes + 64, LCQ_LUT_HINT);
             const __m512i a = _mm512_loadu_si512(p);
             const __m512i b = _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 64)));
 #pragma GCC unroll 2
@@ -296,8 +310,8 @@ void RowsR(const detail::LutView& m, const detail::LutTables& L, float* y, int64
 
 bool LutAvailable() { return true; }
 
-bool LutBuild(const detail::LutView& m, detail::LutTables& L, int64_t j0, int64_t j1) {
-  BuildLut(m, L, j0, j1);
+bool LutBuild(const detail::LutView& m, detail::LutTables& L) {
+  BuildLut(m, L);
   return true;
 }
 
@@ -325,7 +339,7 @@ bool LutRows(const detail::LutView& m, const detail::LutTables& L, float* y, int
 #else  // no LUT kernel on this target
 
 bool LutAvailable() { return false; }
-bool LutBuild(const detail::LutView&, detail::LutTables&, int64_t, int64_t) { return false; }
+bool LutBuild(const detail::LutView&, detail::LutTables&) { return false; }
 bool LutRows(const detail::LutView&, const detail::LutTables&, float*, int64_t, int64_t) { return false; }
 
 #endif
@@ -342,8 +356,8 @@ HWY_EXPORT(LutBuild);
 HWY_EXPORT(LutRows);
 
 namespace detail {
-bool build_lut_simd(const LutView& m, LutTables& L, int64_t j0, int64_t j1) {
-  return HWY_DYNAMIC_DISPATCH(LutBuild)(m, L, j0, j1);
+bool build_lut_simd(const LutView& m, LutTables& L) {
+  return HWY_DYNAMIC_DISPATCH(LutBuild)(m, L);
 }
 bool lut_rows_simd(const LutView& m, const LutTables& L, float* y, int64_t tile0, int64_t tile1) {
   return HWY_DYNAMIC_DISPATCH(LutRows)(m, L, y, tile0, tile1);

@@ -125,11 +125,10 @@ struct LutTables {
 
 // Sizes the tables for one token and copies x (cols floats) into xpad.
 void prepare_lut(const LutView& m, const float* x, LutTables& L);
-// Fills the tables of groups [j0, j1) from L.xpad: the scalar definition and the SIMD
-// version (returns false where there is none); both give the same bytes. Threads may fill
-// disjoint group ranges of one LutTables.
-void build_lut_scalar(const LutView& m, LutTables& L, int64_t j0, int64_t j1);
-bool build_lut_simd(const LutView& m, LutTables& L, int64_t j0, int64_t j1);
+// Fills the tables from L.xpad: the scalar definition and the SIMD version (returns false
+// where there is none); both give the same bytes.
+void build_lut_scalar(const LutView& m, LutTables& L);
+bool build_lut_simd(const LutView& m, LutTables& L);
 
 // Decoded parameter p of row i's group j (fma(scale, code, offset), or the f32 value).
 float lut_param(const LutView& m, int64_t i, int64_t j, int p);
