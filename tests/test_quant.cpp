@@ -349,7 +349,7 @@ TEST(Stories260K, LutKernelStaysCloseToTheFloatKernel) {
     EXPECT_EQ(lu.model.blocks[0].q.weight_bytes(), lu.model.blocks[0].q.lut->nbytes());
     EXPECT_TRUE(lu.model.blocks[0].q.dense_weight().equal(fl.model.blocks[0].q.dense_weight()));
     EXPECT_NE(ppl_l, ppl_f);  // the tables' rounding is real
-    EXPECT_NEAR(ppl_l, ppl_f, 0.015 * ppl_f) << bits;  // measured: +1.1 % (W2), +0.7 % (W3)
+    EXPECT_NEAR(ppl_l, ppl_f, 0.015 * ppl_f) << bits;  // measured: +1.35 % (W2), +0.56 % (W3)
   }
 }
 
