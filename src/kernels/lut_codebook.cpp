@@ -167,12 +167,13 @@ void build_lut_scalar(const LutView& m, LutTables& L) {
   for (int64_t j = 0; j < m.groups_per_row; ++j) {
     const int64_t ch0 = j * cpg, ch1 = std::min(m.chunks, ch0 + cpg);
     float lanes[kLutChunkCols] = {}, xm = 0.f;
-    for (int64_t ch = ch0; ch < ch1; ++ch)
+    for (int64_t ch = ch0; ch < ch1; ++ch) {
+      const float* xc = x + ch * kLutChunkCols;
       for (int l = 0; l < kLutChunkCols; ++l) {
-        const float* xc = x + ch * kLutChunkCols;
         lanes[l] += xc[l];
         xm = std::max(xm, m.bits == 2 ? std::fabs(xc[l & ~1]) + std::fabs(xc[l | 1]) : std::fabs(xc[l]));
       }
+    }
     const float s = lut_lane_sum(lanes);
     L.sumx[size_t(j)] = s;
     for (int r = 0; r < m.rank; ++r) {
