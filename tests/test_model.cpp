@@ -5,6 +5,7 @@
 #include "lcq/core/error.h"
 #include "lcq/eval/perplexity.h"
 #include "lcq/model/generate.h"
+#include "lcq/model/linear.h"
 #include "lcq/model/loader.h"
 #include "reference/naive_llama.h"
 #include "test_util.h"
@@ -262,3 +263,30 @@ TEST(SmolLM2Runtime, TokensAndLogitsMatchTransformers) {
       ASSERT_EQ(got[i], want_greedy[i]) << name << " step " << i;
   }
 }
+
+// --- one token through a dense layer ---------------------------------------------------------
+
+// Decoding sends one token through each dense layer, which takes the Highway GEMV instead of
+// BLAS (src/model/linear.cpp); it must give torch's product, and leave training to autograd.
+TEST(DenseLinear, OneTokenMatchesTorchLinearInF32AndBf16) {
+  torch::manual_seed(7);
+  for (auto dtype : {torch::kFloat32, torch::kBFloat16}) {
+    lcq::model::Linear lin;
+    lin.weight = torch::randn({37, 53}).to(dtype);  // odd shapes: the kernels' row and column tails
+    lin.bias = torch::randn({37}).to(dtype);
+    const torch::Tensor x = torch::randn({1, 1, 53}).to(dtype);
+    torch::NoGradGuard ng;
+    const torch::Tensor y = lin.forward(x);
+    ASSERT_EQ(y.scalar_type(), dtype);
+    ASSERT_EQ(y.sizes(), (std::vector<int64_t>{1, 1, 37}));
+    const torch::Tensor ref = torch::nn::functional::linear(x.to(torch::kFloat64), lin.weight.to(torch::kFloat64),
+                                                            lin.bias.to(torch::kFloat64));
+    const double tol = dtype == torch::kFloat32 ? 1e-4 : 0.1;  // bf16: the output's rounding (|y| < 20)
+    EXPECT_LT((y.to(torch::kFloat64) - ref).abs().max().item<double>(), tol) << dtype;
+  }
+  lcq::model::Linear trainable;
+  trainable.weight = torch::randn({8, 16}).requires_grad_(true);
+  const torch::Tensor y = trainable.forward(torch::randn({1, 16}));
+  EXPECT_TRUE(y.requires_grad());  // the weight is being learned: autograd's path
+}
+

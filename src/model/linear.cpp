@@ -85,6 +85,27 @@ torch::Tensor half_linear(const torch::Tensor& w, const torch::Tensor& x) {
     }
   });
 }
+
+// Whether one token through a dense f32 or bf16 layer should take the Highway GEMV: BLAS
+// computes x W^T for a single row as a GEMM and first copies (packs) all of W, so fp32
+// decoding ran at a third of the read bandwidth (BENCHMARKS.md, issue 5, eighth round).
+bool dense_gemv_applies(const torch::Tensor& w, const torch::Tensor& x) {
+  const auto t = w.scalar_type();
+  return (t == torch::kFloat32 || t == torch::kBFloat16) && x.scalar_type() == t && w.dim() == 2 &&
+         x.numel() == w.size(1) && w.device().is_cpu() && w.is_contiguous() &&
+         !(torch::GradMode::is_enabled() && (x.requires_grad() || w.requires_grad()));
+}
+
+torch::Tensor dense_gemv(const torch::Tensor& w, const torch::Tensor& x) {
+  const int64_t rows = w.size(0), cols = w.size(1);
+  return linear_in_f32(x, rows, cols, [&](const torch::Tensor& xf, int64_t, torch::Tensor& y) {
+    if (w.scalar_type() == torch::kFloat32)
+      kernels::gemv_f32(w.data_ptr<float>(), rows, cols, xf.data_ptr<float>(), y.data_ptr<float>());
+    else
+      kernels::gemv_bf16(reinterpret_cast<const uint16_t*>(w.data_ptr<at::BFloat16>()), rows, cols,
+                         xf.data_ptr<float>(), y.data_ptr<float>());
+  });
+}
 }  // namespace
 
 LinearInputTap::LinearInputTap(Fn fn) {
@@ -112,6 +133,9 @@ torch::Tensor Linear::forward(const torch::Tensor& x) const {
   if (packed || lut || (weight.scalar_type() == torch::kHalf && in.scalar_type() != torch::kHalf)) {
     LCQ_CHECK(!in.requires_grad(), "a packed or fp16-stored layer is inference-only");
     y = packed ? packed_linear(*packed, kernel, in) : lut ? lut_linear(*lut, in) : half_linear(weight, in);
+    if (bias.defined()) y.add_(bias);
+  } else if (dense_gemv_applies(weight, in)) {
+    y = dense_gemv(weight, in);
     if (bias.defined()) y.add_(bias);
   } else {
     y = bias.defined() ? torch::nn::functional::linear(in, weight, bias) : torch::nn::functional::linear(in, weight);
