@@ -1,6 +1,7 @@
 // Dense GEMV baselines (Highway SIMD, OpenMP over rows with omp_get_max_threads() threads):
 // the yardstick `lcq bench` prints beside the packed kernels, and the one-token (decoding)
-// path of the runtime's dense f32 and bf16 layers. W is row-major [rows][cols]; accumulation is in f32.
+// path of the runtime's dense f32 and bf16 layers. W is row-major [rows][cols]; accumulation
+// is in f32.
 #pragma once
 
 #include <cstdint>
