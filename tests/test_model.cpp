@@ -289,4 +289,3 @@ TEST(DenseLinear, OneTokenMatchesTorchLinearInF32AndBf16) {
   const torch::Tensor y = trainable.forward(torch::randn({1, 16}));
   EXPECT_TRUE(y.requires_grad());  // the weight is being learned: autograd's path
 }
-

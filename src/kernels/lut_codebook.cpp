@@ -159,6 +159,17 @@ void prepare_lut(const LutView& m, const float* x, LutTables& L) {
   L.d.resize(size_t(m.groups_per_row * m.rank));
   L.sumx.resize(size_t(m.groups_per_row));
   L.shift.resize(size_t(m.groups_per_row * m.rank));
+  const int K = 1 << m.bits;
+  for (int r = 0; r < m.rank; ++r) {
+    const float* V = m.v + K * r;
+    const auto [lo, hi] = std::minmax_element(V, V + K);
+    L.mid[r] = 0.5f * (*lo + *hi);
+    L.umax[r] = 0.f;
+    for (int k = 0; k < K; ++k) {
+      L.u[r][k] = V[k] - L.mid[r];
+      L.umax[r] = std::max(L.umax[r], std::fabs(L.u[r][k]));
+    }
+  }
 }
 
 void build_lut_scalar(const LutView& m, LutTables& L) {
@@ -177,9 +188,9 @@ void build_lut_scalar(const LutView& m, LutTables& L) {
     const float s = lut_lane_sum(lanes);
     L.sumx[size_t(j)] = s;
     for (int r = 0; r < m.rank; ++r) {
-      float U[8];
-      L.shift[size_t(j * m.rank + r)] = lut_centered_v(m, r, U) * s;
-      const float inv = lut_scale(m, U, xm, &L.d[size_t(j * m.rank + r)]);
+      const float* U = L.u[r];
+      L.shift[size_t(j * m.rank + r)] = L.mid[r] * s;
+      const float inv = lut_scale(L.umax[r], xm, &L.d[size_t(j * m.rank + r)]);
       for (int64_t ch = ch0; ch < ch1; ++ch)
         for (int h = 0; h < 2; ++h)
           for (int e = 0; e < kLutTableBytes; ++e) {

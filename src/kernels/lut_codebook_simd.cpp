@@ -94,9 +94,9 @@ void BuildLut(const detail::LutView& m, detail::LutTables& L) {
     const float xm = _mm512_reduce_max_ps(xmax);
     L.sumx[size_t(j)] = s;
     for (int r = 0; r < m.rank; ++r) {
-      float U[8];
-      L.shift[size_t(j * m.rank + r)] = lut_centered_v(m, r, U) * s;
-      const float inv = lut_scale(m, U, xm, &L.d[size_t(j * m.rank + r)]);
+      const float* U = L.u[r];
+      L.shift[size_t(j * m.rank + r)] = L.mid[r] * s;
+      const float inv = lut_scale(L.umax[r], xm, &L.d[size_t(j * m.rank + r)]);
       // 2 bits: lo[n] = U[n & 3] / d, hi[n] = U[n >> 2] / d; 3 bits: lo = U[0..7] / d twice.
       alignas(64) float lo[16], hi[16];
       for (int n = 0; n < 16; ++n) lo[n] = (m.bits == 2 ? U[n & 3] : U[n % 8]) * inv, hi[n] = U[(n >> 2) % K] * inv;

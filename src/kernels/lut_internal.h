@@ -70,20 +70,6 @@ inline int64_t lut_coef_index(const LutView& m, int64_t tile, int64_t j, int p, 
          row_in_tile;
 }
 
-// V[r] centered: out[k] = V[r][k] - mid with mid = (max_k V[r][k] + min_k V[r][k]) / 2,
-// returned. The tables hold sums of the centered V, which halves their range where x_a and
-// x_b share a sign (a rank-one grid 0..K-1 is all positive); the group's shift
-// mid * sum(x) is added back exactly (LutTables::shift).
-inline float lut_centered_v(const LutView& m, int r, float* out) {
-  const int K = 1 << m.bits;
-  const float* V = m.v + K * r;
-  float lo = V[0], hi = V[0];
-  for (int k = 1; k < K; ++k) lo = V[k] < lo ? V[k] : lo, hi = V[k] > hi ? V[k] : hi;
-  const float mid = 0.5f * (lo + hi);
-  for (int k = 0; k < K; ++k) out[k] = V[k] - mid;
-  return mid;
-}
-
 // The sum of a group's activations as both table builders form it: 16 lane sums (lane l adds
 // columns l, l + 16, ... of the group in order), then the lanes in order.
 inline float lut_lane_sum(const float* lanes) {
@@ -93,14 +79,13 @@ inline float lut_lane_sum(const float* lanes) {
 }
 
 // The table step of one group and rank: every entry of the group's tables is at most
-// max_k |U_k| * xm in magnitude, xm = max |x_a| + |x_b| over the group's column pairs (2 bits)
-// or max |x_c| (3 bits), and centering puts both +-max |U| in U, so the bound is (up to
-// rounding) the tables' largest entry. Writes d = bound / 127 and returns 1 / d (0 for a zero
-// group). Taking it from x instead of from the entries lets the tables be built in one pass.
-inline float lut_scale(const LutView& m, const float* U, float xm, float* d) {
-  float h = 0.f;
-  for (int k = 0; k < (1 << m.bits); ++k) h = std::max(h, std::fabs(U[k]));
-  const float amax = h * xm;
+// umax * xm in magnitude (umax = max_k |U_k|, LutTables::umax), xm = max |x_a| + |x_b| over
+// the group's column pairs (2 bits) or max |x_c| (3 bits), and centering puts both +-umax in
+// U, so the bound is (up to rounding) the tables' largest entry. Writes d = bound / 127 and
+// returns 1 / d (0 for a zero group). Taking it from x instead of from the entries lets the
+// tables be built in one pass.
+inline float lut_scale(float umax, float xm, float* d) {
+  const float amax = umax * xm;
   *d = amax / 127.f;
   return amax > 0.f ? 127.f / amax : 0.f;
 }
@@ -115,15 +100,20 @@ inline int8_t lut_round(float v) { return int8_t(std::clamp(std::nearbyint(v), -
 //  - 2 bits: table h serves column pairs 4h .. 4h + 3 of the chunk (columns 2p, 2p + 1 of
 //    pair p); entry 16 * (p % 4) + n holds T / d = fma(U[n >> 2] / d, x_b, (U[n & 3] / d) * x_a).
 //  - 3 bits: table h serves columns 8h .. 8h + 7; entry 8 * (c % 8) + n holds (U[n] / d) * x_c.
-// with U = V[r] centered (lut_centered_v) and U / d computed as U * lut_scale()'s result.
-// sumx[j] = lut_lane_sum() of group j, shift[j * rank + r] = mid_r * sumx[j].
+// with U = u[r] and U / d computed as U * lut_scale()'s result. sumx[j] = lut_lane_sum() of
+// group j, shift[j * rank + r] = mid[r] * sumx[j].
 struct LutTables {
   std::vector<int8_t> t;
   std::vector<float> d, sumx, shift;
   std::vector<float> xpad;  // the token padded to chunks * 16 columns
+  // V[r] centered: u[r][k] = V[r][k] - mid[r] with mid[r] = (max_k V[r][k] + min_k V[r][k]) / 2,
+  // umax[r] = max_k |u[r][k]|. The tables hold sums of the centered V, which halves their range
+  // where x_a and x_b share a sign (a rank-one grid 0..K-1 is all positive); the group's shift
+  // mid * sum(x) is added back exactly.
+  float u[4][8], mid[4], umax[4];
 };
 
-// Sizes the tables for one token and copies x (cols floats) into xpad.
+// Sizes the tables for one token, copies x (cols floats) into xpad and centers V.
 void prepare_lut(const LutView& m, const float* x, LutTables& L);
 // Fills the tables from L.xpad: the scalar definition and the SIMD version (returns false
 // where there is none); both give the same bytes.

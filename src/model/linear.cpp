@@ -66,16 +66,24 @@ torch::Tensor lut_linear(const kernels::LutCodebookMatrix& p, const torch::Tenso
   });
 }
 
+// y [rows] = W x for one token through the Highway GEMV of W's dtype (f32, bf16 or fp16).
+void dense_gemv(const torch::Tensor& w, const float* x, float* y) {
+  const int64_t rows = w.size(0), cols = w.size(1);
+  switch (w.scalar_type()) {
+    case torch::kFloat32: return kernels::gemv_f32(w.data_ptr<float>(), rows, cols, x, y);
+    case torch::kBFloat16:
+      return kernels::gemv_bf16(reinterpret_cast<const uint16_t*>(w.data_ptr<at::BFloat16>()), rows, cols, x, y);
+    case torch::kHalf: return kernels::gemv_f16(reinterpret_cast<const uint16_t*>(w.data_ptr<at::Half>()), rows, cols, x, y);
+    default: fail("linear: no GEMV kernel for weights of type {}", c10::toString(w.scalar_type()));
+  }
+}
+
 // Weights kept in fp16 for their size (the tied embedding/head of an LCQ file): one token ->
 // the fp16 GEMV kernel; more -> f32 copies of row chunks through BLAS.
 torch::Tensor half_linear(const torch::Tensor& w, const torch::Tensor& x) {
   const int64_t rows = w.size(0), cols = w.size(1);
   return linear_in_f32(x, rows, cols, [&](const torch::Tensor& xf, int64_t n, torch::Tensor& y) {
-    if (n == 1) {
-      kernels::gemv_f16(reinterpret_cast<const uint16_t*>(w.data_ptr<at::Half>()), rows, cols, xf.data_ptr<float>(),
-                        y.data_ptr<float>());
-      return;
-    }
+    if (n == 1) return dense_gemv(w, xf.data_ptr<float>(), y.data_ptr<float>());
     const torch::Tensor x2 = xf.view({n, cols});
     torch::Tensor y2 = y.view({n, rows});
     const int64_t chunk = 4096;
@@ -89,22 +97,11 @@ torch::Tensor half_linear(const torch::Tensor& w, const torch::Tensor& x) {
 // Whether one token through a dense f32 or bf16 layer should take the Highway GEMV: BLAS
 // computes x W^T for a single row as a GEMM and first copies (packs) all of W, so fp32
 // decoding ran at a third of the read bandwidth (BENCHMARKS.md, issue 5, eighth round).
-bool dense_gemv_applies(const torch::Tensor& w, const torch::Tensor& x) {
+bool one_token_gemv_applies(const torch::Tensor& w, const torch::Tensor& x) {
   const auto t = w.scalar_type();
   return (t == torch::kFloat32 || t == torch::kBFloat16) && x.scalar_type() == t && w.dim() == 2 &&
          x.numel() == w.size(1) && w.device().is_cpu() && w.is_contiguous() &&
          !(torch::GradMode::is_enabled() && (x.requires_grad() || w.requires_grad()));
-}
-
-torch::Tensor dense_gemv(const torch::Tensor& w, const torch::Tensor& x) {
-  const int64_t rows = w.size(0), cols = w.size(1);
-  return linear_in_f32(x, rows, cols, [&](const torch::Tensor& xf, int64_t, torch::Tensor& y) {
-    if (w.scalar_type() == torch::kFloat32)
-      kernels::gemv_f32(w.data_ptr<float>(), rows, cols, xf.data_ptr<float>(), y.data_ptr<float>());
-    else
-      kernels::gemv_bf16(reinterpret_cast<const uint16_t*>(w.data_ptr<at::BFloat16>()), rows, cols,
-                         xf.data_ptr<float>(), y.data_ptr<float>());
-  });
 }
 }  // namespace
 
@@ -134,8 +131,10 @@ torch::Tensor Linear::forward(const torch::Tensor& x) const {
     LCQ_CHECK(!in.requires_grad(), "a packed or fp16-stored layer is inference-only");
     y = packed ? packed_linear(*packed, kernel, in) : lut ? lut_linear(*lut, in) : half_linear(weight, in);
     if (bias.defined()) y.add_(bias);
-  } else if (dense_gemv_applies(weight, in)) {
-    y = dense_gemv(weight, in);
+  } else if (one_token_gemv_applies(weight, in)) {
+    y = linear_in_f32(in, weight.size(0), weight.size(1), [&](const torch::Tensor& xf, int64_t, torch::Tensor& out) {
+      dense_gemv(weight, xf.data_ptr<float>(), out.data_ptr<float>());
+    });
     if (bias.defined()) y.add_(bias);
   } else {
     y = bias.defined() ? torch::nn::functional::linear(in, weight, bias) : torch::nn::functional::linear(in, weight);
