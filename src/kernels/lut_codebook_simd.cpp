@@ -7,7 +7,7 @@
 // Per 4 tiles (64 rows) and group j: for each 16-column chunk of the group, the 2 * rank
 // tables of the chunk serve the 4 tiles; per tile, 2 bits: one 64-byte load of indices, two
 // nibble extractions (AND/OR with the table offsets in one vpternlogd), then per rank two
-// vpermb + two vpdpbusd; 3 bits: 96 bytes whose 3-bit indices vpermt2b + vpmultishiftqb
+// vpermb + two vpdpbusd; 3 bits: 96 bytes whose 3-bit indices vpermb + vpmultishiftqb
 // spread into 4 vectors of 64 bytes, then per rank four vpermb + four vpdpbusd. At the
 // group's end the int32 sums become float and are scaled by the rows' S (decoded from their
 // codes, 16 rows per vector) and the table step.
@@ -46,28 +46,28 @@ namespace HWY_NAMESPACE {
 
 namespace {
 
-// The weights stream once per product. Prefetching into L2 (not L1) this far ahead lets the
-// loads overlap the look-ups (measured in BENCHMARKS.md, issue 5, seventh round); a second,
-// short prefetch moves them on into L1 just before use (eighth round: 3-5 % at 3 bits).
+// The weights stream once per product, as 4 streams side by side (one per tile of a step):
+// several streams keep more lines in flight than one, which is what lets the loads overlap
+// the look-ups (BENCHMARKS.md, issue 5, ninth round: 10-14 % at 3 bits). Each stream is
+// prefetched into L2 a short way ahead and on into L1 just before use.
 #ifndef LCQ_LUT_PREFETCH  // (macros only so that variants can be built for measurements)
-#define LCQ_LUT_PREFETCH 8192
+#define LCQ_LUT_PREFETCH 1024
 #endif
 #ifndef LCQ_LUT_L1_PREFETCH
-#define LCQ_LUT_L1_PREFETCH 1024
+#define LCQ_LUT_L1_PREFETCH 256
 #endif
 #ifndef LCQ_LUT_HINT
 #define LCQ_LUT_HINT _MM_HINT_T1
 #endif
 constexpr int kPrefetchBytes = LCQ_LUT_PREFETCH, kL1PrefetchBytes = LCQ_LUT_L1_PREFETCH;
 
-// Prefetches the `lines` cache lines at p + kPrefetchBytes into L2, those at p + kL1PrefetchBytes into L1.
+// Prefetches the `lines` cache lines at l2 into L2 and those at l1 into L1.
 template <int lines>
-HWY_INLINE void PrefetchWeights(const uint8_t* p) {
-  const char* c = reinterpret_cast<const char*>(p);
+HWY_INLINE void PrefetchWeights(const uint8_t* l2, const uint8_t* l1) {
 #pragma GCC unroll 2
   for (int l = 0; l < lines; ++l) {
-    _mm_prefetch(c + kPrefetchBytes + 64 * l, LCQ_LUT_HINT);
-    _mm_prefetch(c + kL1PrefetchBytes + 64 * l, _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(l2) + 64 * l, LCQ_LUT_HINT);
+    if (kL1PrefetchBytes > 0) _mm_prefetch(reinterpret_cast<const char*>(l1) + 64 * l, _MM_HINT_T0);
   }
 }
 
@@ -203,23 +203,31 @@ void RowsR(const detail::LutView& m, const detail::LutTables& L, float* y, int64
   // looks up entry 8 * (4 * (k % 2) + p) + n of table k / 2.
   const __m512i offs = _mm512_set1_epi32(0x30201000);
   const __m512i offs3[2] = {_mm512_set1_epi32(0x18100800), _mm512_set1_epi32(0x38302820)};
-  // 3 bits: column groups come in pairs (2h, 2h + 1). One vpermt2b puts into 64-bit lane i
-  // the bytes 24k + 3i .. + 2 of both groups k of the pair (lane bytes 0-2 and 3-5); then
-  // vpmultishiftqb takes slot 8i + s of group 2h from lane bits 3s .. 3s + 2, of group
-  // 2h + 1 from bits 24 + 3s ...
+  // 3 bits: column groups come in pairs (2h, 2h + 1), read from the chunk's bytes 32h .. 32h + 63
+  // (two loads that overlap: vpermt2b, which would spread from bytes 0..95 of two registers,
+  // takes twice as long as vpermb on port 5, the kernel's busiest port). One vpermb puts into
+  // 64-bit lane i the bytes 24k + 3i .. + 2 of both groups k of the pair (lane bytes 0-2 and
+  // 3-5); then vpmultishiftqb takes slot 8i + s of group 2h from lane bits 3s .. 3s + 2, of
+  // group 2h + 1 from bits 24 + 3s ...
   alignas(64) uint8_t spread_bytes[2][64], shift_bytes[2][64];
   for (int h = 0; h < 2; ++h)
     for (int j = 0; j < 64; ++j) {  // lane byte b of lane i (bytes 6, 7 are not read)
       const int i = j / 8, b = j % 8, k = 2 * h + (b < 3 ? 0 : 1);
-      spread_bytes[h][j] = uint8_t(24 * k + 3 * i + (b < 3 ? b : std::min(b - 3, 2)));
+      spread_bytes[h][j] = uint8_t(24 * k + 3 * i + (b < 3 ? b : std::min(b - 3, 2)) - 32 * h);
     }
   for (int e = 0; e < 2; ++e)
     for (int j = 0; j < 64; ++j) shift_bytes[e][j] = uint8_t(24 * e + 3 * (j % 8));  // slot j % 8 of group 2h + e
   const __m512i spread[2] = {_mm512_load_si512(spread_bytes[0]), _mm512_load_si512(spread_bytes[1])};
   const __m512i shifts[2] = {_mm512_load_si512(shift_bytes[0]), _mm512_load_si512(shift_bytes[1])};
   const __m512i seven = _mm512_set1_epi8(7);
+  const int64_t tile_bytes = chunks * kChunkBytes;  // tile u's chunks are at p + u * tile_bytes
+  // A prefetch that would pass the end of its tile goes on to the same tile of the next step,
+  // (NT - 1) tiles further on: with short rows (576 columns: 2-3 KiB per tile) the next
+  // step's streams would otherwise start cold.
+  const int64_t wrap = (NT - 1) * tile_bytes;
   for (int64_t t0 = tile0; t0 < tile1; t0 += NT) {
-    const uint8_t* p = m.idx + t0 * chunks * kChunkBytes;
+    const uint8_t* p = m.idx + t0 * tile_bytes;
+    int64_t off = 0;  // of p in its tile
     TileBlocks tb[NT];
     if constexpr (kDq)
       for (int u = 0; u < NT; ++u) tb[u].start(m, t0 + u);
@@ -236,7 +244,9 @@ void RowsR(const detail::LutView& m, const detail::LutTables& L, float* y, int64
 #pragma GCC unroll 4
         for (int r = 0; r < R; ++r) acc[u][r] = _mm512_setzero_si512();
       const int64_t nch = std::min(cpg, chunks - j * cpg);
-      for (int64_t ch = 0; ch < nch; ++ch, lt += R * 2 * kLutTableBytes) {
+      for (int64_t ch = 0; ch < nch; ++ch, lt += R * 2 * kLutTableBytes, p += kChunkBytes, off += kChunkBytes) {
+        const uint8_t* pf2 = p + kPrefetchBytes + (off + kPrefetchBytes >= tile_bytes ? wrap : 0);
+        const uint8_t* pf1 = p + kL1PrefetchBytes + (off + kL1PrefetchBytes >= tile_bytes ? wrap : 0);
         __m512i tl[R], th[R];
 #pragma GCC unroll 4
         for (int r = 0; r < R; ++r) {
@@ -244,10 +254,11 @@ void RowsR(const detail::LutView& m, const detail::LutTables& L, float* y, int64
           th[r] = _mm512_loadu_si512(lt + r * 2 * kLutTableBytes + kLutTableBytes);
         }
 #pragma GCC unroll 4
-        for (int u = 0; u < NT; ++u, p += kChunkBytes) {
-          PrefetchWeights<kBits == 2 ? 1 : 2>(p);  // a tile chunk: 64 or 96 bytes
+        for (int u = 0; u < NT; ++u) {
+          const uint8_t* pu = p + u * tile_bytes;
+          PrefetchWeights<kBits == 2 ? 1 : 2>(pf2 + u * tile_bytes, pf1 + u * tile_bytes);  // 64 or 96 bytes
           if constexpr (kBits == 2) {
-            const __m512i w = _mm512_load_si512(p);
+            const __m512i w = _mm512_load_si512(pu);
             const __m512i il = _mm512_ternarylogic_epi32(w, nib, offs, 0xEA);  // (w & nib) | offs
             const __m512i ih = _mm512_ternarylogic_epi32(_mm512_srli_epi16(w, 4), nib, offs, 0xEA);
 #pragma GCC unroll 4
@@ -256,11 +267,10 @@ void RowsR(const detail::LutView& m, const detail::LutTables& L, float* y, int64
               acc[u][r] = SumBytes(acc[u][r], ones, _mm512_permutexvar_epi8(ih, th[r]));
             }
           } else {
-            const __m512i a = _mm512_loadu_si512(p);
-            const __m512i b = _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 64)));
+            const __m512i ab[2] = {_mm512_loadu_si512(pu), _mm512_loadu_si512(pu + 32)};
 #pragma GCC unroll 2
             for (int h = 0; h < 2; ++h) {  // column groups 2h, 2h + 1: table h
-              const __m512i lanes = _mm512_permutex2var_epi8(a, spread[h], b);
+              const __m512i lanes = _mm512_permutexvar_epi8(spread[h], ab[h]);
 #pragma GCC unroll 2
               for (int e = 0; e < 2; ++e) {
                 const __m512i idx =

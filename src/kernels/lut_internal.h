@@ -10,7 +10,7 @@
 namespace lcq::kernels::detail {
 
 constexpr int kLutTileRows = 16;    // rows per tile: one int32 lane of vpdpbusd each
-constexpr int kLutStepTiles = 4;    // tiles interleaved per chunk (they share each table load)
+constexpr int kLutStepTiles = 4;    // tiles worked on together (they share each table load)
 constexpr int kLutChunkCols = 16;   // columns per tile chunk
 constexpr int kLutTableBytes = 64;  // one table: 64 int8 entries (4 column pairs or 8 columns)
 
@@ -31,7 +31,8 @@ struct LutView {
 
 // Where row i, column c's index is: bit `*bit` (counted from bit 0 of byte 0 of the buffer,
 // little-endian) of the chunk of tile i / 16 and column chunk c / 16, which starts at byte
-// ((quad * chunks + chunk) * 4 + tile % 4) * chunk_bytes (quad = tile / 4). Inside a chunk,
+// (tile * chunks + chunk) * chunk_bytes: each tile's chunks follow each other, so the 4 tiles
+// of a step are 4 streams read side by side. Inside a chunk,
 // with m = i % 16 and cc = c % 16:
 //  - 2 bits: byte 4m + (cc % 8) / 2; its low nibble holds the column pair (cc / 2) for
 //    cc < 8 (columns 2p, 2p + 1 in bits 0-1, 2-3), its high nibble the pair for cc >= 8.
@@ -41,8 +42,7 @@ struct LutView {
 //    indices out with vpmultishiftqb.)
 inline int64_t lut_bit(int bits, int64_t chunks, int64_t i, int64_t c) {
   const int64_t tile = i / kLutTileRows, chunk = c / kLutChunkCols;
-  const int64_t base = (((tile / kLutStepTiles) * chunks + chunk) * kLutStepTiles + tile % kLutStepTiles) *
-                       lut_chunk_bytes(bits);
+  const int64_t base = (tile * chunks + chunk) * lut_chunk_bytes(bits);
   const int m = int(i % kLutTileRows), cc = int(c % kLutChunkCols);
   if (bits == 2) return 8 * (base + 4 * m + (cc % 8) / 2) + 4 * (cc / 8) + 2 * (cc % 2);
   const int k = cc / 4, b = 4 * m + cc % 4;
