@@ -48,8 +48,9 @@ namespace {
 
 // The weights stream once per product, as 4 streams side by side (one per tile of a step):
 // several streams keep more lines in flight than one, which is what lets the loads overlap
-// the look-ups (BENCHMARKS.md, issue 5, ninth round: 10-14 % at 3 bits). Each stream is
-// prefetched into L2 a short way ahead and on into L1 just before use.
+// the look-ups (BENCHMARKS.md, issue 5, ninth round: with the short distances below, a cold
+// 3-bit GEMV takes 13-20 % less time than as one stream). Each stream is prefetched into L2
+// a short way ahead and on into L1 just before use.
 #ifndef LCQ_LUT_PREFETCH  // (macros only so that variants can be built for measurements)
 #define LCQ_LUT_PREFETCH 1024
 #endif
@@ -227,7 +228,7 @@ void RowsR(const detail::LutView& m, const detail::LutTables& L, float* y, int64
   const int64_t wrap = (NT - 1) * tile_bytes;
   for (int64_t t0 = tile0; t0 < tile1; t0 += NT) {
     const uint8_t* p = m.idx + t0 * tile_bytes;
-    int64_t off = 0;  // of p in its tile
+    int64_t off = 0;  // p's offset in its tile
     TileBlocks tb[NT];
     if constexpr (kDq)
       for (int u = 0; u < NT; ++u) tb[u].start(m, t0 + u);
