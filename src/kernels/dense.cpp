@@ -78,28 +78,18 @@ void GemvF16Rows(const uint16_t* W, int64_t cols, const float* x, float* y, int6
 float SumBuffer(const float* p, int64_t n, int streams) {
   const hn::ScalableTag<float> df;
   const int64_t N = int64_t(hn::Lanes(df));
+  const int64_t blocks = n / (4 * N);  // each iteration reads 4 vectors: [0, 4 * N * blocks)
+  // One stream: the 4 vectors are adjacent. Four: one from each quarter of that range.
+  const int64_t apart = streams == 4 ? blocks * N : N, step = streams == 4 ? N : 4 * N;
   auto a0 = hn::Zero(df), a1 = hn::Zero(df), a2 = hn::Zero(df), a3 = hn::Zero(df);
-  int64_t i = 0, end = 0;
-  if (streams == 4) {
-    const int64_t q = n / (4 * N) * N;
-    for (; i < q; i += N) {
-      a0 = hn::Add(a0, hn::LoadU(df, p + i));
-      a1 = hn::Add(a1, hn::LoadU(df, p + q + i));
-      a2 = hn::Add(a2, hn::LoadU(df, p + 2 * q + i));
-      a3 = hn::Add(a3, hn::LoadU(df, p + 3 * q + i));
-    }
-    end = i = 4 * q;
-  } else {
-    for (; i + 4 * N <= n; i += 4 * N) {
-      a0 = hn::Add(a0, hn::LoadU(df, p + i));
-      a1 = hn::Add(a1, hn::LoadU(df, p + i + N));
-      a2 = hn::Add(a2, hn::LoadU(df, p + i + 2 * N));
-      a3 = hn::Add(a3, hn::LoadU(df, p + i + 3 * N));
-    }
-    end = i;
+  for (int64_t k = 0, i = 0; k < blocks; ++k, i += step) {
+    a0 = hn::Add(a0, hn::LoadU(df, p + i));
+    a1 = hn::Add(a1, hn::LoadU(df, p + i + apart));
+    a2 = hn::Add(a2, hn::LoadU(df, p + i + 2 * apart));
+    a3 = hn::Add(a3, hn::LoadU(df, p + i + 3 * apart));
   }
   float sum = hn::GetLane(hn::SumOfLanes(df, hn::Add(hn::Add(a0, a1), hn::Add(a2, a3))));
-  for (i = end; i < n; ++i) sum += p[i];
+  for (int64_t i = 4 * N * blocks; i < n; ++i) sum += p[i];
   return sum;
 }
 

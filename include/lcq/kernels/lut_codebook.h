@@ -65,7 +65,7 @@ class LutCodebookMatrix {
   friend struct LutAccess;
   int64_t rows_ = 0, cols_ = 0, tiles_ = 0, chunks_ = 0;
   int bits_ = 0, group_ = 0, rank_ = 0, dq_bits_ = 0, dq_group_ = 0;
-  AlignedBytes idx_;                   // [tiles / 4][chunks][4][32 * bits] (lut_internal.h)
+  AlignedBytes idx_;                   // [tiles][chunks][32 * bits] (lut_internal.h)
   std::vector<uint8_t> coef_codes_;    // [tiles / 4][groups_per_row][4][rank + 1][16] (dq)
   std::vector<float> coef_f32_;        // same order (no dq)
   std::vector<uint16_t> blk_scale_, blk_offset_;  // fp16 [rank + 1][n_dq_blocks]: S rows, then B
