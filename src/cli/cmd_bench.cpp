@@ -46,7 +46,7 @@ struct BenchArgs {
   int sweep_mib = 0;  // MiB of matrix copies one timed GEMV pass sweeps over (0: from the cache size)
   bool dense_runtime = false;
   std::string dtype = "f32";
-  std::string kernel = "float";
+  std::string kernel = "auto";
   bool json = false, quiet = false;
 };
 
@@ -177,7 +177,7 @@ nlohmann::json run_bench(const BenchArgs& a) {
     model::RuntimeOptions rt;
     rt.dtype = a.dtype == "bf16" ? torch::kBFloat16 : torch::kFloat32;
     rt.packed = !a.dense_runtime;
-    rt.kernel = model::parse_packed_kernel(a.kernel);
+    rt.kernel = kernels::parse_kernel_choice(a.kernel);
     const int64_t before = current_rss_bytes();
     lm = model::load_model(a.model, {}, rt);
     model_rss = current_rss_bytes() - before;
@@ -202,7 +202,7 @@ nlohmann::json run_bench(const BenchArgs& a) {
     for (const auto& b : m.blocks)
       for (const auto& [name, lin] : b.linears()) {
         weight_bytes += lin->weight_bytes();
-        packed_layers += lin->packed != nullptr || lin->lut != nullptr;
+        packed_layers += lin->packed != nullptr;
       }
     nlohmann::json mj{{"path", a.model},
                       {"dtype", a.dtype},
@@ -285,8 +285,8 @@ void register_bench(CLI::App& app) {
   cmd->add_option("--decode", a->decode, "Generated tokens for the decode timing")->check(CLI::Range(1, 1 << 20));
   cmd->add_option("--dtype", a->dtype, "Runtime compute type for the model")->check(CLI::IsMember({"f32", "bf16"}));
   cmd->add_flag("--dense", a->dense_runtime, "Dequantize LCQ layers on load instead of running them packed");
-  cmd->add_option("--kernel", a->kernel, "Kernel of the model's packed layers: float, int8, auto or lut (see lcq generate --help)")
-      ->check(CLI::IsMember({"float", "int8", "auto", "lut"}))
+  cmd->add_option("--kernel", a->kernel, "Kernel of the model's packed layers (see lcq generate --help)")
+      ->check(CLI::IsMember(kernels::kernel_choice_names()))
       ->capture_default_str();
   cmd->add_flag("!--no-kernels", a->kernels, "Skip the GEMV tables (model timing only)");
   cmd->add_flag("--json", a->json, "Print machine-readable JSON on stdout");

@@ -81,6 +81,11 @@ void register_quantize(CLI::App& app) {
                   "Block training loss: mse (output MSE, the papers') or token-relative (each position's error\n"
                   "relative to its own norm; for models whose first position carries a massive activation)")
       ->check(CLI::IsMember({"mse", "token-relative"}));
+  cmd->add_option("--embed-bits", a->q.embedding.bits,
+                  "Bits of the token embedding and output head, quantized as rank-one codebooks whose grids\n"
+                  "minimise the error weighted by the head's input energy on the calibration text (0 = keep\n"
+                  "them fp16)");
+  cmd->add_option("--embed-group", a->q.embedding.group, "Weights per group of the embedding and head");
   cmd->add_option("--dq-bits", a->q.lcq.dq_bits, "Double quantization of S and B (0 = keep them f32)");
   cmd->add_option("--dq-group", a->q.lcq.dq_group, "Groups per double-quantization block");
   cmd->add_option("--gptq-damp", a->q.gptq.damp, "gptq: dampening added to H's diagonal, as a fraction of its mean");
@@ -131,6 +136,8 @@ void register_quantize(CLI::App& app) {
   cmd->callback([opts, a] {
     // Everything that can be checked without the model is checked before any work.
     a->q.engine.seed = a->c.seed;
+    a->q.embedding.dq_bits = a->q.lcq.dq_bits;  // the embedding's group parameters are stored like the layers'
+    a->q.embedding.dq_group = a->q.lcq.dq_group;
     if (!a->epochs_given) a->q.engine.epochs = quant::default_epochs(a->q.method, a->q.lcq.bits);
     a->q.engine.progress = !opts->quiet && !opts->json;
     quant::validate(a->q);
@@ -185,6 +192,7 @@ void register_quantize(CLI::App& app) {
                                {"epochs", trained ? a->q.engine.epochs : 0}, {"loss", a->q.engine.loss},
                                {"train_dtype", quant::resolve_train_dtype(a->q.engine.train_dtype)},
                                {"dq_bits", a->q.lcq.dq_bits}, {"dq_group", a->q.lcq.dq_group},
+                               {"embed_bits", a->q.embedding.bits}, {"embed_group", a->q.embedding.group},
                                {"calib", a->calib},     {"nsamples", calib.defined() ? a->c.nsamples : 0},
                                {"seqlen", calib.defined() ? a->c.seqlen : 0}, {"seed", a->c.seed}};
     if (a->q.method == "lcq" && (a->q.lcq.init == "gptq" || a->q.lcq.init == "awq" || !a->q.init_from.empty()))

@@ -32,12 +32,13 @@ void ModelOptions::add_to(CLI::App& cmd, bool with_runtime) {
     cmd.add_option("--kv-bits", kv_bits, "Also quantize the k and v projections' outputs per token (0 = off)")
         ->check(CLI::Range(0, 16));
     cmd.add_option("--kernel", kernel,
-                   "Kernel of packed LCQ layers: float (the exact product of the dequantized weights), int8\n"
-                   "(activations rounded to int8 per group of 2-, 3- and 4-bit layers: faster, slightly less\n"
-                   "accurate), auto (int8 for one token at a time, i.e. decoding; float for prompts), lut\n"
-                   "(look-up tables of int8-rounded activation sums for 2- and 3-bit layers on AVX-512\n"
-                   "VBMI/VNNI CPUs: fastest, slightly less accurate at 3 bits; float elsewhere)")
-        ->check(CLI::IsMember({"float", "int8", "auto", "lut"}))
+                   "Kernel of packed LCQ layers when decoding (prompts of 16+ tokens multiply the exactly\n"
+                   "dequantized weights through BLAS): auto (the fastest this CPU has for each layer: lut,\n"
+                   "else int8, else float), float (the exact product of the dequantized weights), int8\n"
+                   "(activations rounded to int8 per group; 2-4 bits), lut (look-up tables of int8-rounded\n"
+                   "activation sums; 2-3 bits on AVX-512 VBMI/VNNI CPUs). A kernel that does not apply to a\n"
+                   "layer falls back to the next: lut, int8, float")
+        ->check(CLI::IsMember(kernels::kernel_choice_names()))
         ->capture_default_str();
   }
   cmd.add_flag("--json", json, "Print machine-readable JSON on stdout");
@@ -52,7 +53,7 @@ model::RuntimeOptions ModelOptions::runtime() const {
   r.act_bits = act_bits;
   r.act_scheme = act_scheme;
   r.kv_bits = kv_bits;
-  r.kernel = model::parse_packed_kernel(kernel);
+  r.kernel = kernels::parse_kernel_choice(kernel);
   return r;
 }
 

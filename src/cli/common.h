@@ -23,7 +23,7 @@ struct ModelOptions {
   int act_bits = -1;
   std::string act_scheme;
   int kv_bits = -1;
-  std::string kernel = "float";  // packed kernel: float, int8 or auto
+  std::string kernel = "auto";  // kernels::kernel_choice_names()
 
   // Adds MODEL (positional), --tokenizer, --json, --quiet and, with_runtime, --threads,
   // --dtype, --act-bits, --act-scheme, --kv-bits, --kernel.

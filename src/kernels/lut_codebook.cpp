@@ -260,9 +260,54 @@ void token_rows(const detail::LutView& m, bool simd, const float* x, float* y, i
 
 }  // namespace
 
-void LutCodebookMatrix::gemm(const float* X, int64_t n, float* Y, LutPath path) const {
+namespace {
+bool use_simd(LutPath path) {
   const bool simd = path != LutPath::kScalar && lut_simd_available();
   LCQ_CHECK(simd || path != LutPath::kSimd, "this CPU has no SIMD LUT kernel (it needs AVX-512 VBMI and VNNI)");
+  return simd;
+}
+}  // namespace
+
+static_assert(LutCodebookMatrix::kUnitRows == detail::kLutTileRows * detail::kLutStepTiles);
+
+int64_t LutCodebookMatrix::work_units() const { return tiles_ / detail::kLutStepTiles; }
+
+void LutCodebookMatrix::gemv_units(const float* x, float* y, int64_t u0, int64_t u1, LutPath path) const {
+  LCQ_CHECK(0 <= u0 && u0 <= u1 && u1 <= work_units(), "gemv_units({}, {}) outside {} units", u0, u1, work_units());
+  if (u0 < u1)
+    token_rows(LutAccess::view(*this), use_simd(path), x, y, u0 * detail::kLutStepTiles, u1 * detail::kLutStepTiles);
+}
+
+void LutCodebookMatrix::dequantize_rows(int64_t r0, int64_t r1, float* out) const {
+  LCQ_CHECK(0 <= r0 && r0 <= r1 && r1 <= rows_, "dequantize_rows({}, {}) outside a matrix of {} rows", r0, r1, rows_);
+  const detail::LutView m = LutAccess::view(*this);
+  const int K = 1 << bits_;
+  std::vector<float> cb(static_cast<size_t>(K));
+  for (int64_t i = r0; i < r1; ++i) {
+    float* row = out + (i - r0) * cols_;
+    for (int64_t j = 0; j < m.groups_per_row; ++j) {
+      // CodebookLayer::codebook's arithmetic: parameters as offset + scale * code (no fma).
+      auto param = [&](int p) {
+        const int64_t at = detail::lut_coef_index(m, i / detail::kLutTileRows, j, p, int(i % detail::kLutTileRows));
+        if (dq_bits_ == 0) return coef_f32_[size_t(at)];
+        const int64_t blk = p * m.n_blocks + (i * m.groups_per_row + j) / dq_group_;
+        const float scaled = blk_scale_f_[size_t(blk)] * float(coef_codes_[size_t(at)]);
+        return blk_offset_f_[size_t(blk)] + scaled;
+      };
+      const float b = param(rank_);
+      for (int t = 0; t < K; ++t) cb[size_t(t)] = -b;
+      for (int r = 0; r < rank_; ++r) {
+        const float s = param(r);
+        for (int t = 0; t < K; ++t) cb[size_t(t)] += s * v_f_[size_t(r * K + t)];
+      }
+      const int64_t c1 = std::min(cols_, (j + 1) * group_);
+      for (int64_t c = j * group_; c < c1; ++c) row[c] = cb[size_t(index_at(i, c))];
+    }
+  }
+}
+
+void LutCodebookMatrix::gemm(const float* X, int64_t n, float* Y, LutPath path) const {
+  const bool simd = use_simd(path);
   const detail::LutView m = LutAccess::view(*this);
   // Small products stay on the calling thread (the same rule as PackedCodebookMatrix).
   const int threads = (rows_ * cols_ < 200000 || tiles_ <= detail::kLutStepTiles) ? 1 : omp_get_max_threads();

@@ -28,6 +28,7 @@ void validate(const QuantizeOptions& o) {
             "--method must be lcq, rtn, gptq, awq, omniquant, flexround or lrq, got '{}'", o.method);
   validate(o.lcq);
   validate(o.flexround);
+  validate(o.embedding);
   LCQ_CHECK(o.lr >= 0, "--lr must be positive (0 = the method's default), got {}", o.lr);
   LCQ_CHECK(o.method == "lcq" || o.lcq.init == "rtn" || o.lcq.init == "mse",
             "--init {} starts LCQ from that method's result: it needs --method lcq (got --method {})", o.lcq.init,
@@ -80,6 +81,30 @@ std::unique_ptr<BlockMethod> make_block_method(const QuantizeOptions& o, const m
   return make_lcq_method(o.lcq, lrs, train, gen);
 }
 
+namespace {
+
+// The token embedding and (untied) output head as codebook layers "token_embd" and "output";
+// the model keeps their dequantized weights, as the blocks keep theirs.
+void quantize_embeddings(model::Model& m, const EmbeddingOptions& o, const torch::Tensor& head_importance,
+                         std::map<std::string, CodebookLayer>& layers) {
+  torch::NoGradGuard ng;
+  auto quantize = [&](const std::string& name, const torch::Tensor& w) {
+    CodebookLayer l = quantize_embedding(w, o, head_importance);
+    torch::Tensor dq = torch::empty({l.rows, l.cols}, torch::kFloat32);
+    l.dequantize(dq.data_ptr<float>());
+    layers.emplace(name, std::move(l));
+    return dq.to(w.options());
+  };
+  const bool tied = m.config.tie_embeddings;
+  m.tok_embd = quantize("token_embd", m.tok_embd);
+  if (tied)
+    m.output.weight = m.tok_embd;
+  else
+    m.output.weight = quantize("output", m.output.weight);
+}
+
+}  // namespace
+
 QuantizeResult quantize_model(model::Model& m, const torch::Tensor& calib, const QuantizeOptions& opts) {
   validate(opts);
   QuantizeOptions o = opts;
@@ -103,10 +128,12 @@ QuantizeResult quantize_model(model::Model& m, const torch::Tensor& calib, const
   QuantizeResult r;
   const std::unique_ptr<BlockMethod> method_ptr = make_block_method(o, m);
   BlockMethod& method = *method_ptr;
+  torch::Tensor head_importance;
   if (calib.defined()) {
     ReconstructResult rr = reconstruct(m, calib, method, o.engine);
     r.layers = std::move(rr.layers);
     r.blocks = std::move(rr.blocks);
+    head_importance = rr.head_importance;
   } else {
     LCQ_CHECK(o.engine.epochs == 0, "method '{}' needs calibration data (--calib)", o.method);
     torch::NoGradGuard ng;
@@ -115,8 +142,10 @@ QuantizeResult quantize_model(model::Model& m, const torch::Tensor& calib, const
       for (auto& [name, layer] : method.end_block(m.blocks[l])) r.layers.emplace(name, std::move(layer));
     }
   }
+  if (o.embedding.bits > 0) quantize_embeddings(m, o.embedding, head_importance, r.layers);
   double bits = 0;
   for (const auto& [name, l] : r.layers) {
+    if (name.rfind("blk.", 0) != 0) continue;
     bits += l.bits_per_weight() * double(l.rows * l.cols);
     r.quantized_weights += l.rows * l.cols;
   }
@@ -146,7 +175,7 @@ std::vector<io::WriteTensor> dense_tensors(const model::Model& m, const std::map
     out.push_back(w);
   };
   auto add = [&](const std::string& name, const torch::Tensor& t) { add_as(name, t, dtype); };
-  add_as("token_embd.weight", m.tok_embd, embedding_dtype);
+  if (!skip || !skip->count("token_embd")) add_as("token_embd.weight", m.tok_embd, embedding_dtype);
   add("position_embd.weight", m.pos_embd);
   for (size_t l = 0; l < m.blocks.size(); ++l) {
     const model::Block& b = m.blocks[l];
@@ -162,7 +191,7 @@ std::vector<io::WriteTensor> dense_tensors(const model::Model& m, const std::map
   }
   add("output_norm.weight", m.output_norm.weight);
   add("output_norm.bias", m.output_norm.bias);
-  if (!m.config.tie_embeddings) add_as("output.weight", m.output.weight, embedding_dtype);
+  if (!m.config.tie_embeddings && (!skip || !skip->count("output"))) add_as("output.weight", m.output.weight, embedding_dtype);
   return out;
 }
 
@@ -179,14 +208,14 @@ void write_quantized_model(const std::string& path, const model::Model& m, const
   for (const auto& [name, layer] : q.layers) io::add_codebook_tensors(name, layer, tensors, raw_storage);
   io::WriteOptions wo;
   wo.extra_metadata = extra;
+  // The model-wide settings are the first block linear's (names sort "blk." first).
   const nlohmann::json common = io::codebook_metadata(q.layers.begin()->second);
   for (const auto& [k, v] : common.items()) wo.extra_metadata[k] = v;
   // Per-layer keys where a layer differs from the model-wide settings.
-  const CodebookLayer& first = q.layers.begin()->second;
   for (const auto& [name, l] : q.layers) {
-    if (l.bits != first.bits) wo.extra_metadata["lcq.layer." + name + ".bits"] = l.bits;
-    if (l.group != first.group) wo.extra_metadata["lcq.layer." + name + ".group_size"] = l.group;
-    if (l.rank != first.rank) wo.extra_metadata["lcq.layer." + name + ".rank"] = l.rank;
+    const nlohmann::json own = io::codebook_metadata(l);
+    for (const auto& [k, v] : own.items())
+      if (k != "lcq.format_version" && common.at(k) != v) wo.extra_metadata["lcq.layer." + name + k.substr(3)] = v;
   }
   wo.extra_metadata["lcq.bits_per_weight"] = q.bits_per_weight;
   io::write_gguf_model(path, m.config, tensors, vocab, wo);

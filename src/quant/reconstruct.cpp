@@ -254,6 +254,15 @@ ReconstructResult reconstruct(model::Model& m, const torch::Tensor& calib, Block
     rep.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
     result.blocks.push_back(std::move(rep));
   }
+  {
+    torch::NoGradGuard ng;
+    torch::Tensor sq = torch::zeros({x_q.size(-1)}, torch::kFloat64);
+    for (int64_t i = 0; i < N; i += chunk) {
+      const torch::Tensor h = m.output_norm.forward(x_q.slice(0, i, std::min(N, i + chunk))).to(torch::kFloat64);
+      sq += h.pow(2).sum(at::IntArrayRef{0, 1});
+    }
+    result.head_importance = (sq / double(x_q.size(0) * x_q.size(1))).to(torch::kFloat32);
+  }
   return result;
 }
 

@@ -60,6 +60,15 @@ class LutCodebookMatrix {
   void gemv(const float* x, float* y, LutPath path = LutPath::kAuto) const;
   // Y[n][rows] = X[n][cols] W_hat^T, one token at a time.
   void gemm(const float* X, int64_t n, float* Y, LutPath path = LutPath::kAuto) const;
+  // For callers that split a product between threads themselves: the rows come in
+  // work_units() units of 4 tiles (64 rows); gemv_units computes y for the rows of units
+  // [u0, u1) on the calling thread, building its own tables (rows past rows() are not written).
+  static constexpr int64_t kUnitRows = 64;
+  int64_t work_units() const;
+  void gemv_units(const float* x, float* y, int64_t u0, int64_t u1, LutPath path = LutPath::kAuto) const;
+  // Rows [r0, r1) of the exact dequantized weights ((r1 - r0) x cols floats), as
+  // CodebookLayer::dequantize() computes them.
+  void dequantize_rows(int64_t r0, int64_t r1, float* out) const;
 
  private:
   friend struct LutAccess;

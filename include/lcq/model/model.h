@@ -23,7 +23,8 @@ struct RuntimeOptions {
   // LCQ layers stay in their packed form and run on the packed kernels (CPU inference).
   // Off: they are dequantized to dense weights on load (what training and conversion need).
   bool packed = true;
-  PackedKernel kernel = PackedKernel::kFloat;  // which packed kernel runs them (lcq/model/linear.h)
+  // Which kernel family runs each packed layer (lcq/kernels/matrix.h: choose_family).
+  kernels::KernelChoice kernel = kernels::KernelChoice::kAuto;
   // Activation quantization (lcq/model/act_quant.h). -1 / "": as the file says (its lcq.act.*
   // keys; none for an ordinary model); act_bits 0 turns it off, kv_bits 0 too.
   int act_bits = -1;
@@ -61,6 +62,10 @@ class KVCache {
   // cached positions. advance() moves length() once every layer has appended.
   std::pair<torch::Tensor, torch::Tensor> append(int layer, const torch::Tensor& k, const torch::Tensor& v);
   void advance(int64_t n) { length_ += n; }
+  // The whole cache of a layer, [batch, n_kv_heads, capacity, head_dim] (the decode path
+  // writes and reads it in place).
+  const torch::Tensor& keys(int layer) const { return k_[size_t(layer)]; }
+  const torch::Tensor& values(int layer) const { return v_[size_t(layer)]; }
 
  private:
   std::vector<torch::Tensor> k_, v_;
@@ -96,7 +101,10 @@ class Model {
  public:
   ModelConfig config;
   RuntimeOptions options;
-  torch::Tensor tok_embd;  // [vocab, dim]
+  torch::Tensor tok_embd;  // [vocab, dim]; undefined when tok_embd_packed holds a quantized embedding
+  // A quantized token embedding (its rows are dequantized on lookup); a tied head shares it
+  // as output.packed.
+  std::shared_ptr<const kernels::Matrix> tok_embd_packed;
   torch::Tensor pos_embd;  // OPT learned positions [max_pos + 2, dim], else undefined
   std::vector<Block> blocks;
   Norm output_norm;

@@ -92,6 +92,9 @@ std::string resolve_train_dtype(const std::string& train_dtype);
 struct ReconstructResult {
   std::map<std::string, CodebookLayer> layers;  // every quantized linear, by name
   std::vector<BlockReport> blocks;
+  // The mean square of each input column of the output head on the calibration set (the final
+  // norm's output after the quantized blocks) [dim]: the head's importance matrix.
+  torch::Tensor head_importance;
 };
 
 // Quantizes `model`'s blocks in place (their weights become the dequantized quantized
