@@ -44,7 +44,12 @@ void register_convert(CLI::App& app) {
       buffers.emplace_back(static_cast<size_t>(t.numel()));
       io::load_tensor_f32(src, t, buffers.back().data());
       // 1-D tensors (norms, biases) stay f32: they are tiny and precision-sensitive.
-      tensors.push_back({t.name, t.shape, t.shape.size() >= 2 ? type : io::DType::F32, buffers.back().data(), nullptr});
+      io::WriteTensor w;
+      w.name = t.name;
+      w.shape = t.shape;
+      w.dtype = t.shape.size() >= 2 ? type : io::DType::F32;
+      w.f32 = buffers.back().data();
+      tensors.push_back(std::move(w));
       progress.add();
     }
     progress.finish();

@@ -50,7 +50,12 @@ void add_codebook_tensors(const std::string& name, const CodebookLayer& l, std::
                           std::deque<std::vector<uint8_t>>& storage) {
   const int64_t G = l.n_groups(), NB = l.n_dq_blocks(), r = l.rank;
   auto raw = [&](const std::string& suffix, DType t, std::vector<int64_t> shape, const uint8_t* data) {
-    out.push_back({name + "." + suffix, std::move(shape), t, nullptr, data});
+    WriteTensor w;
+    w.name = name + "." + suffix;
+    w.shape = std::move(shape);
+    w.dtype = t;
+    w.raw = data;
+    out.push_back(std::move(w));
   };
   raw("lcq_idx", DType::I8, {l.rows, l.packed_row_bytes()}, keep(storage, l.pack_indices()));
   raw("lcq_v", DType::F16, {r, l.levels()}, keep(storage, l.v));

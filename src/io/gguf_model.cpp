@@ -319,6 +319,45 @@ void set_vocab(GgufWriter& w, const tokenizer::Vocab& v, const std::string& path
   w.set_bool("tokenizer.ggml.add_space_prefix", v.add_space_prefix);
 }
 
+// n f32 values stored as `dtype` (F16 or BF16; two bytes each) into out.
+void convert_f32(const float* src, int64_t n, DType dtype, uint8_t* out, const std::string& where) {
+  LCQ_CHECK(dtype == DType::F16 || dtype == DType::BF16, "{}: f32 values can be stored as F32, F16 or BF16, not {}",
+            where, dtype_name(dtype));
+  const bool f16 = dtype == DType::F16;
+  for (int64_t i = 0; i < n; ++i) {
+    const uint16_t h = f16 ? f32_to_f16(src[i]) : f32_to_bf16(src[i]);
+    std::memcpy(out + 2 * i, &h, 2);
+  }
+}
+
+// A tensor whose values are produced while the file is written, a piece of rows at a time.
+GgufWriter::Producer streamed_tensor(const WriteTensor& t, const std::string& where) {
+  return [&t, where](const GgufWriter::Put& put) {
+    const int64_t rows = t.rows(), per_row = rows > 0 ? t.numel() / rows : 0, step = rows_per_piece(t);
+    std::vector<float> values;
+    std::vector<uint8_t> bytes;
+    const size_t row_bytes = t.is_f32() ? 0 : dtype_nbytes(t.dtype, t.numel(), where) / size_t(std::max<int64_t>(rows, 1));
+    for (int64_t r0 = 0; r0 < rows; r0 += step) {
+      const int64_t r1 = std::min(rows, r0 + step), n = (r1 - r0) * per_row;
+      if (!t.is_f32()) {
+        bytes.resize(size_t(r1 - r0) * row_bytes);
+        t.read_raw(r0, r1, row_bytes, bytes.data());
+        put(bytes.data(), bytes.size());
+        continue;
+      }
+      values.resize(size_t(n));
+      t.read_f32(r0, r1, values.data());
+      if (t.dtype == DType::F32) {
+        put(values.data(), size_t(n) * sizeof(float));
+      } else {
+        bytes.resize(size_t(n) * 2);
+        convert_f32(values.data(), n, t.dtype, bytes.data(), where);
+        put(bytes.data(), bytes.size());
+      }
+    }
+  };
+}
+
 // Heads of the q/k tensor a "llama" GGUF stores interleaved (weights and biases), else 0.
 int qk_heads(const std::string& name, const ModelConfig& c) {
   if (name.rfind("blk.", 0) != 0) return 0;
@@ -365,9 +404,20 @@ void write_gguf_model(const std::string& path, const ModelConfig& config, const 
     if (heads > 0)
       LCQ_CHECK(!t.shape.empty() && t.shape[0] == rows, "{}: shape {} does not start with {} heads x {}", where,
                 shape_str(t.shape), heads, config.head_dim);
+    if ((t.fill_f32 || t.fill_raw) && heads == 0) {  // produced piece by piece while the file is written
+      LCQ_CHECK(!t.is_f32() || t.dtype == DType::F32 || t.dtype == DType::F16 || t.dtype == DType::BF16,
+                "{}: f32 values can be stored as F32, F16 or BF16, not {}", where, dtype_name(t.dtype));
+      w.add_tensor(t.name, t.dtype, t.shape, streamed_tensor(t, where));
+      continue;
+    }
     const void* data = nullptr;
-    if (t.f32) {
+    if (t.is_f32()) {
       const float* src = t.f32;
+      if (!src) {  // produced, and permuted below: whole
+        std::vector<uint8_t>& all = buffers.emplace_back(size_t(numel) * sizeof(float));
+        t.read_f32(0, t.rows(), reinterpret_cast<float*>(all.data()));
+        src = reinterpret_cast<const float*>(all.data());
+      }
       if (heads > 0) {
         std::vector<uint8_t>& tmp = buffers.emplace_back(size_t(numel) * sizeof(float));
         permute_qk_to_interleaved(src, reinterpret_cast<float*>(tmp.data()), heads, config.head_dim, numel / rows);
@@ -377,22 +427,24 @@ void write_gguf_model(const std::string& path, const ModelConfig& config, const 
         data = src;
       } else if (t.dtype == DType::F16 || t.dtype == DType::BF16) {
         std::vector<uint8_t>& out = buffers.emplace_back(size_t(numel) * 2);
-        const bool f16 = t.dtype == DType::F16;
-        for (int64_t i = 0; i < numel; ++i) {
-          const uint16_t h = f16 ? f32_to_f16(src[i]) : f32_to_bf16(src[i]);
-          std::memcpy(out.data() + 2 * i, &h, 2);
-        }
+        convert_f32(src, numel, t.dtype, out.data(), where);
         data = out.data();
       } else {
         fail("{}: f32 values can be stored as F32, F16 or BF16, not {}", where, dtype_name(t.dtype));
       }
-    } else if (t.raw) {
-      data = t.raw;
+    } else if (t.raw || t.fill_raw) {
+      const size_t nbytes = dtype_nbytes(t.dtype, numel, where);
+      const uint8_t* src = t.raw;
+      if (!src) {
+        std::vector<uint8_t>& all = buffers.emplace_back(nbytes);
+        t.read_raw(0, t.rows(), t.rows() > 0 ? nbytes / size_t(t.rows()) : 0, all.data());
+        src = all.data();
+      }
+      data = src;
       if (heads > 0) {
-        const size_t nbytes = dtype_nbytes(t.dtype, numel, where);
         LCQ_CHECK(nbytes % size_t(rows) == 0, "{}: {} bytes do not split into {} rows", where, nbytes, rows);
         std::vector<uint8_t>& tmp = buffers.emplace_back(nbytes);
-        permute_rows(t.raw, tmp.data(), heads, config.head_dim, nbytes / size_t(rows), true);
+        permute_rows(src, tmp.data(), heads, config.head_dim, nbytes / size_t(rows), true);
         data = tmp.data();
       }
     } else {

@@ -1,6 +1,6 @@
 // GgufWriter: metadata values are serialised as they are set (type id + payload), tensors
-// are referenced until write() streams header, KV pairs, tensor infos and aligned data
-// through an AtomicFile.
+// are referenced (or produced on demand) until write() streams header, KV pairs, tensor
+// infos and aligned data through an AtomicFile.
 #include "lcq/core/atomic_file.h"
 #include "lcq/core/error.h"
 #include "lcq/io/gguf.h"
@@ -199,8 +199,7 @@ void GgufWriter::set_alignment(uint32_t alignment) {
   set_u32("general.alignment", alignment);
 }
 
-void GgufWriter::add_tensor(const std::string& name, DType dtype, const std::vector<int64_t>& shape,
-                            const void* data) {
+size_t GgufWriter::check_tensor(const std::string& name, DType dtype, const std::vector<int64_t>& shape) const {
   const std::string where = fmt::format("GGUF tensor '{}'", name);
   LCQ_CHECK(!name.empty(), "GGUF tensor with an empty name");
   LCQ_CHECK(dtype != DType::U8 && std::string(dtype_name(dtype)) != "unknown", "{}: type {} cannot be stored in GGUF",
@@ -214,10 +213,24 @@ void GgufWriter::add_tensor(const std::string& name, DType dtype, const std::vec
   const int64_t row = shape.empty() ? 1 : shape.back();
   LCQ_CHECK(row % dtype_block_size(dtype) == 0, "{}: rows of {} values are not a multiple of the {} block size {}",
             where, row, dtype_name(dtype), dtype_block_size(dtype));
-  const size_t nbytes = dtype_nbytes(dtype, numel, where);
-  LCQ_CHECK(data != nullptr || nbytes == 0, "{}: no data", where);
-  LCQ_CHECK(tensor_index_.emplace(name, tensors_.size()).second, "{}: added twice", where);
-  tensors_.push_back({name, dtype, shape, data, nbytes});
+  LCQ_CHECK(!tensor_index_.count(name), "{}: added twice", where);
+  return dtype_nbytes(dtype, numel, where);
+}
+
+void GgufWriter::add_tensor(const std::string& name, DType dtype, const std::vector<int64_t>& shape,
+                            const void* data) {
+  const size_t nbytes = check_tensor(name, dtype, shape);
+  LCQ_CHECK(data != nullptr || nbytes == 0, "GGUF tensor '{}': no data", name);
+  tensor_index_.emplace(name, tensors_.size());
+  tensors_.push_back({name, dtype, shape, data, nbytes, nullptr});
+}
+
+void GgufWriter::add_tensor(const std::string& name, DType dtype, const std::vector<int64_t>& shape,
+                            Producer produce) {
+  const size_t nbytes = check_tensor(name, dtype, shape);
+  LCQ_CHECK(produce != nullptr || nbytes == 0, "GGUF tensor '{}': no data", name);
+  tensor_index_.emplace(name, tensors_.size());
+  tensors_.push_back({name, dtype, shape, nullptr, nbytes, std::move(produce)});
 }
 
 void GgufWriter::write(const std::string& path) const {
@@ -243,7 +256,18 @@ void GgufWriter::write(const std::string& path) const {
   f.write(head);
   f.pad_to(alignment_);
   for (const Tensor& t : tensors_) {
-    if (t.nbytes > 0) f.write(t.data, t.nbytes);
+    if (t.produce && t.nbytes > 0) {
+      const size_t start = f.bytes_written();
+      t.produce([&](const void* bytes, size_t n) {
+        LCQ_CHECK(f.bytes_written() - start + n <= t.nbytes, "GGUF tensor '{}': more than its {} bytes produced",
+                  t.name, t.nbytes);
+        f.write(bytes, n);
+      });
+      LCQ_CHECK(f.bytes_written() - start == t.nbytes, "GGUF tensor '{}': {} of its {} bytes produced", t.name,
+                f.bytes_written() - start, t.nbytes);
+    } else if (t.nbytes > 0) {
+      f.write(t.data, t.nbytes);
+    }
     f.pad_to(alignment_);
   }
   f.commit();

@@ -188,11 +188,11 @@ void write_safetensors(const std::string& path, const std::vector<WriteTensor>& 
     LCQ_CHECK(names.insert(t.name).second, "{}: duplicate tensor name", where);
     types[i] = find_dtype(t.dtype);
     LCQ_CHECK(types[i], "{}: safetensors cannot store type {}", where, dtype_name(t.dtype));
-    LCQ_CHECK(!t.f32 || t.dtype == DType::F32 || t.dtype == DType::F16 || t.dtype == DType::BF16,
+    LCQ_CHECK(!t.is_f32() || t.dtype == DType::F32 || t.dtype == DType::F16 || t.dtype == DType::BF16,
               "{}: f32 values can be stored as F32, F16 or BF16, not {}", where, dtype_name(t.dtype));
     sizes[i] = checked_nbytes(t.shape, types[i]->elem_bytes, where);
-    LCQ_CHECK(sizes[i] == 0 || (t.f32 != nullptr) != (t.raw != nullptr),
-              "{}: exactly one of f32 or raw data must be given", where);
+    const int sources = (t.f32 != nullptr) + (t.raw != nullptr) + bool(t.fill_f32) + bool(t.fill_raw);
+    LCQ_CHECK(sizes[i] == 0 || sources == 1, "{}: exactly one of f32 or raw data must be given", where);
   }
 
   // Widest elements first keeps every tensor aligned to its element size without padding
@@ -222,24 +222,38 @@ void write_safetensors(const std::string& path, const std::vector<WriteTensor>& 
   AtomicFile f(path);
   f.write(&header_len, 8);
   f.write(text);
-  constexpr size_t kChunk = 1 << 16;
-  std::vector<uint16_t> halves;
+  std::vector<float> values;
+  std::vector<uint8_t> bytes;
   for (size_t i : order) {
     const WriteTensor& t = tensors[i];
     if (sizes[i] == 0) continue;
-    if (t.raw || t.dtype == DType::F32) {
+    if (t.raw || (t.f32 && t.dtype == DType::F32)) {
       f.write(t.raw ? static_cast<const void*>(t.raw) : static_cast<const void*>(t.f32), size_t(sizes[i]));
       continue;
     }
-    const size_t n = size_t(sizes[i] / 2);
-    halves.resize(std::min(n, kChunk));
-    for (size_t start = 0; start < n; start += kChunk) {
-      const size_t m = std::min(kChunk, n - start);
-      if (t.dtype == DType::F16)
-        for (size_t j = 0; j < m; ++j) halves[j] = f32_to_f16(t.f32[start + j]);
-      else
-        for (size_t j = 0; j < m; ++j) halves[j] = f32_to_bf16(t.f32[start + j]);
-      f.write(halves.data(), m * 2);
+    // Converted (f32 to F16/BF16) or produced: a piece of rows at a time.
+    const int64_t rows = t.rows(), per_row = t.numel() / rows, step = rows_per_piece(t);
+    const size_t row_bytes = size_t(sizes[i]) / size_t(rows);
+    for (int64_t r0 = 0; r0 < rows; r0 += step) {
+      const int64_t r1 = std::min(rows, r0 + step), n = (r1 - r0) * per_row;
+      if (!t.is_f32()) {
+        bytes.resize(size_t(r1 - r0) * row_bytes);
+        t.read_raw(r0, r1, row_bytes, bytes.data());
+        f.write(bytes.data(), bytes.size());
+        continue;
+      }
+      values.resize(size_t(n));
+      t.read_f32(r0, r1, values.data());
+      if (t.dtype == DType::F32) {
+        f.write(values.data(), size_t(n) * sizeof(float));
+        continue;
+      }
+      bytes.resize(size_t(n) * 2);
+      for (int64_t j = 0; j < n; ++j) {
+        const uint16_t h = t.dtype == DType::F16 ? f32_to_f16(values[size_t(j)]) : f32_to_bf16(values[size_t(j)]);
+        std::memcpy(bytes.data() + 2 * j, &h, 2);
+      }
+      f.write(bytes.data(), bytes.size());
     }
   }
   f.commit();

@@ -28,34 +28,38 @@ void validate(const ActQuantConfig& a, const std::string& what) {
 
 void set_activation_quant(Model& m, const ActQuantConfig& a) {
   validate(a, "activation quantization");
-  for (size_t l = 0; l < m.blocks.size(); ++l)
-    for (auto& [name, lin] : m.blocks[l].linears()) {
-      lin->input_quant.reset();
-      lin->output_quant.reset();
-      if (a.bits > 0) {
-        auto q = std::make_shared<ActQuant>();
-        q->bits = a.bits;
-        if (a.scheme == kStatic) {
-          const std::string full = layer_name(l, name);
-          auto it = a.static_absmax.find(full);
-          LCQ_CHECK(it != a.static_absmax.end() && std::isfinite(it->second) && it->second > 0,
-                    "per-tensor-static activations need a calibrated range for every linear; '{}' has none (quantize "
-                    "with --act-bits {} --act-scheme per-tensor-static and --calib, or use per-token-dynamic)",
-                    full, a.bits);
-          q->scheme = ActQuant::Scheme::PerTensorStatic;
-          q->static_scale = float(double(it->second) / double((1 << (a.bits - 1)) - 1));
-        } else {
-          q->scheme = ActQuant::Scheme::PerTokenDynamic;
-        }
-        lin->input_quant = std::move(q);
-      }
-      if (a.kv_bits > 0 && (name == "attn_k" || name == "attn_v")) {
-        auto q = std::make_shared<ActQuant>();
-        q->bits = a.kv_bits;
+  for (size_t l = 0; l < m.blocks.size(); ++l) set_activation_quant(m.blocks[l], int(l), a);
+}
+
+void set_activation_quant(Block& b, int l, const ActQuantConfig& a) {
+  validate(a, "activation quantization");
+  for (auto& [name, lin] : b.linears()) {
+    lin->input_quant.reset();
+    lin->output_quant.reset();
+    if (a.bits > 0) {
+      auto q = std::make_shared<ActQuant>();
+      q->bits = a.bits;
+      if (a.scheme == kStatic) {
+        const std::string full = layer_name(l, name);
+        auto it = a.static_absmax.find(full);
+        LCQ_CHECK(it != a.static_absmax.end() && std::isfinite(it->second) && it->second > 0,
+                  "per-tensor-static activations need a calibrated range for every linear; '{}' has none (quantize "
+                  "with --act-bits {} --act-scheme per-tensor-static and --calib, or use per-token-dynamic)",
+                  full, a.bits);
+        q->scheme = ActQuant::Scheme::PerTensorStatic;
+        q->static_scale = float(double(it->second) / double((1 << (a.bits - 1)) - 1));
+      } else {
         q->scheme = ActQuant::Scheme::PerTokenDynamic;
-        lin->output_quant = std::move(q);
       }
+      lin->input_quant = std::move(q);
     }
+    if (a.kv_bits > 0 && (name == "attn_k" || name == "attn_v")) {
+      auto q = std::make_shared<ActQuant>();
+      q->bits = a.kv_bits;
+      q->scheme = ActQuant::Scheme::PerTokenDynamic;
+      lin->output_quant = std::move(q);
+    }
+  }
 }
 
 ActQuantConfig activation_quant(const Model& m) {

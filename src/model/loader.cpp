@@ -5,6 +5,7 @@
 #include "lcq/io/codebook_tensors.h"
 #include "lcq/kernels/matrix.h"
 #include "lcq/model/act_quant.h"
+#include "tensor_reader.h"
 
 #include <torch/torch.h>
 
@@ -14,10 +15,8 @@
 
 namespace lcq::model {
 
-namespace {
+namespace detail {
 
-// Tells the kernel it may drop the file pages a tensor was copied from: the weights never
-// sit in memory twice.
 void release_pages(const io::TensorView& view) {
   const uintptr_t page = 4096;
   uintptr_t begin = (reinterpret_cast<uintptr_t>(view.data) + page - 1) & ~(page - 1);
@@ -25,13 +24,7 @@ void release_pages(const io::TensorView& view) {
   if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
 }
 
-// Copies (dequantizing) one tensor into a new tensor of the runtime's dtype and device.
-torch::Tensor load_tensor(const io::ModelSource& src, const io::TensorView& view, const RuntimeOptions& opts) {
-  auto t = torch::empty(view.shape, torch::kFloat32);
-  io::load_tensor_f32(src, view, t.data_ptr<float>());
-  release_pages(view);
-  return t.to(torch::TensorOptions().dtype(opts.dtype).device(opts.device));
-}
+namespace {
 
 // Copies an F16 tensor as it is (the compact runtime's embedding and tied head).
 torch::Tensor load_tensor_f16(const io::TensorView& view) {
@@ -42,6 +35,120 @@ torch::Tensor load_tensor_f16(const io::TensorView& view) {
 }
 
 }  // namespace
+
+TensorReader::TensorReader(const io::ModelSource& src, const RuntimeOptions& opts, Progress* progress)
+    : src_(src), opts_(opts), progress_(progress), compact_(opts.packed && opts.device.is_cpu()) {}
+
+const io::TensorView& TensorReader::view(const std::string& name, const std::vector<int64_t>& shape) const {
+  const io::TensorView& v = src_.get(name);
+  LCQ_CHECK(v.shape == shape, "{}: tensor '{}' has shape [{}], expected [{}] for this architecture", src_.path, name,
+            fmt::join(v.shape, ", "), fmt::join(shape, ", "));
+  if (progress_) progress_->add();
+  return v;
+}
+
+torch::Tensor TensorReader::get(const std::string& name, const std::vector<int64_t>& shape) const {
+  const io::TensorView& v = view(name, shape);
+  auto t = torch::empty(v.shape, torch::kFloat32);
+  io::load_tensor_f32(src_, v, t.data_ptr<float>());
+  release_pages(v);
+  return t.to(torch::TensorOptions().dtype(opts_.dtype).device(opts_.device));
+}
+
+torch::Tensor TensorReader::get_opt(const std::string& name, const std::vector<int64_t>& shape) const {
+  return src_.find(name) ? get(name, shape) : torch::Tensor();
+}
+
+Norm TensorReader::norm(const std::string& prefix) const {
+  const int64_t D = src_.config.dim;
+  Norm n;
+  n.weight = get(prefix + ".weight", {D});
+  n.bias = get_opt(prefix + ".bias", {D});
+  n.eps = src_.config.norm_eps;
+  n.rms = src_.config.arch != Arch::OPT;
+  return n;
+}
+
+void TensorReader::codebook(const std::string& name, int64_t rows, int64_t cols, Linear& out) const {
+  const CodebookLayer cl = io::read_codebook_layer(src_, name, rows, cols);
+  if (compact_) {
+    out.packed = kernels::make_codebook_matrix(cl, kernels::choose_family(cl, opts_.kernel));
+  } else {
+    auto w = torch::empty({rows, cols}, torch::kFloat32);
+    cl.dequantize(w.data_ptr<float>());
+    out.weight = w.to(torch::TensorOptions().dtype(opts_.dtype).device(opts_.device));
+  }
+  if (progress_) progress_->add(io::codebook_tensor_count(src_, name));  // the total counts the file's tensors
+}
+
+namespace {
+
+// Block l's linear layers: name, rows, columns.
+std::vector<std::tuple<std::string, int64_t, int64_t>> block_linears(const ModelConfig& c) {
+  const int64_t D = c.dim, q_dim = int64_t(c.n_heads) * c.head_dim, kv_dim = c.kv_dim();
+  std::vector<std::tuple<std::string, int64_t, int64_t>> out = {
+      {"attn_q", q_dim, D}, {"attn_k", kv_dim, D}, {"attn_v", kv_dim, D}, {"attn_output", D, q_dim}};
+  if (c.arch != Arch::OPT) out.emplace_back("ffn_gate", c.hidden_dim, D);
+  out.emplace_back("ffn_up", c.hidden_dim, D);
+  out.emplace_back("ffn_down", D, c.hidden_dim);
+  return out;
+}
+
+Linear& linear_of(Block& b, const std::string& name) {
+  if (name == "attn_q") return b.q;
+  if (name == "attn_k") return b.k;
+  if (name == "attn_v") return b.v;
+  if (name == "attn_output") return b.o;
+  if (name == "ffn_gate") return b.gate;
+  if (name == "ffn_up") return b.up;
+  return b.down;
+}
+
+}  // namespace
+
+Block TensorReader::block(int l) const {
+  const std::string p = "blk." + std::to_string(l) + ".";
+  Block b;
+  b.attn_norm = norm(p + "attn_norm");
+  b.ffn_norm = norm(p + "ffn_norm");
+  for (const auto& [name, out, in] : block_linears(src_.config)) {
+    Linear& x = linear_of(b, name);
+    const std::string base = p + name;
+    if (!src_.find(base + ".weight") && io::has_codebook_layer(src_, base))
+      codebook(base, out, in, x);  // an LCQ layer
+    else
+      x.weight = get(base + ".weight", {out, in});
+    x.bias = get_opt(base + ".bias", {out});
+  }
+  return b;
+}
+
+void TensorReader::check_block(int l) const {
+  const std::string p = "blk." + std::to_string(l) + ".";
+  const int64_t D = src_.config.dim;
+  auto check_opt = [&](const std::string& name, const std::vector<int64_t>& shape) {
+    if (src_.find(name)) view(name, shape);
+  };
+  for (const char* n : {"attn_norm", "ffn_norm"}) {
+    view(p + n + ".weight", {D});
+    check_opt(p + n + ".bias", {D});
+  }
+  for (const auto& [name, out, in] : block_linears(src_.config)) {
+    const std::string base = p + name;
+    if (src_.find(base + ".weight") || !io::has_codebook_layer(src_, base)) view(base + ".weight", {out, in});
+    check_opt(base + ".bias", {out});
+  }
+}
+
+ActQuantConfig file_activation_quant(const io::ModelSource& src, const RuntimeOptions& opts) {
+  ActQuantConfig act = act_quant_from_metadata(src.metadata, src.path).value_or(ActQuantConfig{});
+  if (opts.act_bits >= 0) act.bits = opts.act_bits;
+  if (!opts.act_scheme.empty()) act.scheme = opts.act_scheme;
+  if (opts.kv_bits >= 0) act.kv_bits = opts.kv_bits;
+  return act;
+}
+
+}  // namespace detail
 
 void set_threads(int threads) {
   if (threads > 0) torch::set_num_threads(threads);
@@ -56,100 +163,43 @@ Model build_model(const io::ModelSource& src, const RuntimeOptions& opts) {
   m.options = opts;
 
   Progress progress("loading " + src.path, int64_t(src.tensors.size()));
-  auto view = [&](const std::string& name, const std::vector<int64_t>& shape) -> const io::TensorView& {
-    const io::TensorView& v = src.get(name);
-    LCQ_CHECK(v.shape == shape, "{}: tensor '{}' has shape [{}], expected [{}] for this architecture", src.path,
-              name, fmt::join(v.shape, ", "), fmt::join(shape, ", "));
-    progress.add();
-    return v;
-  };
-  auto get = [&](const std::string& name, const std::vector<int64_t>& shape) {
-    return load_tensor(src, view(name, shape), opts);
-  };
-  // Compact runtime: LCQ layers stay packed and an fp16 embedding (and tied head) stays fp16.
-  const bool compact = opts.packed && opts.device.is_cpu();
-  auto get_opt = [&](const std::string& name, std::vector<int64_t> shape) {
-    return src.find(name) ? get(name, shape) : torch::Tensor();
-  };
-
-  const int64_t D = c.dim, Hd = c.head_dim, q_dim = int64_t(c.n_heads) * Hd, kv_dim = c.kv_dim();
-  const bool opt = c.arch == Arch::OPT;
-  // A matrix stored as an LCQ codebook layer: packed for the kernels, or dequantized to a
-  // dense tensor of the runtime's dtype.
-  auto codebook = [&](const std::string& name, int64_t rows, int64_t cols, Linear& out) {
-    const CodebookLayer cl = io::read_codebook_layer(src, name, rows, cols);
-    if (compact) {
-      out.packed = kernels::make_codebook_matrix(cl, kernels::choose_family(cl, opts.kernel));
-    } else {
-      auto w = torch::empty({rows, cols}, torch::kFloat32);
-      cl.dequantize(w.data_ptr<float>());
-      out.weight = w.to(torch::TensorOptions().dtype(opts.dtype).device(opts.device));
-    }
-    progress.add(io::codebook_tensor_count(src, name));  // the total counts the file's tensors
-  };
+  const detail::TensorReader read(src, opts, &progress);
+  const int64_t D = c.dim;
   if (io::has_codebook_layer(src, "token_embd") && !src.find("token_embd.weight")) {
     Linear e;
-    codebook("token_embd", c.vocab_size, D, e);
+    read.codebook("token_embd", c.vocab_size, D, e);
     m.tok_embd = e.weight;
     m.tok_embd_packed = e.packed;
   } else {
-    const io::TensorView& embd = view("token_embd.weight", {c.vocab_size, D});
-    m.tok_embd = compact && embd.dtype == io::DType::F16 ? load_tensor_f16(embd) : load_tensor(src, embd, opts);
+    const io::TensorView& embd = read.view("token_embd.weight", {c.vocab_size, D});
+    if (read.compact() && embd.dtype == io::DType::F16) {
+      m.tok_embd = detail::load_tensor_f16(embd);
+    } else {
+      m.tok_embd = torch::empty(embd.shape, torch::kFloat32);
+      io::load_tensor_f32(src, embd, m.tok_embd.data_ptr<float>());
+      detail::release_pages(embd);
+      m.tok_embd = m.tok_embd.to(m.tensor_options());
+    }
   }
-  if (opt) {
+  if (c.arch == Arch::OPT) {
     const io::TensorView& pe = src.get("position_embd.weight");
-    m.pos_embd = get("position_embd.weight", {pe.shape.empty() ? 0 : pe.shape[0], D});
+    m.pos_embd = read.get("position_embd.weight", {pe.shape.empty() ? 0 : pe.shape[0], D});
   }
-  auto norm = [&](const std::string& prefix) {
-    Norm n;
-    n.weight = get(prefix + ".weight", {D});
-    n.bias = get_opt(prefix + ".bias", {D});
-    n.eps = c.norm_eps;
-    n.rms = !opt;
-    return n;
-  };
-  for (int l = 0; l < c.n_layers; ++l) {
-    const std::string p = "blk." + std::to_string(l) + ".";
-    Block b;
-    b.attn_norm = norm(p + "attn_norm");
-    b.ffn_norm = norm(p + "ffn_norm");
-    auto lin = [&](const std::string& name, int64_t out, int64_t in) {
-      Linear x;
-      const std::string base = p + name;
-      if (!src.find(base + ".weight") && io::has_codebook_layer(src, base)) {
-        codebook(base, out, in, x);  // an LCQ layer
-      } else {
-        x.weight = get(base + ".weight", {out, in});
-      }
-      x.bias = get_opt(p + name + ".bias", {out});
-      return x;
-    };
-    b.q = lin("attn_q", q_dim, D);
-    b.k = lin("attn_k", kv_dim, D);
-    b.v = lin("attn_v", kv_dim, D);
-    b.o = lin("attn_output", D, q_dim);
-    if (!opt) b.gate = lin("ffn_gate", c.hidden_dim, D);
-    b.up = lin("ffn_up", c.hidden_dim, D);
-    b.down = lin("ffn_down", D, c.hidden_dim);
-    m.blocks.push_back(std::move(b));
-  }
-  m.output_norm = norm("output_norm");
+  for (int l = 0; l < c.n_layers; ++l) m.blocks.push_back(read.block(l));
+  m.output_norm = read.norm("output_norm");
   if (io::has_codebook_layer(src, "output") && !src.find("output.weight")) {
     m.config.tie_embeddings = false;
-    codebook("output", c.vocab_size, D, m.output);
+    read.codebook("output", c.vocab_size, D, m.output);
   } else if (c.tie_embeddings || !src.find("output.weight")) {
     m.config.tie_embeddings = true;
     m.output.weight = m.tok_embd;
     m.output.packed = m.tok_embd_packed;
   } else {
-    m.output.weight = get("output.weight", {c.vocab_size, D});
+    m.output.weight = read.get("output.weight", {c.vocab_size, D});
   }
   progress.finish();
   m.ensure_positions(c.max_seq_len);
-  ActQuantConfig act = act_quant_from_metadata(src.metadata, src.path).value_or(ActQuantConfig{});
-  if (opts.act_bits >= 0) act.bits = opts.act_bits;
-  if (!opts.act_scheme.empty()) act.scheme = opts.act_scheme;
-  if (opts.kv_bits >= 0) act.kv_bits = opts.kv_bits;
+  const ActQuantConfig act = detail::file_activation_quant(src, opts);
   if (act.bits > 0 || act.kv_bits > 0) {
     try {
       set_activation_quant(m, act);
@@ -171,13 +221,17 @@ LoadedModel load_model(const std::string& path, const io::LoadOptions& load, con
   lm.path = path;
   lm.format = src.format;
   lm.metadata = src.metadata;
-  if (!src.vocab.empty()) {
-    lm.tokenizer = tokenizer::make_tokenizer(src.vocab);
-    LCQ_CHECK(lm.tokenizer->size() <= src.config.vocab_size || src.config.vocab_size == 0,
-              "{}: tokenizer has {} tokens but the model only {}", path, lm.tokenizer->size(), src.config.vocab_size);
-  }
+  lm.tokenizer = make_model_tokenizer(src);
   lm.model = build_model(src, opts);
   return lm;
+}
+
+std::unique_ptr<tokenizer::Tokenizer> make_model_tokenizer(const io::ModelSource& src) {
+  if (src.vocab.empty()) return nullptr;
+  auto tok = tokenizer::make_tokenizer(src.vocab);
+  LCQ_CHECK(tok->size() <= src.config.vocab_size || src.config.vocab_size == 0,
+            "{}: tokenizer has {} tokens but the model only {}", src.path, tok->size(), src.config.vocab_size);
+  return tok;
 }
 
 }  // namespace lcq::model

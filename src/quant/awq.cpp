@@ -247,6 +247,16 @@ class AwqMethod final : public BlockMethod {
 
   std::map<std::string, torch::Tensor> rounded_weights() const override { return rounded_; }
 
+  std::map<std::string, torch::Tensor> carried_state() const override {
+    if (!x_fp_.defined()) return {};
+    return {{"x_fp", x_fp_}};
+  }
+
+  void restore_state(const std::map<std::string, torch::Tensor>& state) override {
+    const auto it = state.find("x_fp");
+    x_fp_ = it != state.end() ? it->second : torch::Tensor();
+  }
+
   std::map<std::string, CodebookLayer> end_block(model::Block& working) override {
     // The folded norms and biases go with the quantized weights: the engine makes `working`
     // the model's block, and the writer stores norms and biases from the model.

@@ -105,7 +105,7 @@ std::unique_ptr<BlockMethod> make_flexround_method(const LcqOptions& o, const Fl
       [o, f, lrq, gen](const std::string&, const torch::Tensor& W) {
         return FlexRoundLinear(W, o, lrq ? lrq_rank(W.size(0), W.size(1), f) : 0, gen);
       },
-      std::vector<double>{lr}, train);
+      std::vector<double>{lr}, train, gen);
 }
 
 }  // namespace lcq::quant

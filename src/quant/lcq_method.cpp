@@ -13,7 +13,8 @@ namespace lcq::quant {
 std::unique_ptr<BlockMethod> make_lcq_method(const LcqOptions& o, std::vector<double> lrs, bool train,
                                              torch::Generator gen) {
   return std::make_unique<detail::PerLinearMethod<LcqLinear>>(
-      [o, gen](const std::string&, const torch::Tensor& W) { return LcqLinear(W, o, gen); }, std::move(lrs), train);
+      [o, gen](const std::string&, const torch::Tensor& W) { return LcqLinear(W, o, gen); }, std::move(lrs), train,
+      gen);
 }
 
 namespace {
@@ -33,7 +34,7 @@ class LcqFromStart final : public BlockMethod {
                const Start& s = starts->at(name);
                return LcqLinear(s.rounded, s.layer, o, gen);
              },
-             std::move(lrs), train) {}
+             std::move(lrs), train, gen) {}
 
   void begin_block(int layer, const model::Block& fp, const std::vector<torch::Tensor>& inputs) override {
     start_->begin_block(layer, fp, inputs);
@@ -55,6 +56,20 @@ class LcqFromStart final : public BlockMethod {
   void apply(model::Block& working) override {
     keep_folded(working);
     lcq_.apply(working);
+  }
+
+  std::map<std::string, torch::Tensor> carried_state() const override {
+    std::map<std::string, torch::Tensor> out = lcq_.carried_state();
+    for (auto& [key, value] : start_->carried_state()) out.emplace("start." + key, value);
+    return out;
+  }
+
+  void restore_state(const std::map<std::string, torch::Tensor>& state) override {
+    std::map<std::string, torch::Tensor> own, start;
+    for (const auto& [key, value] : state)
+      (key.rfind("start.", 0) == 0 ? start[key.substr(6)] : own[key]) = value;
+    lcq_.restore_state(own);
+    start_->restore_state(start);
   }
 
   std::map<std::string, CodebookLayer> end_block(model::Block& working) override {

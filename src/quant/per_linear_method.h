@@ -12,6 +12,8 @@
 #include "lcq/quant/reconstruct.h"
 
 #include <functional>
+#include <map>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -23,9 +25,11 @@ class PerLinearMethod final : public BlockMethod {
  public:
   // make(name, W) builds the quantizer of linear `name` ("attn_q", ...) with weight W.
   // lrs[i] is the Adam learning rate of parameter set i; train = false: nothing is trained.
+  // `gen`: the generator `make` draws from (a handle sharing its state), whose state is the
+  // method's carried state.
   using Factory = std::function<Quantizer(const std::string& name, const torch::Tensor& W)>;
-  PerLinearMethod(Factory make, std::vector<double> lrs, bool train)
-      : make_(std::move(make)), lrs_(std::move(lrs)), train_(train) {}
+  PerLinearMethod(Factory make, std::vector<double> lrs, bool train, std::optional<torch::Generator> gen = {})
+      : make_(std::move(make)), lrs_(std::move(lrs)), train_(train), gen_(std::move(gen)) {}
 
   void begin_block(int layer, const model::Block& fp, const std::vector<torch::Tensor>&) override {
     layer_ = layer;
@@ -67,11 +71,24 @@ class PerLinearMethod final : public BlockMethod {
     return out;
   }
 
+  std::map<std::string, torch::Tensor> carried_state() const override {
+    if (!gen_) return {};
+    return {{"generator", gen_->get_state()}};
+  }
+
+  void restore_state(const std::map<std::string, torch::Tensor>& state) override {
+    const auto it = state.find("generator");
+    LCQ_CHECK(!gen_ == (it == state.end()), "internal: the method's generator state is {}",
+              gen_ ? "missing" : "unexpected");
+    if (gen_) gen_->set_state(it->second);
+  }
+
  private:
   Factory make_;
   std::vector<double> lrs_;
   bool train_;
   int layer_ = 0;
+  std::optional<torch::Generator> gen_;
   std::vector<std::pair<std::string, Quantizer>> quantizers_;
 };
 

@@ -105,19 +105,36 @@ void quantize_embeddings(model::Model& m, const EmbeddingOptions& o, const torch
 
 }  // namespace
 
-QuantizeResult quantize_model(model::Model& m, const torch::Tensor& calib, const QuantizeOptions& opts) {
-  validate(opts);
-  QuantizeOptions o = opts;
+void prepare(QuantizeOptions& o, bool calibrated) {
+  validate(o);
   if (is_rank_one_method(o.method)) {  // RTN is rank-one LCQ from the min-max grid, untrained; GPTQ and AWQ start there
     o.lcq.rank = 1;
     o.lcq.init = "rtn";
     o.engine.epochs = 0;
   }
   if (is_learned_grid(o.method)) o.lcq.rank = 1;
-  LCQ_CHECK(calib.defined() || (o.method != "gptq" && o.method != "awq"),
-            "--method {} needs calibration data (--calib FILE)", o.method);
-  LCQ_CHECK(calib.defined() || (o.lcq.init != "gptq" && o.lcq.init != "awq"),
-            "--init {} needs calibration data (--calib FILE)", o.lcq.init);
+  LCQ_CHECK(calibrated || (o.method != "gptq" && o.method != "awq"), "--method {} needs calibration data (--calib FILE)",
+            o.method);
+  LCQ_CHECK(calibrated || (o.lcq.init != "gptq" && o.lcq.init != "awq"), "--init {} needs calibration data (--calib FILE)",
+            o.lcq.init);
+  LCQ_CHECK(calibrated || o.engine.epochs == 0, "method '{}' needs calibration data (--calib)", o.method);
+}
+
+void summarize(QuantizeResult& r, const std::map<std::string, CodebookLayer>& layers) {
+  double bits = 0;
+  r.quantized_weights = 0;
+  for (const auto& [name, l] : layers) {
+    if (name.rfind("blk.", 0) != 0) continue;
+    bits += l.bits_per_weight() * double(l.rows * l.cols);
+    r.quantized_weights += l.rows * l.cols;
+  }
+  r.bits_per_weight = r.quantized_weights ? bits / double(r.quantized_weights) : 0;
+  r.layer_count = int64_t(layers.size());
+}
+
+QuantizeResult quantize_model(model::Model& m, const torch::Tensor& calib, const QuantizeOptions& opts) {
+  QuantizeOptions o = opts;
+  prepare(o, calib.defined());
   // NaN or infinite weights would silently poison every codebook: refuse before any work.
   for (size_t l = 0; l < m.blocks.size(); ++l)
     for (const auto& [name, lin] : m.blocks[l].linears())
@@ -130,12 +147,10 @@ QuantizeResult quantize_model(model::Model& m, const torch::Tensor& calib, const
   BlockMethod& method = *method_ptr;
   torch::Tensor head_importance;
   if (calib.defined()) {
-    ReconstructResult rr = reconstruct(m, calib, method, o.engine);
-    r.layers = std::move(rr.layers);
+    ReconstructResult rr = reconstruct(m, calib, method, o.engine, r.layers);
     r.blocks = std::move(rr.blocks);
     head_importance = rr.head_importance;
   } else {
-    LCQ_CHECK(o.engine.epochs == 0, "method '{}' needs calibration data (--calib)", o.method);
     torch::NoGradGuard ng;
     for (size_t l = 0; l < m.blocks.size(); ++l) {
       method.begin_block(int(l), m.blocks[l], {});
@@ -143,26 +158,41 @@ QuantizeResult quantize_model(model::Model& m, const torch::Tensor& calib, const
     }
   }
   if (o.embedding.bits > 0) quantize_embeddings(m, o.embedding, head_importance, r.layers);
-  double bits = 0;
-  for (const auto& [name, l] : r.layers) {
-    if (name.rfind("blk.", 0) != 0) continue;
-    bits += l.bits_per_weight() * double(l.rows * l.cols);
-    r.quantized_weights += l.rows * l.cols;
-  }
-  r.bits_per_weight = r.quantized_weights ? bits / double(r.quantized_weights) : 0;
+  summarize(r, r.layers);
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return r;
 }
 
+std::vector<std::string> model_tensor_names(const ModelConfig& c, int n_blocks) {
+  std::vector<std::string> out = {"token_embd.weight", "position_embd.weight"};
+  std::vector<std::string> linears = {"attn_q", "attn_k", "attn_v", "attn_output"};
+  if (c.arch != Arch::OPT) linears.push_back("ffn_gate");
+  linears.push_back("ffn_up");
+  linears.push_back("ffn_down");
+  for (int l = 0; l < n_blocks; ++l) {
+    const std::string p = "blk." + std::to_string(l) + ".";
+    for (const char* n : {"attn_norm.weight", "attn_norm.bias", "ffn_norm.weight", "ffn_norm.bias"}) out.push_back(p + n);
+    for (const auto& name : linears) {
+      out.push_back(p + name + ".weight");
+      out.push_back(p + name + ".bias");
+    }
+  }
+  out.push_back("output_norm.weight");
+  out.push_back("output_norm.bias");
+  if (!c.tie_embeddings) out.push_back("output.weight");
+  return out;
+}
+
 namespace {
 
-// The model's tensors under canonical names, as f32 buffers (kept alive in `storage`),
-// written as `dtype` (matrices) or `embedding_dtype` (token embedding and output head).
-// Linear layers present in `skip` are left out.
-std::vector<io::WriteTensor> dense_tensors(const model::Model& m, const std::map<std::string, CodebookLayer>* skip,
-                                           io::DType dtype, io::DType embedding_dtype,
-                                           std::deque<torch::Tensor>& storage) {
-  std::vector<io::WriteTensor> out;
+// The model's tensors by canonical name as f32 buffers (kept alive in `storage`), stored as
+// `dtype` (matrices) or `embedding_dtype` (token embedding and output head); norms and biases
+// stay f32. Linear layers present in `skip` are left out.
+std::map<std::string, io::WriteTensor> dense_tensors(const model::Model& m,
+                                                     const std::map<std::string, CodebookLayer>* skip,
+                                                     io::DType dtype, io::DType embedding_dtype,
+                                                     std::deque<torch::Tensor>& storage) {
+  std::map<std::string, io::WriteTensor> out;
   auto add_as = [&](const std::string& name, const torch::Tensor& t, io::DType matrix_dtype) {
     if (!t.defined()) return;
     storage.push_back(t.detach().to(torch::kFloat32).contiguous());
@@ -170,9 +200,9 @@ std::vector<io::WriteTensor> dense_tensors(const model::Model& m, const std::map
     io::WriteTensor w;
     w.name = name;
     w.shape = c.sizes().vec();
-    w.dtype = c.dim() >= 2 ? matrix_dtype : io::DType::F32;  // norms and biases stay f32
+    w.dtype = c.dim() >= 2 ? matrix_dtype : io::DType::F32;
     w.f32 = c.data_ptr<float>();
-    out.push_back(w);
+    out.emplace(name, std::move(w));
   };
   auto add = [&](const std::string& name, const torch::Tensor& t) { add_as(name, t, dtype); };
   if (!skip || !skip->count("token_embd")) add_as("token_embd.weight", m.tok_embd, embedding_dtype);
@@ -197,6 +227,43 @@ std::vector<io::WriteTensor> dense_tensors(const model::Model& m, const std::map
 
 }  // namespace
 
+std::vector<io::WriteTensor> in_file_order(const ModelConfig& c, int n_blocks,
+                                           std::map<std::string, io::WriteTensor> by_name) {
+  std::vector<io::WriteTensor> out;
+  for (const std::string& name : model_tensor_names(c, n_blocks)) {
+    auto it = by_name.find(name);
+    if (it == by_name.end()) continue;
+    out.push_back(std::move(it->second));
+    by_name.erase(it);
+  }
+  LCQ_CHECK(by_name.empty(), "internal: tensor '{}' has no place in the file", by_name.begin()->first);
+  return out;
+}
+
+void write_quantized_file(const std::string& path, const ModelConfig& config, const tokenizer::Vocab& vocab,
+                          std::vector<io::WriteTensor> tensors, const std::map<std::string, QuantizedLayer>& layers,
+                          const nlohmann::json& extra) {
+  LCQ_CHECK(!layers.empty(), "{}: nothing was quantized", path);
+  for (const auto& [name, l] : layers) tensors.insert(tensors.end(), l.tensors.begin(), l.tensors.end());
+  io::WriteOptions wo;
+  wo.extra_metadata = extra;
+  // The model-wide settings are the first block linear's (names sort "blk." first).
+  const nlohmann::json common = io::codebook_metadata(*layers.begin()->second.layer);
+  for (const auto& [k, v] : common.items()) wo.extra_metadata[k] = v;
+  // Per-layer keys where a layer differs from the model-wide settings.
+  double bits = 0, weights = 0;
+  for (const auto& [name, q] : layers) {
+    const nlohmann::json own = io::codebook_metadata(*q.layer);
+    for (const auto& [k, v] : own.items())
+      if (k != "lcq.format_version" && common.at(k) != v) wo.extra_metadata["lcq.layer." + name + k.substr(3)] = v;
+    if (name.rfind("blk.", 0) != 0) continue;
+    bits += q.layer->bits_per_weight() * double(q.layer->rows * q.layer->cols);
+    weights += double(q.layer->rows * q.layer->cols);
+  }
+  wo.extra_metadata["lcq.bits_per_weight"] = weights > 0 ? bits / weights : 0.0;
+  io::write_gguf_model(path, config, tensors, vocab, wo);
+}
+
 void write_quantized_model(const std::string& path, const model::Model& m, const tokenizer::Vocab& vocab,
                            const QuantizeResult& q, const nlohmann::json& extra) {
   LCQ_CHECK(!q.layers.empty(), "{}: nothing was quantized", path);
@@ -204,34 +271,33 @@ void write_quantized_model(const std::string& path, const model::Model& m, const
   std::deque<std::vector<uint8_t>> raw_storage;
   // The embedding (and head) in fp16: at low bits it would otherwise be most of the file, and
   // the packed runtime keeps it in fp16 (docs/lcq-format.md).
-  auto tensors = dense_tensors(m, &q.layers, io::DType::F32, io::DType::F16, dense_storage);
-  for (const auto& [name, layer] : q.layers) io::add_codebook_tensors(name, layer, tensors, raw_storage);
+  auto dense = dense_tensors(m, &q.layers, io::DType::F32, io::DType::F16, dense_storage);
+  std::map<std::string, QuantizedLayer> layers;
+  for (const auto& [name, layer] : q.layers) {
+    QuantizedLayer& out = layers[name];
+    out.layer = &layer;
+    io::add_codebook_tensors(name, layer, out.tensors, raw_storage);
+  }
+  write_quantized_file(path, m.config, vocab, in_file_order(m.config, int(m.blocks.size()), std::move(dense)), layers,
+                       extra);
+}
+
+void write_dense_file(const std::string& path, const ModelConfig& config, const tokenizer::Vocab& vocab,
+                      const std::vector<io::WriteTensor>& tensors, const nlohmann::json& extra) {
   io::WriteOptions wo;
   wo.extra_metadata = extra;
-  // The model-wide settings are the first block linear's (names sort "blk." first).
-  const nlohmann::json common = io::codebook_metadata(q.layers.begin()->second);
-  for (const auto& [k, v] : common.items()) wo.extra_metadata[k] = v;
-  // Per-layer keys where a layer differs from the model-wide settings.
-  for (const auto& [name, l] : q.layers) {
-    const nlohmann::json own = io::codebook_metadata(l);
-    for (const auto& [k, v] : own.items())
-      if (k != "lcq.format_version" && common.at(k) != v) wo.extra_metadata["lcq.layer." + name + k.substr(3)] = v;
-  }
-  wo.extra_metadata["lcq.bits_per_weight"] = q.bits_per_weight;
-  io::write_gguf_model(path, m.config, tensors, vocab, wo);
+  const bool gguf = path.size() >= 5 && path.compare(path.size() - 5, 5, ".gguf") == 0;
+  if (gguf)
+    io::write_gguf_model(path, config, tensors, vocab, wo);
+  else
+    io::write_hf_model(path, config, tensors, vocab, wo);
 }
 
 void write_dense_model(const std::string& path, const model::Model& m, const tokenizer::Vocab& vocab,
                        io::DType dtype, const nlohmann::json& extra) {
   std::deque<torch::Tensor> storage;
   auto tensors = dense_tensors(m, nullptr, dtype, dtype, storage);
-  io::WriteOptions wo;
-  wo.extra_metadata = extra;
-  const bool gguf = path.size() >= 5 && path.compare(path.size() - 5, 5, ".gguf") == 0;
-  if (gguf)
-    io::write_gguf_model(path, m.config, tensors, vocab, wo);
-  else
-    io::write_hf_model(path, m.config, tensors, vocab, wo);
+  write_dense_file(path, m.config, vocab, in_file_order(m.config, int(m.blocks.size()), std::move(tensors)), extra);
 }
 
 nlohmann::json to_json(const QuantizeResult& r) {
@@ -240,7 +306,7 @@ nlohmann::json to_json(const QuantizeResult& r) {
   return {{"seconds", r.seconds},
           {"bits_per_weight", r.bits_per_weight},
           {"quantized_weights", r.quantized_weights},
-          {"layers", r.layers.size()},
+          {"layers", r.layer_count},
           {"blocks", blocks}};
 }
 

@@ -2,6 +2,7 @@
 
 #include "lcq/core/error.h"
 #include "lcq/core/progress.h"
+#include "lcq/quant/activations.h"
 
 #include <ATen/autocast_mode.h>
 
@@ -9,7 +10,9 @@
 
 #include <chrono>
 #include <cmath>
+#include <mutex>
 #include <random>
+#include <sstream>
 
 namespace lcq::quant {
 
@@ -44,14 +47,24 @@ class Bf16Products {
   at::ScalarType was_dtype_ = at::kBFloat16;
 };
 
-// Runs `block` over all of x [N, L, D] in chunks, without gradients.
+// Runs `block` over all of x [N, L, D] in chunks, without gradients; the output is allocated
+// in `acts` (in memory when null).
 torch::Tensor run_block(const model::BlockContext& ctx, const model::Block& block, const torch::Tensor& x,
-                        int64_t chunk) {
+                        int64_t chunk, const ActivationStore* acts = nullptr) {
   torch::NoGradGuard ng;
-  std::vector<torch::Tensor> outs;
-  for (int64_t i = 0; i < x.size(0); i += chunk)
-    outs.push_back(model::block_forward(ctx, block, x.slice(0, i, std::min(x.size(0), i + chunk)), 0));
-  return torch::cat(outs, 0);
+  torch::Tensor out;
+  for (int64_t i = 0; i < x.size(0); i += chunk) {
+    const int64_t j = std::min(x.size(0), i + chunk);
+    const torch::Tensor y = model::block_forward(ctx, block, x.slice(0, i, j), 0);
+    if (!out.defined()) {
+      std::vector<int64_t> shape = y.sizes().vec();
+      shape[0] = x.size(0);
+      out = acts ? acts->empty(shape, y.scalar_type()) : torch::empty(shape, y.options());
+    }
+    out.slice(0, i, j).copy_(y);
+  }
+  if (acts) acts->release(x);
+  return out;
 }
 
 // Mean squared error of y against target [N, L, D], accumulated in double chunk by chunk.
@@ -125,26 +138,99 @@ nlohmann::json to_json(const BlockReport& r) {
           {"final_loss", r.final_loss}, {"seconds", r.seconds},     {"layers", layers}};
 }
 
+BlockReport block_report_from_json(const nlohmann::json& j) {
+  BlockReport r;
+  r.layer = j.at("layer").get<int>();
+  r.init_loss = j.at("init_loss").get<double>();
+  r.trained_loss = j.at("trained_loss").get<double>();
+  r.final_loss = j.at("final_loss").get<double>();
+  r.seconds = j.at("seconds").get<double>();
+  for (const auto& l : j.at("layers")) {
+    LayerReport lr;
+    lr.name = l.at("name").get<std::string>();
+    // JSON has no NaN: a missing error was written as null.
+    auto number = [&](const char* key) { return l.at(key).is_null() ? NAN : l.at(key).get<double>(); };
+    lr.init_error = number("init_error");
+    lr.final_error = number("final_error");
+    lr.bits_per_weight = l.at("bits_per_weight").get<double>();
+    r.layers.push_back(lr);
+  }
+  return r;
+}
+
+EngineState initial_state(const torch::Tensor& embeddings, const ReconstructOptions& o) {
+  EngineState s;
+  s.x_q = embeddings;
+  if (!o.targets_from_quantized_inputs) s.x_fp = embeddings;
+  std::ostringstream rng;
+  rng << std::mt19937_64(o.seed);
+  s.shuffle_rng = rng.str();
+  torch::manual_seed(o.seed);
+  s.torch_rng = at::detail::getDefaultCPUGenerator().get_state();
+  return s;
+}
+
+namespace {
+
+// The blocks of a model in memory: quantized in place, their stored layers collected.
+class ModelBlocks final : public BlockStore {
+ public:
+  ModelBlocks(model::Model& m, std::map<std::string, CodebookLayer>& layers) : m_(m), layers_(layers) {}
+  int size() const override { return int(m_.blocks.size()); }
+  model::Block load(int l) override { return m_.blocks[size_t(l)]; }
+  void finish(int l, model::Block& block, std::map<std::string, CodebookLayer>& layers, const BlockReport&,
+              const EngineState&) override {
+    m_.blocks[size_t(l)] = block;
+    for (auto& [name, layer] : layers) layers_.emplace(name, std::move(layer));
+  }
+
+ private:
+  model::Model& m_;
+  std::map<std::string, CodebookLayer>& layers_;
+};
+
+}  // namespace
+
 ReconstructResult reconstruct(model::Model& m, const torch::Tensor& calib, BlockMethod& method,
-                              const ReconstructOptions& o) {
+                              const ReconstructOptions& o, std::map<std::string, CodebookLayer>& layers) {
   LCQ_CHECK(calib.dim() == 2 && calib.size(0) >= 1, "calibration tokens must be [samples, seqlen]");
+  m.ensure_positions(calib.size(1));
+  torch::Tensor x0;
+  {
+    torch::NoGradGuard ng;
+    x0 = m.embed(calib);
+  }
+  ModelBlocks store(m, layers);
+  return reconstruct(m, store, initial_state(x0, o), method, o);
+}
+
+ReconstructResult reconstruct(model::Model& m, BlockStore& store, EngineState state, BlockMethod& method,
+                              const ReconstructOptions& o, const ActivationStore* acts) {
+  LCQ_CHECK(state.x_q.defined() && state.x_q.dim() == 3 && state.x_q.size(0) >= 1,
+            "calibration activations must be [samples, seqlen, dim]");
+  LCQ_CHECK(o.targets_from_quantized_inputs || state.x_fp.defined(), "internal: no full-precision activations");
   LCQ_CHECK(o.epochs >= 0, "--epochs must be >= 0, got {}", o.epochs);
   LCQ_CHECK(o.batch_size >= 1, "--batch-size must be >= 1, got {}", o.batch_size);
   LCQ_CHECK(o.loss_samples >= 0, "--loss-samples must be >= 0, got {}", o.loss_samples);
   const bool bf16_steps = resolve_train_dtype(o.train_dtype) == "bf16";
   LCQ_CHECK(o.loss == "mse" || o.loss == "token-relative", "--loss must be mse or token-relative, got '{}'", o.loss);
-  const int64_t N = calib.size(0), chunk = std::max<int64_t>(o.batch_size, 8);
-  m.ensure_positions(calib.size(1));
+  const int64_t N = state.x_q.size(0), chunk = std::max<int64_t>(o.batch_size, 8);
+  m.ensure_positions(state.x_q.size(1));
   const model::BlockContext ctx = m.context();
-  torch::manual_seed(o.seed);
-  std::mt19937_64 rng(o.seed);
-
-  torch::Tensor x_fp, x_q;
+  std::mt19937_64 rng;
   {
-    torch::NoGradGuard ng;
-    x_fp = m.embed(calib);
-    x_q = x_fp;
+    std::istringstream in(state.shuffle_rng);
+    in >> rng;
+    LCQ_CHECK(!in.fail(), "internal: invalid shuffle generator state");
   }
+  if (state.torch_rng.defined()) {
+    at::Generator g = at::detail::getDefaultCPUGenerator();  // a handle: shares the default's state
+    std::lock_guard<std::mutex> lock(g.mutex());
+    g.set_state(state.torch_rng);
+  }
+  if (!state.method.empty()) method.restore_state(state.method);
+
+  torch::Tensor x_fp = state.x_fp, x_q = state.x_q;
   ReconstructResult result;
   const int64_t steps_per_epoch = (N + o.batch_size - 1) / o.batch_size;
   const int64_t total_steps = steps_per_epoch * o.epochs;
@@ -152,19 +238,19 @@ ReconstructResult reconstruct(model::Model& m, const torch::Tensor& calib, Block
   const int64_t n_loss = o.loss_samples > 0 ? std::min(N, o.loss_samples) : N;
   auto first = [&](const torch::Tensor& t) { return t.slice(0, 0, n_loss); };
 
-  for (size_t l = 0; l < m.blocks.size(); ++l) {
+  for (int l = state.next_block; l < store.size(); ++l) {
     const auto t0 = Clock::now();
-    model::Block& block = m.blocks[l];
+    model::Block block = store.load(l);
     // fp shares the full-precision weight tensors; it computes the targets, so it runs
     // without the activation quantization the block may carry (weight-activation schemes:
     // the quantized block is trained with it, against full-precision outputs).
     model::Block fp = block;
     for (auto& [name, lin] : fp.linears()) lin->input_quant.reset(), lin->output_quant.reset();
-    torch::Tensor target = run_block(ctx, fp, o.targets_from_quantized_inputs ? x_q : x_fp, chunk);
+    torch::Tensor target = run_block(ctx, fp, o.targets_from_quantized_inputs ? x_q : x_fp, chunk, acts);
 
     std::vector<torch::Tensor> inputs;  // what the method may use for statistics (GPTQ, AWQ)
     inputs.push_back(x_q);
-    method.begin_block(int(l), fp, inputs);
+    method.begin_block(l, fp, inputs);
     model::Block working = fp;
     {
       auto with = block.linears();
@@ -174,12 +260,13 @@ ReconstructResult reconstruct(model::Model& m, const torch::Tensor& calib, Block
         to[i].second->output_quant = with[i].second->output_quant;
       }
     }
+    block = model::Block();  // working and fp hold the weights now
     {
       torch::NoGradGuard ng;
       method.apply(working);
     }
     BlockReport rep;
-    rep.layer = int(l);
+    rep.layer = l;
     rep.init_loss = block_loss(ctx, working, first(x_q), first(target), chunk);
     const auto init_err = layer_errors(ctx, working, fp, x_q.slice(0, 0, n_err));
     rep.trained_loss = rep.init_loss;
@@ -190,7 +277,7 @@ ReconstructResult reconstruct(model::Model& m, const torch::Tensor& calib, Block
       std::vector<double> base_lr;
       for (auto& g : groups) base_lr.push_back(static_cast<torch::optim::AdamOptions&>(g.options()).lr());
       torch::optim::Adam adam(groups, torch::optim::AdamOptions(1e-3));
-      Progress bar(fmt::format("block {}/{}", l + 1, m.blocks.size()), total_steps, o.progress);
+      Progress bar(fmt::format("block {}/{}", l + 1, store.size()), total_steps, o.progress);
       const char* objective = weights.defined() ? "weighted loss" : "loss";
       std::vector<int64_t> order(static_cast<size_t>(N));
       int64_t step = 0;
@@ -220,6 +307,7 @@ ReconstructResult reconstruct(model::Model& m, const torch::Tensor& calib, Block
           ++step;
           bar.update(step, fmt::format("epoch {}/{} {} {:.3e}", e + 1, o.epochs, objective, epoch_loss / double(b1)));
         }
+        if (acts) acts->release(x_q), acts->release(target);
       }
       torch::NoGradGuard ng;
       method.apply(working);
@@ -231,7 +319,7 @@ ReconstructResult reconstruct(model::Model& m, const torch::Tensor& calib, Block
     auto layers = method.end_block(working);
     // The frozen block's outputs are both the final loss and the next block's inputs: one pass.
     for (auto& [name, lin] : working.linears()) lin->weight = lin->weight.detach();
-    torch::Tensor x_next = run_block(ctx, working, x_q, chunk);
+    torch::Tensor x_next = run_block(ctx, working, x_q, chunk, acts);
     rep.final_loss = mse(first(x_next), first(target), chunk);
     const auto final_err = layer_errors(ctx, working, fp, x_q.slice(0, 0, n_err));
     auto wl = working.linears();
@@ -246,12 +334,23 @@ ReconstructResult reconstruct(model::Model& m, const torch::Tensor& calib, Block
       lr.bits_per_weight = q != layers.end() ? q->second.bits_per_weight() : 32.0;
       rep.layers.push_back(lr);
     }
-    for (auto& [name, layer] : layers) result.layers.emplace(name, std::move(layer));
-    // The frozen block: its quantized weights stay in the model; next inputs come from it.
-    block = working;
+    fp = model::Block();
+    // The frozen block's outputs are the next block's inputs.
     x_q = x_next;
     if (!o.targets_from_quantized_inputs) x_fp = target;
+    target = torch::Tensor();
     rep.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+    EngineState next;
+    next.next_block = l + 1;
+    next.x_q = x_q;
+    next.x_fp = x_fp;
+    std::ostringstream rng_state;
+    rng_state << rng;
+    next.shuffle_rng = rng_state.str();
+    next.torch_rng = at::detail::getDefaultCPUGenerator().get_state();
+    next.method = method.carried_state();
+    store.finish(l, working, layers, rep, next);
+    if (acts) acts->release(x_q), acts->release(x_fp);
     result.blocks.push_back(std::move(rep));
   }
   {

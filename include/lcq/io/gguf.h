@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -143,6 +144,11 @@ class GgufWriter {
 
   // `data` (dtype_nbytes(dtype, numel) bytes) must stay valid until write() returns.
   void add_tensor(const std::string& name, DType dtype, const std::vector<int64_t>& shape, const void* data);
+  // Or the bytes produced while the file is written: produce(put) calls put(bytes, n) until it
+  // has given exactly dtype_nbytes(dtype, numel) bytes (checked).
+  using Put = std::function<void(const void* bytes, size_t n)>;
+  using Producer = std::function<void(const Put& put)>;
+  void add_tensor(const std::string& name, DType dtype, const std::vector<int64_t>& shape, Producer produce);
   size_t tensor_count() const { return tensors_.size(); }
 
   void write(const std::string& path) const;  // atomically; throws lcq::Error naming path
@@ -154,8 +160,10 @@ class GgufWriter {
     std::vector<int64_t> shape;
     const void* data;
     size_t nbytes;
+    Producer produce;
   };
   void set_raw(const std::string& key, GgufType type, std::string payload);
+  size_t check_tensor(const std::string& name, DType dtype, const std::vector<int64_t>& shape) const;
 
   std::vector<std::pair<std::string, std::string>> kv_;  // key -> type id + payload bytes
   std::map<std::string, size_t> kv_index_;

@@ -10,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -24,7 +25,24 @@ struct WriteTensor {
   DType dtype = DType::F32;      // stored type
   const float* f32 = nullptr;    // source values (converted), or
   const uint8_t* raw = nullptr;  // source bytes (stored as is; size = dtype_nbytes(dtype, numel))
+  // Or the same produced piece by piece while the file is written, so that a tensor is never
+  // whole in memory (a streamed model's embedding): rows [r0, r1) along the first dimension
+  // (a 1-D tensor's rows are its elements), as f32 values or as stored bytes.
+  std::function<void(int64_t r0, int64_t r1, float* out)> fill_f32;
+  std::function<void(int64_t r0, int64_t r1, uint8_t* out)> fill_raw;
+
+  bool has_data() const { return f32 || raw || fill_f32 || fill_raw; }
+  bool is_f32() const { return f32 || fill_f32; }
+  int64_t numel() const;
+  int64_t rows() const { return shape.empty() ? 1 : shape[0]; }
+  // Rows [r0, r1) of the f32 values (f32 or fill_f32) into out.
+  void read_f32(int64_t r0, int64_t r1, float* out) const;
+  // Bytes of rows [r0, r1) (raw or fill_raw; row_bytes = stored bytes per row) into out.
+  void read_raw(int64_t r0, int64_t r1, size_t row_bytes, uint8_t* out) const;
 };
+
+// Rows per piece when a tensor is converted or copied piece by piece: about 16 MiB of f32.
+int64_t rows_per_piece(const WriteTensor& t);
 
 struct WriteOptions {
   nlohmann::json extra_metadata = nlohmann::json::object();  // GGUF: extra KV pairs (string/number/bool/arrays)

@@ -36,6 +36,8 @@ void validate(const ActQuantConfig& a, const std::string& what);
 // there; bits 0 and kv_bits 0 clear them. per-tensor-static needs a positive finite scale for
 // every block linear: the first one missing is named in the error.
 void set_activation_quant(Model& m, const ActQuantConfig& a);
+// The same for one block, block `layer` of its model.
+void set_activation_quant(Block& block, int layer, const ActQuantConfig& a);
 // The configuration a model currently runs with (static_absmax included).
 ActQuantConfig activation_quant(const Model& m);
 

@@ -29,6 +29,9 @@ Model build_model(const io::ModelSource& src, const RuntimeOptions& opts);
 
 LoadedModel load_model(const std::string& path, const io::LoadOptions& load = {}, const RuntimeOptions& opts = {});
 
+// The tokenizer of the vocabulary `src` carries (null when none), checked against the model's size.
+std::unique_ptr<tokenizer::Tokenizer> make_model_tokenizer(const io::ModelSource& src);
+
 // Applies opts.threads to libtorch/OpenMP (no-op for 0).
 void set_threads(int threads);
 

@@ -1,6 +1,7 @@
 // Quantizing a whole model and writing the result: the entry point `lcq quantize` uses.
 #pragma once
 
+#include "lcq/io/writers.h"
 #include "lcq/model/loader.h"
 #include "lcq/quant/awq.h"
 #include "lcq/quant/embedding.h"
@@ -15,6 +16,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace lcq::quant {
 
@@ -62,11 +64,47 @@ struct QuantizeResult {
   double seconds = 0;
   double bits_per_weight = 0;  // over the quantized block linears, exact
   int64_t quantized_weights = 0;  // weights of the block linears
+  int64_t layer_count = 0;        // quantized matrices (also when `layers` is not kept: a streamed run)
 };
+
+// quantize_model()'s adjustments of the options to the method (rank 1 and no training for
+// the rank-one methods, rank 1 for the learned grids), after validate(); refuses a method
+// that needs calibration without it.
+void prepare(QuantizeOptions& o, bool calibrated);
+// bits_per_weight, quantized_weights and layer_count of r from the quantized layers.
+void summarize(QuantizeResult& r, const std::map<std::string, CodebookLayer>& layers);
 
 // Quantizes every linear layer of every block of `model` in place. `calib` [N, L] may be
 // undefined for rtn (no reconstruction, no report losses); gptq and awq require it.
 QuantizeResult quantize_model(model::Model& model, const torch::Tensor& calib, const QuantizeOptions& o);
+
+// Writing model files from their parts, wherever the parts are (a model in memory, or the
+// blocks of a streamed run on disk).
+//
+// The canonical names of a model's tensors in the order they are stored: token embedding,
+// OPT's positions, per block the norms and each linear's weight and bias, the final norm and
+// the untied head.
+std::vector<std::string> model_tensor_names(const ModelConfig& config, int n_blocks);
+// The tensors of `by_name` in that order (names it lacks are absent from the model).
+std::vector<io::WriteTensor> in_file_order(const ModelConfig& config, int n_blocks,
+                                           std::map<std::string, io::WriteTensor> by_name);
+
+// A quantized matrix as the writer needs it: its parameters (`layer`'s bits, group, rank,
+// double quantization and shape; its data need not be loaded) and its file tensors
+// (io::add_codebook_tensors).
+struct QuantizedLayer {
+  const CodebookLayer* layer = nullptr;
+  std::vector<io::WriteTensor> tensors;
+};
+
+// Writes a GGUF model of the dense `tensors` (in file order) followed by `layers` (in name
+// order) with the codebook metadata and lcq.bits_per_weight. Atomic.
+void write_quantized_file(const std::string& path, const ModelConfig& config, const tokenizer::Vocab& vocab,
+                          std::vector<io::WriteTensor> tensors, const std::map<std::string, QuantizedLayer>& layers,
+                          const nlohmann::json& extra_metadata);
+// Writes an ordinary model file: GGUF (path ends with .gguf) or a Hugging Face directory.
+void write_dense_file(const std::string& path, const ModelConfig& config, const tokenizer::Vocab& vocab,
+                      const std::vector<io::WriteTensor>& tensors, const nlohmann::json& extra_metadata);
 
 // Writes `model` as GGUF with the quantized linear layers stored as LCQ codebooks
 // (lcq/io/codebook_tensors.h) and every other tensor in f32. Atomic.

@@ -6,7 +6,10 @@
 // the method's parameters are trained with Adam on the loss between the two (MSE by default,
 // see ReconstructOptions::loss), then frozen;
 // the block's weights are replaced by the final quantized ones and the engine moves on.
-// Only one block's training state and three activation sets [N, L, dim] live at a time.
+// Only one block's training state and three activation sets [N, L, dim] live at a time. The
+// blocks come from and go to a BlockStore (the model in memory, or a file read a block at a
+// time with the finished blocks checkpointed), and what one block hands the next is an
+// EngineState, so that a run can stop after any block and continue exactly.
 #pragma once
 
 #include "lcq/kernels/codebook_layer.h"
@@ -56,6 +59,11 @@ class BlockMethod {
   // full-precision weight (GPTQ: the weights its sweep rounded; AWQ: the scaled weights).
   // What LCQ starts from with --init gptq|awq. Empty: the full-precision weights.
   virtual std::map<std::string, torch::Tensor> rounded_weights() const { return {}; }
+  // What the method carries from one block to the next (its random generator's state, AWQ's
+  // full-precision activations), read between blocks for a checkpoint; restore_state() puts
+  // it back in a fresh method, which then continues as the original would have.
+  virtual std::map<std::string, torch::Tensor> carried_state() const { return {}; }
+  virtual void restore_state(const std::map<std::string, torch::Tensor>& state) {}
 };
 
 struct ReconstructOptions {
@@ -89,18 +97,53 @@ struct ReconstructOptions {
 // other than fp32, bf16 and auto.
 std::string resolve_train_dtype(const std::string& train_dtype);
 
+// What the engine hands from one block to the next: everything block next_block needs to run
+// as it would have in an uninterrupted run.
+struct EngineState {
+  int next_block = 0;
+  torch::Tensor x_q;   // calibration activations entering next_block, after the quantized blocks
+  torch::Tensor x_fp;  // ... in the full-precision model (undefined when targets_from_quantized_inputs)
+  std::string shuffle_rng;  // the std::mt19937_64 the batches are shuffled with, as operator<< writes it
+  torch::Tensor torch_rng;  // libtorch's default CPU generator
+  std::map<std::string, torch::Tensor> method;  // BlockMethod::carried_state()
+};
+
+// The state before block 0: the embeddings of the calibration tokens and the generators
+// seeded from o.seed (libtorch's default generator is seeded here).
+EngineState initial_state(const torch::Tensor& embeddings, const ReconstructOptions& o);
+
+// Where the blocks come from and where the finished ones go.
+class BlockStore {
+ public:
+  virtual ~BlockStore() = default;
+  virtual int size() const = 0;
+  // Block l at full precision, with the activation quantizers it is trained with.
+  virtual model::Block load(int l) = 0;
+  // Block l is done: `block` holds its final (dequantized) weights, norms and biases, `layers`
+  // its stored form (moved from at will), `next` what continuing after it takes.
+  virtual void finish(int l, model::Block& block, std::map<std::string, CodebookLayer>& layers,
+                      const BlockReport& report, const EngineState& next) = 0;
+};
+
+class ActivationStore;
+
 struct ReconstructResult {
-  std::map<std::string, CodebookLayer> layers;  // every quantized linear, by name
-  std::vector<BlockReport> blocks;
+  std::vector<BlockReport> blocks;  // of the blocks this call quantized
   // The mean square of each input column of the output head on the calibration set (the final
   // norm's output after the quantized blocks) [dim]: the head's importance matrix.
   torch::Tensor head_importance;
 };
 
-// Quantizes `model`'s blocks in place (their weights become the dequantized quantized
-// weights) with `method`, on calibration tokens [N, L].
+// Quantizes blocks state.next_block.. of `store` with `method`. `model` gives the context (RoPE
+// tables, extended to the calibration length) and the final norm; its blocks are not used.
+// Activation sets are allocated in `acts` (in memory when null).
+ReconstructResult reconstruct(model::Model& model, BlockStore& store, EngineState state, BlockMethod& method,
+                              const ReconstructOptions& opts, const ActivationStore* acts = nullptr);
+
+// The same for the model's own blocks, in memory: they become the dequantized quantized
+// blocks and `layers` receives the stored ones.
 ReconstructResult reconstruct(model::Model& model, const torch::Tensor& calib_tokens, BlockMethod& method,
-                              const ReconstructOptions& opts);
+                              const ReconstructOptions& opts, std::map<std::string, CodebookLayer>& layers);
 
 nlohmann::json to_json(const BlockReport& r);
 
