@@ -62,6 +62,13 @@ TEST(LutCodebook, RoundTripIsExact) {
     EXPECT_EQ(u.dq_group, l.dq_group);
     for (int64_t i = 0; i < l.rows; i += 3)
       for (int64_t c = 0; c < l.cols; c += 5) ASSERT_EQ(m.index_at(i, c), l.indices[size_t(i * l.cols + c)]);
+    // Rows dequantized from the layout are the layer's exactly.
+    std::vector<float> want(size_t(l.rows * l.cols));
+    l.dequantize(want.data());
+    const int64_t r0 = l.rows / 3, r1 = l.rows;
+    std::vector<float> got(size_t((r1 - r0) * l.cols));
+    m.dequantize_rows(r0, r1, got.data());
+    EXPECT_TRUE(std::equal(got.begin(), got.end(), want.begin() + r0 * l.cols)) << describe(k.c);
   }
 }
 

@@ -250,9 +250,11 @@ TEST(Stories260K, LcqFileLoadsAndBeatsRtnAtTheSameBitsAndGroup) {
     for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(a[i].second->weight.equal(b[i].second->weight)) << a[i].first;
   }
   const double ppl_lcq = stories_ppl(back.model, eval_tokens);
-  // The default runtime keeps the layers packed (no dense weight at all) and agrees with the
-  // dequantized model up to f32 summation order.
-  model::LoadedModel packed = model::load_model(path);
+  // The packed runtime keeps the layers packed (no dense weight at all); with the exact float
+  // kernel it agrees with the dequantized model up to f32 summation order.
+  model::RuntimeOptions exact_rt;
+  exact_rt.kernel = kernels::KernelChoice::kFloat;
+  model::LoadedModel packed = model::load_model(path, {}, exact_rt);
   for (const auto& [name, lin] : packed.model.blocks[0].linears()) {
     EXPECT_FALSE(lin->weight.defined()) << name;
     ASSERT_NE(lin->packed, nullptr) << name;

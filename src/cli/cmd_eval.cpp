@@ -38,6 +38,7 @@ void register_eval(CLI::App& app) {
     eval::ZeroShotOptions z;
   };
   auto o = std::make_shared<Eval>();
+  opts->prompt_dtype = "f32";  // a measurement: exact unless asked otherwise
   opts->add_to(*cmd);
   std::string names;
   for (const auto& t : eval::task_registry()) names += (names.empty() ? "" : ",") + t.name;

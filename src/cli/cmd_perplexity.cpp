@@ -18,6 +18,7 @@ void register_perplexity(CLI::App& app) {
     eval::PerplexityOptions p;
   };
   auto o = std::make_shared<Ppl>();
+  opts->prompt_dtype = "f32";  // a measurement: exact unless asked otherwise
   opts->add_to(*cmd);
   cmd->add_option("--text", o->text, "Text file, tokenized as a whole")->required()->check(CLI::ExistingFile);
   cmd->add_option("--protocol", o->p.protocol,

@@ -40,6 +40,12 @@ void ModelOptions::add_to(CLI::App& cmd, bool with_runtime) {
                    "layer falls back to the next: lut, int8, float")
         ->check(CLI::IsMember(kernels::kernel_choice_names()))
         ->capture_default_str();
+    cmd.add_option("--prompt-dtype", prompt_dtype,
+                   "Arithmetic of packed layers on prompts (16+ tokens: their dequantized weights through\n"
+                   "BLAS): f32 (exact), bf16 (oneDNN's bf16 products: about 1.6x faster on CPUs with\n"
+                   "AVX512-BF16 or AMX, inputs rounded to bf16), auto (bf16 where the CPU has it natively)")
+        ->check(CLI::IsMember(model::prompt_dtype_names()))
+        ->capture_default_str();
   }
   cmd.add_flag("--json", json, "Print machine-readable JSON on stdout");
   cmd.add_flag("-q,--quiet", quiet, "No progress bars");
@@ -54,6 +60,7 @@ model::RuntimeOptions ModelOptions::runtime() const {
   r.act_scheme = act_scheme;
   r.kv_bits = kv_bits;
   r.kernel = kernels::parse_kernel_choice(kernel);
+  r.prompt_dtype = model::resolve_prompt_dtype(prompt_dtype);
   return r;
 }
 

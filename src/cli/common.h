@@ -24,6 +24,9 @@ struct ModelOptions {
   std::string act_scheme;
   int kv_bits = -1;
   std::string kernel = "auto";  // kernels::kernel_choice_names()
+  // Type of packed layers' prompt products: auto (bf16 where the CPU has native bf16), f32,
+  // bf16. Commands that measure (perplexity, eval) default to f32 before add_to().
+  std::string prompt_dtype = "auto";
 
   // Adds MODEL (positional), --tokenizer, --json, --quiet and, with_runtime, --threads,
   // --dtype, --act-bits, --act-scheme, --kv-bits, --kernel.

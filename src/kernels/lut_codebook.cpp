@@ -278,30 +278,72 @@ void LutCodebookMatrix::gemv_units(const float* x, float* y, int64_t u0, int64_t
     token_rows(LutAccess::view(*this), use_simd(path), x, y, u0 * detail::kLutStepTiles, u1 * detail::kLutStepTiles);
 }
 
+namespace {
+
+// The 16 indices of row i in chunk ch (lut_bit's layout unrolled for 3 bits; one index at a
+// time for other widths).
+void decode_lut_chunk(const detail::LutView& m, int64_t i, int64_t ch, uint8_t* v) {
+  using namespace detail;
+  const int r = int(i % kLutTileRows);
+  if (m.bits == 3) {  // columns 4k + j: bits 3 (4 (r % 2) + j) of the 24-bit word at 24k + 3 (r / 2)
+    const uint8_t* base = m.idx + ((i / kLutTileRows) * m.chunks + ch) * lut_chunk_bytes(3);
+    for (int k = 0; k < 4; ++k) {
+      const uint8_t* w = base + 24 * k + 3 * (r / 2);
+      const uint32_t word = uint32_t(w[0]) | uint32_t(w[1]) << 8 | uint32_t(w[2]) << 16;
+      for (int j = 0; j < 4; ++j) v[4 * k + j] = uint8_t((word >> (3 * (4 * (r % 2) + j))) & 7);
+    }
+    return;
+  }
+  for (int cc = 0; cc < kLutChunkCols; ++cc)
+    v[cc] = uint8_t(lut_get(m.idx, m.bits, lut_bit(m.bits, m.chunks, i, ch * kLutChunkCols + cc)));
+}
+
+}  // namespace
+
 void LutCodebookMatrix::dequantize_rows(int64_t r0, int64_t r1, float* out) const {
+  using detail::kLutChunkCols;
   LCQ_CHECK(0 <= r0 && r0 <= r1 && r1 <= rows_, "dequantize_rows({}, {}) outside a matrix of {} rows", r0, r1, rows_);
   const detail::LutView m = LutAccess::view(*this);
   const int K = 1 << bits_;
-  std::vector<float> cb(static_cast<size_t>(K));
+  const int64_t cpg = group_ / kLutChunkCols;  // groups are whole chunks
+  float cb[16], pair[16][2], chunk[kLutChunkCols];
   for (int64_t i = r0; i < r1; ++i) {
     float* row = out + (i - r0) * cols_;
+    const int r = int(i % detail::kLutTileRows);
     for (int64_t j = 0; j < m.groups_per_row; ++j) {
       // CodebookLayer::codebook's arithmetic: parameters as offset + scale * code (no fma).
       auto param = [&](int p) {
-        const int64_t at = detail::lut_coef_index(m, i / detail::kLutTileRows, j, p, int(i % detail::kLutTileRows));
+        const int64_t at = detail::lut_coef_index(m, i / detail::kLutTileRows, j, p, r);
         if (dq_bits_ == 0) return coef_f32_[size_t(at)];
         const int64_t blk = p * m.n_blocks + (i * m.groups_per_row + j) / dq_group_;
         const float scaled = blk_scale_f_[size_t(blk)] * float(coef_codes_[size_t(at)]);
         return blk_offset_f_[size_t(blk)] + scaled;
       };
       const float b = param(rank_);
-      for (int t = 0; t < K; ++t) cb[size_t(t)] = -b;
-      for (int r = 0; r < rank_; ++r) {
-        const float s = param(r);
-        for (int t = 0; t < K; ++t) cb[size_t(t)] += s * v_f_[size_t(r * K + t)];
+      for (int t = 0; t < K; ++t) cb[t] = -b;
+      for (int p = 0; p < rank_; ++p) {
+        const float sp = param(p);
+        for (int t = 0; t < K; ++t) cb[t] += sp * v_f_[size_t(p * K + t)];
       }
-      const int64_t c1 = std::min(cols_, (j + 1) * group_);
-      for (int64_t c = j * group_; c < c1; ++c) row[c] = cb[size_t(index_at(i, c))];
+      if (bits_ == 2)  // a nibble holds a column pair: both weights from one table
+        for (int n = 0; n < 16; ++n) pair[n][0] = cb[n & 3], pair[n][1] = cb[n >> 2];
+      for (int64_t ch = j * cpg; ch < std::min(m.chunks, (j + 1) * cpg); ++ch) {
+        const int64_t c0 = ch * kLutChunkCols, n = std::min<int64_t>(kLutChunkCols, cols_ - c0);
+        float* dst = n == kLutChunkCols ? row + c0 : chunk;
+        if (bits_ == 2) {  // byte 4r + k: pair k (columns 2k, 2k + 1) low, pair 4 + k high
+          const uint8_t* base = m.idx + ((i / detail::kLutTileRows) * m.chunks + ch) * detail::lut_chunk_bytes(2);
+          for (int k = 0; k < 4; ++k) {
+            const unsigned byte = base[4 * r + k];
+            std::memcpy(dst + 2 * k, pair[byte & 15], 2 * sizeof(float));
+            std::memcpy(dst + 8 + 2 * k, pair[byte >> 4], 2 * sizeof(float));
+          }
+        } else {
+          uint8_t v[kLutChunkCols];
+          decode_lut_chunk(m, i, ch, v);
+          for (int cc = 0; cc < kLutChunkCols; ++cc) dst[cc] = cb[v[cc]];
+        }
+        if (dst == chunk) std::memcpy(row + c0, chunk, size_t(n) * sizeof(float));
+      }
     }
   }
 }

@@ -80,6 +80,7 @@ Model build_model(const io::ModelSource& src, const RuntimeOptions& opts) {
     const CodebookLayer cl = io::read_codebook_layer(src, name, rows, cols);
     if (compact) {
       out.packed = kernels::make_codebook_matrix(cl, kernels::choose_family(cl, opts.kernel));
+      out.panel_dtype = opts.prompt_dtype;
     } else {
       auto w = torch::empty({rows, cols}, torch::kFloat32);
       cl.dequantize(w.data_ptr<float>());
@@ -141,6 +142,7 @@ Model build_model(const io::ModelSource& src, const RuntimeOptions& opts) {
     m.config.tie_embeddings = true;
     m.output.weight = m.tok_embd;
     m.output.packed = m.tok_embd_packed;
+    m.output.panel_dtype = opts.prompt_dtype;
   } else {
     m.output.weight = get("output.weight", {c.vocab_size, D});
   }

@@ -1,5 +1,6 @@
 #include "lcq/quant/reconstruct.h"
 
+#include "lcq/core/cpu.h"
 #include "lcq/core/error.h"
 #include "lcq/core/progress.h"
 
@@ -108,12 +109,7 @@ std::string resolve_train_dtype(const std::string& train_dtype) {
   LCQ_CHECK(train_dtype == "fp32" || train_dtype == "bf16" || train_dtype == "auto",
             "--train-dtype must be fp32, bf16 or auto, got '{}'", train_dtype);
   if (train_dtype != "auto") return train_dtype;
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_cpu_init();
-  // Native bf16 dot products; without them oneDNN emulates bf16 and gains nothing.
-  if (__builtin_cpu_supports("avx512bf16") || __builtin_cpu_supports("amx-bf16")) return "bf16";
-#endif
-  return "fp32";
+  return cpu_has_native_bf16() ? "bf16" : "fp32";
 }
 
 nlohmann::json to_json(const BlockReport& r) {
