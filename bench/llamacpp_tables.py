@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Helpers of bench/vs_llamacpp.sh and bench/vs_llamacpp_quality.sh (stdlib only).
 
-  llamacpp_tables.py gguf-info FILE               {"file_bytes", "tensor_bytes", "parameters", "tensors"}
+  llamacpp_tables.py gguf-info FILE               {"file_bytes", "data_bytes", "parameters", "tensors"}
+      data_bytes: the tensor data section (tensors and the padding that aligns each)
   llamacpp_tables.py speed-row MODEL RUNTIME LABEL FILE REFERENCE RSS THREADS RESULT...
       one line of RESULTS.jsonl: RESULT is llama-bench's `-o json` output (runtime llama.cpp), or
       `lcq bench --json` outputs named *.prefill.*.json / *.decode.*.json, one run each (lcq)
@@ -60,7 +61,8 @@ class _Reader:
 
 
 def gguf_info(path):
-    """Tensor data bytes (file minus header) and parameter count of a GGUF file."""
+    """Bytes of the tensor data section (tensors and their alignment padding: the file less its
+    header) and the parameter count of a GGUF file; no table of ggml's types needed."""
     with open(path, "rb") as f:
         r = _Reader(f, path)
         if f.read(4) != b"GGUF":
@@ -87,7 +89,7 @@ def gguf_info(path):
             params += n
         data_offset = (f.tell() + alignment - 1) // alignment * alignment
     size = os.path.getsize(path)
-    return {"file_bytes": size, "tensor_bytes": size - data_offset, "parameters": params, "tensors": n_tensors}
+    return {"file_bytes": size, "data_bytes": size - data_offset, "parameters": params, "tensors": n_tensors}
 
 
 def llama_bench(path, threads):

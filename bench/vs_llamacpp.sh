@@ -66,6 +66,7 @@ read -r -a rt_args <<<"${LCQ_RUNTIME_ARGS:-}"
 tables="$here/llamacpp_tables.py"
 
 llamacpp_ensure
+load0=$(cut -d' ' -f1-3 /proc/loadavg)  # the machine may be shared: say how busy it was
 mkdir -p "$work" || die "cannot create $work"
 stamp=$(date +%Y%m%d-%H%M%S)
 results="$work/speed-$stamp.jsonl"
@@ -168,7 +169,7 @@ fi
 echo
 echo "$LLAMACPP_VERSION_LINE; lcq $(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo '?');" \
   "$(lscpu | sed -n 's/^Model name: *//p' | head -1); $(date -u +%Y-%m-%d); medians of $reps runs;" \
-  "threads ${threads//,/ and }; decode tg128 from an empty context, prefill pp512"
+  "threads ${threads//,/ and }; decode tg128 from an empty context, prefill pp512; load average at start $load0"
 echo
 python3 "$tables" speed-table "$results"
 echo

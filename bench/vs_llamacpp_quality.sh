@@ -142,7 +142,7 @@ for k in "${!scored[@]}"; do
 import json, sys
 info, ppl, label, path, params = json.loads(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5])
 print(json.dumps({"label": label, "file": path, "file_bytes": info["file_bytes"],
-                  "bpw": 8 * info["tensor_bytes"] / params, "ppl": ppl}))
+                  "bpw": 8 * info["data_bytes"] / params, "ppl": ppl}))
 EOF
 done
 
