@@ -74,16 +74,22 @@ logs="$work/logs-$stamp"
 mkdir -p "$logs"
 : >"$results"
 
+cur_tmp=
+trap '[ -n "$cur_tmp" ] && rm -f "$cur_tmp"' EXIT  # no half-made file left behind
+trap 'exit 130' INT
+trap 'exit 143' TERM
 # Runs "$@" (which writes $out) only when $out is missing; the output appears atomically.
 make_once() {
   local out=$1; shift
   [ -s "$out" ] && return 0
   local tmp="${out%.gguf}.tmp$$.gguf"  # tools pick the format from the extension
   rm -f "$tmp"
+  cur_tmp=$tmp
   echo "vs_llamacpp.sh: making $out" >&2
   "${@//@OUT@/$tmp}" >"$logs/$(basename "$out").log" 2>&1 ||
     { rm -f "$tmp"; die "could not make $out; see $logs/$(basename "$out").log"; }
   mv "$tmp" "$out"
+  cur_tmp=
 }
 
 slug() { echo "$*" | tr -c 'A-Za-z0-9_.\n' '-' | sed 's/--*/-/g; s/^-//; s/-$//'; }

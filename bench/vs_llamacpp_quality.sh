@@ -76,15 +76,21 @@ cache="$work/ppl-cache"
 logs="$work/quality-logs"
 mkdir -p "$d" "$cache" "$logs" || die "cannot create directories under $work"
 
+cur_tmp=
+trap '[ -n "$cur_tmp" ] && rm -f "$cur_tmp"' EXIT  # no half-made file left behind
+trap 'exit 130' INT
+trap 'exit 143' TERM
 make_once() {  # OUT CMD... (@OUT@ in CMD = the temporary output); the output appears atomically
   local out=$1; shift
   [ -s "$out" ] && return 0
   local tmp="${out%.gguf}.tmp$$.gguf" log
   log="$logs/$(basename "$out").log"
   rm -f "$tmp"
+  cur_tmp=$tmp
   echo "vs_llamacpp_quality.sh: making $out" >&2
   nice -n 19 "${@//@OUT@/$tmp}" >"$log" 2>&1 || { rm -f "$tmp"; die "could not make $out; see $log"; }
   mv "$tmp" "$out"
+  cur_tmp=
 }
 
 src=${LCQ_SMOLLM2_GGUF:-}
@@ -124,9 +130,11 @@ for i in "${!text_names[@]}"; do
     if [ ! -s "$entry" ]; then
       echo "vs_llamacpp_quality.sh: scoring ${labels[$k]} on $name ($(date +%H:%M))" >&2
       log="$logs/$(basename "$f" .gguf)-$name-$protocol.log"
+      cur_tmp="$entry.tmp"
       nice -n 19 "$LCQ" perplexity "$f" --text "$text" --seqlen "$seqlen" --limit "$limit" --threads "$nthreads" \
         --json --quiet >"$entry.tmp" 2>"$log" || { rm -f "$entry.tmp"; die "lcq perplexity failed on $f; see $log"; }
       mv "$entry.tmp" "$entry"
+      cur_tmp=
     fi
     ppl[$k,$name]=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["perplexity"])' "$entry")
   done
