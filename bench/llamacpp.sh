@@ -12,6 +12,7 @@
 #   LLAMACPP_DIR         where the sdist, source and build go (default $LCQ_CACHE/llama.cpp/VERSION)
 #   LLAMACPP_JOBS        parallel compile jobs (default 2: the machine is shared)
 #   LLAMACPP_CMAKE_ARGS  extra CMake arguments
+#   LCQ_NICE             niceness of the compilation (default 19)
 # The build is native (-march=native) with AMX turned off: AMX tile loads raise SIGILL on
 # some of this project's Intel VMs.
 
@@ -100,7 +101,7 @@ llamacpp_ensure() {
       -DCMAKE_C_FLAGS="$noamx" -DCMAKE_CXX_FLAGS="$noamx" ${LLAMACPP_CMAKE_ARGS:-} \
       >"$LLAMACPP_DIR/configure.log" 2>&1 ||
       llamacpp_die "CMake could not configure llama.cpp; see $LLAMACPP_DIR/configure.log"
-    nice -n 19 cmake --build "$build" -j "${LLAMACPP_JOBS:-2}" --target "${LLAMACPP_TOOLS[@]}" \
+    nice -n "${LCQ_NICE:-19}" cmake --build "$build" -j "${LLAMACPP_JOBS:-2}" --target "${LLAMACPP_TOOLS[@]}" \
       >"$LLAMACPP_DIR/build.log" 2>&1 ||
       llamacpp_die "the llama.cpp build failed; see $LLAMACPP_DIR/build.log"
     echo "llamacpp.sh: built in $((SECONDS - t0)) s" >&2

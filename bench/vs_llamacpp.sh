@@ -169,7 +169,10 @@ if [ "$do_synth" = 1 ]; then
       "$([ $first = 1 ] && echo yes || echo no)"
     first=0
   done
-  for f in "${lcq_synth[@]}"; do bench_lcq synthetic-813M "$(basename "$f" .gguf)" "$f"; done
+  for f in "${lcq_synth[@]}"; do
+    label=$(basename "$f" .gguf)
+    bench_lcq synthetic-813M "${label#"$(basename "$fp" -f16.gguf)"-}" "$f"
+  done
 fi
 
 echo

@@ -26,8 +26,9 @@
 #   --threads N          threads of lcq perplexity (default 2)
 #   --no-fp              leave out the FP row
 #   --work DIR           default $LCQ_CACHE/vs_llamacpp
-# Environment: LCQ, LCQ_SMOLLM2_GGUF, LCQ_SHARED_DIR, and bench/llamacpp.sh's settings.
-# Long runs go at nice 19.
+# Environment: LCQ, LCQ_SMOLLM2_GGUF, LCQ_SHARED_DIR, LCQ_NICE (niceness of the long steps:
+# imatrix, quantization, scoring; default 19, the machine may be shared), and
+# bench/llamacpp.sh's settings.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
@@ -68,6 +69,7 @@ done
 for f in "$calib" "${text_files[@]}" "${lcq_files[@]}"; do [ -f "$f" ] || die "$f: no such file"; done
 
 LCQ=${LCQ:-$repo/build/src/lcq}
+nice=${LCQ_NICE:-19}
 [ -x "$LCQ" ] || die "$LCQ: not built (cmake --build build --target lcq), or set LCQ"
 tables="$here/llamacpp_tables.py"
 llamacpp_ensure
@@ -88,7 +90,7 @@ make_once() {  # OUT CMD... (@OUT@ in CMD = the temporary output); the output ap
   rm -f "$tmp"
   cur_tmp=$tmp
   echo "vs_llamacpp_quality.sh: making $out" >&2
-  nice -n 19 "${@//@OUT@/$tmp}" >"$log" 2>&1 || { rm -f "$tmp"; die "could not make $out; see $log"; }
+  nice -n "$nice" "${@//@OUT@/$tmp}" >"$log" 2>&1 || { rm -f "$tmp"; die "could not make $out; see $log"; }
   mv "$tmp" "$out"
   cur_tmp=
 }
@@ -131,7 +133,7 @@ for i in "${!text_names[@]}"; do
       echo "vs_llamacpp_quality.sh: scoring ${labels[$k]} on $name ($(date +%H:%M))" >&2
       log="$logs/$(basename "$f" .gguf)-$name-$protocol.log"
       cur_tmp="$entry.tmp"
-      nice -n 19 "$LCQ" perplexity "$f" --text "$text" --seqlen "$seqlen" --limit "$limit" --threads "$nthreads" \
+      nice -n "$nice" "$LCQ" perplexity "$f" --text "$text" --seqlen "$seqlen" --limit "$limit" --threads "$nthreads" \
         --json --quiet >"$entry.tmp" 2>"$log" || { rm -f "$entry.tmp"; die "lcq perplexity failed on $f; see $log"; }
       mv "$entry.tmp" "$entry"
       cur_tmp=
