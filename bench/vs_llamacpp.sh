@@ -31,6 +31,7 @@ repo=$(cd "$here/.." && pwd)
 . "$here/llamacpp.sh"
 
 die() { echo "vs_llamacpp.sh: error: $*" >&2; exit 1; }
+bad_usage() { echo "vs_llamacpp.sh: error: $*" >&2; exit 2; }
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 2; }
 
 threads=1,2 reps=3 types="Q4_0 IQ4_NL Q5_0 Q8_0" synth_types="Q2_K" do_smollm2=1 do_synth=1
@@ -51,8 +52,8 @@ while [ $# -gt 0 ]; do
     *) echo "vs_llamacpp.sh: unknown argument '$1'" >&2; usage ;;
   esac
 done
-[[ $threads =~ ^[0-9]+(,[0-9]+)*$ ]] || die "--threads must look like 1,2 (got '$threads')"
-[[ $reps =~ ^[1-9][0-9]*$ ]] || die "--reps must be a positive integer (got '$reps')"
+[[ $threads =~ ^[0-9]+(,[0-9]+)*$ ]] || bad_usage "--threads must look like 1,2 (got '$threads')"
+[[ $reps =~ ^[1-9][0-9]*$ ]] || bad_usage "--reps must be a positive integer (got '$reps')"
 for f in "${lcq_smollm2[@]}" "${lcq_synth[@]}"; do [ -f "$f" ] || die "$f: no such file"; done
 
 LCQ=${LCQ:-$repo/build/src/lcq}

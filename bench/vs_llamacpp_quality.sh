@@ -36,6 +36,7 @@ repo=$(cd "$here/.." && pwd)
 . "$here/llamacpp.sh"
 
 die() { echo "vs_llamacpp_quality.sh: error: $*" >&2; exit 1; }
+bad_usage() { echo "vs_llamacpp_quality.sh: error: $*" >&2; exit 2; }
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 2; }
 
 shared=${LCQ_SHARED_DIR:-$repo/../shared}
@@ -48,7 +49,7 @@ while [ $# -gt 0 ]; do
     --calib) calib=${2:?}; shift 2 ;;
     --chunks) chunks=${2:?}; shift 2 ;;
     --ctx) ctx=${2:?}; shift 2 ;;
-    --text) [[ ${2:-} == *=* ]] || die "--text needs NAME=FILE"; text_names+=("${2%%=*}"); text_files+=("${2#*=}"); shift 2 ;;
+    --text) [[ ${2:-} == *=* ]] || bad_usage "--text needs NAME=FILE"; text_names+=("${2%%=*}"); text_files+=("${2#*=}"); shift 2 ;;
     --limit) limit=${2:?}; shift 2 ;;
     --seqlen) seqlen=${2:?}; shift 2 ;;
     --threads) nthreads=${2:?}; shift 2 ;;
@@ -64,7 +65,7 @@ if [ ${#text_names[@]} = 0 ]; then
   text_files=("$shared/data/wikitext2/wiki.test.joined.txt" "$shared/data/ptb/ptb.test.txt")
 fi
 for n in limit seqlen nthreads chunks ctx; do
-  [[ ${!n} =~ ^[0-9]+$ ]] || die "--${n/nthreads/threads} must be a non-negative integer (got '${!n}')"
+  [[ ${!n} =~ ^[0-9]+$ ]] || bad_usage "--${n/nthreads/threads} must be a non-negative integer (got '${!n}')"
 done
 for f in "$calib" "${text_files[@]}" "${lcq_files[@]}"; do [ -f "$f" ] || die "$f: no such file"; done
 
