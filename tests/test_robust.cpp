@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <future>
@@ -128,7 +129,7 @@ TEST(InputsOverwritten, ReportAndExportFakeNeverNameAnInputOrTheOutput) {
       {"convert " + model + " " + dir + "/link-to-s.gguf", "would overwrite the model"},
       {"convert " + hf + " " + hf, "would overwrite the model " + hf},
       // The tokenizer a llama2.c checkpoint finds beside it is an input too.
-      {"perplexity " + dir + "/l2c/m.bin --text " + text + " --report " + dir + "/l2c/tok512.bin",
+      {"perplexity " + dir + "/l2c/m.bin --quiet --text " + text + " --report " + dir + "/l2c/tok512.bin",
        "would overwrite the model's tokenizer"},
       {"quantize " + dir + "/l2c/m.bin -o " + dir + "/l2c/tok512.bin.gguf --method rtn --quiet --report " + dir +
            "/l2c/tok512.bin",
@@ -288,7 +289,7 @@ TEST(Divergence, PerplexityAndEvalOfANanModelFailInsteadOfPrintingNan) {
 
 TEST(UnboundedReads, DevZeroAsATextIsRefusedInsteadOfReadUntilTheMemoryRunsOut) {
   const std::string dir = test::scratch_dir();
-  const std::string tok = " --tokenizer " + stories_tok();
+  const std::string tok = " --tokenizer " + stories_tok() + " --quiet";
   struct Case {
     std::string args, message;
   } cases[] = {
@@ -398,6 +399,39 @@ TEST(ClosedChoices, LossScheduleAndTrainDtypeAcceptTheirNamesOnly) {
   auto ok = run_lcq(base + "--loss token-relative --schedule constant --train-dtype fp32 --json");
   ASSERT_EQ(ok.exit_code, 0) << ok.err;
   EXPECT_NE(ok.out.find("\"loss\": \"token-relative\""), std::string::npos) << ok.out;
+}
+
+// Found by trying more hostile invocations by hand: each failed late (after other work), hung,
+// or printed a useless message.
+TEST(Hostile, MoreCasesFailCleanlyAndEarly) {
+  const std::string dir = test::scratch_dir();
+  const std::string fifo = dir + "/model.fifo";
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  const std::string model = stories_bin() + " --tokenizer " + stories_tok() + " --quiet";
+  const std::string cmp = "compare " + model + " --methods gptq --calib " + tinystories() + " --text " + tinystories() +
+                          " -o " + dir + "/c ";
+  struct Case {
+    std::string args, message;
+    int code;
+  } cases[] = {
+      {"info " + fifo, fifo + ": not a regular file or directory", 1},  // hung in the format detection
+      {cmp + "--nsamples 0", "--nsamples", 2},                          // failed in a child after the fp row
+      {cmp + "--epochs -1", "--epochs", 2},                             // ran every method's default epochs
+      {cmp + "--eval-seqlen 1", "--eval-seqlen must be >= 2", 1},
+      {cmp + "--threads -1", "--threads", 2},
+      {cmp + "--limit -1", "--limit: Value -1 not in range 0 to 9223372036854775807", 2},  // was DBL_MAX, 300 digits
+      {"convert " + model + " ''", "the output path is empty", 1},       // failed after reading every tensor
+      {"quantize " + model + " -o ''", "-o: the output path is empty", 1},
+      {"quantize " + model + " -o " + dir + "/q.gguf --calib " + tinystories() + " --loss-samples -1",
+       "--loss-samples must be >= 0", 1},
+      {"quantize " + model + " -o " + dir + "/q.gguf --calib " + tinystories() + " --seqlen 1", "--seqlen must be >= 2", 1},
+  };
+  for (const auto& c : cases) {
+    auto r = test::run_lcq_bounded(c.args);
+    expect_refused(r, c.message, c.args, c.code);
+    EXPECT_LT(r.err.size(), 400u) << r.err;
+  }
+  EXPECT_EQ(entries(dir), std::set<std::string>{"model.fifo"});
 }
 
 }  // namespace

@@ -316,10 +316,12 @@ void register_compare(CLI::App& app) {
   cmd->add_option("--group", a->group, "Weights per group");
   cmd->add_option("--ranks", a->ranks, "Comma-separated LCQ codebook ranks (the other methods are rank one)");
   cmd->add_option("--calib", a->calib, "Calibration text, shared by every method (required unless only rtn)");
-  cmd->add_option("--nsamples", a->nsamples, "Calibration windows");
-  cmd->add_option("--seqlen", a->seqlen, "Tokens per calibration window (default: lcq quantize's)");
+  cmd->add_option("--nsamples", a->nsamples, "Calibration windows")->check(CLI::Range(int64_t(1), int64_t(1) << 40));
+  cmd->add_option("--seqlen", a->seqlen, "Tokens per calibration window (default: lcq quantize's)")
+      ->check(CLI::Range(int64_t(0), int64_t(1) << 20));
   cmd->add_option("--seed", a->seed, "Seed of the calibration windows and initialization");
-  cmd->add_option("--epochs", a->epochs, "Epochs of every trained method (default: each method's own)");
+  cmd->add_option("--epochs", a->epochs, "Epochs of every trained method (default: each method's own)")
+      ->check(CLI::Range(0, 1 << 20));
   cmd->add_option("--act-bits", a->act_bits,
                   "Weight-activation scheme for every run (0 = weight-only), e.g. 8 for LRQ's W8A8/W4A8")
       ->check(CLI::Range(0, 16));
@@ -332,11 +334,13 @@ void register_compare(CLI::App& app) {
                   "More lcq quantize arguments for every run, e.g. \"--loss token-relative\"");
   cmd->add_option("--text", a->text, "Evaluation text (perplexity, GPTQ protocol)")->required()->check(CLI::ExistingFile);
   cmd->add_option("--limit", a->limit, "Score at most this many evaluation windows (0 = all)")
-      ->check(CLI::NonNegativeNumber);
-  cmd->add_option("--eval-seqlen", a->eval_seqlen, "Evaluation window length (default: lcq perplexity's)");
+      ->check(non_negative());
+  cmd->add_option("--eval-seqlen", a->eval_seqlen, "Evaluation window length (default: lcq perplexity's)")
+      ->check(CLI::Range(int64_t(0), int64_t(1) << 20));
   cmd->add_option("-o,--out", a->out, "Directory of results, cache and models (default: compare-<model name>)");
   cmd->add_flag("!--no-keep-models", a->keep_models, "Delete each quantized model once it is evaluated");
-  cmd->add_option("-t,--threads", a->threads, "Worker threads of each run (default: all cores)");
+  cmd->add_option("-t,--threads", a->threads, "Worker threads of each run (default: all cores)")
+      ->check(CLI::Range(0, 1024));
   cmd->add_flag("--json", a->json, "Print the table as JSON on stdout");
   cmd->add_flag("-q,--quiet", a->quiet, "No progress output");
   cmd->footer(
@@ -357,6 +361,9 @@ void register_compare(CLI::App& app) {
     for (int b : bits) LCQ_CHECK(b >= 2 && b <= 8, "--bits: {} is not in 2..8", b);
     for (int r : ranks) LCQ_CHECK(r >= 1 && r <= 8, "--ranks: {} is not in 1..8", r);
     LCQ_CHECK(a->group >= 1, "--group must be >= 1, got {}", a->group);
+    // Checked here, not by the first child to fail after other rows ran (0 = the default).
+    LCQ_CHECK(a->seqlen == 0 || a->seqlen >= 2, "--seqlen must be >= 2, got {}", a->seqlen);
+    LCQ_CHECK(a->eval_seqlen == 0 || a->eval_seqlen >= 2, "--eval-seqlen must be >= 2, got {}", a->eval_seqlen);
     const bool needs_calib = std::any_of(methods.begin(), methods.end(), [](auto& m) { return m != "rtn"; }) ||
                              a->smoothquant > 0 || (a->act_bits > 0 && a->act_scheme == "per-tensor-static");
     LCQ_CHECK(!needs_calib || !a->calib.empty(), "--calib FILE is needed by every method but rtn");

@@ -31,6 +31,7 @@ void register_convert(CLI::App& app) {
       "Quantized source tensors (Q4_1, Q8_0, ...) are dequantized. Norms and biases stay f32.\n"
       "Example: lcq convert stories260K.bin stories260K.gguf --type f32");
   cmd->callback([opts, o] {
+    LCQ_CHECK(!o->out.empty(), "the output path is empty");
     const std::string to = !o->to.empty() ? o->to : (ends_with(o->out, ".gguf") ? "gguf" : "hf");
     FilePlan files;
     opts->add_inputs(files);

@@ -27,7 +27,7 @@ void register_perplexity(CLI::App& app) {
   cmd->add_option("--seqlen", o->p.seqlen, "Window length (default 2048 gptq / 512 llamacpp, capped by the context)")
       ->check(CLI::Range(int64_t(2), int64_t(1) << 20));
   cmd->add_option("--batch", o->p.batch, "Windows per forward pass")->check(CLI::Range(1, 4096));
-  cmd->add_option("--limit", o->p.max_windows, "Score at most this many windows (0 = all)")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--limit", o->p.max_windows, "Score at most this many windows (0 = all)")->check(non_negative());
   cmd->add_option("--kl-reference", o->reference, "llamacpp protocol: also report the KL divergence from this model");
   add_report_option(*cmd, o->report);
   cmd->footer("Example: lcq perplexity model.gguf --text wiki.test.raw --seqlen 2048");

@@ -141,7 +141,9 @@ void register_quantize(CLI::App& app) {
     if (!a->epochs_given) a->q.engine.epochs = quant::default_epochs(a->q.method, a->q.lcq.bits);
     a->q.engine.progress = !opts->quiet && !opts->json;
     quant::validate(a->q);
+    LCQ_CHECK(!a->out.empty(), "-o: the output path is empty");
     LCQ_CHECK(ends_with(a->out, ".gguf"), "{}: the output must be a .gguf file", a->out);
+    LCQ_CHECK(!a->seqlen_given || a->c.seqlen >= 2, "--seqlen must be >= 2, got {}", a->c.seqlen);
     LCQ_CHECK(a->q.method == "rtn" || !a->calib.empty(), "--method {} needs --calib FILE", a->q.method);
     LCQ_CHECK(a->c.nsamples >= 1, "--nsamples must be >= 1, got {}", a->c.nsamples);
     FilePlan files;

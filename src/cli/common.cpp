@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
+#include <limits>
 
 #include <malloc.h>
 
@@ -93,6 +94,8 @@ CLI::Validator finite_range(double lo, double hi) {
       },
       fmt::format("FLOAT in [{}, {}]", lo, hi));
 }
+
+CLI::Validator non_negative() { return CLI::Range(int64_t(0), std::numeric_limits<int64_t>::max()); }
 
 void add_model_output(FilePlan& plan, const std::string& what, const std::string& path, bool gguf) {
   if (gguf)

@@ -41,6 +41,10 @@ struct ModelOptions {
 // (CLI::Range lets NaN through: NaN fails both of its comparisons.)
 CLI::Validator finite_range(double lo, double hi);
 
+// The check of a count option that may be 0 (CLI::NonNegativeNumber names DBL_MAX in its
+// message, 300 digits).
+CLI::Validator non_negative();
+
 // A model a command reads (a Hugging Face directory also when named by one of its files).
 void add_model_input(FilePlan& plan, const std::string& path);
 // A model a command writes: a .gguf file, else a Hugging Face directory.

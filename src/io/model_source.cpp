@@ -62,6 +62,8 @@ ModelSource load_model_source(const std::string& path, const LoadOptions& opts) 
   std::error_code ec;
   const fs::file_status st = fs::status(path, ec);
   if (!fs::exists(st)) fail("{}: no such file or directory", path);
+  // A FIFO would block the format detection below; a device never ends.
+  if (!fs::is_directory(st) && !fs::is_regular_file(st)) fail("{}: not a regular file or directory", path);
   if (const std::string dir = hf_directory_of(path); !dir.empty()) return load_hf_model(dir, opts);
 
   char magic[4] = {};

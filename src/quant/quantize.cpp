@@ -67,6 +67,7 @@ void validate(const QuantizeOptions& o) {
             o.lr_codebook);
   LCQ_CHECK(o.engine.epochs >= 0, "--epochs must be >= 0, got {}", o.engine.epochs);
   LCQ_CHECK(o.engine.batch_size >= 1, "--batch-size must be >= 1, got {}", o.engine.batch_size);
+  LCQ_CHECK(o.engine.loss_samples >= 0, "--loss-samples must be >= 0, got {}", o.engine.loss_samples);
   parse_train_dtype(o.engine.train_dtype);
   parse_schedule(o.engine.schedule);
   parse_loss(o.engine.loss);
