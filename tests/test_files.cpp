@@ -222,6 +222,7 @@ TEST(Paths, SameFileSeesThroughSymlinksHardLinksAndSpellings) {
   EXPECT_TRUE(same_file(dir + "/new.gguf", dir + "/sub/../new.gguf"));
   EXPECT_TRUE(same_file(dir + "/sym-dir/new.gguf", dir + "/sym-dir/./new.gguf"));
   EXPECT_FALSE(same_file(dir + "/new.gguf", dir + "/new2.gguf"));
+  EXPECT_TRUE(same_file(dir + "/new.gguf/", dir + "/new.gguf"));  // a directory output spelled with a slash
   EXPECT_TRUE(is_within(dir + "/sub/a/b", dir + "/sub"));
   EXPECT_TRUE(is_within(dir + "/sub", dir + "/sub/"));
   EXPECT_FALSE(is_within(dir + "/subx", dir + "/sub"));

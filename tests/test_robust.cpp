@@ -115,6 +115,7 @@ TEST(InputsOverwritten, ReportAndExportFakeNeverNameAnInputOrTheOutput) {
       {quant + " --report " + q, "--report " + q + " and -o " + q + " are the same file"},
       {quant + " --export-fake " + model, "--export-fake " + model + " would overwrite the model"},
       {quant + " --export-fake " + dir + "/./q.gguf", "are the same file"},
+      {quant + " --export-fake " + q + "/", "are the same file"},  // a directory named as the output
       {quant + " --export-fake " + dir + "/e --report " + dir + "/e/config.json", "are the same file"},
       {"quantize " + hf + " -o " + q + " --method rtn --quiet --export-fake " + hf, "would overwrite the model " + hf},
       {"quantize " + hf + " -o " + q + " --method rtn --quiet --report " + hf + "/config.json", "would overwrite"},

@@ -25,7 +25,10 @@ fs::path normalized(const std::string& p) {
   fs::path abs = fs::absolute(p, ec);
   if (ec) abs = fs::path(p);
   fs::path canon = fs::weakly_canonical(abs, ec);
-  return ec ? abs.lexically_normal() : canon;
+  fs::path n = ec ? abs.lexically_normal() : canon.lexically_normal();
+  // "out/" and "out" are one path (a directory output spelled with a slash, a file without).
+  if (!n.has_filename() && n.has_parent_path() && n != n.root_path()) n = n.parent_path();
+  return n;
 }
 
 bool exists(const std::string& p, struct stat* st) { return ::stat(p.c_str(), st) == 0; }
