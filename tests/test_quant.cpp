@@ -21,6 +21,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <random>
 #include <set>
 
@@ -202,6 +203,49 @@ TEST(Calibration, WindowsAreSeededAndRejectShortTexts) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("calib.txt"), std::string::npos) << e.what();
   }
+}
+
+// 100000 windows of a 1000-token text repeated each start position ~100 times, for minutes
+// and gigabytes: refused, saying how many the text can give.
+TEST(Calibration, RefusesMoreWindowsThanTheTextHasStartPositions) {
+  std::vector<int> tokens(1000, 1);
+  quant::CalibrationOptions o;
+  o.path = "calib.txt";
+  o.seqlen = 100;
+  o.nsamples = 901;  // 1000 - 100 + 1 start positions
+  EXPECT_EQ(quant::sample_calibration(tokens, o).size(0), 901);
+  o.nsamples = 902;
+  try {
+    quant::sample_calibration(tokens, o);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("calib.txt: 1000 tokens give only 901 distinct calibration windows of 100 tokens"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
+// The closed choices of the engine have one name table each, which the CLI's checks list.
+TEST(ReconstructOptions, ClosedChoicesParseTheirNamesOnly) {
+  EXPECT_EQ(quant::loss_names(), (std::vector<std::string>{"mse", "token-relative"}));
+  EXPECT_EQ(quant::schedule_names(), (std::vector<std::string>{"cosine", "constant"}));
+  EXPECT_EQ(quant::train_dtype_names(), (std::vector<std::string>{"fp32", "bf16", "auto"}));
+  EXPECT_EQ(quant::parse_loss("token-relative"), quant::TrainingLoss::TokenRelative);
+  EXPECT_EQ(quant::parse_schedule("constant"), quant::LrSchedule::Constant);
+  EXPECT_EQ(quant::parse_train_dtype("bf16"), quant::TrainDtype::Bf16);
+  try {
+    quant::parse_schedule("linear");
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_STREQ(e.what(), "--schedule must be cosine or constant, got 'linear'");
+  }
+  EXPECT_THROW(quant::parse_loss("l1"), Error);
+  EXPECT_THROW(quant::parse_train_dtype("fp16"), Error);
+  // The defaults are among them.
+  const quant::ReconstructOptions d;
+  EXPECT_NO_THROW(quant::parse_loss(d.loss));
+  EXPECT_NO_THROW(quant::parse_schedule(d.schedule));
+  EXPECT_NO_THROW(quant::parse_train_dtype(d.train_dtype));
 }
 
 // --- stories260K end to end ---------------------------------------------------------------
@@ -450,15 +494,48 @@ TEST(Stories260K, Bf16TrainingStepsTrainLikeFp32) {
 }
 
 TEST(Stories260K, NanWeightsAreRefusedBeforeAnyWork) {
-  model::LoadedModel m = load_stories();
-  m.model.blocks[2].down.weight[0][3] = NAN;
-  quant::QuantizeOptions o;
-  o.method = "rtn";
-  try {
-    quant::quantize_model(m.model, torch::Tensor(), o);
-    FAIL() << "expected an error";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("blk.2.ffn_down"), std::string::npos) << e.what();
+  const torch::Tensor calib = test::stories_calibration(load_stories(), 2, 32);
+  // Not only the linears: a norm or the embedding would be copied into the output as NaN.
+  const std::vector<std::pair<std::string, std::function<void(model::Model&)>>> cases = {
+      {"blk.2.ffn_down.weight", [](model::Model& m) { m.blocks[2].down.weight[0][3] = NAN; }},
+      {"blk.1.ffn_norm.weight", [](model::Model& m) { m.blocks[1].ffn_norm.weight[5] = INFINITY; }},
+      {"token_embd.weight", [](model::Model& m) { m.tok_embd[7][1] = NAN; }},
+      {"output_norm.weight", [](model::Model& m) { m.output_norm.weight[0] = -INFINITY; }},
+  };
+  for (const auto& [tensor, corrupt] : cases)
+    for (const char* method : {"rtn", "lcq"}) {
+      model::LoadedModel m = load_stories();
+      {
+        torch::NoGradGuard ng;
+        corrupt(m.model);
+      }
+      quant::QuantizeOptions o = test::stories_options(method, 3, 32, 1);
+      try {
+        quant::quantize_model(m.model, std::string(method) == "rtn" ? torch::Tensor() : calib, o);
+        ADD_FAILURE() << method << " " << tensor << ": expected an error";
+      } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("tensor '" + tensor + "' contains NaN"), std::string::npos) << e.what();
+      }
+    }
+}
+
+// A learning rate that makes training diverge (1e30 here; the CLI refuses above 1) stops at
+// the first non-finite loss with an error naming the block, instead of writing a NaN model.
+TEST(Stories260K, DivergingTrainingStopsWithAnErrorNamingTheBlock) {
+  const torch::Tensor calib = test::stories_calibration(load_stories(), 4, 32);
+  for (const char* method : {"lcq", "flexround"}) {
+    model::LoadedModel m = load_stories();
+    quant::QuantizeOptions o = test::stories_options(method, 2, 32, 2);
+    o.lr_scale = o.lr_codebook = 1e30;
+    o.lr = 1e30;
+    try {
+      quant::quantize_model(m.model, calib, o);
+      ADD_FAILURE() << method << ": expected an error";
+    } catch (const Error& e) {
+      const std::string msg = e.what();
+      EXPECT_EQ(msg.rfind("block 0: ", 0), 0u) << msg;
+      EXPECT_NE(msg.find("diverged; use a lower learning rate"), std::string::npos) << msg;
+    }
   }
 }
 
