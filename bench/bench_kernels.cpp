@@ -7,10 +7,14 @@
 // rotate over copies totalling >= 768 MiB so every pass streams from memory, which is what
 // the bandwidth comparison is about. Run with
 //   bench_kernels --benchmark_repetitions=5 --benchmark_report_aggregates_only
+// and --target=AVX2 (a Highway target name) to measure the kernels a CPU with only that
+// target would run (on x86 without AVX-512 VBMI: the integer kernel's and the LUT kernel's
+// AVX2 forms).
 #include <benchmark/benchmark.h>
 #include <omp.h>
 
 #include <cstdint>
+#include <cstdio>
 #include <memory>
 #include <string>
 #include <vector>
@@ -80,7 +84,7 @@ void packed_gemv(benchmark::State& state, Shape sh, int bits, int rank, int thre
   state.counters["bpw"] = ms[0].bits_per_weight();
 }
 
-// The look-up-table kernel (2 and 3 bits, its own tile layout), matrices kept like packed()'s.
+// The look-up-table kernel (2, 3 and 4 bits, its own tile layout), matrices kept like packed()'s.
 void lut_gemv(benchmark::State& state, Shape sh, int bits, int rank, int threads, bool cold) {
   using lcq::kernels::LutCodebookMatrix;
   static std::string key;
@@ -190,7 +194,7 @@ void register_all() {
                   ->UseRealTime();
             }
       }
-      if ((bits == 2 || bits == 3) && lcq::kernels::lut_simd_available())  // the look-up-table kernel
+      if (lcq::kernels::lut_simd_available(bits))  // the look-up-table kernel
         for (int threads : {1, 2})
           for (bool cold : {false, true}) {
             if (cold && !big) continue;
@@ -230,7 +234,24 @@ void register_all() {
 
 int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
+  std::string target;
+  for (int i = 1; i < argc; ++i)
+    if (std::string(argv[i]).rfind("--target=", 0) == 0) {
+      target = argv[i] + 9;
+      for (int k = i; k + 1 < argc; ++k) argv[k] = argv[k + 1];
+      --argc;
+      break;
+    }
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  if (!target.empty()) {
+    bool found = false;
+    for (const auto& t : lcq::kernels::available_simd_targets())
+      if (target == t.name) lcq::kernels::force_simd_target(t.id), found = true;
+    if (!found) {
+      std::fprintf(stderr, "bench_kernels: this CPU has no SIMD target named %s\n", target.c_str());
+      return 2;
+    }
+  }
   register_all();
   benchmark::AddCustomContext("simd_target", lcq::kernels::current_simd_target());
   benchmark::RunSpecifiedBenchmarks();

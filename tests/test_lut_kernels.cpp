@@ -316,5 +316,71 @@ TEST(LutCodebook, AnySplitIntoWorkUnitsGivesTheGemvResult) {
   }
 }
 
+// CPUs without AVX-512 VBMI: pack() picks the shuffle layout for 2- and 4-bit layers where the
+// AVX2 kernel runs (Highway's AVX2 and AVX3 targets, forced here), which gives the scalar
+// reference's result bit for bit; 3-bit layers keep the permute layout on the scalar reference.
+TEST(LutCodebook, Avx2KernelEqualsTheScalarReference) {
+  int tested = 0;
+  for (const SimdTarget& target : available_simd_targets()) {
+    const std::string name = target.name;
+    if (name != "AVX2" && name != "AVX3") continue;
+    TargetGuard guard(target.id);
+    ASSERT_FALSE(lut_simd_available()) << name;
+    ASSERT_TRUE(lut_simd_available(2) && lut_simd_available(4)) << name;
+    ASSERT_FALSE(lut_simd_available(3)) << name;
+    ++tested;
+    uint32_t seed = 500;
+    for (const LutCase& k : lut_cases()) {
+      const Config& c = k.c;
+      const CodebookLayer l = random_layer(c, seed++, k.dq_group);
+      const LutCodebookMatrix m = LutCodebookMatrix::pack(l);
+      EXPECT_EQ(m.unpack().indices, l.indices) << name << " " << describe(c);
+      const std::vector<float> x1 = random_vector(size_t(c.cols), seed++);
+      std::vector<float> y1(size_t(c.rows));
+      if (c.bits == 3) {
+        EXPECT_THROW(m.gemv(x1.data(), y1.data(), LutPath::kSimd), Error) << name;
+        continue;
+      }
+      {  // the shuffle layout's scalar reference, within its bound
+        std::vector<float> W(size_t(c.rows * c.cols));
+        l.dequantize(W.data());
+        std::vector<double> want, scale;
+        reference_product(W, c.rows, c.cols, x1, 1, want, scale);
+        m.gemv(x1.data(), y1.data(), LutPath::kScalar);
+        EXPECT_EQ(check_bound(l, x1, 1, y1, want, scale, name + " " + describe(c)), 0);
+      }
+      for (int64_t n : {1, 3}) {
+        const std::vector<float> X = random_vector(size_t(n * c.cols), seed++);
+        std::vector<float> ref(size_t(n * c.rows), NAN);
+        m.gemm(X.data(), n, ref.data(), LutPath::kScalar);
+        for (int threads : {1, 2}) {
+          ThreadGuard tg(threads);
+          std::vector<float> got(ref.size(), NAN);
+          m.gemm(X.data(), n, got.data(), LutPath::kSimd);
+          int bad = 0;
+          for (size_t e = 0; e < ref.size(); ++e)
+            if (!(got[e] == ref[e]) && bad++ < 3)
+              ADD_FAILURE() << name << " " << describe(c) << " n=" << n << " threads=" << threads << " element " << e
+                            << ": " << got[e] << " vs " << ref[e];
+          EXPECT_EQ(bad, 0);
+        }
+      }
+    }
+    // The head's shape at 4 bits, and a group of 512 columns (int16 sums widened mid-group).
+    for (const Config& c : {Config{49152, 576, 4, 64, 2, 8}, Config{100, 1024, 4, 512, 2, 0}, Config{70, 2048, 2, 1024, 1, 8}}) {
+      const LutCodebookMatrix m = LutCodebookMatrix::pack(random_layer(c, seed++, 64));
+      const std::vector<float> x = random_vector(size_t(c.cols), seed++);
+      std::vector<float> ref(size_t(c.rows)), got(size_t(c.rows));
+      m.gemv(x.data(), ref.data(), LutPath::kScalar);
+      ThreadGuard tg(2);
+      m.gemv(x.data(), got.data(), LutPath::kSimd);
+      int64_t bad = 0;
+      for (size_t e = 0; e < ref.size(); ++e) bad += !(got[e] == ref[e]);
+      EXPECT_EQ(bad, 0) << name << " " << describe(c);
+    }
+  }
+  if (tested == 0) GTEST_SKIP() << "no AVX2 or AVX3 target on this CPU";
+}
+
 }  // namespace
 }  // namespace lcq::kernels

@@ -27,6 +27,7 @@ struct LutAccess {
     v.group = m.group_;
     v.rank = m.rank_;
     v.dq_bits = m.dq_bits_;
+    v.layout = m.layout_;
     v.dq_group = m.dq_group_;
     v.n_blocks = m.dq_bits_ > 0 ? int64_t(m.blk_scale_.size()) / (m.rank_ + 1) : 0;
     v.idx = m.idx_.get();
@@ -57,13 +58,17 @@ LutCodebookMatrix LutCodebookMatrix::pack(const CodebookLayer& layer) {
   m.rank_ = layer.rank;
   m.dq_bits_ = layer.dq_bits;
   m.dq_group_ = layer.dq_group;
+  // The layout of the kernel this CPU runs: AVX-512 VBMI's, else AVX2's where it has one.
+  m.layout_ = !lut_simd_available() && m.bits_ != 3 && detail::lut_shuffle_available() ? detail::kLutLayoutShuffle
+                                                                                         : detail::kLutLayoutPermute;
   const int64_t step_rows = int64_t(detail::kLutTileRows) * detail::kLutStepTiles;
   m.tiles_ = (m.rows_ + step_rows - 1) / step_rows * detail::kLutStepTiles;
   m.chunks_ = (m.cols_ + detail::kLutChunkCols - 1) / detail::kLutChunkCols;
   m.idx_ = allocate_aligned(m.index_bytes());
   for (int64_t i = 0; i < m.rows_; ++i)
     for (int64_t c = 0; c < m.cols_; ++c)
-      detail::lut_put(m.idx_.get(), m.bits_, detail::lut_bit(m.bits_, m.chunks_, i, c), layer.indices[size_t(i * m.cols_ + c)]);
+      detail::lut_put(m.idx_.get(), m.bits_, detail::lut_bit(m.bits_, m.layout_, m.chunks_, i, c),
+                      layer.indices[size_t(i * m.cols_ + c)]);
   const detail::LutView v = LutAccess::view(m);  // only the shape fields are valid yet
   const int64_t gpr = layer.groups_per_row();
   const int np = m.rank_ + 1;
@@ -95,6 +100,7 @@ LutCodebookMatrix LutCodebookMatrix::clone() const {
   m.rank_ = rank_;
   m.dq_bits_ = dq_bits_;
   m.dq_group_ = dq_group_;
+  m.layout_ = layout_;
   const size_t n = index_bytes();
   m.idx_ = allocate_aligned(n);
   std::memcpy(m.idx_.get(), idx_.get(), n);
@@ -110,7 +116,7 @@ LutCodebookMatrix LutCodebookMatrix::clone() const {
 }
 
 int LutCodebookMatrix::index_at(int64_t row, int64_t col) const {
-  return detail::lut_get(idx_.get(), bits_, detail::lut_bit(bits_, chunks_, row, col));
+  return detail::lut_get(idx_.get(), bits_, detail::lut_bit(bits_, layout_, chunks_, row, col));
 }
 
 CodebookLayer LutCodebookMatrix::unpack() const {
@@ -228,14 +234,14 @@ void lut_rows_scalar(const LutView& m, const LutTables& L, float* y, int64_t til
           if (m.bits == 2) {
             if (cc % 2) continue;
             h = cc / 8;
-            entry = 16 * ((cc % 8) / 2) + lut_get(m.idx, 2, lut_bit(2, m.chunks, i, c)) +
-                    4 * lut_get(m.idx, 2, lut_bit(2, m.chunks, i, c + 1));
+            entry = 16 * ((cc % 8) / 2) + lut_get(m.idx, 2, lut_bit(2, m.layout, m.chunks, i, c)) +
+                    4 * lut_get(m.idx, 2, lut_bit(2, m.layout, m.chunks, i, c + 1));
           } else if (m.bits == 3) {
             h = cc / 8;
-            entry = 8 * (cc % 8) + lut_get(m.idx, 3, lut_bit(3, m.chunks, i, c));
+            entry = 8 * (cc % 8) + lut_get(m.idx, 3, lut_bit(3, m.layout, m.chunks, i, c));
           } else {
             h = cc / 4;
-            entry = 16 * (cc % 4) + lut_get(m.idx, 4, lut_bit(4, m.chunks, i, c));
+            entry = 16 * (cc % 4) + lut_get(m.idx, 4, lut_bit(4, m.layout, m.chunks, i, c));
           }
           for (int r = 0; r < m.rank; ++r)
             acc[r] += L.t[size_t(((ch * m.rank + r) * nt + h) * kLutTableBytes + entry)];
@@ -254,16 +260,22 @@ void lut_rows_scalar(const LutView& m, const LutTables& L, float* y, int64_t til
 
 void LutCodebookMatrix::gemv(const float* x, float* y, LutPath path) const { gemm(x, 1, y, path); }
 
-namespace {
+bool LutCodebookMatrix::simd_runs() const {
+  return layout_ == detail::kLutLayoutShuffle ? detail::lut_shuffle_available() : lut_simd_available();
+}
 
-// Whether `path` runs the SIMD kernel on this CPU (lcq::Error for kSimd where there is none).
-bool use_simd(LutPath path) {
-  const bool simd = path != LutPath::kScalar && lut_simd_available();
-  LCQ_CHECK(simd || path != LutPath::kSimd, "this CPU has no SIMD LUT kernel (it needs AVX-512 VBMI and VNNI)");
+bool LutCodebookMatrix::use_simd(LutPath path) const {
+  const bool simd = path != LutPath::kScalar && simd_runs();
+  LCQ_CHECK(simd || path != LutPath::kSimd,
+            "this CPU has no SIMD LUT kernel for this {}-bit layer (it needs AVX-512 VBMI and VNNI, or AVX2 at 2 and "
+            "4 bits)",
+            bits_);
   return simd;
 }
 
-}  // namespace
+bool lut_simd_available(int bits) {
+  return bits >= 2 && bits <= 4 && (lut_simd_available() || (bits != 3 && detail::lut_shuffle_available()));
+}
 
 int64_t LutCodebookMatrix::work_units() const { return tiles_ / detail::kLutStepTiles; }
 
@@ -280,8 +292,10 @@ void LutCodebookMatrix::gemv_units(const float* x, float* y, int64_t u0, int64_t
   const int64_t tile0 = u0 * detail::kLutStepTiles, tile1 = u1 * detail::kLutStepTiles;
   thread_local detail::LutTables L;  // the calling thread's (an OpenMP worker's own inside a region)
   detail::prepare_lut(m, x, L);
-  if (!simd || !detail::build_lut_simd(m, L)) detail::build_lut_scalar(m, L);
-  if (!simd || !detail::lut_rows_simd(m, L, y, tile0, tile1)) detail::lut_rows_scalar(m, L, y, tile0, tile1);
+  const bool shuffle = layout_ == detail::kLutLayoutShuffle;
+  if (!simd || !(shuffle ? detail::build_lut_shuffle(m, L) : detail::build_lut_simd(m, L))) detail::build_lut_scalar(m, L);
+  if (!simd || !(shuffle ? detail::lut_rows_shuffle(m, L, y, tile0, tile1) : detail::lut_rows_simd(m, L, y, tile0, tile1)))
+    detail::lut_rows_scalar(m, L, y, tile0, tile1);
 }
 
 void LutCodebookMatrix::gemm(const float* X, int64_t n, float* Y, LutPath path) const {

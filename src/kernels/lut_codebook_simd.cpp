@@ -368,6 +368,7 @@ bool LutBuild(const detail::LutView& m, detail::LutTables& L) {
 }
 
 bool LutRows(const detail::LutView& m, const detail::LutTables& L, float* y, int64_t tile0, int64_t tile1) {
+  if (m.layout != detail::kLutLayoutPermute) return false;
   // Group numbers are advanced in int32 lanes.
   if ((m.tiles * detail::kLutTileRows + 1) * m.groups_per_row >= (int64_t(1) << 31)) return false;
   const bool dq = m.dq_bits > 0;

@@ -19,9 +19,15 @@ inline int lut_chunk_bytes(int bits) { return 2 * kLutChunkCols * bits; }
 // Tables per chunk and rank: 2 at 2 and 3 bits (8 columns each), 4 at 4 bits (4 columns of 16 entries).
 inline int lut_chunk_tables(int bits) { return bits == 4 ? 4 : 2; }
 
+// The index layouts inside a tile chunk (lut_bit()); the tables are the same for both.
+enum LutLayout : int {
+  kLutLayoutPermute = 0,  // for the AVX-512 VBMI kernel (vpermb: 64-byte tables)
+  kLutLayoutShuffle = 1,  // 2 and 4 bits, for the AVX2 kernel (vpshufb: a 16-entry table per 128-bit lane)
+};
+
 struct LutView {
   int64_t rows, cols, tiles, chunks, groups_per_row;
-  int bits, group, rank, dq_bits;
+  int bits, group, rank, dq_bits, layout;
   int64_t dq_group, n_blocks;
   const uint8_t* idx;
   const uint8_t* coef_codes;  // [tiles / 4][gpr][4][rank + 1][16]: one stream per 4 tiles
@@ -31,11 +37,11 @@ struct LutView {
   const float* v;             // [rank][2^bits]
 };
 
-// Where row i, column c's index is: bit `*bit` (counted from bit 0 of byte 0 of the buffer,
-// little-endian) of the chunk of tile i / 16 and column chunk c / 16, which starts at byte
-// (tile * chunks + chunk) * chunk_bytes: each tile's chunks follow each other, so the 4 tiles
-// of a step are 4 streams read side by side. Inside a chunk,
-// with m = i % 16 and cc = c % 16:
+// Where row i, column c's index is: the returned bit (counted from bit 0 of byte 0 of the
+// buffer, little-endian) of the chunk of tile i / 16 and column chunk c / 16, which starts at
+// byte (tile * chunks + chunk) * chunk_bytes: each tile's chunks follow each other, so the 4
+// tiles of a step are 4 streams read side by side. Inside a chunk, with m = i % 16 and
+// cc = c % 16, in the permute layout:
 //  - 2 bits: byte 4m + (cc % 8) / 2; its low nibble holds the column pair (cc / 2) for
 //    cc < 8 (columns 2p, 2p + 1 in bits 0-1, 2-3), its high nibble the pair for cc >= 8.
 //  - 3 bits: column group k = cc / 4 (columns 4k .. 4k + 3) forms 64 "slots" b = 4m + cc % 4;
@@ -46,10 +52,20 @@ struct LutView {
 //    the low nibbles for even k and the high ones for odd k: byte 64 * (k / 2) + 4m + cc % 4.
 //    (One 64-byte load and one nibble extraction give the 64 look-ups of a quad, row m's 4
 //    in bytes 4m .. 4m + 3, the int32 lane vpdpbusd sums them into.)
-inline int64_t lut_bit(int bits, int64_t chunks, int64_t i, int64_t c) {
+// In the shuffle layout (2 and 4 bits), the chunk's "slots" are its 16 columns (4 bits) or
+// its 8 column pairs (2 bits; one nibble holds both indices as above), each with a table of
+// 16 entries: slot s of row m is the nibble at byte 32 * (s / 4) + 16 * (s % 2) + m, the low
+// one for s % 4 < 2, the high one otherwise. So each 32-byte load holds 4 slots of the 16
+// rows, and each 128-bit lane of its low or high nibbles is one slot's 16 rows, what vpshufb
+// looks up in that slot's table.
+inline int64_t lut_bit(int bits, int layout, int64_t chunks, int64_t i, int64_t c) {
   const int64_t tile = i / kLutTileRows, chunk = c / kLutChunkCols;
   const int64_t base = (tile * chunks + chunk) * lut_chunk_bytes(bits);
   const int m = int(i % kLutTileRows), cc = int(c % kLutChunkCols);
+  if (layout == kLutLayoutShuffle) {
+    const int s = bits == 4 ? cc : cc / 2;
+    return 8 * (base + 32 * (s / 4) + 16 * (s % 2) + m) + 4 * ((s % 4) / 2) + (bits == 2 ? 2 * (cc % 2) : 0);
+  }
   if (bits == 2) return 8 * (base + 4 * m + (cc % 8) / 2) + 4 * (cc / 8) + 2 * (cc % 2);
   if (bits == 4) return 8 * (base + 64 * (cc / 8) + 4 * m + cc % 4) + 4 * ((cc / 4) % 2);
   const int k = cc / 4, b = 4 * m + cc % 4;
@@ -136,5 +152,11 @@ float lut_param(const LutView& m, int64_t i, int64_t j, int p);
 // y = fma(B, -sumx, y), where acc_r is the exact int32 sum of the group's looked-up entries.
 void lut_rows_scalar(const LutView& m, const LutTables& L, float* y, int64_t tile0, int64_t tile1);
 bool lut_rows_simd(const LutView& m, const LutTables& L, float* y, int64_t tile0, int64_t tile1);
+
+// The AVX2 kernel of the shuffle layout (lut_codebook_avx2.cpp): whether this CPU runs it, and
+// its table build and rows (false where it does not run, or for other layouts and widths).
+bool lut_shuffle_available();
+bool build_lut_shuffle(const LutView& m, LutTables& L);
+bool lut_rows_shuffle(const LutView& m, const LutTables& L, float* y, int64_t tile0, int64_t tile1);
 
 }  // namespace lcq::kernels::detail

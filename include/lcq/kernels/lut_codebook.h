@@ -73,8 +73,11 @@ class LutCodebookMatrix {
 
  private:
   friend struct LutAccess;
+  bool simd_runs() const;               // whether this CPU has the SIMD kernel of the layout
+  bool use_simd(LutPath path) const;    // whether `path` runs it (lcq::Error for kSimd without one)
   int64_t rows_ = 0, cols_ = 0, tiles_ = 0, chunks_ = 0;
   int bits_ = 0, group_ = 0, rank_ = 0, dq_bits_ = 0, dq_group_ = 0;
+  int layout_ = 0;                      // detail::LutLayout: the SIMD kernel's, chosen by pack()
   AlignedBytes idx_;                   // [tiles][chunks][32 * bits] (lut_internal.h)
   std::vector<uint8_t> coef_codes_;    // [tiles / 4][groups_per_row][4][rank + 1][16] (dq)
   std::vector<float> coef_f32_;        // same order (no dq)
@@ -83,7 +86,10 @@ class LutCodebookMatrix {
   std::vector<float> blk_scale_f_, blk_offset_f_, v_f_;  // decoded copies (block arrays padded by 32)
 };
 
-// Whether this CPU runs the SIMD LUT kernel (x86 with AVX-512 VBMI and VNNI).
+// Whether this CPU runs the SIMD LUT kernel at every width (x86 with AVX-512 VBMI and VNNI).
 bool lut_simd_available();
+// Whether it runs a SIMD LUT kernel for `bits`-bit layers: the AVX-512 one, or on x86 CPUs
+// without it the AVX2 one at 2 and 4 bits.
+bool lut_simd_available(int bits);
 
 }  // namespace lcq::kernels
