@@ -558,7 +558,7 @@ TEST(BenchCli, ReportsKernelAndPackedModelSpeedAsJson) {
   EXPECT_EQ(shapes, (std::set<std::string>{"4096x4096", "64x64", "32x64", "172x64", "64x172"}));
   std::set<std::string> want{"lcq-b2-r2", "dense-f32", "dense-bf16"};
   if (lcq::kernels::int8_simd_available()) want.insert("lcq-b2-r2-int8");  // 4096x4096 g128: whole index blocks
-  if (lcq::kernels::lut_simd_available()) want.insert("lcq-b2-r2-lut");
+  if (lcq::kernels::lut_simd_available(2)) want.insert("lcq-b2-r2-lut");
   EXPECT_EQ(kernels, want);
   const auto& m = j.at("model");
   EXPECT_EQ(m.at("packed_layers").get<int>(), 35);  // 5 blocks x 7 linears, none expanded
