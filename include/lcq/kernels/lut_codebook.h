@@ -6,12 +6,13 @@
 // The inner sums depend only on the activations and the indices: at 2 bits, for every pair
 // of columns the 16 values V[r][a] x_0 + V[r][b] x_1 (a, b = the pair's two indices), at 3
 // and 4 bits for every column the 8 or 16 values V[r][a] x, are tabulated once per token and
-// then looked up by every row, 64 (row, pair or column) bytes per instruction (AVX-512 VBMI vpermb), and
-// summed in int32 (VNNI vpdpbusd). The tables are rounded to int8 with one step per token,
-// group and rank; S and B stay exact and are applied once per group. No per-row codebook is
-// built, which is what made the int8 kernel compute-bound.
+// then looked up by every row, 64 (row, pair or column) bytes per instruction (AVX-512 VBMI
+// vpermb), and summed in int32 (VNNI vpdpbusd); on x86 CPUs without VBMI, 2- and 4-bit layers
+// run an AVX2 form (vpshufb, 32 look-ups per instruction). The tables are rounded to int8
+// with one step per token, group and rank; S and B stay exact and are applied once per group.
+// No per-row codebook is built, which is what made the int8 kernel compute-bound.
 //
-// The indices are stored in tiles of 16 rows (4 tiles interleaved per 16-column chunk), so
+// The indices are stored in tiles of 16 rows (4 tiles side by side per step of 64 rows), so
 // this is a layout of its own, not PackedCodebookMatrix's; unpack() gives the exact layer
 // back. It applies to 2-, 3- and 4-bit layers with groups of a multiple of 16 columns and
 // rank <= 4.
