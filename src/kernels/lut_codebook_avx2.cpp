@@ -39,8 +39,12 @@ namespace HWY_NAMESPACE {
 namespace {
 
 // Prefetching as the AVX-512 kernel's (lut_codebook_simd.cpp): each of the 4 streams of a
-// step into L2 a short way ahead and into L1 just before use.
-constexpr int kPrefetchBytes = 1024, kL1PrefetchBytes = 256;
+// step into L2 a short way ahead and into L1 just before use, 16 and 4 chunks ahead at 4
+// bits (2 KiB, 512 bytes), 1 KiB and 256 bytes at 2.
+template <int kBits>
+constexpr int kPrefetchBytes = kBits == 4 ? 2048 : 1024;
+template <int kBits>
+constexpr int kL1PrefetchBytes = kBits == 4 ? 512 : 256;
 // int16 row sums are widened to int32 at least every this many chunks: a lane adds at most 8
 // entries of [-128, 127] per chunk, so 16 chunks stay within int16.
 constexpr int kSegmentChunks = 16;
@@ -210,8 +214,9 @@ void RowsR(const detail::LutView& m, const detail::LutTables& L, float* y, int64
           for (int64_t ch = c0; ch < c1; ++ch) {
             const uint8_t* pc = p + ch * kChunkBytes;
             const int64_t off = off0 + ch * kChunkBytes;
-            const uint8_t* pf2 = pc + kPrefetchBytes + (off + kPrefetchBytes >= tile_bytes ? wrap : 0);
-            const uint8_t* pf1 = pc + kL1PrefetchBytes + (off + kL1PrefetchBytes >= tile_bytes ? wrap : 0);
+            constexpr int kPf2 = kPrefetchBytes<kBits>, kPf1 = kL1PrefetchBytes<kBits>;
+            const uint8_t* pf2 = pc + kPf2 + (off + kPf2 >= tile_bytes ? wrap : 0);
+            const uint8_t* pf1 = pc + kPf1 + (off + kPf1 >= tile_bytes ? wrap : 0);
 #pragma GCC unroll 2
             for (int l = 0; l < kChunkBytes / 64; ++l) {
               _mm_prefetch(reinterpret_cast<const char*>(pf2) + 64 * l, _MM_HINT_T1);

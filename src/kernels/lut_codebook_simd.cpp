@@ -52,7 +52,9 @@ namespace {
 // several streams keep more lines in flight than one, which is what lets the loads overlap
 // the look-ups (BENCHMARKS.md, issue 5, ninth round: with the short distances below, a cold
 // 3-bit GEMV takes 13-20 % less time than as one stream). Each stream is prefetched into L2
-// a short way ahead and on into L1 just before use.
+// a short way ahead and on into L1 just before use: at 2 and 3 bits 1 KiB and 256 bytes
+// (tuned on the Intel VM), at 4 bits, whose chunks are 128 bytes, 2 KiB and 512 bytes, 16 and
+// 4 chunks ahead (issue 24: on the Zen 4 VM the shorter distances took 22-29 % longer cold).
 #ifndef LCQ_LUT_PREFETCH  // (macros only so that variants can be built for measurements)
 #define LCQ_LUT_PREFETCH 1024
 #endif
@@ -62,15 +64,18 @@ namespace {
 #ifndef LCQ_LUT_HINT
 #define LCQ_LUT_HINT _MM_HINT_T1
 #endif
-constexpr int kPrefetchBytes = LCQ_LUT_PREFETCH, kL1PrefetchBytes = LCQ_LUT_L1_PREFETCH;
+template <int kBits>
+constexpr int kPrefetchBytes = kBits == 4 ? 2048 : LCQ_LUT_PREFETCH;
+template <int kBits>
+constexpr int kL1PrefetchBytes = kBits == 4 ? 512 : LCQ_LUT_L1_PREFETCH;
 
 // Prefetches the `lines` cache lines at l2 into L2 and those at l1 into L1.
-template <int lines>
+template <int lines, bool kL1>
 HWY_INLINE void PrefetchWeights(const uint8_t* l2, const uint8_t* l1) {
 #pragma GCC unroll 2
   for (int l = 0; l < lines; ++l) {
     _mm_prefetch(reinterpret_cast<const char*>(l2) + 64 * l, LCQ_LUT_HINT);
-    if (kL1PrefetchBytes > 0) _mm_prefetch(reinterpret_cast<const char*>(l1) + 64 * l, _MM_HINT_T0);
+    if (kL1) _mm_prefetch(reinterpret_cast<const char*>(l1) + 64 * l, _MM_HINT_T0);
   }
 }
 
@@ -261,8 +266,9 @@ void RowsR(const detail::LutView& m, const detail::LutTables& L, float* y, int64
         for (int r = 0; r < R; ++r) acc[u][r] = _mm512_setzero_si512();
       const int64_t nch = std::min(cpg, chunks - j * cpg);
       for (int64_t ch = 0; ch < nch; ++ch, lt += R * kTables * kLutTableBytes, p += kChunkBytes, off += kChunkBytes) {
-        const uint8_t* pf2 = p + kPrefetchBytes + (off + kPrefetchBytes >= tile_bytes ? wrap : 0);
-        const uint8_t* pf1 = p + kL1PrefetchBytes + (off + kL1PrefetchBytes >= tile_bytes ? wrap : 0);
+        constexpr int kPf2 = kPrefetchBytes<kBits>, kPf1 = kL1PrefetchBytes<kBits>;
+        const uint8_t* pf2 = p + kPf2 + (off + kPf2 >= tile_bytes ? wrap : 0);
+        const uint8_t* pf1 = p + kPf1 + (off + kPf1 >= tile_bytes ? wrap : 0);
         if constexpr (kBits == 4) {
           // Half h of the chunk (column quads 2h, 2h + 1) for the 4 tiles, then the next half:
           // only that half's 2 * R tables are held, so rank 4 fits the 32 registers.
@@ -276,7 +282,7 @@ void RowsR(const detail::LutView& m, const detail::LutTables& L, float* y, int64
             }
 #pragma GCC unroll 4
             for (int u = 0; u < NT; ++u) {
-              if (h == 0) PrefetchWeights<2>(pf2 + u * tile_bytes, pf1 + u * tile_bytes);  // 128 bytes
+              if (h == 0) PrefetchWeights<2, (kPf1 > 0)>(pf2 + u * tile_bytes, pf1 + u * tile_bytes);  // 128 bytes
               const __m512i w = _mm512_load_si512(p + u * tile_bytes + h * kLutTableBytes);
               const __m512i il = _mm512_ternarylogic_epi32(w, nib, offs, 0xEA);  // quad 2h: (w & nib) | offs
               const __m512i ih = _mm512_ternarylogic_epi32(_mm512_srli_epi16(w, 4), nib, offs, 0xEA);  // quad 2h + 1
@@ -298,7 +304,7 @@ void RowsR(const detail::LutView& m, const detail::LutTables& L, float* y, int64
 #pragma GCC unroll 4
         for (int u = 0; u < NT; ++u) {
           const uint8_t* pu = p + u * tile_bytes;
-          PrefetchWeights<kBits == 2 ? 1 : 2>(pf2 + u * tile_bytes, pf1 + u * tile_bytes);  // 64 or 96 bytes
+          PrefetchWeights<kBits == 2 ? 1 : 2, (kPf1 > 0)>(pf2 + u * tile_bytes, pf1 + u * tile_bytes);  // 64 or 96 bytes
           if constexpr (kBits == 2) {
             const __m512i w = _mm512_load_si512(pu);
             const __m512i il = _mm512_ternarylogic_epi32(w, nib, offs, 0xEA);  // (w & nib) | offs
