@@ -85,14 +85,16 @@ void packed_gemv(benchmark::State& state, Shape sh, int bits, int rank, int thre
 }
 
 // The look-up-table kernel (2, 3 and 4 bits, its own tile layout), matrices kept like packed()'s.
-void lut_gemv(benchmark::State& state, Shape sh, int bits, int rank, int threads, bool cold) {
+void lut_gemv(benchmark::State& state, Shape sh, int bits, int rank, int threads, bool cold, int group = 128) {
   using lcq::kernels::LutCodebookMatrix;
   static std::string key;
   static std::vector<LutCodebookMatrix> ms;
-  const std::string k0 = std::string(sh.name) + "/" + std::to_string(bits) + "/" + std::to_string(rank);
+  const std::string k0 =
+      std::string(sh.name) + "/" + std::to_string(bits) + "/" + std::to_string(rank) + "/" + std::to_string(group);
   if (key != k0) {
     ms.clear();
-    ms.push_back(LutCodebookMatrix::pack(lcq::kernels::synthetic_codebook_layer(sh.rows, sh.cols, bits, rank)));
+    ms.push_back(
+        LutCodebookMatrix::pack(lcq::kernels::synthetic_codebook_layer(sh.rows, sh.cols, bits, rank, group)));
     key = k0;
   }
   const size_t want = cold ? std::max<size_t>(2, kColdBytes / ms[0].nbytes() + 1) : 1;
@@ -194,17 +196,28 @@ void register_all() {
                   ->UseRealTime();
             }
       }
-      if (lcq::kernels::lut_simd_available(bits))  // the look-up-table kernel
+      if (lcq::kernels::lut_simd_available(bits)) {  // the look-up-table kernel
         for (int threads : {1, 2})
           for (bool cold : {false, true}) {
             if (cold && !big) continue;
             RegisterBenchmark((std::string("gemv-lut/") + sh.name + "/b" + std::to_string(bits) + "/r2/t" +
                                std::to_string(threads) + (cold ? "/cold" : "/hot"))
                                   .c_str(),
-                              lut_gemv, sh, bits, 2, threads, cold)
+                              lut_gemv, sh, bits, 2, threads, cold, 128)
                 ->Unit(benchmark::kMicrosecond)
                 ->UseRealTime();
           }
+        if (sh.rows == 49152 && bits == 4)  // the output head as a 4-bit layer: smaller groups, rank 1
+          for (int group : {32, 64})
+            for (int rank : {1, 2})
+              for (int threads : {1, 2})
+                RegisterBenchmark((std::string("gemv-lut/") + sh.name + "/b4/r" + std::to_string(rank) + "/g" +
+                                   std::to_string(group) + "/t" + std::to_string(threads) + "/cold")
+                                      .c_str(),
+                                  lut_gemv, sh, 4, rank, threads, true, group)
+                    ->Unit(benchmark::kMicrosecond)
+                    ->UseRealTime();
+      }
       if (sh.rows == 4096 || sh.rows == 1536) {
         for (int threads : {1, 2})
           for (int64_t n : {4, 16})
