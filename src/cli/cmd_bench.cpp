@@ -130,7 +130,7 @@ std::vector<Row> bench_shape(int64_t rows, int64_t cols, const BenchArgs& a, con
         add(fmt::format("lcq-b{}-r{}-int8", bits, a.rank), t, s, double(ms[0].nbytes()));
       }
     }
-    if (kernels::LutCodebookMatrix::applies(layer) && kernels::lut_simd_available()) {
+    if (kernels::LutCodebookMatrix::applies(layer) && kernels::lut_simd_available(bits)) {
       ms.clear();  // the look-up-table kernel has its own layout (same bytes at these shapes)
       std::vector<kernels::LutCodebookMatrix> ls;
       ls.push_back(kernels::LutCodebookMatrix::pack(layer));

@@ -48,7 +48,7 @@ void register_eval(CLI::App& app) {
   cmd->add_option("--data-dir", o->data_dir,
                   "Directory of the task files (default: $LCQ_ZEROSHOT_DIR, else ../shared/data/zeroshot)");
   cmd->add_option("--limit", o->limit, "Only the first N examples of each task (0 = all)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(non_negative());
   cmd->add_option("--bos", o->bos,
                   "Start every context with BOS: auto (default) does what the tokenizer does by default, as\n"
                   "lm-eval's HFLM (SmolLM2: no, Llama: yes); on/off force it (lm-eval's add_bos_token)")
