@@ -3,13 +3,19 @@
 
 #include "lcq/core/atomic_file.h"
 #include "lcq/core/error.h"
+#include "lcq/core/paths.h"
 #include "lcq/model/act_quant.h"
 #include "lcq/quant/act_calibration.h"
 #include "lcq/quant/calibration.h"
 #include "lcq/quant/quantize.h"
+#include "lcq/quant/streamed.h"
 
+#include <torch/torch.h>
+
+#include <cmath>
 #include <filesystem>
 #include <fmt/format.h>
+#include <fstream>
 
 namespace lcq::cli {
 
@@ -25,7 +31,43 @@ struct QuantizeArgs {
   quant::QuantizeOptions q;
   bool seqlen_given = false, epochs_given = false;
   double smoothquant = 0;  // alpha; 0 = off
+  bool resume = false;
+  std::string offload, max_memory;
 };
+
+// --max-memory: bytes with an optional K, M, G or T suffix (powers of 1024).
+double parse_size(const std::string& s) {
+  size_t used = 0;
+  double v = 0;
+  try {
+    v = std::stod(s, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  const std::string unit = s.substr(used);
+  const char* units = "KMGT";
+  double scale = 1;
+  if (!unit.empty()) {
+    const char* u = unit.size() == 1 || (unit.size() == 2 && (unit[1] == 'B' || unit[1] == 'b') && unit[1] != unit[0])
+                        ? std::strchr(units, std::toupper(static_cast<unsigned char>(unit[0])))
+                        : nullptr;
+    LCQ_CHECK(u && *u, "--max-memory must be a size such as 4G, 512M or 1000000 (bytes), got '{}'", s);
+    scale = std::pow(1024.0, double(u - units + 1));
+  }
+  LCQ_CHECK(used > 0 && std::isfinite(v) && v > 0, "--max-memory must be a size such as 4G, 512M or 1000000 (bytes), got '{}'", s);
+  return v * scale;
+}
+
+// MemAvailable of /proc/meminfo in bytes (0 when unknown).
+double available_memory() {
+  std::ifstream in("/proc/meminfo");
+  std::string key;
+  double kb = 0;
+  std::string unit;
+  while (in >> key >> kb >> unit)
+    if (key == "MemAvailable:") return kb * 1024;
+  return 0;
+}
 
 }  // namespace
 
@@ -69,18 +111,23 @@ void register_quantize(CLI::App& app) {
                   "Precision of the block training steps' matrix products: fp32, bf16 (about 3x faster on CPUs\n"
                   "with AVX512-BF16 or AMX; the quantizer, Adam, targets and reported losses stay fp32), or auto\n"
                   "(bf16 where the CPU has those instructions, else fp32)")
-      ->check(CLI::IsMember({"fp32", "bf16", "auto"}));
-  cmd->add_option("--lr-scale", a->q.lr_scale, "Adam learning rate of the reparameterized S and B");
-  cmd->add_option("--lr-codebook", a->q.lr_codebook, "Adam learning rate of V");
-  cmd->add_option("--lr", a->q.lr, "omniquant, flexround, lrq: Adam learning rate (default 1e-2 for omniquant, 3e-3 else)");
+      ->check(CLI::IsMember(quant::train_dtype_names()));
+  // Learning rates above 1 only make Adam diverge: such a run is refused here, not trained into NaN.
+  cmd->add_option("--lr-scale", a->q.lr_scale, "Adam learning rate of the reparameterized S and B")
+      ->check(finite_range(0, 1));
+  cmd->add_option("--lr-codebook", a->q.lr_codebook, "Adam learning rate of V")->check(finite_range(0, 1));
+  cmd->add_option("--lr", a->q.lr, "omniquant, flexround, lrq: Adam learning rate (default 1e-2 for omniquant, 3e-3 else)")
+      ->check(finite_range(0, 1));
   cmd->add_option("--lrq-rank", a->q.flexround.lrq_rank, "lrq: rank of the low-rank scales (0 = --lrq-rank-frac)");
   cmd->add_option("--lrq-rank-frac", a->q.flexround.lrq_rank_frac,
-                  "lrq: rank as a fraction of min(rows, cols) of each layer (default 0.25, as the official 1024 of 4096)");
-  cmd->add_option("--schedule", a->q.engine.schedule, "Learning-rate schedule: cosine (to 0) or constant");
+                  "lrq: rank as a fraction of min(rows, cols) of each layer (default 0.25, as the official 1024 of 4096)")
+      ->check(finite_range(0, 1));
+  cmd->add_option("--schedule", a->q.engine.schedule, "Learning-rate schedule: cosine (to 0) or constant")
+      ->check(CLI::IsMember(quant::schedule_names()));
   cmd->add_option("--loss", a->q.engine.loss,
                   "Block training loss: mse (output MSE, the papers') or token-relative (each position's error\n"
                   "relative to its own norm; for models whose first position carries a massive activation)")
-      ->check(CLI::IsMember({"mse", "token-relative"}));
+      ->check(CLI::IsMember(quant::loss_names()));
   cmd->add_option("--embed-bits", a->q.embedding.bits,
                   "Bits of the token embedding and output head, quantized as rank-one codebooks whose grids\n"
                   "minimise the error weighted by the head's input energy on the calibration text (0 = keep\n"
@@ -88,7 +135,8 @@ void register_quantize(CLI::App& app) {
   cmd->add_option("--embed-group", a->q.embedding.group, "Weights per group of the embedding and head");
   cmd->add_option("--dq-bits", a->q.lcq.dq_bits, "Double quantization of S and B (0 = keep them f32)");
   cmd->add_option("--dq-group", a->q.lcq.dq_group, "Groups per double-quantization block");
-  cmd->add_option("--gptq-damp", a->q.gptq.damp, "gptq: dampening added to H's diagonal, as a fraction of its mean");
+  cmd->add_option("--gptq-damp", a->q.gptq.damp, "gptq: dampening added to H's diagonal, as a fraction of its mean")
+      ->check(finite_range(0, 100));
   cmd->add_option("--gptq-block", a->q.gptq.block, "gptq: columns per lazy batch update (speed only)");
   cmd->add_flag("--act-order", a->q.gptq.act_order, "gptq: quantize columns in order of decreasing activation energy");
   cmd->add_option("--gptq-groups", a->q.gptq.groups,
@@ -101,7 +149,8 @@ void register_quantize(CLI::App& app) {
                 "earlier layers produce (default on); off: all from the full-precision block");
   cmd->add_option("--awq-grid", a->q.awq.grid, "awq: scale exponents alpha = k / N, k < N, searched per site");
   cmd->add_option("--awq-clip-grid", a->q.awq.clip_grid, "awq: clipping ranges max|w| * (1 - k / N)...");
-  cmd->add_option("--awq-max-shrink", a->q.awq.max_shrink, "awq: ... for k < N * this (0 = no clipping)");
+  cmd->add_option("--awq-max-shrink", a->q.awq.max_shrink, "awq: ... for k < N * this (0 = no clipping)")
+      ->check(finite_range(0, 1));
   cmd->add_flag("!--no-awq-clip", a->q.awq.clip, "awq: skip the clipping search");
   cmd->add_flag("--awq-clip-qk", a->q.awq.clip_qk, "awq: also clip q and k (the reference does not)");
   cmd->add_option("--awq-inputs", a->q.awq.inputs,
@@ -121,7 +170,18 @@ void register_quantize(CLI::App& app) {
   cmd->add_option("--smoothquant", a->smoothquant,
                   "Before quantizing, migrate activation outliers into the weights with SmoothQuant at this alpha\n"
                   "(LRQ uses 0.8 for W8A8/W4A8; 0 = off). Needs --calib")
-      ->check(CLI::Range(0.0, 1.0));
+      ->check(finite_range(0, 1));
+  cmd->add_flag("--resume", a->resume,
+                "Continue an interrupted run of this command (Ctrl-C, kill, power loss) after its last finished block;\n"
+                "the finished blocks are kept in OUT.lcq-resume/ while a run lasts. The output is the same bytes\n"
+                "an uninterrupted run writes");
+  cmd->add_option("--offload-activations", a->offload,
+                  "Keep the calibration activations in files in this directory (mapped, paged by the kernel)\n"
+                  "instead of memory: for calibration sets larger than the memory")
+      ->check(CLI::ExistingDirectory);
+  cmd->add_option("--max-memory", a->max_memory,
+                  "Memory the run may use (e.g. 6G; default: MemAvailable of /proc/meminfo): a run estimated to\n"
+                  "need more is refused before any work, naming the option that would make it fit");
   add_report_option(*cmd, a->report);
   cmd->footer(
       "Example (2-bit, group 128, rank 2, 10 epochs on 128 x 512 tokens):\n"
@@ -141,15 +201,11 @@ void register_quantize(CLI::App& app) {
     if (!a->epochs_given) a->q.engine.epochs = quant::default_epochs(a->q.method, a->q.lcq.bits);
     a->q.engine.progress = !opts->quiet && !opts->json;
     quant::validate(a->q);
+    LCQ_CHECK(!a->out.empty(), "-o: the output path is empty");
     LCQ_CHECK(ends_with(a->out, ".gguf"), "{}: the output must be a .gguf file", a->out);
+    LCQ_CHECK(!a->seqlen_given || a->c.seqlen >= 2, "--seqlen must be >= 2, got {}", a->c.seqlen);
     LCQ_CHECK(a->q.method == "rtn" || !a->calib.empty(), "--method {} needs --calib FILE", a->q.method);
     LCQ_CHECK(a->c.nsamples >= 1, "--nsamples must be >= 1, got {}", a->c.nsamples);
-    std::string calib_text;
-    if (!a->calib.empty()) {
-      calib_text = read_file(a->calib);
-      LCQ_CHECK(!calib_text.empty(), "{}: the calibration file is empty", a->calib);
-    }
-
     // Weight-activation schemes: the block training runs with the activation quantization the
     // output will be evaluated with; static ranges come from the full-precision activations.
     model::ActQuantConfig act;
@@ -161,27 +217,69 @@ void register_quantize(CLI::App& app) {
     LCQ_CHECK(!static_act || !a->calib.empty(), "--act-scheme per-tensor-static needs --calib FILE to calibrate ranges");
     LCQ_CHECK(a->smoothquant == 0 || !a->calib.empty(), "--smoothquant needs --calib FILE");
 
+    FilePlan files;
+    opts->add_inputs(files);
+    files.input("--calib", a->calib);
+    files.input("--init-from", a->q.init_from);
+    files.output_file("-o", a->out);
+    add_model_output(files, "--export-fake", a->export_fake, ends_with(a->export_fake, ".gguf"));
+    files.output_file("--report", a->report);
+    const std::string obstacle =
+        quant::streaming_obstacle(a->q, act, !a->export_fake.empty(), a->smoothquant > 0);
+    const bool streamed = obstacle.empty();
+    if (!streamed && (a->resume || !a->offload.empty()))
+      throw CLI::ValidationError(fmt::format(
+          "{}: quantizes a block at a time, which {} does not allow (it needs the whole model in memory)",
+          a->resume ? "--resume" : "--offload-activations", obstacle));
+    const std::string checkpoint = a->out + ".lcq-resume";
+    if (streamed) files.output_directory("the checkpoint of -o", checkpoint, {"run.json", "state.gguf"});
+    files.check();
+    const double max_memory = a->max_memory.empty() ? available_memory() : parse_size(a->max_memory);
+    std::string calib_text;
+    if (!a->calib.empty()) {
+      calib_text = read_file(a->calib);
+      LCQ_CHECK(!calib_text.empty(), "{}: the calibration file is empty", a->calib);
+    }
+
     model::RuntimeOptions rt = opts->runtime();
     rt.packed = false;  // quantizers read and replace dense weights (an LCQ input is dequantized)
     rt.act_bits = 0;    // set below, from this command's options
     rt.kv_bits = 0;
-    model::LoadedModel lm = model::load_model(opts->path, opts->load_options(), rt);
-    torch::Tensor calib;
+    // The input is mapped; a streamed run reads one block at a time, else the model is built
+    // in memory.
+    io::ModelSource src = io::load_model_source(opts->path, opts->load_options());
+    const std::string model_path = opts->path;
+    const std::unique_ptr<tokenizer::Tokenizer> tok = model::make_model_tokenizer(src);
+    LCQ_CHECK(tok != nullptr, "{}: no tokenizer found in or beside the model; pass --tokenizer FILE", model_path);
+    files.input("the model's tokenizer", tok->vocab().source_path);  // e.g. a tokenizer.bin found beside it
+    files.check();
+    const ModelConfig config = src.config;
     if (!calib_text.empty()) {
-      if (!a->seqlen_given) a->c.seqlen = std::min<int64_t>(2048, lm.model.config.max_seq_len);
-      LCQ_CHECK(a->c.seqlen <= lm.model.config.max_seq_len, "--seqlen {} exceeds the model's context of {}",
-                a->c.seqlen, lm.model.config.max_seq_len);
-      a->c.path = a->calib;
-      calib = quant::sample_calibration(lm.tok().encode(calib_text, true), a->c);
+      if (!a->seqlen_given) a->c.seqlen = std::min<int64_t>(2048, config.max_seq_len);
+      LCQ_CHECK(a->c.seqlen <= config.max_seq_len, "--seqlen {} exceeds the model's context of {}", a->c.seqlen,
+                config.max_seq_len);
     }
-    quant::QuantizeResult r;
-    try {
-      if (a->smoothquant > 0) quant::smooth_quant(lm.model, calib, a->smoothquant, a->q.engine.progress);
-      if (static_act) act.static_absmax = quant::calibrate_input_absmax(lm.model, calib, a->q.engine.progress);
-      if (act.bits > 0 || act.kv_bits > 0) model::set_activation_quant(lm.model, act);
-      r = quant::quantize_model(lm.model, calib, a->q);
-    } catch (const Error& e) {
-      fail("{}: {}", lm.path, e.what());
+
+    // The memory guard, before any work.
+    {
+      quant::QuantizeOptions prepared = a->q;
+      quant::prepare(prepared, !calib_text.empty());
+      quant::MemoryEstimate need = quant::estimate_memory(config, calib_text.empty() ? 0 : a->c.nsamples, a->c.seqlen,
+                                                          prepared, !a->offload.empty());
+      if (!streamed) {  // the whole model in f32 (twice with --export-fake)
+        double params = 0;
+        for (const io::TensorView& t : src.tensors) params += double(t.numel());
+        need.other += params * 4 * (a->export_fake.empty() ? 1 : 2);
+      }
+      if (max_memory > 0)
+        try {
+          quant::check_memory(need, max_memory,
+                              a->max_memory.empty() ? "MemAvailable; --max-memory sets another limit" : "--max-memory",
+                              !a->offload.empty());
+        } catch (const Error& e) {
+          fail("{}: {}{}", model_path, e.what(),
+               streamed ? "" : fmt::format(" (the model is held in memory because of {})", obstacle));
+        }
     }
 
     const bool rank_one = a->q.method != "lcq";
@@ -193,8 +291,8 @@ void register_quantize(CLI::App& app) {
                                {"train_dtype", quant::resolve_train_dtype(a->q.engine.train_dtype)},
                                {"dq_bits", a->q.lcq.dq_bits}, {"dq_group", a->q.lcq.dq_group},
                                {"embed_bits", a->q.embedding.bits}, {"embed_group", a->q.embedding.group},
-                               {"calib", a->calib},     {"nsamples", calib.defined() ? a->c.nsamples : 0},
-                               {"seqlen", calib.defined() ? a->c.seqlen : 0}, {"seed", a->c.seed}};
+                               {"calib", a->calib},     {"nsamples", !calib_text.empty() ? a->c.nsamples : 0},
+                               {"seqlen", !calib_text.empty() ? a->c.seqlen : 0}, {"seed", a->c.seed}};
     if (a->q.method == "lcq" && (a->q.lcq.init == "gptq" || a->q.lcq.init == "awq" || !a->q.init_from.empty()))
       settings["init_codes"] = a->q.lcq.start_codes;
     if (!a->q.init_from.empty()) settings["init"] = "file:" + std::filesystem::path(a->q.init_from).filename().string();
@@ -214,16 +312,61 @@ void register_quantize(CLI::App& app) {
                          {"clip_grid", a->q.awq.clip_grid}, {"max_shrink", a->q.awq.max_shrink},
                          {"clip_qk", a->q.awq.clip_qk},     {"inputs", a->q.awq.inputs},
                          {"search_samples", a->q.awq.search_samples}};
-    nlohmann::json meta = {{"general.source", lm.path}, {"lcq.method", a->q.method}, {"lcq.settings", settings.dump()}};
+    nlohmann::json meta = {{"general.source", model_path}, {"lcq.method", a->q.method}, {"lcq.settings", settings.dump()}};
     meta.update(model::act_quant_metadata(act));
-    quant::write_quantized_model(a->out, lm.model, lm.tok().vocab(), r, meta);
-    if (!a->export_fake.empty()) {
-      const io::DType t = a->export_type == "f32" ? io::DType::F32 : a->export_type == "bf16" ? io::DType::BF16 : io::DType::F16;
-      quant::write_dense_model(a->export_fake, lm.model, lm.tok().vocab(), t, {{"general.source", a->out}});
+
+    torch::Tensor calib;
+    if (!calib_text.empty()) {
+      a->c.path = a->calib;
+      calib = quant::sample_calibration(tok->encode(calib_text, true), a->c);
+    }
+    quant::QuantizeResult r;
+    if (streamed) {
+      quant::StreamOptions so;
+      so.checkpoint_dir = checkpoint;
+      so.resume = a->resume;
+      so.offload_dir = a->offload;
+      so.act = act;
+      // What makes the result: the settings, the inputs' bytes, and the thread count (the
+      // order of floating-point sums in libtorch's parallel loops depends on it).
+      model::set_threads(rt.threads);
+      so.fingerprint = nlohmann::json{{"settings", settings},
+                                      {"act", model::act_quant_metadata(act)},
+                                      {"threads", torch::get_num_threads()},
+                                      {"dtype", opts->dtype},
+                                      {"model", content_fingerprint(model_path)},
+                                      {"tokenizer", tok->vocab().source_path.empty()
+                                                        ? std::string()
+                                                        : content_fingerprint(tok->vocab().source_path)},
+                                      {"calib", a->calib.empty() ? std::string() : content_fingerprint(a->calib)}}
+                           .dump();
+      const tokenizer::Vocab vocab = src.vocab;
+      try {
+        const model::BlockLoader loader(std::move(src), rt);
+        r = quant::quantize_streamed(loader, calib, a->q, so, a->out, vocab, meta);
+      } catch (const Error& e) {
+        fail("{}: {}", model_path, e.what());
+      }
+    } else {
+      model::Model m = model::build_model(src, rt);
+      try {
+        if (a->smoothquant > 0) quant::smooth_quant(m, calib, a->smoothquant, a->q.engine.progress);
+        if (static_act) act.static_absmax = quant::calibrate_input_absmax(m, calib, a->q.engine.progress);
+        if (act.bits > 0 || act.kv_bits > 0) model::set_activation_quant(m, act);
+        r = quant::quantize_model(m, calib, a->q);
+      } catch (const Error& e) {
+        fail("{}: {}", model_path, e.what());
+      }
+      meta.update(model::act_quant_metadata(act));  // static ranges
+      quant::write_quantized_model(a->out, m, src.vocab, r, meta);
+      if (!a->export_fake.empty()) {
+        const io::DType t = a->export_type == "f32" ? io::DType::F32 : a->export_type == "bf16" ? io::DType::BF16 : io::DType::F16;
+        quant::write_dense_model(a->export_fake, m, src.vocab, t, {{"general.source", a->out}});
+      }
     }
 
     nlohmann::json j = quant::to_json(r);
-    j["model"] = lm.path;
+    j["model"] = model_path;
     j["output"] = a->out;
     j["settings"] = settings;
     j["peak_rss_bytes"] = peak_rss_bytes();
@@ -238,7 +381,7 @@ void register_quantize(CLI::App& app) {
                    l.bits_per_weight);
     }
     fmt::print("wrote {}: {} layers, {} weights at {:.4f} bits/weight; {:.1f} s, peak memory {}\n", a->out,
-               r.layers.size(), human_count(double(r.quantized_weights)), r.bits_per_weight, r.seconds,
+               r.layer_count, human_count(double(r.quantized_weights)), r.bits_per_weight, r.seconds,
                human_bytes(double(peak_rss_bytes())));
   });
 }

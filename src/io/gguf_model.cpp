@@ -93,7 +93,6 @@ void read_rope_scaling(const GgufFile& f, const std::string& p, RopeScaling& rs)
   if (rs.type != "none" && rs.type != "linear" && rs.type != "llama3")
     fail("{}: unsupported rope scaling type '{}'", f.path(), rs.type);
   if (rs.type == "none") rs.factor = 1.0f;
-  if (!(rs.factor > 0.0f)) fail("{}: invalid rope scaling factor {}", f.path(), rs.factor);
 }
 
 ModelConfig read_config(const GgufFile& f, const std::string& arch, GgufArch kind) {
@@ -121,8 +120,6 @@ ModelConfig read_config(const GgufFile& f, const std::string& arch, GgufArch kin
     read_rope_scaling(f, p, c.rope_scaling);
     c.attn_qkv_bias = kind == GgufArch::Qwen2;
   }
-  if (!(c.norm_eps > 0.0f && c.norm_eps < 1.0f)) fail("{}: invalid normalisation epsilon {}", f.path(), c.norm_eps);
-  if (!(c.rope_theta > 0.0f)) fail("{}: invalid rope.freq_base {}", f.path(), c.rope_theta);
   return c;
 }
 

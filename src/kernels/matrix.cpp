@@ -43,7 +43,7 @@ bool int8_runs(const CodebookLayer& l) {
   return unit > 0 && l.group % unit == 0 && int8_simd_available(l.bits);
 }
 
-bool lut_runs(const CodebookLayer& l) { return LutCodebookMatrix::applies(l) && lut_simd_available(); }
+bool lut_runs(const CodebookLayer& l) { return LutCodebookMatrix::applies(l) && lut_simd_available(l.bits); }
 
 }  // namespace
 

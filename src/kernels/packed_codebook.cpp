@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
 #include <vector>
 
 namespace lcq::kernels {
@@ -190,6 +191,40 @@ int PackedCodebookMatrix::index_at(int64_t row, int64_t col) const {
 
 namespace detail {
 
+void decode_row_fast(int format, int bits, const RowShape& s, int64_t cols, const uint8_t* row, uint8_t* q) {
+  if (format == kFmtByte) {  // index c is byte c
+    std::memcpy(q, row, size_t(cols));
+    return;
+  }
+  const FormatInfo fi = format_info(format);
+  const uint32_t mask = (1u << bits) - 1;
+  uint8_t block[8 * 32];  // the columns of one block (at most 32 fields of 8)
+  int64_t c0 = 0;
+  for (int64_t b = 0; b <= s.full_blocks && c0 < cols; ++b) {
+    const bool tail = b == s.full_blocks;
+    const int fields = tail ? s.tail_fields : fi.block_fields;
+    const uint8_t* base = row + b * fi.block_bytes;
+    for (int l = 0; l < kLanes; ++l) {
+      if (format != kFmt3) {  // formats 2 and 4: field f at bits [bits * f, bits * (f + 1)) of the lane word
+        const uint32_t w = tail ? load_word(base + 2 * l, 16) : load_word(base + 4 * l, 32);
+        for (int f = 0; f < fields; ++f) block[8 * f + l] = uint8_t((w >> (bits * f)) & mask);
+        continue;
+      }
+      // Format 3: word k holds fields 10k .. 10k + 9; a full block's spare bits hold 30 and 31.
+      uint32_t w[3] = {0, 0, 0};
+      for (int k = 0; k < (fields + 9) / 10 && k < 3; ++k) w[k] = load_word(base + kWordBytes * k + 4 * l, 32);
+      for (int f = 0; f < std::min(fields, 30); ++f) block[8 * f + l] = uint8_t((w[f / 10] >> (3 * (f % 10))) & 7);
+      if (fields == 32) {
+        block[8 * 30 + l] = uint8_t(((w[0] >> 30) & 3) | (((w[1] >> 30) & 1) << 2));
+        block[8 * 31 + l] = uint8_t(((w[1] >> 31) & 1) | (((w[2] >> 30) & 3) << 1));
+      }
+    }
+    const int64_t n = std::min<int64_t>(cols - c0, 8 * fields);
+    std::memcpy(q + c0, block, size_t(n));
+    c0 += n;
+  }
+}
+
 void decode_row(int format, int bits, const RowShape& s, int64_t cols, const uint8_t* row, uint8_t* q) {
   Piece pieces[2];
   for (int64_t c = 0; c < cols; ++c) {
@@ -276,7 +311,7 @@ void PackedCodebookMatrix::dequantize_rows(int64_t r0, int64_t r1, float* out) c
   std::vector<float> cb(static_cast<size_t>(m.levels));
   for (int64_t i = r0; i < r1; ++i) {
     float* row = out + (i - r0) * cols_;
-    detail::decode_row(format_, bits_, s, cols_, idx_.get() + i * row_bytes_, q.data());
+    detail::decode_row_fast(format_, bits_, s, cols_, idx_.get() + i * row_bytes_, q.data());
     for (int64_t j = 0; j < m.groups_per_row; ++j) {
       detail::reference_codebook(m, i * m.groups_per_row + j, cb.data());
       const int64_t c1 = std::min(cols_, (j + 1) * group_);

@@ -99,7 +99,13 @@ Decoder::Decoder(const Model& m, KVCache& cache) : m_(m), cache_(cache) {
   }
   out_norm_ = f32_data(m.output_norm.weight);
   head_ = matrix_of(m.output);
-  embedding_ = m.tok_embd_packed ? m.tok_embd_packed : matrix_of(Linear{m.tok_embd, nullptr, {}, nullptr, nullptr});
+  if (m.tok_embd_packed) {
+    embedding_ = m.tok_embd_packed;
+  } else {
+    Linear e;
+    e.weight = m.tok_embd;
+    embedding_ = matrix_of(e);
+  }
   x_.resize(size_t(c.dim));
   q_.resize(size_t(c.n_heads * c.head_dim));
   k_.resize(size_t(c.kv_dim()));

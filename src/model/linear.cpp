@@ -54,13 +54,14 @@ constexpr int64_t kPanelMinTokens = 16;
 // are one panel; the head is 28).
 constexpr int64_t kPanelBytes = int64_t(4) << 20;
 
-// Y [n, rows] = X [n, cols] W^T through BLAS, W dequantized panel by panel.
-void panel_gemm(const kernels::Matrix& m, const torch::Tensor& x2, torch::Tensor& y2) {
+// Y [n, rows] = X [n, cols] W^T through BLAS, W dequantized panel by panel (in parallel rows),
+// in f32 or, with dtype bf16, through oneDNN's bf16 GEMM (inputs rounded to bf16, f32 sums).
+void panel_gemm(const kernels::Matrix& m, const torch::Tensor& x2, torch::Tensor& y2, torch::ScalarType dtype) {
   const int64_t rows = m.rows(), cols = m.cols();
   const int64_t panel = std::max<int64_t>(64, kPanelBytes / (4 * cols)) / 8 * 8;
+  const bool bf16 = dtype == torch::kBFloat16;
   torch::Tensor w = torch::empty({std::min(rows, panel), cols}, torch::kFloat32);
-  torch::Tensor yt = torch::empty({rows, x2.size(0)}, torch::kFloat32);  // Y^T: panels are its row ranges
-  const torch::Tensor xt = x2.t();
+  const torch::Tensor x = bf16 ? x2.to(torch::kBFloat16) : x2;
   for (int64_t r0 = 0; r0 < rows; r0 += panel) {
     const int64_t r1 = std::min(rows, r0 + panel);
     torch::Tensor wp = w.slice(0, 0, r1 - r0);
@@ -71,18 +72,20 @@ void panel_gemm(const kernels::Matrix& m, const torch::Tensor& x2, torch::Tensor
       const int64_t a = r0 + c * chunk, b = std::min(r1, a + chunk);
       m.dequantize_rows(a, b, wd + (a - r0) * cols);
     }
-    torch::Tensor out = yt.slice(0, r0, r1);
-    torch::mm_out(out, wp, xt);
+    const torch::Tensor wt = (bf16 ? wp.to(torch::kBFloat16) : wp).t();
+    if (!bf16 && r0 == 0 && r1 == rows)
+      torch::mm_out(y2, x, wt);
+    else
+      y2.slice(1, r0, r1).copy_(torch::mm(x, wt));
   }
-  y2.copy_(yt.t());
 }
 
 // Packed LCQ layer: its kernel for one or a few tokens, BLAS on dequantized panels for more.
-torch::Tensor packed_linear(const kernels::Matrix& m, const torch::Tensor& x) {
+torch::Tensor packed_linear(const kernels::Matrix& m, torch::ScalarType panel_dtype, const torch::Tensor& x) {
   return linear_in_f32(x, m.rows(), m.cols(), [&](const torch::Tensor& xf, int64_t n, torch::Tensor& y) {
     if (n < kPanelMinTokens) return m.gemm(xf.data_ptr<float>(), n, y.data_ptr<float>());
     torch::Tensor y2 = y.view({n, m.rows()});
-    panel_gemm(m, xf.view({n, m.cols()}), y2);
+    panel_gemm(m, xf.view({n, m.cols()}), y2, panel_dtype);
   });
 }
 
@@ -141,7 +144,7 @@ torch::Tensor Linear::forward(const torch::Tensor& x) const {
   torch::Tensor y;
   if (packed || (weight.scalar_type() == torch::kHalf && in.scalar_type() != torch::kHalf)) {
     LCQ_CHECK(!in.requires_grad(), "a packed or fp16-stored layer is inference-only");
-    y = packed ? packed_linear(*packed, in) : half_linear(weight, in);
+    y = packed ? packed_linear(*packed, panel_dtype, in) : half_linear(weight, in);
     if (bias.defined()) y.add_(bias);
   } else if (one_token_gemv_applies(weight, in)) {
     y = linear_in_f32(in, weight.size(0), weight.size(1), [&](const torch::Tensor& xf, int64_t, torch::Tensor& out) {

@@ -73,6 +73,7 @@ void TensorReader::codebook(const std::string& name, int64_t rows, int64_t cols,
   const CodebookLayer cl = io::read_codebook_layer(src_, name, rows, cols);
   if (compact_) {
     out.packed = kernels::make_codebook_matrix(cl, kernels::choose_family(cl, opts_.kernel));
+    out.panel_dtype = opts_.prompt_dtype;
   } else {
     auto w = torch::empty({rows, cols}, torch::kFloat32);
     cl.dequantize(w.data_ptr<float>());
@@ -194,6 +195,7 @@ Model build_model(const io::ModelSource& src, const RuntimeOptions& opts) {
     m.config.tie_embeddings = true;
     m.output.weight = m.tok_embd;
     m.output.packed = m.tok_embd_packed;
+    m.output.panel_dtype = opts.prompt_dtype;
   } else {
     m.output.weight = read.get("output.weight", {c.vocab_size, D});
   }

@@ -1,5 +1,6 @@
 #include "lcq/model/model.h"
 
+#include "lcq/core/cpu.h"
 #include "lcq/core/error.h"
 
 #include <torch/torch.h>
@@ -9,6 +10,17 @@
 namespace lcq::model {
 
 namespace F = torch::nn::functional;
+
+const std::vector<std::string>& prompt_dtype_names() {
+  static const std::vector<std::string> names = {"auto", "f32", "bf16"};
+  return names;
+}
+
+torch::ScalarType resolve_prompt_dtype(const std::string& name) {
+  LCQ_CHECK(name == "auto" || name == "f32" || name == "bf16", "unknown prompt dtype '{}' (expected auto, f32 or bf16)",
+            name);
+  return name == "bf16" || (name == "auto" && cpu_has_native_bf16()) ? torch::kBFloat16 : torch::kFloat32;
+}
 
 torch::Tensor Norm::forward(const torch::Tensor& x) const {
   if (rms) {

@@ -6,6 +6,7 @@
 #include "per_linear_method.h"
 
 #include <chrono>
+#include <cmath>
 #include <deque>
 
 namespace lcq::quant {
@@ -13,6 +14,29 @@ namespace lcq::quant {
 namespace {
 
 std::string layer_name(int layer, const std::string& linear) { return "blk." + std::to_string(layer) + "." + linear; }
+
+// Calls fn(name, tensor) for every weight of the model (canonical names; undefined tensors
+// included, e.g. absent biases).
+template <typename Fn>
+void for_each_tensor(const model::Model& m, Fn fn) {
+  fn("token_embd.weight", m.tok_embd);
+  fn("position_embd.weight", m.pos_embd);
+  for (size_t l = 0; l < m.blocks.size(); ++l) {
+    const model::Block& b = m.blocks[l];
+    const std::string p = "blk." + std::to_string(l) + ".";
+    fn(p + "attn_norm.weight", b.attn_norm.weight);
+    fn(p + "attn_norm.bias", b.attn_norm.bias);
+    fn(p + "ffn_norm.weight", b.ffn_norm.weight);
+    fn(p + "ffn_norm.bias", b.ffn_norm.bias);
+    for (const auto& [name, lin] : b.linears()) {
+      fn(p + name + ".weight", lin->weight);
+      fn(p + name + ".bias", lin->bias);
+    }
+  }
+  fn("output_norm.weight", m.output_norm.weight);
+  fn("output_norm.bias", m.output_norm.bias);
+  if (!m.config.tie_embeddings) fn("output.weight", m.output.weight);
+}
 
 bool is_learned_grid(const std::string& method) {
   return method == "omniquant" || method == "flexround" || method == "lrq";
@@ -29,7 +53,7 @@ void validate(const QuantizeOptions& o) {
   validate(o.lcq);
   validate(o.flexround);
   validate(o.embedding);
-  LCQ_CHECK(o.lr >= 0, "--lr must be positive (0 = the method's default), got {}", o.lr);
+  LCQ_CHECK(o.lr >= 0 && std::isfinite(o.lr), "--lr must be positive (0 = the method's default), got {}", o.lr);
   LCQ_CHECK(o.method == "lcq" || o.lcq.init == "rtn" || o.lcq.init == "mse",
             "--init {} starts LCQ from that method's result: it needs --method lcq (got --method {})", o.lcq.init,
             o.method);
@@ -39,14 +63,15 @@ void validate(const QuantizeOptions& o) {
             "--init-from and --init {} both name LCQ's start: give one", o.lcq.init);
   if (o.method == "gptq" || o.lcq.init == "gptq") validate(o.gptq, o.lcq);
   if (o.method == "awq" || o.lcq.init == "awq") validate(o.awq, o.lcq);
-  LCQ_CHECK(o.lr_scale > 0 && o.lr_codebook > 0, "learning rates must be positive");
+  LCQ_CHECK(o.lr_scale > 0 && o.lr_codebook > 0 && std::isfinite(o.lr_scale) && std::isfinite(o.lr_codebook),
+            "learning rates must be positive and finite, got --lr-scale {} and --lr-codebook {}", o.lr_scale,
+            o.lr_codebook);
   LCQ_CHECK(o.engine.epochs >= 0, "--epochs must be >= 0, got {}", o.engine.epochs);
   LCQ_CHECK(o.engine.batch_size >= 1, "--batch-size must be >= 1, got {}", o.engine.batch_size);
-  resolve_train_dtype(o.engine.train_dtype);  // checks the value
-  LCQ_CHECK(o.engine.schedule == "cosine" || o.engine.schedule == "constant",
-            "--schedule must be cosine or constant, got '{}'", o.engine.schedule);
-  LCQ_CHECK(o.engine.loss == "mse" || o.engine.loss == "token-relative",
-            "--loss must be mse or token-relative, got '{}'", o.engine.loss);
+  LCQ_CHECK(o.engine.loss_samples >= 0, "--loss-samples must be >= 0, got {}", o.engine.loss_samples);
+  parse_train_dtype(o.engine.train_dtype);
+  parse_schedule(o.engine.schedule);
+  parse_loss(o.engine.loss);
 }
 
 int default_epochs(const std::string& method, int bits) {
@@ -135,11 +160,12 @@ void summarize(QuantizeResult& r, const std::map<std::string, CodebookLayer>& la
 QuantizeResult quantize_model(model::Model& m, const torch::Tensor& calib, const QuantizeOptions& opts) {
   QuantizeOptions o = opts;
   prepare(o, calib.defined());
-  // NaN or infinite weights would silently poison every codebook: refuse before any work.
-  for (size_t l = 0; l < m.blocks.size(); ++l)
-    for (const auto& [name, lin] : m.blocks[l].linears())
-      LCQ_CHECK(torch::isfinite(lin->weight).all().item<bool>(), "weight '{}' contains NaN or infinite values",
-                layer_name(int(l), name));
+  // NaN or infinite values would silently poison every codebook, or be copied into the
+  // output (norms, biases, the embedding): refuse before any work.
+  for_each_tensor(m, [](const std::string& name, const torch::Tensor& t) {
+    LCQ_CHECK(!t.defined() || torch::isfinite(t).all().item<bool>(), "tensor '{}' contains NaN or infinite values",
+              name);
+  });
 
   const auto t0 = std::chrono::steady_clock::now();
   QuantizeResult r;
@@ -155,6 +181,9 @@ QuantizeResult quantize_model(model::Model& m, const torch::Tensor& calib, const
     for (size_t l = 0; l < m.blocks.size(); ++l) {
       method.begin_block(int(l), m.blocks[l], {});
       for (auto& [name, layer] : method.end_block(m.blocks[l])) r.layers.emplace(name, std::move(layer));
+      for (const auto& [name, lin] : m.blocks[l].linears())  // e.g. a grid overflowing on huge weights
+        LCQ_CHECK(torch::isfinite(lin->weight).all().item<bool>(),
+                  "the quantized weight '{}' contains NaN or infinite values", layer_name(int(l), name) + ".weight");
     }
   }
   if (o.embedding.bits > 0) quantize_embeddings(m, o.embedding, head_importance, r.layers);

@@ -25,6 +25,9 @@ struct ActQuant {
 struct Linear {
   torch::Tensor weight;  // [out, in]; undefined when `packed` holds the layer
   std::shared_ptr<const kernels::Matrix> packed;
+  // Products of `packed` with 16 tokens or more (prompts) multiply its dequantized rows through
+  // BLAS in this type: f32 (exact) or bf16 (oneDNN's bf16 GEMM; RuntimeOptions::prompt_dtype).
+  torch::ScalarType panel_dtype = torch::kFloat32;
   torch::Tensor bias;    // [out] or undefined
   std::shared_ptr<const ActQuant> input_quant;   // quantize x before the product
   std::shared_ptr<const ActQuant> output_quant;  // quantize y (LRQ's KV8 on k/v projections)

@@ -25,12 +25,21 @@ struct RuntimeOptions {
   bool packed = true;
   // Which kernel family runs each packed layer (lcq/kernels/matrix.h: choose_family).
   kernels::KernelChoice kernel = kernels::KernelChoice::kAuto;
+  // Packed layers' products of 16 tokens or more (prompts, perplexity windows) run through
+  // BLAS on dequantized rows in this type: kFloat32 (exact) or kBFloat16 (faster where the CPU
+  // multiplies bf16 natively; inputs rounded to bf16, sums in f32).
+  torch::ScalarType prompt_dtype = torch::kFloat32;
   // Activation quantization (lcq/model/act_quant.h). -1 / "": as the file says (its lcq.act.*
   // keys; none for an ordinary model); act_bits 0 turns it off, kv_bits 0 too.
   int act_bits = -1;
   std::string act_scheme;
   int kv_bits = -1;
 };
+
+// --prompt-dtype: its accepted names ("auto", "f32", "bf16") and what one means on this CPU
+// (auto: bf16 where the CPU multiplies bf16 natively, else f32); lcq::Error for other names.
+const std::vector<std::string>& prompt_dtype_names();
+torch::ScalarType resolve_prompt_dtype(const std::string& name);
 
 // RMSNorm (weight only) or LayerNorm (weight and bias).
 struct Norm {

@@ -93,6 +93,19 @@ struct ReconstructOptions {
   std::string train_dtype = "auto";
 };
 
+// The closed choices of ReconstructOptions. Each has one name table: the CLI's accepted
+// values (*_names()) and the validation (parse_*(), which throws lcq::Error naming the option
+// and the accepted values) both come from it. Options and files keep the names as strings.
+enum class TrainingLoss { Mse, TokenRelative };        // --loss mse | token-relative
+enum class LrSchedule { Cosine, Constant };            // --schedule cosine | constant
+enum class TrainDtype { Fp32, Bf16, Auto };            // --train-dtype fp32 | bf16 | auto
+const std::vector<std::string>& loss_names();
+const std::vector<std::string>& schedule_names();
+const std::vector<std::string>& train_dtype_names();
+TrainingLoss parse_loss(const std::string& name);
+LrSchedule parse_schedule(const std::string& name);
+TrainDtype parse_train_dtype(const std::string& name);
+
 // "fp32" or "bf16": what `train_dtype` means on this CPU; throws lcq::Error for any value
 // other than fp32, bf16 and auto.
 std::string resolve_train_dtype(const std::string& train_dtype);
@@ -146,5 +159,7 @@ ReconstructResult reconstruct(model::Model& model, const torch::Tensor& calib_to
                               const ReconstructOptions& opts, std::map<std::string, CodebookLayer>& layers);
 
 nlohmann::json to_json(const BlockReport& r);
+// The inverse of to_json (a checkpoint's reports); throws lcq::Error on a malformed one.
+BlockReport block_report_from_json(const nlohmann::json& j);
 
 }  // namespace lcq::quant
