@@ -98,8 +98,11 @@ int finished_blocks(const std::string& ckpt) {
 // (no handler runs), continued with --resume, writes the file an uninterrupted run writes.
 TEST(Stream, ResumeAfterSigkillIsByteIdentical) {
   const std::string dir = test::scratch_dir();
-  const std::string args = "--bits 2 --group 32 --rank 2 --epochs 6 --calib " + test::tinystories() +
-                           " --nsamples 32 --seqlen 128 --seed 7";
+  auto with_seed = [](int seed) {
+    return "--bits 2 --group 32 --rank 2 --epochs 6 --calib " + test::tinystories() +
+           " --nsamples 32 --seqlen 128 --seed " + std::to_string(seed);
+  };
+  const std::string args = with_seed(7);
   quantize(args, dir + "/whole.gguf");
 
   const std::string out = dir + "/resumed.gguf", ckpt = out + ".lcq-resume";
@@ -129,7 +132,7 @@ TEST(Stream, ResumeAfterSigkillIsByteIdentical) {
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("--resume"), std::string::npos) << r.err;
   // Another run's checkpoint (here: another seed) is refused.
-  r = run_lcq("quantize " + model_args() + " -o " + out + " " + args + " --seed 8 --resume --quiet");
+  r = run_lcq("quantize " + model_args() + " -o " + out + " " + with_seed(8) + " --resume --quiet");
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("another run"), std::string::npos) << r.err;
   EXPECT_GE(finished_blocks(ckpt), done) << "a refused resume leaves the checkpoint alone";

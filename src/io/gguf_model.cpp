@@ -328,22 +328,35 @@ void convert_f32(const float* src, int64_t n, DType dtype, uint8_t* out, const s
 }
 
 // A tensor whose values are produced while the file is written, a piece of rows at a time.
-GgufWriter::Producer streamed_tensor(const WriteTensor& t, const std::string& where) {
-  return [&t, where](const GgufWriter::Put& put) {
-    const int64_t rows = t.rows(), per_row = rows > 0 ? t.numel() / rows : 0, step = rows_per_piece(t);
-    std::vector<float> values;
-    std::vector<uint8_t> bytes;
+// A q/k tensor of a "llama" file (heads > 0) is produced whole and permuted when its turn
+// comes, so that no more than one is in memory.
+GgufWriter::Producer streamed_tensor(const WriteTensor& t, const std::string& where, int heads, int64_t head_dim) {
+  return [&t, where, heads, head_dim](const GgufWriter::Put& put) {
+    const int64_t rows = t.rows(), per_row = rows > 0 ? t.numel() / rows : 0;
+    const int64_t step = heads > 0 ? std::max<int64_t>(rows, 1) : rows_per_piece(t);
+    std::vector<float> values, permuted;
+    std::vector<uint8_t> bytes, permuted_bytes;
     const size_t row_bytes = t.is_f32() ? 0 : dtype_nbytes(t.dtype, t.numel(), where) / size_t(std::max<int64_t>(rows, 1));
     for (int64_t r0 = 0; r0 < rows; r0 += step) {
       const int64_t r1 = std::min(rows, r0 + step), n = (r1 - r0) * per_row;
       if (!t.is_f32()) {
         bytes.resize(size_t(r1 - r0) * row_bytes);
         t.read_raw(r0, r1, row_bytes, bytes.data());
+        if (heads > 0) {
+          permuted_bytes.resize(bytes.size());
+          permute_rows(bytes.data(), permuted_bytes.data(), heads, head_dim, row_bytes, true);
+          bytes.swap(permuted_bytes);
+        }
         put(bytes.data(), bytes.size());
         continue;
       }
       values.resize(size_t(n));
       t.read_f32(r0, r1, values.data());
+      if (heads > 0) {
+        permuted.resize(values.size());
+        permute_qk_to_interleaved(values.data(), permuted.data(), heads, head_dim, per_row);
+        values.swap(permuted);
+      }
       if (t.dtype == DType::F32) {
         put(values.data(), size_t(n) * sizeof(float));
       } else {
@@ -401,20 +414,19 @@ void write_gguf_model(const std::string& path, const ModelConfig& config, const 
     if (heads > 0)
       LCQ_CHECK(!t.shape.empty() && t.shape[0] == rows, "{}: shape {} does not start with {} heads x {}", where,
                 shape_str(t.shape), heads, config.head_dim);
-    if ((t.fill_f32 || t.fill_raw) && heads == 0) {  // produced piece by piece while the file is written
+    if (t.fill_f32 || t.fill_raw) {  // produced piece by piece while the file is written
       LCQ_CHECK(!t.is_f32() || t.dtype == DType::F32 || t.dtype == DType::F16 || t.dtype == DType::BF16,
                 "{}: f32 values can be stored as F32, F16 or BF16, not {}", where, dtype_name(t.dtype));
-      w.add_tensor(t.name, t.dtype, t.shape, streamed_tensor(t, where));
+      if (heads > 0 && !t.is_f32()) {
+        const size_t nbytes = dtype_nbytes(t.dtype, numel, where);
+        LCQ_CHECK(nbytes % size_t(rows) == 0, "{}: {} bytes do not split into {} rows", where, nbytes, rows);
+      }
+      w.add_tensor(t.name, t.dtype, t.shape, streamed_tensor(t, where, heads, config.head_dim));
       continue;
     }
     const void* data = nullptr;
     if (t.is_f32()) {
       const float* src = t.f32;
-      if (!src) {  // produced, and permuted below: whole
-        std::vector<uint8_t>& all = buffers.emplace_back(size_t(numel) * sizeof(float));
-        t.read_f32(0, t.rows(), reinterpret_cast<float*>(all.data()));
-        src = reinterpret_cast<const float*>(all.data());
-      }
       if (heads > 0) {
         std::vector<uint8_t>& tmp = buffers.emplace_back(size_t(numel) * sizeof(float));
         permute_qk_to_interleaved(src, reinterpret_cast<float*>(tmp.data()), heads, config.head_dim, numel / rows);
@@ -429,14 +441,9 @@ void write_gguf_model(const std::string& path, const ModelConfig& config, const 
       } else {
         fail("{}: f32 values can be stored as F32, F16 or BF16, not {}", where, dtype_name(t.dtype));
       }
-    } else if (t.raw || t.fill_raw) {
+    } else if (t.raw) {
       const size_t nbytes = dtype_nbytes(t.dtype, numel, where);
       const uint8_t* src = t.raw;
-      if (!src) {
-        std::vector<uint8_t>& all = buffers.emplace_back(nbytes);
-        t.read_raw(0, t.rows(), t.rows() > 0 ? nbytes / size_t(t.rows()) : 0, all.data());
-        src = all.data();
-      }
       data = src;
       if (heads > 0) {
         LCQ_CHECK(nbytes % size_t(rows) == 0, "{}: {} bytes do not split into {} rows", where, nbytes, rows);

@@ -194,7 +194,8 @@ std::map<std::string, CodebookLayer> Checkpoint::layer_parameters(int l) const {
   const io::GgufFile f(block_path(l));
   std::map<std::string, CodebookLayer> out;
   try {
-    for (const auto& [name, p] : nlohmann::json::parse(f.get_string("lcq.ckpt.layers")).items()) {
+    const nlohmann::json all = nlohmann::json::parse(f.get_string("lcq.ckpt.layers"));
+    for (const auto& [name, p] : all.items()) {
       CodebookLayer& c = out[name];
       c.rows = p.at("rows").get<int64_t>();
       c.cols = p.at("cols").get<int64_t>();
