@@ -260,28 +260,6 @@ void register_quantize(CLI::App& app) {
                 config.max_seq_len);
     }
 
-    // The memory guard, before any work.
-    {
-      quant::QuantizeOptions prepared = a->q;
-      quant::prepare(prepared, !calib_text.empty());
-      quant::MemoryEstimate need = quant::estimate_memory(config, calib_text.empty() ? 0 : a->c.nsamples, a->c.seqlen,
-                                                          prepared, !a->offload.empty());
-      if (!streamed) {  // the whole model in f32 (twice with --export-fake)
-        double params = 0;
-        for (const io::TensorView& t : src.tensors) params += double(t.numel());
-        need.other += params * 4 * (a->export_fake.empty() ? 1 : 2);
-      }
-      if (max_memory > 0)
-        try {
-          quant::check_memory(need, max_memory,
-                              a->max_memory.empty() ? "MemAvailable; --max-memory sets another limit" : "--max-memory",
-                              !a->offload.empty());
-        } catch (const Error& e) {
-          fail("{}: {}{}", model_path, e.what(),
-               streamed ? "" : fmt::format(" (the model is held in memory because of {})", obstacle));
-        }
-    }
-
     const bool rank_one = a->q.method != "lcq";
     const bool trained = quant::is_trained_method(a->q.method);
     nlohmann::json settings = {{"method", a->q.method}, {"bits", a->q.lcq.bits},   {"group", a->q.lcq.group},
@@ -320,6 +298,29 @@ void register_quantize(CLI::App& app) {
       a->c.path = a->calib;
       calib = quant::sample_calibration(tok->encode(calib_text, true), a->c);
     }
+    // The memory guard, before any work (after the checks of the calibration settings, whose
+    // messages are more precise).
+    {
+      quant::QuantizeOptions prepared = a->q;
+      quant::prepare(prepared, !calib_text.empty());
+      quant::MemoryEstimate need = quant::estimate_memory(config, calib_text.empty() ? 0 : a->c.nsamples, a->c.seqlen,
+                                                          prepared, !a->offload.empty());
+      if (!streamed) {  // the whole model in f32 (twice with --export-fake)
+        double params = 0;
+        for (const io::TensorView& t : src.tensors) params += double(t.numel());
+        need.other += params * 4 * (a->export_fake.empty() ? 1 : 2);
+      }
+      if (max_memory > 0)
+        try {
+          quant::check_memory(need, max_memory,
+                              a->max_memory.empty() ? "MemAvailable; --max-memory sets another limit" : "--max-memory",
+                              !a->offload.empty());
+        } catch (const Error& e) {
+          fail("{}: {}{}", model_path, e.what(),
+               streamed ? "" : fmt::format(" (the model is held in memory because of {})", obstacle));
+        }
+    }
+
     quant::QuantizeResult r;
     if (streamed) {
       quant::StreamOptions so;
