@@ -125,6 +125,69 @@ TEST(Lcq, GradientsMatchFiniteDifferencesAtFixedAssignment) {
   EXPECT_GT(checked, 6 * 3 * 3);
 }
 
+// --codebook-grad ste: the same forward value as the gather; on a rank-one (uniform) codebook
+// its gradient is LSQ's, computed here independently in double precision: for a weight
+// inside the grid's range dW_hat/dS = q - (w + B) / S and dW_hat/dB = 0; outside it (on an
+// end entry) dW_hat/dS = q and dW_hat/dB = -1.
+TEST(Lcq, SteGradientIsLsqsOnAUniformGridAndKeepsTheForwardValue) {
+  torch::manual_seed(1);
+  const torch::Tensor W = torch::randn({5, 24});
+  quant::LcqOptions o;
+  o.bits = 3;
+  o.group = 8;
+  o.rank = 1;
+  o.init = "rtn";
+  o.gradient = quant::CodebookGradient::kSte;
+  quant::LcqLinear ste(W, o, at::detail::createCPUGenerator(0));
+  {
+    torch::NoGradGuard ng;  // a grid narrower than the weights: some fall outside its range
+    ste.scale_parameters()[0].mul_(0.8);
+  }
+  quant::LcqOptions og = o;
+  og.gradient = quant::CodebookGradient::kGather;
+  quant::LcqLinear gather(W, og, at::detail::createCPUGenerator(0));
+  {
+    torch::NoGradGuard ng;
+    gather.scale_parameters()[0].copy_(ste.scale_parameters()[0]);
+  }
+  EXPECT_TRUE(ste.weight().equal(gather.weight()));
+
+  const torch::Tensor R = torch::randn({5, 24});
+  (R * ste.weight()).sum().backward();
+  const torch::Tensor C = ste.codebook().detach();  // [5, 3, 8] = S j - B
+  const torch::Tensor s_tilde = ste.scale_parameters()[0], b_tilde = ste.scale_parameters()[1];
+  const torch::Tensor s0 = (C.select(-1, 1) - C.select(-1, 0)) / s_tilde.detach()[0];  // initial scale
+  int inside = 0, outside = 0;
+  for (int64_t i = 0; i < 5; ++i) {
+    for (int64_t k = 0; k < 3; ++k) {
+      const double S = C[i][k][1].item<double>() - C[i][k][0].item<double>(), B = -C[i][k][0].item<double>();
+      double dS = 0, dB = 0;
+      for (int64_t c = 0; c < 8; ++c) {
+        const double w = W[i][k * 8 + c].item<double>(), r = R[i][k * 8 + c].item<double>();
+        const double t = (w + B) / S;
+        const double q = std::min(7.0, std::max(0.0, std::nearbyint(t)));
+        if (t >= 0 && t < 7) {
+          dS += r * (q - t);
+          ++inside;
+        } else {
+          dS += r * q;
+          dB -= r;
+          ++outside;
+        }
+      }
+      // S = S~ s0 and B = B~ s0.
+      const double sc = s0[i][k].item<double>();
+      EXPECT_NEAR(s_tilde.grad()[0][i][k].item<double>(), dS * sc, 1e-4 * (1 + std::abs(dS * sc))) << i << " " << k;
+      EXPECT_NEAR(b_tilde.grad()[i][k].item<double>(), dB * sc, 1e-4 * (1 + std::abs(dB * sc))) << i << " " << k;
+    }
+  }
+  EXPECT_GT(inside, 60);
+  EXPECT_GT(outside, 3);
+  EXPECT_EQ(quant::parse_codebook_gradient("ste"), quant::CodebookGradient::kSte);
+  EXPECT_EQ(quant::to_string(quant::parse_codebook_gradient("gather")), "gather");
+  EXPECT_THROW(quant::parse_codebook_gradient("soft"), Error);
+}
+
 TEST(Lcq, DoubleQuantizationRoundTripsWithinHalfAStep) {
   torch::manual_seed(1);
   const int64_t n = 1000;
