@@ -1,13 +1,14 @@
 // Zero-shot tasks: the registry of built-in tasks and the reader of their JSONL files
 // (MosaicML llm-foundry's format, docs/zeroshot.md). Every problem in a file is reported as
 // "FILE:LINE: problem".
+#include "lcq/core/atomic_file.h"
 #include "lcq/core/error.h"
 #include "lcq/eval/zeroshot.h"
 
 #include <nlohmann/json.hpp>
 
 #include <filesystem>
-#include <fstream>
+#include <sstream>
 #include <set>
 
 namespace lcq::eval {
@@ -137,8 +138,9 @@ Example make_example(const TaskSpec& spec, const Row& row) {
 // Calls fn(line_number, json) for every non-blank line until fn returns false.
 template <typename Fn>
 void for_each_row(const std::string& file, Fn fn) {
-  std::ifstream in(file, std::ios::binary);
-  LCQ_CHECK(in.good(), "{}: cannot open the task file", file);
+  // Read whole (bounded, and refusing devices such as /dev/zero, whose one endless line would
+  // fill the memory).
+  std::istringstream in(read_file(file));
   std::string text;
   for (int64_t line = 1; std::getline(in, text); ++line) {
     if (!text.empty() && text.back() == '\r') text.pop_back();
@@ -155,7 +157,6 @@ void for_each_row(const std::string& file, Fn fn) {
     if (!j.is_object()) fail("{}:{}: expected a JSON object", file, line);
     if (!fn(line, j)) return;
   }
-  LCQ_CHECK(!in.bad(), "{}: read error", file);
 }
 
 TaskSpec detect_shape(const std::string& path) {
