@@ -2,7 +2,7 @@
 // (MosaicML llm-foundry's format, docs/zeroshot.md). Every problem in a file is reported as
 // "FILE:LINE: problem".
 #include "lcq/core/error.h"
-#include "lcq/eval/zeroshot.h"
+#include "lcq/eval/zeroshot_tasks.h"
 
 #include <nlohmann/json.hpp>
 
@@ -134,11 +134,10 @@ Example make_example(const TaskSpec& spec, const Row& row) {
   return ex;
 }
 
-// Calls fn(line_number, json) for every non-blank line until fn returns false.
+// Calls fn(line_number, json) for every non-blank line of `in` (the text of `file`) until fn
+// returns false.
 template <typename Fn>
-void for_each_row(const std::string& file, Fn fn) {
-  std::ifstream in(file, std::ios::binary);
-  LCQ_CHECK(in.good(), "{}: cannot open the task file", file);
+void for_each_row(const std::string& file, std::istream& in, Fn fn) {
   std::string text;
   for (int64_t line = 1; std::getline(in, text); ++line) {
     if (!text.empty() && text.back() == '\r') text.pop_back();
@@ -158,13 +157,27 @@ void for_each_row(const std::string& file, Fn fn) {
   LCQ_CHECK(!in.bad(), "{}: read error", file);
 }
 
-TaskSpec detect_shape(const std::string& path) {
+std::ifstream open_task_file(const std::string& file) {
+  std::ifstream in(file, std::ios::binary);
+  LCQ_CHECK(in.good(), "{}: cannot open the task file", file);
+  return in;
+}
+
+std::string trim(const std::string& s) {
+  const auto b = s.find_first_not_of(" \t");
+  if (b == std::string::npos) return "";
+  return s.substr(b, s.find_last_not_of(" \t") - b + 1);
+}
+
+}  // namespace
+
+TaskSpec detect_task(const std::string& path, std::istream& in) {
   namespace fs = std::filesystem;
   TaskSpec spec;
   spec.name = fs::path(path).stem().string();
   spec.file = path;
   bool found = false;
-  for_each_row(path, [&](int64_t line, const nlohmann::json& j) {
+  for_each_row(path, in, [&](int64_t line, const nlohmann::json& j) {
     if (j.contains("choices")) {
       spec.shape = TaskShape::MultipleChoice;
     } else if (j.contains("context_options")) {
@@ -183,14 +196,6 @@ TaskSpec detect_shape(const std::string& path) {
   return spec;
 }
 
-std::string trim(const std::string& s) {
-  const auto b = s.find_first_not_of(" \t");
-  if (b == std::string::npos) return "";
-  return s.substr(b, s.find_last_not_of(" \t") - b + 1);
-}
-
-}  // namespace
-
 std::vector<TaskSpec> resolve_tasks(const std::string& list, const std::string& data_dir) {
   namespace fs = std::filesystem;
   std::vector<TaskSpec> out;
@@ -207,7 +212,8 @@ std::vector<TaskSpec> resolve_tasks(const std::string& list, const std::string& 
     const bool is_path = item.find('/') != std::string::npos ||
                          (item.size() > 6 && item.compare(item.size() - 6, 6, ".jsonl") == 0);
     if (is_path) {
-      add(detect_shape(item));
+      std::ifstream in = open_task_file(item);
+      add(detect_task(item, in));
       continue;
     }
     bool known = false;
@@ -229,9 +235,14 @@ std::vector<TaskSpec> resolve_tasks(const std::string& list, const std::string& 
 }
 
 Task load_task(const TaskSpec& spec, int64_t limit) {
+  std::ifstream in = open_task_file(spec.file);
+  return read_task(spec, in, limit);
+}
+
+Task read_task(const TaskSpec& spec, std::istream& in, int64_t limit) {
   Task task;
   task.spec = spec;
-  for_each_row(spec.file, [&](int64_t line, const nlohmann::json& j) {
+  for_each_row(spec.file, in, [&](int64_t line, const nlohmann::json& j) {
     task.examples.push_back(make_example(spec, Row{spec.file, line, j}));
     return limit <= 0 || int64_t(task.examples.size()) < limit;
   });

@@ -216,8 +216,9 @@ void permute_qk_to_rotate_half(const float* src, float* dst, int n_heads, int64_
                size_t(row_len) * sizeof(float), false);
 }
 
-ModelSource load_gguf_model(const std::string& path, const LoadOptions& opts) {
-  const GgufFile f(path);
+ModelSource load_gguf_model(std::shared_ptr<const MappedFile> file, const LoadOptions& opts) {
+  const GgufFile f(std::move(file));
+  const std::string& path = f.path();
   const std::string arch = f.get_string("general.architecture");
   GgufArch kind;
   if (arch == "llama") kind = GgufArch::Llama;

@@ -4,7 +4,6 @@
 
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 
 namespace lcq::io {
 
@@ -45,13 +44,13 @@ ModelSource load_model_source(const std::string& path, const LoadOptions& opts) 
     return load_hf_model(dir.string(), opts);
   }
 
-  char magic[4] = {};
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail("{}: cannot open", path);
-  in.read(magic, 4);
-  if (in.gcount() == 4 && std::memcmp(magic, "GGUF", 4) == 0) return load_gguf_model(path, opts);
+  return load_model_file(MappedFile::open(path), opts);
+}
+
+ModelSource load_model_file(std::shared_ptr<const MappedFile> file, const LoadOptions& opts) {
+  if (file->size() >= 4 && std::memcmp(file->data(), "GGUF", 4) == 0) return load_gguf_model(std::move(file), opts);
   // llama2.c legacy checkpoints carry no magic; that loader validates the header instead.
-  return load_llama2c_model(path, opts);
+  return load_llama2c_model(std::move(file), opts);
 }
 
 }  // namespace lcq::io

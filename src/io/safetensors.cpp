@@ -117,8 +117,10 @@ const TensorView* SafetensorsFile::find(const std::string& name) const {
   return nullptr;
 }
 
-SafetensorsFile read_safetensors(const std::string& path) {
-  auto map = MappedFile::open(path);
+SafetensorsFile read_safetensors(const std::string& path) { return read_safetensors(MappedFile::open(path)); }
+
+SafetensorsFile read_safetensors(std::shared_ptr<const MappedFile> map) {
+  const std::string path = map->path();
   const uint8_t* data = map->data();
   const size_t size = map->size();
   LCQ_CHECK(size >= 8, "{}: truncated: {} bytes, but a safetensors file starts with an 8-byte header length",

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Builds the libFuzzer targets (build-fuzz/, clang, -DLCQ_FUZZ=ON: coverage + AddressSanitizer
+# + UndefinedBehaviorSanitizer), makes their seed corpora once (fuzz/make_corpus.sh) and runs
+# each target in turn on one core, niced. Exits 1 when any target finds something: the input
+# is saved in build-fuzz/findings/. docs/fuzzing.md explains the targets and the output.
+#
+#   scripts/fuzz.sh [--smoke | --time SECONDS] [--jobs N] [TARGET...]
+#     --smoke        45 s per target, from the seeds alone (what CI runs)
+#     --time S       S seconds per target (default 600), growing build-fuzz/corpus/TARGET
+#     --jobs N       build jobs (default 2)
+#     TARGET         gguf codebook llama2c safetensors hf_model tokenizer_bin tokenizer_json
+#                    spm_proto zeroshot_tasks (default: all)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+all_targets=(gguf codebook llama2c safetensors hf_model tokenizer_bin tokenizer_json spm_proto zeroshot_tasks)
+seconds=600
+smoke=0
+jobs=2
+targets=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --smoke) smoke=1; seconds=45 ;;
+    --time) seconds=${2:?--time needs seconds}; shift ;;
+    --jobs) jobs=${2:?--jobs needs a number}; shift ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    -*) echo "scripts/fuzz.sh: unknown option $1" >&2; exit 2 ;;
+    *) targets+=("$1") ;;
+  esac
+  shift
+done
+[ ${#targets[@]} -gt 0 ] || targets=("${all_targets[@]}")
+for t in "${targets[@]}"; do
+  [[ " ${all_targets[*]} " == *" $t "* ]] || { echo "scripts/fuzz.sh: unknown target '$t' (${all_targets[*]})" >&2; exit 2; }
+done
+
+shared=${LCQ_SHARED_DIR:-../shared}
+export LCQ_SHARED_DIR=$(cd "$shared" && pwd)
+dir=build-fuzz
+cxx=${LCQ_FUZZ_CXX:-$(command -v clang++-14 || command -v clang++)}
+cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER="$cxx" -DLCQ_FUZZ=ON \
+  -DLCQ_BUILD_TESTS=OFF -DLCQ_BUILD_BENCH=OFF -DLCQ_SHARED_DIR="$LCQ_SHARED_DIR" >/dev/null
+cmake --build "$dir" --target lcq_fuzzers -j "$jobs"
+[ -d "$dir/seeds" ] || fuzz/make_corpus.sh "$dir/seeds"
+
+dict_for() {
+  case "$1" in
+    gguf|codebook) echo fuzz/dicts/gguf.dict ;;
+    safetensors|hf_model|tokenizer_json) echo fuzz/dicts/json.dict ;;
+    zeroshot_tasks) echo fuzz/dicts/zeroshot.dict ;;
+  esac
+}
+
+mkdir -p "$dir/findings" "$dir/logs"
+failed=()
+summary=()
+for t in "${targets[@]}"; do
+  corpus="$dir/corpus/$t"
+  [ "$smoke" = 1 ] && corpus="$dir/smoke-corpus/$t" && rm -rf "$corpus"
+  mkdir -p "$corpus" "$dir/seeds/$t"
+  dict=$(dict_for "$t")
+  log="$dir/logs/$t.log"
+  echo "== fuzz_$t: $seconds s"
+  # One process on one core (libFuzzer's default: no -jobs/-workers); the limits make a slow
+  # input (hang), a large allocation or a growing heap a finding rather than a stall.
+  set +e
+  nice -n 10 "$dir/fuzz/fuzz_$t" "$corpus" "$dir/seeds/$t" ${dict:+-dict="$dict"} \
+    -max_total_time="$seconds" -max_len=65536 -timeout=30 -rss_limit_mb=2048 -malloc_limit_mb=1024 \
+    -print_final_stats=1 -artifact_prefix="$dir/findings/$t-" >"$log" 2>&1
+  rc=$?
+  set -e
+  stats=$(grep -E '^#[0-9]+' "$log" | tail -n 1 | sed -E 's/^#([0-9]+)\s+\S+\s+/\1 /')
+  runs=$(sed -n 's/^stat::number_of_executed_units: //p' "$log")
+  line="$t: ${runs:-?} runs, last status: #${stats:-?}"
+  summary+=("$line")
+  if [ "$rc" -ne 0 ]; then
+    failed+=("$t")
+    echo "fuzz_$t FOUND SOMETHING (exit $rc); log: $log" >&2
+    grep -E 'ERROR|lcq fuzz finding|runtime error|Test unit written|SUMMARY' "$log" | head -n 20 >&2
+  fi
+done
+echo "== summary (${seconds}s per target)"
+printf '%s\n' "${summary[@]}"
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "findings in: ${failed[*]} (inputs in $dir/findings/)" >&2
+  exit 1
+fi
