@@ -7,10 +7,14 @@
 // rotate over copies totalling >= 768 MiB so every pass streams from memory, which is what
 // the bandwidth comparison is about. Run with
 //   bench_kernels --benchmark_repetitions=5 --benchmark_report_aggregates_only
+// and --target=AVX2 (a Highway target name) to measure the kernels a CPU with only that
+// target would run (on x86 without AVX-512 VBMI: the integer kernel's and the LUT kernel's
+// AVX2 forms).
 #include <benchmark/benchmark.h>
 #include <omp.h>
 
 #include <cstdint>
+#include <cstdio>
 #include <memory>
 #include <string>
 #include <vector>
@@ -80,15 +84,17 @@ void packed_gemv(benchmark::State& state, Shape sh, int bits, int rank, int thre
   state.counters["bpw"] = ms[0].bits_per_weight();
 }
 
-// The look-up-table kernel (2 and 3 bits, its own tile layout), matrices kept like packed()'s.
-void lut_gemv(benchmark::State& state, Shape sh, int bits, int rank, int threads, bool cold) {
+// The look-up-table kernel (2, 3 and 4 bits, its own tile layout), matrices kept like packed()'s.
+void lut_gemv(benchmark::State& state, Shape sh, int bits, int rank, int threads, bool cold, int group = 128) {
   using lcq::kernels::LutCodebookMatrix;
   static std::string key;
   static std::vector<LutCodebookMatrix> ms;
-  const std::string k0 = std::string(sh.name) + "/" + std::to_string(bits) + "/" + std::to_string(rank);
+  const std::string k0 =
+      std::string(sh.name) + "/" + std::to_string(bits) + "/" + std::to_string(rank) + "/" + std::to_string(group);
   if (key != k0) {
     ms.clear();
-    ms.push_back(LutCodebookMatrix::pack(lcq::kernels::synthetic_codebook_layer(sh.rows, sh.cols, bits, rank)));
+    ms.push_back(
+        LutCodebookMatrix::pack(lcq::kernels::synthetic_codebook_layer(sh.rows, sh.cols, bits, rank, group)));
     key = k0;
   }
   const size_t want = cold ? std::max<size_t>(2, kColdBytes / ms[0].nbytes() + 1) : 1;
@@ -190,17 +196,28 @@ void register_all() {
                   ->UseRealTime();
             }
       }
-      if ((bits == 2 || bits == 3) && lcq::kernels::lut_simd_available())  // the look-up-table kernel
+      if (lcq::kernels::lut_simd_available(bits)) {  // the look-up-table kernel
         for (int threads : {1, 2})
           for (bool cold : {false, true}) {
             if (cold && !big) continue;
             RegisterBenchmark((std::string("gemv-lut/") + sh.name + "/b" + std::to_string(bits) + "/r2/t" +
                                std::to_string(threads) + (cold ? "/cold" : "/hot"))
                                   .c_str(),
-                              lut_gemv, sh, bits, 2, threads, cold)
+                              lut_gemv, sh, bits, 2, threads, cold, 128)
                 ->Unit(benchmark::kMicrosecond)
                 ->UseRealTime();
           }
+        if (sh.rows == 49152 && bits == 4)  // the output head as a 4-bit layer: smaller groups, rank 1
+          for (int group : {32, 64})
+            for (int rank : {1, 2})
+              for (int threads : {1, 2})
+                RegisterBenchmark((std::string("gemv-lut/") + sh.name + "/b4/r" + std::to_string(rank) + "/g" +
+                                   std::to_string(group) + "/t" + std::to_string(threads) + "/cold")
+                                      .c_str(),
+                                  lut_gemv, sh, 4, rank, threads, true, group)
+                    ->Unit(benchmark::kMicrosecond)
+                    ->UseRealTime();
+      }
       if (sh.rows == 4096 || sh.rows == 1536) {
         for (int threads : {1, 2})
           for (int64_t n : {4, 16})
@@ -230,7 +247,24 @@ void register_all() {
 
 int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
+  std::string target;
+  for (int i = 1; i < argc; ++i)
+    if (std::string(argv[i]).rfind("--target=", 0) == 0) {
+      target = argv[i] + 9;
+      for (int k = i; k + 1 < argc; ++k) argv[k] = argv[k + 1];
+      --argc;
+      break;
+    }
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  if (!target.empty()) {
+    bool found = false;
+    for (const auto& t : lcq::kernels::available_simd_targets())
+      if (target == t.name) lcq::kernels::force_simd_target(t.id), found = true;
+    if (!found) {
+      std::fprintf(stderr, "bench_kernels: this CPU has no SIMD target named %s\n", target.c_str());
+      return 2;
+    }
+  }
   register_all();
   benchmark::AddCustomContext("simd_target", lcq::kernels::current_simd_target());
   benchmark::RunSpecifiedBenchmarks();

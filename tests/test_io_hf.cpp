@@ -434,6 +434,17 @@ TEST(HuggingFace, BadDirectoriesFail) {
       "unsupported rope_scaling");
   config_error([](auto& c) { c["tie_word_embeddings"] = false; }, "lm_head.weight is missing");
   config_error([](auto& c) { c["hidden_act"] = "gelu"; }, "unsupported hidden_act");
+  // Accepted before, refused by GGUF: one validation (ModelConfig::validate) for every format.
+  config_error([](auto& c) { c["rms_norm_eps"] = -1; }, "invalid normalisation epsilon -1");
+  config_error([](auto& c) { c["rms_norm_eps"] = 0; }, "invalid normalisation epsilon 0");
+  config_error([](auto& c) { c["rope_theta"] = 0; }, "invalid RoPE base (rope_theta) 0");
+  config_error([](auto& c) { c["rope_theta"] = -10000; }, "invalid RoPE base");
+  config_error([](auto& c) { c["rope_scaling"] = {{"type", "linear"}, {"factor", 0.0}}; }, "invalid rope scaling factor 0");
+  config_error(
+      [](auto& c) {
+        c["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", 8.0}, {"low_freq_factor", 4.0}, {"high_freq_factor", 4.0}};
+      },
+      "invalid llama3 rope scaling");
   write_bytes(cfg_path, "{\"model_type\": \"llama\",");
   expect_error([&] { load_model_source(dir); }, {cfg_path, "invalid JSON"});
   restore();

@@ -82,6 +82,10 @@ TEST(PackedCodebook, PackUnpackRoundTrip) {
     l.dequantize(want.data());
     m.dequantize(got.data());
     EXPECT_EQ(got, want) << describe(c);
+    const int64_t r0 = c.rows / 3, r1 = c.rows - c.rows / 4;  // a range of rows alone
+    std::vector<float> part(size_t((r1 - r0) * c.cols));
+    m.dequantize_rows(r0, r1, part.data());
+    EXPECT_TRUE(std::equal(part.begin(), part.end(), want.begin() + r0 * c.cols)) << describe(c);
   }
 }
 

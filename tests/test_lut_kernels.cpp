@@ -1,12 +1,16 @@
 // Tests for LutCodebookMatrix (the activation look-up-table kernel): exact round trips of the
 // tile layout, the scalar reference against the exact product within the rounding bound of
 // its int8 tables, and the SIMD kernel against the scalar reference (same operations in the
-// same order, so the same bits) for every rank, ragged groups, padded rows, both ways of
-// reading double-quantization blocks, and 1 and 2 threads.
+// same order, so the same bits) for 2, 3 and 4 bits, every rank, ragged groups, padded rows,
+// both ways of reading double-quantization blocks, 1 and 2 threads, the output head's shape,
+// and products split into work units by the caller.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
+#include <random>
+#include <string>
+#include <tuple>
 #include <vector>
 
 #include "lcq/core/error.h"
@@ -39,6 +43,15 @@ const std::vector<LutCase>& lut_cases() {
       {{17, 160, 3, 32, 4, 8}, 2},     // rank 4
       {{40, 512, 3, 128, 2, 8}, 1},    // the gather path
       {{150, 2048, 3, 128, 2, 8}, 64}, // split over threads
+      // 4 bits: 4-column tables of 16 entries, two 64-byte halves per chunk
+      {{7, 300, 4, 128, 2, 8}, 5},     // ragged last group (44 columns, a padded chunk), padded rows
+      {{64, 256, 4, 16, 1, 0}, 64},    // one chunk per group, one whole step
+      {{33, 576, 4, 64, 2, 0}, 64},    // SmolLM2's width, f32 parameters
+      {{70, 576, 4, 64, 3, 4}, 3},     // 4-bit codes, blocks straddling rows, two steps
+      {{17, 160, 4, 32, 4, 8}, 2},     // rank 4
+      {{40, 512, 4, 128, 2, 8}, 1},    // a block per group: the gather path
+      {{150, 2048, 4, 128, 2, 8}, 64}, // split over threads
+      {{130, 1024, 4, 32, 1, 8}, 64},  // rank 1, three steps over 2 threads
   };
   return cases;
 }
@@ -62,6 +75,13 @@ TEST(LutCodebook, RoundTripIsExact) {
     EXPECT_EQ(u.dq_group, l.dq_group);
     for (int64_t i = 0; i < l.rows; i += 3)
       for (int64_t c = 0; c < l.cols; c += 5) ASSERT_EQ(m.index_at(i, c), l.indices[size_t(i * l.cols + c)]);
+    // Rows dequantized from the layout are the layer's exactly.
+    std::vector<float> want(size_t(l.rows * l.cols));
+    l.dequantize(want.data());
+    const int64_t r0 = l.rows / 3, r1 = l.rows;
+    std::vector<float> got(size_t((r1 - r0) * l.cols));
+    m.dequantize_rows(r0, r1, got.data());
+    EXPECT_TRUE(std::equal(got.begin(), got.end(), want.begin() + r0 * l.cols)) << describe(k.c);
   }
 }
 
@@ -78,25 +98,99 @@ TEST(LutCodebook, SizeCountsPaddedRowsAndCodes) {
   // the f32 parameters (7 rows * 3 groups * 2) and V (1 x 4 fp16).
   const CodebookLayer small = random_layer({7, 300, 2, 128, 1, 0}, 4, 64);
   EXPECT_EQ(LutCodebookMatrix::pack(small).nbytes(), size_t(64 * 19 * 4 + 7 * 3 * 2 * 4 + 1 * 4 * 2));
+  // 4 bits: 4 bits per weight of indices, V of 2 x 16 fp16.
+  const CodebookLayer big4 = random_layer({4096, 4096, 4, 128, 2, 8}, 3, 64);
+  EXPECT_EQ(LutCodebookMatrix::pack(big4).nbytes(), size_t(4096 * 4096 / 2 + 393216 + 2 * (2 * 3 * 2048 + 2 * 16)));
+  const CodebookLayer small4 = random_layer({7, 300, 4, 128, 1, 0}, 4, 64);
+  EXPECT_EQ(LutCodebookMatrix::pack(small4).nbytes(), size_t(64 * 19 * 8 + 7 * 3 * 2 * 4 + 1 * 16 * 2));
 }
 
 TEST(LutCodebook, RejectsLayersItCannotHold) {
-  for (const Config& c : {Config{4, 256, 4, 64, 2, 8}, Config{4, 256, 2, 24, 1, 8}, Config{4, 256, 3, 8, 1, 0},
-                          Config{4, 256, 8, 64, 1, 0}}) {
+  for (const Config& c : {Config{4, 256, 5, 64, 2, 8}, Config{4, 256, 1, 64, 1, 8}, Config{4, 256, 2, 24, 1, 8},
+                          Config{4, 256, 3, 8, 1, 0}, Config{4, 256, 4, 40, 1, 0}, Config{4, 256, 8, 64, 1, 0},
+                          Config{4, 256, 4, 64, 5, 0}}) {
     const CodebookLayer l = random_layer(c, 9, 8);
     EXPECT_FALSE(LutCodebookMatrix::applies(l)) << describe(c);
     try {
       (void)LutCodebookMatrix::pack(l);
       ADD_FAILURE() << "packed " << describe(c);
     } catch (const Error& e) {
-      EXPECT_NE(std::string(e.what()).find("LUT kernel needs 2- or 3-bit indices"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("LUT kernel needs 2-, 3- or 4-bit indices"), std::string::npos) << e.what();
     }
   }
 }
 
-// |y - y_ref| <= sum over groups and ranks of |S_r| * (step_r / 2) * (entries looked up in
-// the group: column pairs at 2 bits, columns at 3): each entry is off by at most half its
-// group's step.
+// The rounding bound of the scalar reference for one token x: each looked-up table entry is off
+// by at most half its group's step, so |y_i - y_ref_i| <= sum over groups j and ranks r of
+// |S_r| * (step_jr / 2) * (entries looked up in the group: column pairs at 2 bits, columns at
+// 3 and 4), with step_jr = the group's largest |entry| / 127 (independent of the row).
+class TableBound {
+ public:
+  TableBound(const CodebookLayer& l, const float* x) : l_(l), gpr_(l.groups_per_row()) {
+    half_steps_.resize(size_t(gpr_ * l.rank));
+    for (int r = 0; r < l.rank; ++r) {
+      // The tables hold sums of V[r] centered on its mid-range.
+      std::vector<double> U(size_t(l.levels()));
+      float lo = l.v_at(r, 0), hi = lo;
+      for (int k = 1; k < l.levels(); ++k) lo = std::min(lo, l.v_at(r, k)), hi = std::max(hi, l.v_at(r, k));
+      double umax = 0;
+      for (int k = 0; k < l.levels(); ++k) {
+        U[size_t(k)] = double(l.v_at(r, k) - 0.5f * (lo + hi));
+        umax = std::max(umax, std::fabs(U[size_t(k)]));
+      }
+      for (int64_t j = 0; j < gpr_; ++j) {
+        const int64_t c0 = j * l.group, c1 = std::min(l.cols, c0 + l.group);
+        double tmax = 0;  // max |table entry| over the group
+        for (int64_t a = c0; a < c1; a += 2) {
+          const double x0 = x[a], x1 = a + 1 < c1 ? x[a + 1] : 0.0;
+          if (l.bits == 2) {
+            for (double ua : U)
+              for (double ub : U) tmax = std::max(tmax, std::fabs(ua * x0 + ub * x1));
+          } else {
+            tmax = std::max(tmax, umax * std::max(std::fabs(x0), std::fabs(x1)));
+          }
+        }
+        const int64_t entries = (l.bits == 2 ? 8 : 16) * ((c1 - c0 + 15) / 16);
+        half_steps_[size_t(j * l.rank + r)] = tmax / 127 / 2 * double(entries);
+      }
+    }
+  }
+  double row(int64_t i) const {
+    double bound = 0;
+    for (int64_t j = 0; j < gpr_; ++j)
+      for (int r = 0; r < l_.rank; ++r)
+        bound += std::fabs(double(l_.s(r, i * gpr_ + j))) * half_steps_[size_t(j * l_.rank + r)];
+    return bound;
+  }
+
+ private:
+  const CodebookLayer& l_;
+  int64_t gpr_;
+  std::vector<double> half_steps_;  // [group][rank]
+};
+
+// Checks `got` against the exact product: every element within the bound (a failure each, up
+// to 3), and returns how many are not off by more than float rounding (the tables' rounding
+// is real, so few should be; by chance the errors of a row can cancel).
+int64_t check_bound(const CodebookLayer& l, const std::vector<float>& X, int64_t n, const std::vector<float>& got,
+                    const std::vector<double>& want, const std::vector<double>& scale, const std::string& what) {
+  int bad = 0;
+  int64_t exact = 0;
+  for (int64_t t = 0; t < n; ++t) {
+    const TableBound tb(l, X.data() + t * l.cols);
+    for (int64_t i = 0; i < l.rows; ++i) {
+      const size_t e = size_t(t * l.rows + i);
+      const double err = std::fabs(double(got[e]) - want[e]);
+      exact += err <= 1e-7 * scale[e];
+      if (err <= 1.01 * tb.row(i) + 1e-5 * scale[e]) continue;
+      if (bad++ < 3)
+        ADD_FAILURE() << what << " token " << t << " row " << i << ": error " << err << ", bound " << tb.row(i)
+                      << ", scale " << scale[e];
+    }
+  }
+  return exact;
+}
+
 TEST(LutCodebook, ScalarReferenceIsWithinTheTableRoundingBound) {
   uint32_t seed = 100;
   for (const LutCase& k : lut_cases()) {
@@ -105,7 +199,6 @@ TEST(LutCodebook, ScalarReferenceIsWithinTheTableRoundingBound) {
     const LutCodebookMatrix m = LutCodebookMatrix::pack(l);
     std::vector<float> W(size_t(c.rows * c.cols));
     l.dequantize(W.data());
-    const int64_t gpr = l.groups_per_row();
     for (int64_t n : {1, 2}) {
       std::vector<float> X = random_vector(size_t(n * c.cols), seed++);
       X[size_t(c.cols / 3)] = 25.f;  // an outlier: its group's tables get a coarse step
@@ -113,33 +206,7 @@ TEST(LutCodebook, ScalarReferenceIsWithinTheTableRoundingBound) {
       reference_product(W, c.rows, c.cols, X, n, want, scale);
       std::vector<float> got(size_t(n * c.rows), NAN);
       m.gemm(X.data(), n, got.data(), LutPath::kScalar);
-      for (int64_t t = 0; t < n; ++t)
-        for (int64_t i = 0; i < c.rows; ++i) {
-          double bound = 0;
-          for (int64_t j = 0; j < gpr; ++j) {
-            const int64_t c0 = j * c.group, c1 = std::min(c.cols, c0 + c.group);
-            const int64_t entries = (c.bits == 2 ? 8 : 16) * ((c1 - c0 + 15) / 16);
-            for (int r = 0; r < c.rank; ++r) {
-              // The tables hold sums of V[r] centered on its mid-range.
-              std::vector<float> U(size_t(l.levels()));
-              float lo = l.v_at(r, 0), hi = lo;
-              for (int k = 1; k < l.levels(); ++k) lo = std::min(lo, l.v_at(r, k)), hi = std::max(hi, l.v_at(r, k));
-              for (int k = 0; k < l.levels(); ++k) U[size_t(k)] = l.v_at(r, k) - 0.5f * (lo + hi);
-              double tmax = 0;  // max |table entry| over the group
-              for (int64_t a = c0; a < c1; a += 2) {
-                const double x0 = X[size_t(t * c.cols + a)], x1 = a + 1 < c1 ? X[size_t(t * c.cols + a + 1)] : 0.0;
-                for (int qa = 0; qa < l.levels(); ++qa)
-                  for (int qb = 0; qb < l.levels(); ++qb)
-                    tmax = std::max(tmax, c.bits == 2 ? std::fabs(double(U[size_t(qa)]) * x0 + double(U[size_t(qb)]) * x1)
-                                                     : std::fabs(double(U[size_t(qa)])) * std::max(std::fabs(x0), std::fabs(x1)));
-              }
-              bound += std::fabs(double(l.s(r, i * gpr + j))) * tmax / 127 / 2 * double(entries);
-            }
-          }
-          const size_t e = size_t(t * c.rows + i);
-          EXPECT_LE(std::fabs(double(got[e]) - want[e]), 1.01 * bound + 1e-5 * scale[e]) << describe(c) << " row " << i;
-          EXPECT_GT(std::fabs(double(got[e]) - want[e]), 1e-7 * scale[e]) << describe(c) << " row " << i;
-        }
+      EXPECT_EQ(check_bound(l, X, n, got, want, scale, describe(c)), 0);
     }
   }
 }
@@ -173,6 +240,153 @@ TEST(LutCodebook, SimdKernelEqualsTheScalarReference) {
       }
     }
   }
+}
+
+// SmolLM2's output head as a 4-bit codebook layer (49152 x 576: 36 chunks per row, the last
+// group ragged at group 128): the exact round trip, the scalar reference within its bound, and
+// the SIMD kernel equal to it on 1 and 2 threads.
+TEST(LutCodebook, FourBitsOnTheOutputHeadShape) {
+  uint32_t seed = 300;
+  for (const auto& [group, rank, dq_bits] : {std::tuple{32, 1, 8}, std::tuple{64, 2, 8}, std::tuple{128, 2, 0}}) {
+    const Config c{49152, 576, 4, group, rank, dq_bits};
+    const CodebookLayer l = random_layer(c, seed++, 64);
+    const LutCodebookMatrix m = LutCodebookMatrix::pack(l);
+    EXPECT_EQ(m.unpack().indices, l.indices) << describe(c);
+    std::vector<float> W(size_t(c.rows * c.cols));
+    l.dequantize(W.data());
+    const std::vector<float> x = random_vector(size_t(c.cols), seed++);
+    std::vector<double> want, scale;
+    reference_product(W, c.rows, c.cols, x, 1, want, scale);
+    std::vector<float> ref(size_t(c.rows), NAN);
+    m.gemv(x.data(), ref.data(), LutPath::kScalar);
+    EXPECT_LT(check_bound(l, x, 1, ref, want, scale, describe(c)), c.rows / 1000);  // measured: 0-4 of 49152
+    if (!lut_simd_available()) continue;
+    for (int threads : {1, 2}) {
+      ThreadGuard guard(threads);
+      std::vector<float> got(ref.size(), NAN);
+      m.gemv(x.data(), got.data(), LutPath::kSimd);
+      int64_t bad = 0;
+      for (size_t e = 0; e < ref.size(); ++e) bad += !(got[e] == ref[e]);
+      EXPECT_EQ(bad, 0) << describe(c) << " threads=" << threads;
+    }
+  }
+}
+
+// gemv_units(): every split of the work units over calls, in any order or from the workers of
+// one OpenMP region, gives gemv()'s y bit for bit, and writes no row past rows().
+TEST(LutCodebook, AnySplitIntoWorkUnitsGivesTheGemvResult) {
+  uint32_t seed = 400;
+  const std::vector<LutCase> cases = {{{200, 2048, 2, 128, 2, 8}, 64},
+                                      {{150, 576, 3, 64, 1, 8}, 5},
+                                      {{300, 1024, 4, 64, 2, 8}, 64},
+                                      {{7, 300, 4, 128, 3, 0}, 64}};
+  std::mt19937 rng(7);
+  for (const LutCase& k : cases) {
+    const Config& c = k.c;
+    const LutCodebookMatrix m = LutCodebookMatrix::pack(random_layer(c, seed++, k.dq_group));
+    const int64_t units = m.work_units();
+    EXPECT_EQ(units, (c.rows + 63) / 64) << describe(c);
+    const std::vector<float> x = random_vector(size_t(c.cols), seed++);
+    for (LutPath path : {LutPath::kScalar, LutPath::kAuto}) {
+      std::vector<float> ref(size_t(c.rows), NAN);
+      {
+        ThreadGuard guard(2);
+        m.gemv(x.data(), ref.data(), path);
+      }
+      const float sentinel = 1234.5f;
+      auto check = [&](const std::vector<float>& y, const std::string& how) {
+        int bad = 0;
+        for (int64_t i = 0; i < c.rows; ++i) bad += !(y[size_t(i)] == ref[size_t(i)]);
+        for (size_t i = size_t(c.rows); i < y.size(); ++i) bad += y[i] != sentinel;
+        EXPECT_EQ(bad, 0) << describe(c) << " " << how;
+      };
+      for (int trial = 0; trial < 4; ++trial) {  // random cuts, the pieces run last to first
+        std::vector<int64_t> cuts{0, units};
+        for (int q = 0; q < 3; ++q) cuts.push_back(int64_t(rng() % uint32_t(units + 1)));
+        std::sort(cuts.begin(), cuts.end());
+        std::vector<float> y(size_t(units * 64), sentinel);
+        for (size_t q = cuts.size() - 1; q > 0; --q) m.gemv_units(x.data(), y.data(), cuts[q - 1], cuts[q], path);
+        check(y, "random cuts");
+      }
+      std::vector<float> y(size_t(units * 64), sentinel);
+#pragma omp parallel num_threads(2)
+      {  // one unit at a time, interleaved between the workers
+        for (int64_t u = omp_get_thread_num(); u < units; u += omp_get_num_threads())
+          m.gemv_units(x.data(), y.data(), u, u + 1, path);
+      }
+      check(y, "interleaved units in one parallel region");
+    }
+    std::vector<float> y(size_t(units * 64));
+    EXPECT_THROW(m.gemv_units(x.data(), y.data(), 1, 0), Error);
+    EXPECT_THROW(m.gemv_units(x.data(), y.data(), -1, 1), Error);
+    EXPECT_THROW(m.gemv_units(x.data(), y.data(), 0, units + 1), Error);
+  }
+}
+
+// CPUs without AVX-512 VBMI: pack() picks the shuffle layout for 2- and 4-bit layers where the
+// AVX2 kernel runs (Highway's AVX2 and AVX3 targets, forced here), which gives the scalar
+// reference's result bit for bit; 3-bit layers keep the permute layout on the scalar reference.
+TEST(LutCodebook, Avx2KernelEqualsTheScalarReference) {
+  int tested = 0;
+  for (const SimdTarget& target : available_simd_targets()) {
+    const std::string name = target.name;
+    if (name != "AVX2" && name != "AVX3") continue;
+    TargetGuard guard(target.id);
+    ASSERT_FALSE(lut_simd_available()) << name;
+    ASSERT_TRUE(lut_simd_available(2) && lut_simd_available(4)) << name;
+    ASSERT_FALSE(lut_simd_available(3)) << name;
+    ++tested;
+    uint32_t seed = 500;
+    for (const LutCase& k : lut_cases()) {
+      const Config& c = k.c;
+      const CodebookLayer l = random_layer(c, seed++, k.dq_group);
+      const LutCodebookMatrix m = LutCodebookMatrix::pack(l);
+      EXPECT_EQ(m.unpack().indices, l.indices) << name << " " << describe(c);
+      const std::vector<float> x1 = random_vector(size_t(c.cols), seed++);
+      std::vector<float> y1(size_t(c.rows));
+      if (c.bits == 3) {
+        EXPECT_THROW(m.gemv(x1.data(), y1.data(), LutPath::kSimd), Error) << name;
+        continue;
+      }
+      {  // the shuffle layout's scalar reference, within its bound
+        std::vector<float> W(size_t(c.rows * c.cols));
+        l.dequantize(W.data());
+        std::vector<double> want, scale;
+        reference_product(W, c.rows, c.cols, x1, 1, want, scale);
+        m.gemv(x1.data(), y1.data(), LutPath::kScalar);
+        EXPECT_EQ(check_bound(l, x1, 1, y1, want, scale, name + " " + describe(c)), 0);
+      }
+      for (int64_t n : {1, 3}) {
+        const std::vector<float> X = random_vector(size_t(n * c.cols), seed++);
+        std::vector<float> ref(size_t(n * c.rows), NAN);
+        m.gemm(X.data(), n, ref.data(), LutPath::kScalar);
+        for (int threads : {1, 2}) {
+          ThreadGuard tg(threads);
+          std::vector<float> got(ref.size(), NAN);
+          m.gemm(X.data(), n, got.data(), LutPath::kSimd);
+          int bad = 0;
+          for (size_t e = 0; e < ref.size(); ++e)
+            if (!(got[e] == ref[e]) && bad++ < 3)
+              ADD_FAILURE() << name << " " << describe(c) << " n=" << n << " threads=" << threads << " element " << e
+                            << ": " << got[e] << " vs " << ref[e];
+          EXPECT_EQ(bad, 0);
+        }
+      }
+    }
+    // The head's shape at 4 bits, and a group of 512 columns (int16 sums widened mid-group).
+    for (const Config& c : {Config{49152, 576, 4, 64, 2, 8}, Config{100, 1024, 4, 512, 2, 0}, Config{70, 2048, 2, 1024, 1, 8}}) {
+      const LutCodebookMatrix m = LutCodebookMatrix::pack(random_layer(c, seed++, 64));
+      const std::vector<float> x = random_vector(size_t(c.cols), seed++);
+      std::vector<float> ref(size_t(c.rows)), got(size_t(c.rows));
+      m.gemv(x.data(), ref.data(), LutPath::kScalar);
+      ThreadGuard tg(2);
+      m.gemv(x.data(), got.data(), LutPath::kSimd);
+      int64_t bad = 0;
+      for (size_t e = 0; e < ref.size(); ++e) bad += !(got[e] == ref[e]);
+      EXPECT_EQ(bad, 0) << name << " " << describe(c);
+    }
+  }
+  if (tested == 0) GTEST_SKIP() << "no AVX2 or AVX3 target on this CPU";
 }
 
 }  // namespace

@@ -28,7 +28,7 @@ using lcq::test::write_bytes;
 using nlohmann::json;
 
 std::string fixture(const std::string& name) {
-  return (std::filesystem::path(__FILE__).parent_path() / "fixtures" / "tokenizer" / name).string();
+  return (std::filesystem::path(LCQ_SOURCE_DIR) / "tests" / "fixtures" / "tokenizer" / name).string();
 }
 
 std::string tok512_bin() { return shared("models/stories260K/tok512.bin"); }

@@ -45,10 +45,12 @@ void write_bytes(const std::string& path, const std::string& bytes) {
   out.write(bytes.data(), std::streamsize(bytes.size()));
 }
 
-CommandResult run_lcq(const std::string& args) {
+namespace {
+
+CommandResult run_shell(const std::string& prefix, const std::string& args) {
   char tmpl[] = "/tmp/lcq-cli-XXXXXX";  // not scratch_dir(): that one belongs to the test
   const std::string dir = mkdtemp(tmpl);
-  const std::string cmd = std::string(LCQ_BINARY_DIR) + "/src/lcq " + args + " >" + dir + "/out 2>" + dir + "/err";
+  const std::string cmd = prefix + std::string(LCQ_BINARY_DIR) + "/src/lcq " + args + " >" + dir + "/out 2>" + dir + "/err";
   const int status = std::system(cmd.c_str());
   CommandResult r;
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
@@ -56,6 +58,14 @@ CommandResult run_lcq(const std::string& args) {
   r.err = read_bytes(dir + "/err");
   fs::remove_all(dir);
   return r;
+}
+
+}  // namespace
+
+CommandResult run_lcq(const std::string& args) { return run_shell("", args); }
+
+CommandResult run_lcq_bounded(const std::string& args) {
+  return run_shell("ulimit -v " + std::to_string(6 << 20) + "; timeout -s KILL 300 ", args);
 }
 
 std::string stories_bin() { return shared("models/stories260K/stories260K.bin"); }

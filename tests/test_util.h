@@ -22,5 +22,8 @@ struct CommandResult {
   std::string out, err;
 };
 CommandResult run_lcq(const std::string& args);
+// The same under a 6 GiB address-space limit and a 5-minute timeout: for cases that used to
+// read or allocate without bound, so that a regression fails the test instead of the machine.
+CommandResult run_lcq_bounded(const std::string& args);
 
 }  // namespace lcq::test

@@ -46,7 +46,7 @@ struct BenchArgs {
   int sweep_mib = 0;  // MiB of matrix copies one timed GEMV pass sweeps over (0: from the cache size)
   bool dense_runtime = false;
   std::string dtype = "f32";
-  std::string kernel = "float";
+  std::string kernel = "auto", prompt_dtype = "auto";
   bool json = false, quiet = false;
 };
 
@@ -130,7 +130,7 @@ std::vector<Row> bench_shape(int64_t rows, int64_t cols, const BenchArgs& a, con
         add(fmt::format("lcq-b{}-r{}-int8", bits, a.rank), t, s, double(ms[0].nbytes()));
       }
     }
-    if (kernels::LutCodebookMatrix::applies(layer) && kernels::lut_simd_available()) {
+    if (kernels::LutCodebookMatrix::applies(layer) && kernels::lut_simd_available(bits)) {
       ms.clear();  // the look-up-table kernel has its own layout (same bytes at these shapes)
       std::vector<kernels::LutCodebookMatrix> ls;
       ls.push_back(kernels::LutCodebookMatrix::pack(layer));
@@ -177,7 +177,8 @@ nlohmann::json run_bench(const BenchArgs& a) {
     model::RuntimeOptions rt;
     rt.dtype = a.dtype == "bf16" ? torch::kBFloat16 : torch::kFloat32;
     rt.packed = !a.dense_runtime;
-    rt.kernel = model::parse_packed_kernel(a.kernel);
+    rt.kernel = kernels::parse_kernel_choice(a.kernel);
+    rt.prompt_dtype = model::resolve_prompt_dtype(a.prompt_dtype);
     const int64_t before = current_rss_bytes();
     lm = model::load_model(a.model, {}, rt);
     model_rss = current_rss_bytes() - before;
@@ -202,7 +203,7 @@ nlohmann::json run_bench(const BenchArgs& a) {
     for (const auto& b : m.blocks)
       for (const auto& [name, lin] : b.linears()) {
         weight_bytes += lin->weight_bytes();
-        packed_layers += lin->packed != nullptr || lin->lut != nullptr;
+        packed_layers += lin->packed != nullptr;
       }
     nlohmann::json mj{{"path", a.model},
                       {"dtype", a.dtype},
@@ -210,6 +211,7 @@ nlohmann::json run_bench(const BenchArgs& a) {
                       {"linear_weight_bytes", weight_bytes},
                       {"resident_bytes_of_loaded_model", model_rss},
                       {"packed_kernel", a.dense_runtime ? "none (dense)" : a.kernel},
+                      {"prompt_dtype", a.dense_runtime ? a.dtype : m.options.prompt_dtype == torch::kBFloat16 ? "bf16" : "f32"},
                       {"prefill_tokens", a.prefill},
                       {"decode_tokens", a.decode},
                       {"runs", nlohmann::json::array()}};
@@ -285,8 +287,11 @@ void register_bench(CLI::App& app) {
   cmd->add_option("--decode", a->decode, "Generated tokens for the decode timing")->check(CLI::Range(1, 1 << 20));
   cmd->add_option("--dtype", a->dtype, "Runtime compute type for the model")->check(CLI::IsMember({"f32", "bf16"}));
   cmd->add_flag("--dense", a->dense_runtime, "Dequantize LCQ layers on load instead of running them packed");
-  cmd->add_option("--kernel", a->kernel, "Kernel of the model's packed layers: float, int8, auto or lut (see lcq generate --help)")
-      ->check(CLI::IsMember({"float", "int8", "auto", "lut"}))
+  cmd->add_option("--kernel", a->kernel, "Kernel of the model's packed layers (see lcq generate --help)")
+      ->check(CLI::IsMember(kernels::kernel_choice_names()))
+      ->capture_default_str();
+  cmd->add_option("--prompt-dtype", a->prompt_dtype, "Arithmetic of the model's prompt products (see lcq generate --help)")
+      ->check(CLI::IsMember(model::prompt_dtype_names()))
       ->capture_default_str();
   cmd->add_flag("!--no-kernels", a->kernels, "Skip the GEMV tables (model timing only)");
   cmd->add_flag("--json", a->json, "Print machine-readable JSON on stdout");

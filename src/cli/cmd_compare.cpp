@@ -5,8 +5,10 @@
 // `lcq perplexity` on its output, exactly the commands a user would type (they are printed
 // with the table). Children keep memory measurements honest (each quantizer's peak is its
 // own) and make the grid resumable: a configuration's result is a small JSON file written
-// atomically once both steps succeeded, together with the command lines that produced it; a
-// rerun reuses every result whose command lines are unchanged and runs the rest.
+// atomically once both steps succeeded, together with the command lines that produced it and
+// content fingerprints of the files they read (model, texts, tokenizer, a start model); a
+// rerun reuses every result whose commands and files are unchanged and runs the rest. The
+// children die with this process, however it ends.
 #include "common.h"
 
 #include "lcq/core/atomic_file.h"
@@ -18,7 +20,8 @@
 #include <fmt/ranges.h>
 
 #include <fcntl.h>
-#include <spawn.h>
+#include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -94,20 +97,27 @@ std::string self_executable() {
 }
 
 // Runs `exe args...` with stdout to `log` and stderr inherited (progress bars, errors).
-// Returns the exit status; throws when the process cannot be started.
+// Returns the exit status; throws when the process cannot be started. The child receives
+// SIGTERM when this process ends, however it ends (SIGKILL included): a grid interrupted by
+// the user must not leave a quantization running and writing in the background. (fork and
+// exec rather than posix_spawn: the death signal is set in the child, before exec.)
 int run_child(const std::string& exe, const std::vector<std::string>& args, const std::string& log) {
   std::vector<std::string> full = {exe};
   full.insert(full.end(), args.begin(), args.end());
   std::vector<char*> argv;
   for (auto& a : full) argv.push_back(a.data());
   argv.push_back(nullptr);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  pid_t pid = 0;
-  const int rc = posix_spawn(&pid, exe.c_str(), &actions, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  LCQ_CHECK(rc == 0, "cannot start {}: {}", exe, std::strerror(rc));
+  const pid_t parent = getpid();
+  const pid_t pid = fork();
+  LCQ_CHECK(pid >= 0, "cannot start {}: {}", exe, std::strerror(errno));
+  if (pid == 0) {
+    // Only async-signal-safe calls until exec. If the parent died before prctl, exit at once.
+    if (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0 || getppid() != parent) _exit(127);
+    const int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0 || dup2(fd, STDOUT_FILENO) < 0) _exit(127);
+    execve(exe.c_str(), argv.data(), environ);
+    _exit(127);
+  }
   int status = 0;
   while (waitpid(pid, &status, 0) < 0)
     LCQ_CHECK(errno == EINTR, "waiting for {}: {}", exe, std::strerror(errno));
@@ -135,6 +145,13 @@ struct Config {
 class Runner {
  public:
   explicit Runner(const CompareArgs& a) : a_(a), exe_(self_executable()) {
+    // What the cached results depend on besides the command lines: the bytes of the files
+    // they read (an edited text or a replaced model of the same size is not the same input).
+    const std::string hf_dir = io::hf_directory_of(a_.model);
+    inputs_ = {{"model", content_fingerprint(hf_dir.empty() ? a_.model : hf_dir)},
+               {"text", content_fingerprint(a_.text)}};
+    if (!a_.calib.empty()) inputs_["calib"] = content_fingerprint(a_.calib);
+    if (!a_.tokenizer.empty()) inputs_["tokenizer"] = content_fingerprint(a_.tokenizer);
     fs::create_directories(fs::path(a_.out) / "runs");
     if (a_.keep_models) fs::create_directories(fs::path(a_.out) / "models");
   }
@@ -149,7 +166,12 @@ class Runner {
     if (c.method != "fp") quantize = quantize_args(c, model_file, quantize_report);
     const std::vector<std::string> perplexity =
         perplexity_args(c.method == "fp" ? a_.model : model_file, perplexity_report);
-    const nlohmann::json commands = {{"quantize", quantize}, {"perplexity", perplexity}, {"model", model_identity()}};
+    nlohmann::json inputs = inputs_;
+    if (starts_from_file(c.method)) {  // the start model is another row's output: its contents count
+      const std::string start = model_path(Config{c.method.substr(4), c.bits, c.group, 1});
+      inputs["init_from"] = fs::exists(start) ? content_fingerprint(start) : "";
+    }
+    const nlohmann::json commands = {{"quantize", quantize}, {"perplexity", perplexity}, {"inputs", inputs}};
 
     const fs::path result_path = runs / (key + ".json");
     eval::CompareRow row;
@@ -199,13 +221,6 @@ class Runner {
               "{}: lcq {} failed (exit status {}; its error is above, its output in {}/runs); the finished "
               "configurations are kept and a rerun resumes",
               key, step, status, a_.out);
-  }
-
-  // The model's path and size: a changed model file invalidates every cached result.
-  nlohmann::json model_identity() const {
-    std::error_code ec;
-    const auto size = fs::is_regular_file(a_.model) ? int64_t(fs::file_size(a_.model, ec)) : int64_t(-1);
-    return {{"path", a_.model}, {"bytes", size}};
   }
 
   std::string model_path(const Config& c) const {
@@ -282,6 +297,7 @@ class Runner {
 
   const CompareArgs& a_;
   std::string exe_;
+  nlohmann::json inputs_;
 };
 
 }  // namespace
@@ -300,10 +316,12 @@ void register_compare(CLI::App& app) {
   cmd->add_option("--group", a->group, "Weights per group");
   cmd->add_option("--ranks", a->ranks, "Comma-separated LCQ codebook ranks (the other methods are rank one)");
   cmd->add_option("--calib", a->calib, "Calibration text, shared by every method (required unless only rtn)");
-  cmd->add_option("--nsamples", a->nsamples, "Calibration windows");
-  cmd->add_option("--seqlen", a->seqlen, "Tokens per calibration window (default: lcq quantize's)");
+  cmd->add_option("--nsamples", a->nsamples, "Calibration windows")->check(CLI::Range(int64_t(1), int64_t(1) << 40));
+  cmd->add_option("--seqlen", a->seqlen, "Tokens per calibration window (default: lcq quantize's)")
+      ->check(CLI::Range(int64_t(0), int64_t(1) << 20));
   cmd->add_option("--seed", a->seed, "Seed of the calibration windows and initialization");
-  cmd->add_option("--epochs", a->epochs, "Epochs of every trained method (default: each method's own)");
+  cmd->add_option("--epochs", a->epochs, "Epochs of every trained method (default: each method's own)")
+      ->check(CLI::Range(0, 1 << 20));
   cmd->add_option("--act-bits", a->act_bits,
                   "Weight-activation scheme for every run (0 = weight-only), e.g. 8 for LRQ's W8A8/W4A8")
       ->check(CLI::Range(0, 16));
@@ -311,16 +329,18 @@ void register_compare(CLI::App& app) {
       ->check(CLI::IsMember({"per-token-dynamic", "per-tensor-static"}));
   cmd->add_option("--kv-bits", a->kv_bits, "Also quantize the k/v projections' outputs (0 = off)")->check(CLI::Range(0, 16));
   cmd->add_option("--smoothquant", a->smoothquant, "SmoothQuant alpha before every quantization (0 = off)")
-      ->check(CLI::Range(0.0, 1.0));
+      ->check(finite_range(0, 1));
   cmd->add_option("--quantize-args", a->quantize_args,
                   "More lcq quantize arguments for every run, e.g. \"--loss token-relative\"");
   cmd->add_option("--text", a->text, "Evaluation text (perplexity, GPTQ protocol)")->required()->check(CLI::ExistingFile);
   cmd->add_option("--limit", a->limit, "Score at most this many evaluation windows (0 = all)")
-      ->check(CLI::NonNegativeNumber);
-  cmd->add_option("--eval-seqlen", a->eval_seqlen, "Evaluation window length (default: lcq perplexity's)");
+      ->check(non_negative());
+  cmd->add_option("--eval-seqlen", a->eval_seqlen, "Evaluation window length (default: lcq perplexity's)")
+      ->check(CLI::Range(int64_t(0), int64_t(1) << 20));
   cmd->add_option("-o,--out", a->out, "Directory of results, cache and models (default: compare-<model name>)");
   cmd->add_flag("!--no-keep-models", a->keep_models, "Delete each quantized model once it is evaluated");
-  cmd->add_option("-t,--threads", a->threads, "Worker threads of each run (default: all cores)");
+  cmd->add_option("-t,--threads", a->threads, "Worker threads of each run (default: all cores)")
+      ->check(CLI::Range(0, 1024));
   cmd->add_flag("--json", a->json, "Print the table as JSON on stdout");
   cmd->add_flag("-q,--quiet", a->quiet, "No progress output");
   cmd->footer(
@@ -341,12 +361,28 @@ void register_compare(CLI::App& app) {
     for (int b : bits) LCQ_CHECK(b >= 2 && b <= 8, "--bits: {} is not in 2..8", b);
     for (int r : ranks) LCQ_CHECK(r >= 1 && r <= 8, "--ranks: {} is not in 1..8", r);
     LCQ_CHECK(a->group >= 1, "--group must be >= 1, got {}", a->group);
+    // Checked here, not by the first child to fail after other rows ran (0 = the default).
+    LCQ_CHECK(a->seqlen == 0 || a->seqlen >= 2, "--seqlen must be >= 2, got {}", a->seqlen);
+    LCQ_CHECK(a->eval_seqlen == 0 || a->eval_seqlen >= 2, "--eval-seqlen must be >= 2, got {}", a->eval_seqlen);
     const bool needs_calib = std::any_of(methods.begin(), methods.end(), [](auto& m) { return m != "rtn"; }) ||
                              a->smoothquant > 0 || (a->act_bits > 0 && a->act_scheme == "per-tensor-static");
     LCQ_CHECK(!needs_calib || !a->calib.empty(), "--calib FILE is needed by every method but rtn");
-    LCQ_CHECK(a->calib.empty() || fs::is_regular_file(a->calib), "{}: no such calibration file", a->calib);
+    LCQ_CHECK(a->calib.empty() || fs::exists(a->calib), "{}: no such calibration file", a->calib);
     LCQ_CHECK(fs::exists(a->model), "{}: no such model", a->model);
     if (a->out.empty()) a->out = "compare-" + fs::path(a->model).stem().string();
+    // compare names every run's files itself.
+    for (const auto& extra : split(a->quantize_args, ' '))
+      for (const std::string own : {"-o", "--output", "--report", "--export-fake"}) {
+        const bool names_it = own == "-o" ? extra.rfind("-o", 0) == 0 : extra == own || extra.rfind(own + "=", 0) == 0;
+        LCQ_CHECK(!names_it, "--quantize-args: {} is set by lcq compare for every run (under -o {})", own, a->out);
+      }
+    FilePlan files;
+    add_model_input(files, a->model);
+    files.input("--tokenizer", a->tokenizer);
+    files.input("--calib", a->calib);
+    files.input("--text", a->text);
+    files.output_directory("-o", a->out, {"runs", "models", "compare.md", "compare.json", "compare.svg"});
+    files.check();
 
     std::vector<Config> configs = {{"fp", 0, 0, 0}};
     auto add = [&](const Config& c) {

@@ -31,8 +31,15 @@ void register_convert(CLI::App& app) {
       "Quantized source tensors (Q4_1, Q8_0, ...) are dequantized. Norms and biases stay f32.\n"
       "Example: lcq convert stories260K.bin stories260K.gguf --type f32");
   cmd->callback([opts, o] {
-    io::ModelSource src = io::load_model_source(opts->path, opts->load_options());
+    LCQ_CHECK(!o->out.empty(), "the output path is empty");
     const std::string to = !o->to.empty() ? o->to : (ends_with(o->out, ".gguf") ? "gguf" : "hf");
+    FilePlan files;
+    opts->add_inputs(files);
+    add_model_output(files, "the output", o->out, to == "gguf");
+    files.check();
+    io::ModelSource src = io::load_model_source(opts->path, opts->load_options());
+    files.input("the model's tokenizer", src.vocab.source_path);  // e.g. a tokenizer.bin found beside it
+    files.check();
     const io::DType type = o->type == "f16" ? io::DType::F16 : o->type == "bf16" ? io::DType::BF16 : io::DType::F32;
     LCQ_CHECK(!src.vocab.empty(), "{}: no tokenizer to write with the model; pass --tokenizer FILE", opts->path);
 

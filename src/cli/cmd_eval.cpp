@@ -38,6 +38,7 @@ void register_eval(CLI::App& app) {
     eval::ZeroShotOptions z;
   };
   auto o = std::make_shared<Eval>();
+  opts->prompt_dtype = "f32";  // a measurement: exact unless asked otherwise
   opts->add_to(*cmd);
   std::string names;
   for (const auto& t : eval::task_registry()) names += (names.empty() ? "" : ",") + t.name;
@@ -47,7 +48,7 @@ void register_eval(CLI::App& app) {
   cmd->add_option("--data-dir", o->data_dir,
                   "Directory of the task files (default: $LCQ_ZEROSHOT_DIR, else ../shared/data/zeroshot)");
   cmd->add_option("--limit", o->limit, "Only the first N examples of each task (0 = all)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(non_negative());
   cmd->add_option("--bos", o->bos,
                   "Start every context with BOS: auto (default) does what the tokenizer does by default, as\n"
                   "lm-eval's HFLM (SmolLM2: no, Llama: yes); on/off force it (lm-eval's add_bos_token)")

@@ -25,9 +25,9 @@ void register_generate(CLI::App& app) {
   opts->add_to(*cmd);
   cmd->add_option("-p,--prompt", g->prompt, "Prompt text (empty: start from BOS)");
   cmd->add_option("-n,--max-tokens", g->n, "Number of tokens to generate")->check(CLI::Range(1, 1 << 20));
-  cmd->add_option("--temp", g->temp, "Sampling temperature; 0 = greedy")->check(CLI::Range(0.0, 100.0));
+  cmd->add_option("--temp", g->temp, "Sampling temperature; 0 = greedy")->check(finite_range(0, 100));
   cmd->add_option("--top-k", g->top_k, "Sample among the k most likely tokens (0 = all)")->check(CLI::Range(0, 1 << 24));
-  cmd->add_option("--top-p", g->top_p, "Nucleus sampling mass")->check(CLI::Range(0.0, 1.0));
+  cmd->add_option("--top-p", g->top_p, "Nucleus sampling mass")->check(finite_range(0, 1));
   cmd->add_option("--seed", g->seed, "Random seed for sampling");
   cmd->add_flag("--ignore-eos", g->ignore_eos, "Keep generating after the end-of-sequence token");
   cmd->footer("Example: lcq generate model.gguf -p \"The capital of France is\" -n 32");

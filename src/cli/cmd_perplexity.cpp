@@ -18,6 +18,7 @@ void register_perplexity(CLI::App& app) {
     eval::PerplexityOptions p;
   };
   auto o = std::make_shared<Ppl>();
+  opts->prompt_dtype = "f32";  // a measurement: exact unless asked otherwise
   opts->add_to(*cmd);
   cmd->add_option("--text", o->text, "Text file, tokenized as a whole")->required()->check(CLI::ExistingFile);
   cmd->add_option("--protocol", o->p.protocol,
@@ -27,12 +28,20 @@ void register_perplexity(CLI::App& app) {
   cmd->add_option("--seqlen", o->p.seqlen, "Window length (default 2048 gptq / 512 llamacpp, capped by the context)")
       ->check(CLI::Range(int64_t(2), int64_t(1) << 20));
   cmd->add_option("--batch", o->p.batch, "Windows per forward pass")->check(CLI::Range(1, 4096));
-  cmd->add_option("--limit", o->p.max_windows, "Score at most this many windows (0 = all)")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--limit", o->p.max_windows, "Score at most this many windows (0 = all)")->check(non_negative());
   cmd->add_option("--kl-reference", o->reference, "llamacpp protocol: also report the KL divergence from this model");
   add_report_option(*cmd, o->report);
   cmd->footer("Example: lcq perplexity model.gguf --text wiki.test.raw --seqlen 2048");
   cmd->callback([opts, o] {
+    FilePlan files;
+    opts->add_inputs(files);
+    files.input("--text", o->text);
+    files.input("--kl-reference", o->reference);
+    files.output_file("--report", o->report);
+    files.check();
     model::LoadedModel lm = opts->load();
+    files.input("the model's tokenizer", lm.tok().vocab().source_path);  // e.g. a tokenizer.bin found beside it
+    files.check();
     std::string text = read_file(o->text);
     LCQ_CHECK(!text.empty(), "{}: the text file is empty", o->text);
     std::vector<int> tokens = lm.tok().encode(text, /*add_special=*/true);
@@ -54,7 +63,7 @@ void register_perplexity(CLI::App& app) {
     try {
       r = eval::perplexity(lm.model, tokens, o->p);
     } catch (const Error& e) {
-      fail("{}: {}", o->text, e.what());
+      fail("{} on {}: {}", lm.path, o->text, e.what());
     }
     nlohmann::json j = {{"model", lm.path},
                         {"text", o->text},

@@ -69,21 +69,32 @@ void register_quantize(CLI::App& app) {
                   "Precision of the block training steps' matrix products: fp32, bf16 (about 3x faster on CPUs\n"
                   "with AVX512-BF16 or AMX; the quantizer, Adam, targets and reported losses stay fp32), or auto\n"
                   "(bf16 where the CPU has those instructions, else fp32)")
-      ->check(CLI::IsMember({"fp32", "bf16", "auto"}));
-  cmd->add_option("--lr-scale", a->q.lr_scale, "Adam learning rate of the reparameterized S and B");
-  cmd->add_option("--lr-codebook", a->q.lr_codebook, "Adam learning rate of V");
-  cmd->add_option("--lr", a->q.lr, "omniquant, flexround, lrq: Adam learning rate (default 1e-2 for omniquant, 3e-3 else)");
+      ->check(CLI::IsMember(quant::train_dtype_names()));
+  // Learning rates above 1 only make Adam diverge: such a run is refused here, not trained into NaN.
+  cmd->add_option("--lr-scale", a->q.lr_scale, "Adam learning rate of the reparameterized S and B")
+      ->check(finite_range(0, 1));
+  cmd->add_option("--lr-codebook", a->q.lr_codebook, "Adam learning rate of V")->check(finite_range(0, 1));
+  cmd->add_option("--lr", a->q.lr, "omniquant, flexround, lrq: Adam learning rate (default 1e-2 for omniquant, 3e-3 else)")
+      ->check(finite_range(0, 1));
   cmd->add_option("--lrq-rank", a->q.flexround.lrq_rank, "lrq: rank of the low-rank scales (0 = --lrq-rank-frac)");
   cmd->add_option("--lrq-rank-frac", a->q.flexround.lrq_rank_frac,
-                  "lrq: rank as a fraction of min(rows, cols) of each layer (default 0.25, as the official 1024 of 4096)");
-  cmd->add_option("--schedule", a->q.engine.schedule, "Learning-rate schedule: cosine (to 0) or constant");
+                  "lrq: rank as a fraction of min(rows, cols) of each layer (default 0.25, as the official 1024 of 4096)")
+      ->check(finite_range(0, 1));
+  cmd->add_option("--schedule", a->q.engine.schedule, "Learning-rate schedule: cosine (to 0) or constant")
+      ->check(CLI::IsMember(quant::schedule_names()));
   cmd->add_option("--loss", a->q.engine.loss,
                   "Block training loss: mse (output MSE, the papers') or token-relative (each position's error\n"
                   "relative to its own norm; for models whose first position carries a massive activation)")
-      ->check(CLI::IsMember({"mse", "token-relative"}));
+      ->check(CLI::IsMember(quant::loss_names()));
+  cmd->add_option("--embed-bits", a->q.embedding.bits,
+                  "Bits of the token embedding and output head, quantized as rank-one codebooks whose grids\n"
+                  "minimise the error weighted by the head's input energy on the calibration text (0 = keep\n"
+                  "them fp16)");
+  cmd->add_option("--embed-group", a->q.embedding.group, "Weights per group of the embedding and head");
   cmd->add_option("--dq-bits", a->q.lcq.dq_bits, "Double quantization of S and B (0 = keep them f32)");
   cmd->add_option("--dq-group", a->q.lcq.dq_group, "Groups per double-quantization block");
-  cmd->add_option("--gptq-damp", a->q.gptq.damp, "gptq: dampening added to H's diagonal, as a fraction of its mean");
+  cmd->add_option("--gptq-damp", a->q.gptq.damp, "gptq: dampening added to H's diagonal, as a fraction of its mean")
+      ->check(finite_range(0, 100));
   cmd->add_option("--gptq-block", a->q.gptq.block, "gptq: columns per lazy batch update (speed only)");
   cmd->add_flag("--act-order", a->q.gptq.act_order, "gptq: quantize columns in order of decreasing activation energy");
   cmd->add_option("--gptq-groups", a->q.gptq.groups,
@@ -96,7 +107,8 @@ void register_quantize(CLI::App& app) {
                 "earlier layers produce (default on); off: all from the full-precision block");
   cmd->add_option("--awq-grid", a->q.awq.grid, "awq: scale exponents alpha = k / N, k < N, searched per site");
   cmd->add_option("--awq-clip-grid", a->q.awq.clip_grid, "awq: clipping ranges max|w| * (1 - k / N)...");
-  cmd->add_option("--awq-max-shrink", a->q.awq.max_shrink, "awq: ... for k < N * this (0 = no clipping)");
+  cmd->add_option("--awq-max-shrink", a->q.awq.max_shrink, "awq: ... for k < N * this (0 = no clipping)")
+      ->check(finite_range(0, 1));
   cmd->add_flag("!--no-awq-clip", a->q.awq.clip, "awq: skip the clipping search");
   cmd->add_flag("--awq-clip-qk", a->q.awq.clip_qk, "awq: also clip q and k (the reference does not)");
   cmd->add_option("--awq-inputs", a->q.awq.inputs,
@@ -116,7 +128,7 @@ void register_quantize(CLI::App& app) {
   cmd->add_option("--smoothquant", a->smoothquant,
                   "Before quantizing, migrate activation outliers into the weights with SmoothQuant at this alpha\n"
                   "(LRQ uses 0.8 for W8A8/W4A8; 0 = off). Needs --calib")
-      ->check(CLI::Range(0.0, 1.0));
+      ->check(finite_range(0, 1));
   add_report_option(*cmd, a->report);
   cmd->footer(
       "Example (2-bit, group 128, rank 2, 10 epochs on 128 x 512 tokens):\n"
@@ -131,12 +143,24 @@ void register_quantize(CLI::App& app) {
   cmd->callback([opts, a] {
     // Everything that can be checked without the model is checked before any work.
     a->q.engine.seed = a->c.seed;
+    a->q.embedding.dq_bits = a->q.lcq.dq_bits;  // the embedding's group parameters are stored like the layers'
+    a->q.embedding.dq_group = a->q.lcq.dq_group;
     if (!a->epochs_given) a->q.engine.epochs = quant::default_epochs(a->q.method, a->q.lcq.bits);
     a->q.engine.progress = !opts->quiet && !opts->json;
     quant::validate(a->q);
+    LCQ_CHECK(!a->out.empty(), "-o: the output path is empty");
     LCQ_CHECK(ends_with(a->out, ".gguf"), "{}: the output must be a .gguf file", a->out);
+    LCQ_CHECK(!a->seqlen_given || a->c.seqlen >= 2, "--seqlen must be >= 2, got {}", a->c.seqlen);
     LCQ_CHECK(a->q.method == "rtn" || !a->calib.empty(), "--method {} needs --calib FILE", a->q.method);
     LCQ_CHECK(a->c.nsamples >= 1, "--nsamples must be >= 1, got {}", a->c.nsamples);
+    FilePlan files;
+    opts->add_inputs(files);
+    files.input("--calib", a->calib);
+    files.input("--init-from", a->q.init_from);
+    files.output_file("-o", a->out);
+    add_model_output(files, "--export-fake", a->export_fake, ends_with(a->export_fake, ".gguf"));
+    files.output_file("--report", a->report);
+    files.check();
     std::string calib_text;
     if (!a->calib.empty()) {
       calib_text = read_file(a->calib);
@@ -159,6 +183,8 @@ void register_quantize(CLI::App& app) {
     rt.act_bits = 0;    // set below, from this command's options
     rt.kv_bits = 0;
     model::LoadedModel lm = model::load_model(opts->path, opts->load_options(), rt);
+    files.input("the model's tokenizer", lm.tok().vocab().source_path);  // e.g. a tokenizer.bin found beside it
+    files.check();
     torch::Tensor calib;
     if (!calib_text.empty()) {
       if (!a->seqlen_given) a->c.seqlen = std::min<int64_t>(2048, lm.model.config.max_seq_len);
@@ -185,6 +211,7 @@ void register_quantize(CLI::App& app) {
                                {"epochs", trained ? a->q.engine.epochs : 0}, {"loss", a->q.engine.loss},
                                {"train_dtype", quant::resolve_train_dtype(a->q.engine.train_dtype)},
                                {"dq_bits", a->q.lcq.dq_bits}, {"dq_group", a->q.lcq.dq_group},
+                               {"embed_bits", a->q.embedding.bits}, {"embed_group", a->q.embedding.group},
                                {"calib", a->calib},     {"nsamples", calib.defined() ? a->c.nsamples : 0},
                                {"seqlen", calib.defined() ? a->c.seqlen : 0}, {"seed", a->c.seed}};
     if (a->q.method == "lcq" && (a->q.lcq.init == "gptq" || a->q.lcq.init == "awq" || !a->q.init_from.empty()))

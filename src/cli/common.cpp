@@ -3,12 +3,16 @@
 #include "lcq/core/atomic_file.h"
 #include "lcq/core/error.h"
 #include "lcq/core/progress.h"
+#include "lcq/io/writers.h"
 
 #include <fmt/format.h>
 
+#include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <iostream>
+#include <limits>
 
 #include <malloc.h>
 
@@ -32,12 +36,19 @@ void ModelOptions::add_to(CLI::App& cmd, bool with_runtime) {
     cmd.add_option("--kv-bits", kv_bits, "Also quantize the k and v projections' outputs per token (0 = off)")
         ->check(CLI::Range(0, 16));
     cmd.add_option("--kernel", kernel,
-                   "Kernel of packed LCQ layers: float (the exact product of the dequantized weights), int8\n"
-                   "(activations rounded to int8 per group of 2-, 3- and 4-bit layers: faster, slightly less\n"
-                   "accurate), auto (int8 for one token at a time, i.e. decoding; float for prompts), lut\n"
-                   "(look-up tables of int8-rounded activation sums for 2- and 3-bit layers on AVX-512\n"
-                   "VBMI/VNNI CPUs: fastest, slightly less accurate at 3 bits; float elsewhere)")
-        ->check(CLI::IsMember({"float", "int8", "auto", "lut"}))
+                   "Kernel of packed LCQ layers when decoding (prompts of 16+ tokens multiply the exactly\n"
+                   "dequantized weights through BLAS): auto (the fastest this CPU has for each layer: lut,\n"
+                   "else int8, else float), float (the exact product of the dequantized weights), int8\n"
+                   "(activations rounded to int8 per group; 2-4 bits), lut (look-up tables of int8-rounded\n"
+                   "activation sums; 2-3 bits on AVX-512 VBMI/VNNI CPUs). A kernel that does not apply to a\n"
+                   "layer falls back to the next: lut, int8, float")
+        ->check(CLI::IsMember(kernels::kernel_choice_names()))
+        ->capture_default_str();
+    cmd.add_option("--prompt-dtype", prompt_dtype,
+                   "Arithmetic of packed layers on prompts (16+ tokens: their dequantized weights through\n"
+                   "BLAS): f32 (exact), bf16 (oneDNN's bf16 products: about 1.6x faster on CPUs with\n"
+                   "AVX512-BF16 or AMX, inputs rounded to bf16), auto (bf16 where the CPU has it natively)")
+        ->check(CLI::IsMember(model::prompt_dtype_names()))
         ->capture_default_str();
   }
   cmd.add_flag("--json", json, "Print machine-readable JSON on stdout");
@@ -52,7 +63,8 @@ model::RuntimeOptions ModelOptions::runtime() const {
   r.act_bits = act_bits;
   r.act_scheme = act_scheme;
   r.kv_bits = kv_bits;
-  r.kernel = model::parse_packed_kernel(kernel);
+  r.kernel = kernels::parse_kernel_choice(kernel);
+  r.prompt_dtype = model::resolve_prompt_dtype(prompt_dtype);
   return r;
 }
 
@@ -63,6 +75,42 @@ io::LoadOptions ModelOptions::load_options() const {
 }
 
 model::LoadedModel ModelOptions::load() const { return model::load_model(path, load_options(), runtime()); }
+
+void add_model_input(FilePlan& plan, const std::string& path) {
+  plan.input("the model", path);
+  const std::string dir = io::hf_directory_of(path);
+  if (dir.empty()) return;
+  if (dir != path) plan.input("the model's directory", dir);
+  for (const auto& file : io::hf_input_files(dir)) plan.input("the model's file", file);
+}
+
+void ModelOptions::add_inputs(FilePlan& plan) const {
+  add_model_input(plan, path);
+  plan.input("--tokenizer", tokenizer);
+}
+
+CLI::Validator finite_range(double lo, double hi) {
+  return CLI::Validator(
+      [lo, hi](std::string& s) -> std::string {
+        const char* begin = s.c_str();
+        char* end = nullptr;
+        const double v = std::strtod(begin, &end);
+        if (end == begin || *end != '\0') return fmt::format("'{}' is not a number", s);
+        if (!std::isfinite(v)) return fmt::format("{} is not a finite number", s);
+        if (v < lo || v > hi) return fmt::format("{} is not in [{}, {}]", s, lo, hi);
+        return "";
+      },
+      fmt::format("FLOAT in [{}, {}]", lo, hi));
+}
+
+CLI::Validator non_negative() { return CLI::Range(int64_t(0), std::numeric_limits<int64_t>::max()); }
+
+void add_model_output(FilePlan& plan, const std::string& what, const std::string& path, bool gguf) {
+  if (gguf)
+    plan.output_file(what, path);
+  else
+    plan.output_directory(what, path, io::hf_model_files());
+}
 
 void print_json(const nlohmann::json& j) { std::cout << j.dump(2) << std::endl; }
 

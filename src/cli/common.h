@@ -2,6 +2,7 @@
 // output helpers. Each command lives in its own cmd_*.cpp and registers itself in main.cpp.
 #pragma once
 
+#include "lcq/core/paths.h"
 #include "lcq/model/loader.h"
 
 #include <CLI/CLI.hpp>
@@ -23,15 +24,34 @@ struct ModelOptions {
   int act_bits = -1;
   std::string act_scheme;
   int kv_bits = -1;
-  std::string kernel = "float";  // packed kernel: float, int8 or auto
+  std::string kernel = "auto";  // kernels::kernel_choice_names()
+  // Type of packed layers' prompt products: auto (bf16 where the CPU has native bf16), f32,
+  // bf16. Commands that measure (perplexity, eval) default to f32 before add_to().
+  std::string prompt_dtype = "auto";
 
   // Adds MODEL (positional), --tokenizer, --json, --quiet and, with_runtime, --threads,
   // --dtype, --act-bits, --act-scheme, --kv-bits, --kernel.
   void add_to(CLI::App& cmd, bool with_runtime = true);
   model::LoadedModel load() const;
+  // The model (a Hugging Face directory also when named by one of its files) and --tokenizer
+  // as inputs of a command's FilePlan.
+  void add_inputs(FilePlan& plan) const;
   model::RuntimeOptions runtime() const;
   io::LoadOptions load_options() const;
 };
+
+// The check of every floating-point option of every command: a finite number in [lo, hi].
+// (CLI::Range lets NaN through: NaN fails both of its comparisons.)
+CLI::Validator finite_range(double lo, double hi);
+
+// The check of a count option that may be 0 (CLI::NonNegativeNumber names DBL_MAX in its
+// message, 300 digits).
+CLI::Validator non_negative();
+
+// A model a command reads (a Hugging Face directory also when named by one of its files).
+void add_model_input(FilePlan& plan, const std::string& path);
+// A model a command writes: a .gguf file, else a Hugging Face directory.
+void add_model_output(FilePlan& plan, const std::string& what, const std::string& path, bool gguf);
 
 // Prints JSON to stdout (one document) — what --json promises.
 void print_json(const nlohmann::json& j);

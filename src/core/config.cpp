@@ -4,6 +4,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cmath>
+
 namespace lcq {
 
 std::string arch_name(Arch a) { return a == Arch::OPT ? "opt" : "llama"; }
@@ -21,6 +23,22 @@ void ModelConfig::validate(const std::string& where) const {
   LCQ_CHECK(max_seq_len > 0, "{}: invalid context length {}", where, max_seq_len);
   LCQ_CHECK(activation == "silu" || activation == "relu" || activation == "gelu",
             "{}: unsupported activation '{}'", where, activation);
+  // One check for every format (GGUF, config.json, llama2.c): NaN fails every comparison.
+  LCQ_CHECK(norm_eps > 0.0f && norm_eps < 1.0f, "{}: invalid normalisation epsilon {} (must be in (0, 1))", where,
+            norm_eps);
+  LCQ_CHECK(rope_theta > 0.0f && std::isfinite(rope_theta), "{}: invalid RoPE base (rope_theta) {} (must be positive)",
+            where, rope_theta);
+  const RopeScaling& rs = rope_scaling;
+  LCQ_CHECK(rs.type == "none" || rs.type == "linear" || rs.type == "llama3", "{}: unsupported rope scaling type '{}'",
+            where, rs.type);
+  LCQ_CHECK(rs.factor > 0.0f && std::isfinite(rs.factor), "{}: invalid rope scaling factor {} (must be positive)", where,
+            rs.factor);
+  if (rs.type == "llama3")
+    LCQ_CHECK(rs.low_freq_factor > 0.0f && rs.high_freq_factor > rs.low_freq_factor &&
+                  std::isfinite(rs.high_freq_factor) && rs.original_max_position > 0,
+              "{}: invalid llama3 rope scaling (low_freq_factor {}, high_freq_factor {}, original context {}): "
+              "needs 0 < low < high and a positive context",
+              where, rs.low_freq_factor, rs.high_freq_factor, rs.original_max_position);
 }
 
 void to_json(nlohmann::json& j, const ModelConfig& c) {

@@ -61,6 +61,12 @@ PerplexityResult perplexity(const model::Model& model, const std::vector<int>& t
     auto picked = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1);
     auto nll = lse.to(torch::kFloat64) - picked.to(torch::kFloat64);  // [nb, n]
     const auto per_window = nll.mean(-1).contiguous();
+    // NaN or infinite logits (a corrupt or diverged model) give no perplexity: stop at the first.
+    for (int64_t b = 0; b < nb; ++b)
+      LCQ_CHECK(std::isfinite(per_window.data_ptr<double>()[b]),
+                "window {} has a non-finite log-likelihood: the model's logits contain NaN or infinite values (a "
+                "corrupt or diverged model)",
+                w0 + b + 1);
     r.window_nll.insert(r.window_nll.end(), per_window.data_ptr<double>(), per_window.data_ptr<double>() + nb);
     nll_sum += nll.sum().item<double>();
     r.scored_tokens += nll.numel();
@@ -69,6 +75,7 @@ PerplexityResult perplexity(const model::Model& model, const std::vector<int>& t
       auto ref = opts.kl_reference->forward(ids).index({Slice(), Slice(first, seqlen - 1)});
       auto ref_logp = torch::log_softmax(ref.to(torch::kFloat64), -1);
       kl_sum += (ref_logp.exp() * (ref_logp - logp)).sum().item<double>();
+      LCQ_CHECK(std::isfinite(kl_sum), "the KL reference's logits contain NaN or infinite values");
       agree += (ref_logp.argmax(-1) == logp.argmax(-1)).sum().item<int64_t>();
     }
     progress.add(nb, fmt::format("ppl {:.4f}", std::exp(nll_sum / double(r.scored_tokens))));

@@ -309,6 +309,12 @@ TaskResult evaluate_task(const model::Model& model, const tokenizer::Tokenizer& 
   ScoreOptions so = opts.score;
   so.label = task.spec.name;
   const std::vector<RequestScore> scores = score_requests(model, requests, so);
+  for (size_t e = 0; e < task.examples.size(); ++e)
+    for (size_t r = first[e]; r < first[e + 1]; ++r)
+      LCQ_CHECK(std::isfinite(scores[r].loglikelihood),
+                "{}:{}: the log-likelihood is not finite: the model's logits contain NaN or infinite values (a "
+                "corrupt or diverged model)",
+                task.spec.file, task.examples[e].line);
 
   std::vector<double> acc, acc_norm, loglik;
   for (size_t e = 0; e < task.examples.size(); ++e) {

@@ -1,13 +1,14 @@
 // Zero-shot tasks: the registry of built-in tasks and the reader of their JSONL files
 // (MosaicML llm-foundry's format, docs/zeroshot.md). Every problem in a file is reported as
 // "FILE:LINE: problem".
+#include "lcq/core/atomic_file.h"
 #include "lcq/core/error.h"
 #include "lcq/eval/zeroshot_tasks.h"
 
 #include <nlohmann/json.hpp>
 
 #include <filesystem>
-#include <fstream>
+#include <sstream>
 #include <set>
 
 namespace lcq::eval {
@@ -134,10 +135,11 @@ Example make_example(const TaskSpec& spec, const Row& row) {
   return ex;
 }
 
-// Calls fn(line_number, json) for every non-blank line of `in` (the text of `file`) until fn
-// returns false.
+// Calls fn(line_number, json) for every non-blank line of `text` (the contents of `file`)
+// until fn returns false.
 template <typename Fn>
-void for_each_row(const std::string& file, std::istream& in, Fn fn) {
+void for_each_row(const std::string& file, const std::string& contents, Fn fn) {
+  std::istringstream in(contents);
   std::string text;
   for (int64_t line = 1; std::getline(in, text); ++line) {
     if (!text.empty() && text.back() == '\r') text.pop_back();
@@ -154,13 +156,6 @@ void for_each_row(const std::string& file, std::istream& in, Fn fn) {
     if (!j.is_object()) fail("{}:{}: expected a JSON object", file, line);
     if (!fn(line, j)) return;
   }
-  LCQ_CHECK(!in.bad(), "{}: read error", file);
-}
-
-std::ifstream open_task_file(const std::string& file) {
-  std::ifstream in(file, std::ios::binary);
-  LCQ_CHECK(in.good(), "{}: cannot open the task file", file);
-  return in;
 }
 
 std::string trim(const std::string& s) {
@@ -171,13 +166,13 @@ std::string trim(const std::string& s) {
 
 }  // namespace
 
-TaskSpec detect_task(const std::string& path, std::istream& in) {
+TaskSpec detect_task(const std::string& path, const std::string& text) {
   namespace fs = std::filesystem;
   TaskSpec spec;
   spec.name = fs::path(path).stem().string();
   spec.file = path;
   bool found = false;
-  for_each_row(path, in, [&](int64_t line, const nlohmann::json& j) {
+  for_each_row(path, text, [&](int64_t line, const nlohmann::json& j) {
     if (j.contains("choices")) {
       spec.shape = TaskShape::MultipleChoice;
     } else if (j.contains("context_options")) {
@@ -212,8 +207,7 @@ std::vector<TaskSpec> resolve_tasks(const std::string& list, const std::string& 
     const bool is_path = item.find('/') != std::string::npos ||
                          (item.size() > 6 && item.compare(item.size() - 6, 6, ".jsonl") == 0);
     if (is_path) {
-      std::ifstream in = open_task_file(item);
-      add(detect_task(item, in));
+      add(detect_task(item, read_file(item)));  // read whole: bounded, devices refused
       continue;
     }
     bool known = false;
@@ -235,14 +229,15 @@ std::vector<TaskSpec> resolve_tasks(const std::string& list, const std::string& 
 }
 
 Task load_task(const TaskSpec& spec, int64_t limit) {
-  std::ifstream in = open_task_file(spec.file);
-  return read_task(spec, in, limit);
+  // Read whole (bounded, and refusing devices such as /dev/zero, whose one endless line would
+  // fill the memory).
+  return read_task(spec, read_file(spec.file), limit);
 }
 
-Task read_task(const TaskSpec& spec, std::istream& in, int64_t limit) {
+Task read_task(const TaskSpec& spec, const std::string& text, int64_t limit) {
   Task task;
   task.spec = spec;
-  for_each_row(spec.file, in, [&](int64_t line, const nlohmann::json& j) {
+  for_each_row(spec.file, text, [&](int64_t line, const nlohmann::json& j) {
     task.examples.push_back(make_example(spec, Row{spec.file, line, j}));
     return limit <= 0 || int64_t(task.examples.size()) < limit;
   });

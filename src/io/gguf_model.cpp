@@ -93,7 +93,6 @@ void read_rope_scaling(const GgufFile& f, const std::string& p, RopeScaling& rs)
   if (rs.type != "none" && rs.type != "linear" && rs.type != "llama3")
     fail("{}: unsupported rope scaling type '{}'", f.path(), rs.type);
   if (rs.type == "none") rs.factor = 1.0f;
-  if (!(rs.factor > 0.0f)) fail("{}: invalid rope scaling factor {}", f.path(), rs.factor);
 }
 
 ModelConfig read_config(const GgufFile& f, const std::string& arch, GgufArch kind) {
@@ -121,8 +120,6 @@ ModelConfig read_config(const GgufFile& f, const std::string& arch, GgufArch kin
     read_rope_scaling(f, p, c.rope_scaling);
     c.attn_qkv_bias = kind == GgufArch::Qwen2;
   }
-  if (!(c.norm_eps > 0.0f && c.norm_eps < 1.0f)) fail("{}: invalid normalisation epsilon {}", f.path(), c.norm_eps);
-  if (!(c.rope_theta > 0.0f)) fail("{}: invalid rope.freq_base {}", f.path(), c.rope_theta);
   return c;
 }
 
@@ -230,12 +227,18 @@ ModelSource load_gguf_model(std::shared_ptr<const MappedFile> file, const LoadOp
   src.path = path;
   src.format = Format::GGUF;
   src.config = read_config(f, arch, kind);
+  // The vocabulary size is the embedding's row count: of the dense tensor, or of the packed
+  // indices of a quantized embedding (an LCQ codebook layer, docs/lcq-format.md).
   const TensorView* embd = f.find_tensor("token_embd.weight");
-  if (!embd) fail("{}: missing tensor 'token_embd.weight'", path);
-  if (embd->shape.size() != 2 || embd->shape[1] != src.config.dim || embd->shape[0] > INT_MAX)
+  const TensorView* embd_q = embd ? nullptr : f.find_tensor("token_embd.lcq_idx");
+  if (!embd && !embd_q) fail("{}: missing tensor 'token_embd.weight'", path);
+  if (embd && (embd->shape.size() != 2 || embd->shape[1] != src.config.dim))
     fail("{}: tensor 'token_embd.weight' has shape {}, expected [vocab, {}]", path, shape_str(embd->shape),
          src.config.dim);
-  src.config.vocab_size = int(embd->shape[0]);
+  const TensorView& rows = embd ? *embd : *embd_q;
+  if (rows.shape.size() != 2 || rows.shape[0] < 1 || rows.shape[0] > INT_MAX)
+    fail("{}: tensor '{}' has shape {}, expected [vocab, ...]", path, rows.name, shape_str(rows.shape));
+  src.config.vocab_size = int(rows.shape[0]);
   src.config.validate(path);
   check_tensors(f, src.config, kind);
 

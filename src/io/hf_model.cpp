@@ -41,7 +41,6 @@ RopeScaling parse_rope_scaling(const json& cfg, const std::string& where) {
   } else {
     fail("{}: unsupported rope_scaling type '{}' (supported: linear, llama3)", where, type);
   }
-  LCQ_CHECK(rs.factor > 0, "{}: rope_scaling factor must be positive", where);
   return rs;
 }
 

@@ -171,3 +171,13 @@ void write_hf_model(const std::string& dir, const ModelConfig& config,
 }
 
 }  // namespace lcq::io
+
+namespace lcq::io {
+
+const std::vector<std::string>& hf_model_files() {
+  static const std::vector<std::string> files = {"model.safetensors", "model.safetensors.index.json", "config.json",
+                                                 "tokenizer.json", "tokenizer_config.json"};
+  return files;
+}
+
+}  // namespace lcq::io

@@ -2,6 +2,7 @@
 #include "formats.h"
 #include "lcq/core/error.h"
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 
@@ -30,19 +31,39 @@ const TensorView& ModelSource::get(const std::string& name) const {
   return *t;
 }
 
+std::string hf_directory_of(const std::string& path) {
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) return path;
+  // A Hugging Face directory may also be named by one of its files.
+  const fs::path p(path);
+  if (p.filename() == "config.json" || p.extension() == ".safetensors" ||
+      p.filename() == "model.safetensors.index.json")
+    return p.has_parent_path() ? p.parent_path().string() : std::string(".");
+  return "";
+}
+
+std::vector<std::string> hf_input_files(const std::string& dir) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const fs::path p = it->path();
+    const std::string name = p.filename().string();
+    static const char* const named[] = {"config.json",        "model.safetensors.index.json", "tokenizer.json",
+                                        "tokenizer_config.json", "tokenizer.model", "generation_config.json",
+                                        "special_tokens_map.json"};
+    if (p.extension() == ".safetensors" || std::find(std::begin(named), std::end(named), name) != std::end(named))
+      out.push_back(p.string());
+  }
+  return out;
+}
+
 ModelSource load_model_source(const std::string& path, const LoadOptions& opts) {
   std::error_code ec;
   const fs::file_status st = fs::status(path, ec);
   if (!fs::exists(st)) fail("{}: no such file or directory", path);
-  if (fs::is_directory(st)) return load_hf_model(path, opts);
-
-  // A Hugging Face directory may also be named by one of its files.
-  const fs::path p(path);
-  if (p.filename() == "config.json" || p.extension() == ".safetensors" ||
-      p.filename() == "model.safetensors.index.json") {
-    const fs::path dir = p.has_parent_path() ? p.parent_path() : fs::path(".");
-    return load_hf_model(dir.string(), opts);
-  }
+  // A FIFO would block the format detection below; a device never ends.
+  if (!fs::is_directory(st) && !fs::is_regular_file(st)) fail("{}: not a regular file or directory", path);
+  if (const std::string dir = hf_directory_of(path); !dir.empty()) return load_hf_model(dir, opts);
 
   return load_model_file(MappedFile::open(path), opts);
 }

@@ -141,6 +141,18 @@ void gemv_f16(const uint16_t* W, int64_t rows, int64_t cols, const float* x, flo
   parallel_rows(rows, cols, [&](int64_t r0, int64_t r1) { kernel(W, cols, x, y, r0, r1); });
 }
 
+void gemv_f32_rows(const float* W, int64_t cols, const float* x, float* y, int64_t r0, int64_t r1) {
+  HWY_DYNAMIC_DISPATCH(GemvF32Rows)(W, cols, x, y, r0, r1);
+}
+
+void gemv_bf16_rows(const uint16_t* W, int64_t cols, const float* x, float* y, int64_t r0, int64_t r1) {
+  HWY_DYNAMIC_DISPATCH(GemvBF16Rows)(W, cols, x, y, r0, r1);
+}
+
+void gemv_f16_rows(const uint16_t* W, int64_t cols, const float* x, float* y, int64_t r0, int64_t r1) {
+  HWY_DYNAMIC_DISPATCH(GemvF16Rows)(W, cols, x, y, r0, r1);
+}
+
 double measure_read_bandwidth_gbs(size_t bytes, int threads, int repetitions) {
   threads = std::max(1, threads);
   repetitions = std::max(1, repetitions);

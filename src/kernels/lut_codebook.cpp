@@ -27,6 +27,7 @@ struct LutAccess {
     v.group = m.group_;
     v.rank = m.rank_;
     v.dq_bits = m.dq_bits_;
+    v.layout = m.layout_;
     v.dq_group = m.dq_group_;
     v.n_blocks = m.dq_bits_ > 0 ? int64_t(m.blk_scale_.size()) / (m.rank_ + 1) : 0;
     v.idx = m.idx_.get();
@@ -40,13 +41,13 @@ struct LutAccess {
 };
 
 bool LutCodebookMatrix::applies(const CodebookLayer& l) {
-  return (l.bits == 2 || l.bits == 3) && l.group > 0 && l.group % detail::kLutChunkCols == 0 && l.rank >= 1 && l.rank <= 4;
+  return l.bits >= 2 && l.bits <= 4 && l.group > 0 && l.group % detail::kLutChunkCols == 0 && l.rank >= 1 && l.rank <= 4;
 }
 
 LutCodebookMatrix LutCodebookMatrix::pack(const CodebookLayer& layer) {
   layer.validate("packing codebook layer for the LUT kernel");
   LCQ_CHECK(applies(layer),
-            "the LUT kernel needs 2- or 3-bit indices, groups of a multiple of 16 columns and rank 1-4 "
+            "the LUT kernel needs 2-, 3- or 4-bit indices, groups of a multiple of 16 columns and rank 1-4 "
             "(this layer: {} bits, group {}, rank {})",
             layer.bits, layer.group, layer.rank);
   LutCodebookMatrix m;
@@ -57,13 +58,17 @@ LutCodebookMatrix LutCodebookMatrix::pack(const CodebookLayer& layer) {
   m.rank_ = layer.rank;
   m.dq_bits_ = layer.dq_bits;
   m.dq_group_ = layer.dq_group;
+  // The layout of the kernel this CPU runs: AVX-512 VBMI's, else AVX2's where it has one.
+  m.layout_ = !lut_simd_available() && m.bits_ != 3 && detail::lut_shuffle_available() ? detail::kLutLayoutShuffle
+                                                                                         : detail::kLutLayoutPermute;
   const int64_t step_rows = int64_t(detail::kLutTileRows) * detail::kLutStepTiles;
   m.tiles_ = (m.rows_ + step_rows - 1) / step_rows * detail::kLutStepTiles;
   m.chunks_ = (m.cols_ + detail::kLutChunkCols - 1) / detail::kLutChunkCols;
   m.idx_ = allocate_aligned(m.index_bytes());
   for (int64_t i = 0; i < m.rows_; ++i)
     for (int64_t c = 0; c < m.cols_; ++c)
-      detail::lut_put(m.idx_.get(), m.bits_, detail::lut_bit(m.bits_, m.chunks_, i, c), layer.indices[size_t(i * m.cols_ + c)]);
+      detail::lut_put(m.idx_.get(), m.bits_, detail::lut_bit(m.bits_, m.layout_, m.chunks_, i, c),
+                      layer.indices[size_t(i * m.cols_ + c)]);
   const detail::LutView v = LutAccess::view(m);  // only the shape fields are valid yet
   const int64_t gpr = layer.groups_per_row();
   const int np = m.rank_ + 1;
@@ -95,6 +100,7 @@ LutCodebookMatrix LutCodebookMatrix::clone() const {
   m.rank_ = rank_;
   m.dq_bits_ = dq_bits_;
   m.dq_group_ = dq_group_;
+  m.layout_ = layout_;
   const size_t n = index_bytes();
   m.idx_ = allocate_aligned(n);
   std::memcpy(m.idx_.get(), idx_.get(), n);
@@ -110,7 +116,7 @@ LutCodebookMatrix LutCodebookMatrix::clone() const {
 }
 
 int LutCodebookMatrix::index_at(int64_t row, int64_t col) const {
-  return detail::lut_get(idx_.get(), bits_, detail::lut_bit(bits_, chunks_, row, col));
+  return detail::lut_get(idx_.get(), bits_, detail::lut_bit(bits_, layout_, chunks_, row, col));
 }
 
 CodebookLayer LutCodebookMatrix::unpack() const {
@@ -155,7 +161,7 @@ float lut_param(const LutView& m, int64_t i, int64_t j, int p) {
 void prepare_lut(const LutView& m, const float* x, LutTables& L) {
   L.xpad.assign(size_t(m.chunks * kLutChunkCols), 0.f);
   std::copy(x, x + m.cols, L.xpad.begin());
-  L.t.resize(size_t(m.chunks * m.rank * 2 * kLutTableBytes));
+  L.t.resize(size_t(m.chunks * m.rank * lut_chunk_tables(m.bits) * kLutTableBytes));
   L.d.resize(size_t(m.groups_per_row * m.rank));
   L.sumx.resize(size_t(m.groups_per_row));
   L.shift.resize(size_t(m.groups_per_row * m.rank));
@@ -174,6 +180,7 @@ void prepare_lut(const LutView& m, const float* x, LutTables& L) {
 
 void build_lut_scalar(const LutView& m, LutTables& L) {
   const int64_t cpg = m.group / kLutChunkCols;
+  const int nt = lut_chunk_tables(m.bits);
   const float* x = L.xpad.data();
   for (int64_t j = 0; j < m.groups_per_row; ++j) {
     const int64_t ch0 = j * cpg, ch1 = std::min(m.chunks, ch0 + cpg);
@@ -192,17 +199,19 @@ void build_lut_scalar(const LutView& m, LutTables& L) {
       L.shift[size_t(j * m.rank + r)] = L.mid[r] * s;
       const float inv = lut_scale(L.umax[r], xm, &L.d[size_t(j * m.rank + r)]);
       for (int64_t ch = ch0; ch < ch1; ++ch)
-        for (int h = 0; h < 2; ++h)
+        for (int h = 0; h < nt; ++h)
           for (int e = 0; e < kLutTableBytes; ++e) {
+            const float* xc = x + ch * kLutChunkCols;
             float v;
             if (m.bits == 2) {  // entry 16p + n: pair 4h + p, indices n & 3 and n >> 2
               const int p = e / 16, n = e % 16;
-              const float xa = x[ch * kLutChunkCols + 8 * h + 2 * p], xb = x[ch * kLutChunkCols + 8 * h + 2 * p + 1];
-              v = std::fma(U[n >> 2] * inv, xb, (U[n & 3] * inv) * xa);
-            } else {  // entry 8c + n: column 8h + c, index n
-              v = (U[e % 8] * inv) * x[ch * kLutChunkCols + 8 * h + e / 8];
+              v = std::fma(U[n >> 2] * inv, xc[8 * h + 2 * p + 1], (U[n & 3] * inv) * xc[8 * h + 2 * p]);
+            } else if (m.bits == 3) {  // entry 8c + n: column 8h + c, index n
+              v = (U[e % 8] * inv) * xc[8 * h + e / 8];
+            } else {  // entry 16c + n: column 4h + c, index n
+              v = (U[e % 16] * inv) * xc[4 * h + e / 16];
             }
-            L.t[size_t((ch * m.rank + r) * 2 * kLutTableBytes + h * kLutTableBytes + e)] = lut_round(v);
+            L.t[size_t(((ch * m.rank + r) * nt + h) * kLutTableBytes + e)] = lut_round(v);
           }
     }
   }
@@ -210,27 +219,33 @@ void build_lut_scalar(const LutView& m, LutTables& L) {
 
 void lut_rows_scalar(const LutView& m, const LutTables& L, float* y, int64_t tile0, int64_t tile1) {
   const int64_t cpg = m.group / kLutChunkCols;
+  const int nt = lut_chunk_tables(m.bits);
   for (int64_t i = tile0 * kLutTileRows; i < std::min(m.rows, tile1 * kLutTileRows); ++i) {
     float acc_y = 0.f;
     for (int64_t j = 0; j < m.groups_per_row; ++j) {
       int32_t acc[4] = {};
       for (int64_t ch = j * cpg; ch < std::min(m.chunks, (j + 1) * cpg); ++ch)
-        for (int h = 0; h < 2; ++h)
-          for (int e = 0; e < 8; ++e) {
-            // 2 bits: pair e / 2 (e even only) of table h, entry 16 * (pair % 4) + both indices;
-            // 3 bits: column e of table h, entry 8e + its index.
-            int entry;
-            const int64_t c = ch * kLutChunkCols + 8 * h + e;
-            if (m.bits == 2) {
-              if (e % 2) continue;
-              entry = 16 * (e / 2) + lut_get(m.idx, 2, lut_bit(2, m.chunks, i, c)) +
-                      4 * lut_get(m.idx, 2, lut_bit(2, m.chunks, i, c + 1));
-            } else {
-              entry = 8 * e + lut_get(m.idx, 3, lut_bit(3, m.chunks, i, c));
-            }
-            for (int r = 0; r < m.rank; ++r)
-              acc[r] += L.t[size_t((ch * m.rank + r) * 2 * kLutTableBytes + h * kLutTableBytes + entry)];
+        for (int cc = 0; cc < kLutChunkCols; ++cc) {
+          // Table h of the chunk and the entry column cc looks up:
+          // 2 bits: pair cc / 2 (even cc only) of table cc / 8, entry 16 * (pair % 4) + both indices;
+          // 3 bits: table cc / 8, entry 8 * (cc % 8) + the index; 4 bits: table cc / 4, entry 16 * (cc % 4) + the index.
+          const int64_t c = ch * kLutChunkCols + cc;
+          int h, entry;
+          if (m.bits == 2) {
+            if (cc % 2) continue;
+            h = cc / 8;
+            entry = 16 * ((cc % 8) / 2) + lut_get(m.idx, 2, lut_bit(2, m.layout, m.chunks, i, c)) +
+                    4 * lut_get(m.idx, 2, lut_bit(2, m.layout, m.chunks, i, c + 1));
+          } else if (m.bits == 3) {
+            h = cc / 8;
+            entry = 8 * (cc % 8) + lut_get(m.idx, 3, lut_bit(3, m.layout, m.chunks, i, c));
+          } else {
+            h = cc / 4;
+            entry = 16 * (cc % 4) + lut_get(m.idx, 4, lut_bit(4, m.layout, m.chunks, i, c));
           }
+          for (int r = 0; r < m.rank; ++r)
+            acc[r] += L.t[size_t(((ch * m.rank + r) * nt + h) * kLutTableBytes + entry)];
+        }
       for (int r = 0; r < m.rank; ++r) {
         const size_t jr = size_t(j * m.rank + r);
         acc_y = std::fma(lut_param(m, i, j, r), std::fma(L.d[jr], float(acc[r]), L.shift[jr]), acc_y);
@@ -245,37 +260,138 @@ void lut_rows_scalar(const LutView& m, const LutTables& L, float* y, int64_t til
 
 void LutCodebookMatrix::gemv(const float* x, float* y, LutPath path) const { gemm(x, 1, y, path); }
 
+bool LutCodebookMatrix::simd_runs() const {
+  return layout_ == detail::kLutLayoutShuffle ? detail::lut_shuffle_available() : lut_simd_available();
+}
+
+bool LutCodebookMatrix::use_simd(LutPath path) const {
+  const bool simd = path != LutPath::kScalar && simd_runs();
+  LCQ_CHECK(simd || path != LutPath::kSimd,
+            "this CPU has no SIMD LUT kernel for this {}-bit layer (it needs AVX-512 VBMI and VNNI, or AVX2 at 2 and "
+            "4 bits)",
+            bits_);
+  return simd;
+}
+
+bool lut_simd_available(int bits) {
+  return bits >= 2 && bits <= 4 && (lut_simd_available() || (bits != 3 && detail::lut_shuffle_available()));
+}
+
+static_assert(LutCodebookMatrix::kUnitRows == detail::kLutTileRows * detail::kLutStepTiles);
+
+int64_t LutCodebookMatrix::work_units() const { return tiles_ / detail::kLutStepTiles; }
+
+// Every call builds the whole token's tables into the calling thread's own buffer: that costs
+// a few microseconds at 4096 columns, less than splitting the build between threads, waiting
+// for all of them and then reading the other threads' tables from their caches (measured in
+// BENCHMARKS.md, issue 5, eighth round).
+void LutCodebookMatrix::gemv_units(const float* x, float* y, int64_t u0, int64_t u1, LutPath path) const {
+  LCQ_CHECK(0 <= u0 && u0 <= u1 && u1 <= work_units(), "LUT kernel: work units [{}, {}) outside [0, {})", u0, u1,
+            work_units());
+  const bool simd = use_simd(path);
+  if (u0 == u1) return;
+  const detail::LutView m = LutAccess::view(*this);
+  const int64_t tile0 = u0 * detail::kLutStepTiles, tile1 = u1 * detail::kLutStepTiles;
+  thread_local detail::LutTables L;  // the calling thread's (an OpenMP worker's own inside a region)
+  detail::prepare_lut(m, x, L);
+  const bool shuffle = layout_ == detail::kLutLayoutShuffle;
+  if (!simd || !(shuffle ? detail::build_lut_shuffle(m, L) : detail::build_lut_simd(m, L))) detail::build_lut_scalar(m, L);
+  if (!simd || !(shuffle ? detail::lut_rows_shuffle(m, L, y, tile0, tile1) : detail::lut_rows_simd(m, L, y, tile0, tile1)))
+    detail::lut_rows_scalar(m, L, y, tile0, tile1);
+}
+
+void LutCodebookMatrix::gemm(const float* X, int64_t n, float* Y, LutPath path) const {
+  (void)use_simd(path);  // the error for kSimd comes before any thread starts
+  // Small products stay on the calling thread (the same rule as PackedCodebookMatrix).
+  const int threads = (rows_ * cols_ < 200000 || tiles_ <= detail::kLutStepTiles) ? 1 : omp_get_max_threads();
+  const int64_t units = work_units();
+  if (threads == 1) {
+    for (int64_t t = 0; t < n; ++t) gemv_units(X + t * cols_, Y + t * rows_, 0, units, path);
+    return;
+  }
+#pragma omp parallel num_threads(threads)
+  {
+    const int id = omp_get_thread_num(), nt = omp_get_num_threads();
+    const int64_t u0 = units * id / nt, u1 = units * (id + 1) / nt;
+    for (int64_t t = 0; t < n; ++t) gemv_units(X + t * cols_, Y + t * rows_, u0, u1, path);
+  }
+}
+
 namespace {
 
-// One thread's share of one token: rows of tiles [tile0, tile1). Every thread builds the whole
-// token's tables into its own buffer: that costs a few microseconds at 4096 columns, less than
-// splitting the build between threads, waiting for all of them and then reading the other
-// threads' tables from their caches (measured in BENCHMARKS.md, issue 5, eighth round).
-void token_rows(const detail::LutView& m, bool simd, const float* x, float* y, int64_t tile0, int64_t tile1) {
-  thread_local detail::LutTables L;
-  detail::prepare_lut(m, x, L);
-  if (!simd || !detail::build_lut_simd(m, L)) detail::build_lut_scalar(m, L);
-  if (!simd || !detail::lut_rows_simd(m, L, y, tile0, tile1)) detail::lut_rows_scalar(m, L, y, tile0, tile1);
+// The 16 indices of row i in chunk ch: the permute layout's 3- and 4-bit chunk rows unrolled
+// (lut_bit()), one index at a time otherwise.
+void decode_lut_chunk(const detail::LutView& m, int64_t i, int64_t ch, uint8_t* v) {
+  using namespace detail;
+  const int r = int(i % kLutTileRows);
+  const uint8_t* base = m.idx + ((i / kLutTileRows) * m.chunks + ch) * lut_chunk_bytes(m.bits);
+  if (m.layout == kLutLayoutPermute && m.bits == 3) {
+    // Columns 4k + j: bits 3 (4 (r % 2) + j) of the 24-bit word at byte 24k + 3 (r / 2).
+    for (int k = 0; k < 4; ++k) {
+      const uint8_t* w = base + 24 * k + 3 * (r / 2);
+      const uint32_t word = uint32_t(w[0]) | uint32_t(w[1]) << 8 | uint32_t(w[2]) << 16;
+      for (int j = 0; j < 4; ++j) v[4 * k + j] = uint8_t((word >> (3 * (4 * (r % 2) + j))) & 7);
+    }
+    return;
+  }
+  if (m.layout == kLutLayoutPermute && m.bits == 4) {
+    // Column quad k: bytes 64 (k / 2) + 4r .. + 3, low nibbles for even k, high for odd.
+    for (int k = 0; k < 4; ++k)
+      for (int j = 0; j < 4; ++j) v[4 * k + j] = uint8_t((base[64 * (k / 2) + 4 * r + j] >> (4 * (k % 2))) & 15);
+    return;
+  }
+  for (int cc = 0; cc < kLutChunkCols; ++cc)
+    v[cc] = uint8_t(lut_get(m.idx, m.bits, lut_bit(m.bits, m.layout, m.chunks, i, ch * kLutChunkCols + cc)));
 }
 
 }  // namespace
 
-void LutCodebookMatrix::gemm(const float* X, int64_t n, float* Y, LutPath path) const {
-  const bool simd = path != LutPath::kScalar && lut_simd_available();
-  LCQ_CHECK(simd || path != LutPath::kSimd, "this CPU has no SIMD LUT kernel (it needs AVX-512 VBMI and VNNI)");
+void LutCodebookMatrix::dequantize_rows(int64_t r0, int64_t r1, float* out) const {
+  using detail::kLutChunkCols;
+  LCQ_CHECK(0 <= r0 && r0 <= r1 && r1 <= rows_, "dequantize_rows({}, {}) outside a matrix of {} rows", r0, r1, rows_);
   const detail::LutView m = LutAccess::view(*this);
-  // Small products stay on the calling thread (the same rule as PackedCodebookMatrix).
-  const int threads = (rows_ * cols_ < 200000 || tiles_ <= detail::kLutStepTiles) ? 1 : omp_get_max_threads();
-  if (threads == 1) {
-    for (int64_t t = 0; t < n; ++t) token_rows(m, simd, X + t * cols_, Y + t * rows_, 0, tiles_);
-    return;
-  }
-  const int64_t steps = tiles_ / detail::kLutStepTiles;
-#pragma omp parallel num_threads(threads)
-  {
-    const int id = omp_get_thread_num(), nt = omp_get_num_threads();
-    const int64_t t0 = steps * id / nt * detail::kLutStepTiles, t1 = steps * (id + 1) / nt * detail::kLutStepTiles;
-    for (int64_t t = 0; t < n; ++t) token_rows(m, simd, X + t * cols_, Y + t * rows_, t0, t1);
+  const int K = 1 << bits_;
+  const int64_t cpg = group_ / kLutChunkCols;  // groups are whole chunks
+  const bool pairs = bits_ == 2 && layout_ == detail::kLutLayoutPermute;
+  float cb[16], pair[16][2], chunk[kLutChunkCols];
+  for (int64_t i = r0; i < r1; ++i) {
+    float* row = out + (i - r0) * cols_;
+    const int r = int(i % detail::kLutTileRows);
+    for (int64_t j = 0; j < m.groups_per_row; ++j) {
+      // CodebookLayer::codebook's arithmetic: parameters as offset + scale * code (no fma).
+      auto param = [&](int p) {
+        const int64_t at = detail::lut_coef_index(m, i / detail::kLutTileRows, j, p, r);
+        if (dq_bits_ == 0) return coef_f32_[size_t(at)];
+        const int64_t blk = p * m.n_blocks + (i * m.groups_per_row + j) / dq_group_;
+        const float scaled = blk_scale_f_[size_t(blk)] * float(coef_codes_[size_t(at)]);
+        return blk_offset_f_[size_t(blk)] + scaled;
+      };
+      const float b = param(rank_);
+      for (int t = 0; t < K; ++t) cb[t] = -b;
+      for (int p = 0; p < rank_; ++p) {
+        const float sp = param(p);
+        for (int t = 0; t < K; ++t) cb[t] += sp * v_f_[size_t(p * K + t)];
+      }
+      if (pairs)  // a nibble holds a column pair: both weights from one table
+        for (int n = 0; n < 16; ++n) pair[n][0] = cb[n & 3], pair[n][1] = cb[n >> 2];
+      for (int64_t ch = j * cpg; ch < std::min(m.chunks, (j + 1) * cpg); ++ch) {
+        const int64_t c0 = ch * kLutChunkCols, n = std::min<int64_t>(kLutChunkCols, cols_ - c0);
+        float* dst = n == kLutChunkCols ? row + c0 : chunk;
+        if (pairs) {  // byte 4r + k: pair k (columns 2k, 2k + 1) low, pair 4 + k high
+          const uint8_t* base = m.idx + ((i / detail::kLutTileRows) * m.chunks + ch) * detail::lut_chunk_bytes(2);
+          for (int k = 0; k < 4; ++k) {
+            const unsigned byte = base[4 * r + k];
+            std::memcpy(dst + 2 * k, pair[byte & 15], 2 * sizeof(float));
+            std::memcpy(dst + 8 + 2 * k, pair[byte >> 4], 2 * sizeof(float));
+          }
+        } else {
+          uint8_t v[kLutChunkCols];
+          decode_lut_chunk(m, i, ch, v);
+          for (int cc = 0; cc < kLutChunkCols; ++cc) dst[cc] = cb[v[cc]];
+        }
+        if (dst == chunk) std::memcpy(row + c0, chunk, size_t(n) * sizeof(float));
+      }
+    }
   }
 }
 

@@ -1,16 +1,18 @@
 // The SIMD look-up-table kernel of LutCodebookMatrix (lut_internal.h has the definitions).
 // x86 AVX-512 with VBMI and VNNI only (Highway's AVX3_DL target): vpermb looks 64 bytes up
-// in a 64-byte table, which is what lets one table register serve 4 column pairs (2 bits) or
-// 8 columns (3 bits) of 16 rows; vpdpbusd with a vector of ones sums each row's 4 looked-up
-// bytes into its int32 lane. Other targets report no kernel and the scalar reference runs.
+// in a 64-byte table, which is what lets one table register serve 4 column pairs (2 bits),
+// 8 columns (3 bits) or 4 columns (4 bits) of 16 rows; vpdpbusd with a vector of ones sums
+// each row's 4 looked-up bytes into its int32 lane. Other targets report no kernel and the
+// scalar reference runs.
 //
 // Per 4 tiles (64 rows) and group j: for each 16-column chunk of the group, the 2 * rank
-// tables of the chunk serve the 4 tiles; per tile, 2 bits: one 64-byte load of indices, two
-// nibble extractions (AND/OR with the table offsets in one vpternlogd), then per rank two
-// vpermb + two vpdpbusd; 3 bits: 96 bytes whose 3-bit indices vpermb + vpmultishiftqb
-// spread into 4 vectors of 64 bytes, then per rank four vpermb + four vpdpbusd. At the
-// group's end the int32 sums become float and are scaled by the rows' S (decoded from their
-// codes, 16 rows per vector) and the table step.
+// tables of the chunk (4 * rank at 4 bits) serve the 4 tiles; per tile, 2 bits: one 64-byte
+// load of indices, two nibble extractions (AND/OR with the table offsets in one vpternlogd),
+// then per rank two vpermb + two vpdpbusd; 3 bits: 96 bytes whose 3-bit indices vpermb +
+// vpmultishiftqb spread into 4 vectors of 64 bytes, then per rank four vpermb + four
+// vpdpbusd; 4 bits: two 64-byte loads, four nibble extractions, then per rank four vpermb +
+// four vpdpbusd. At the group's end the int32 sums become float and are scaled by the rows'
+// S (decoded from their codes, 16 rows per vector) and the table step.
 
 #ifndef HWY_DISABLED_TARGETS
 #define HWY_DISABLED_TARGETS (HWY_SVE | HWY_SVE2 | HWY_SVE_256 | HWY_SVE2_128 | HWY_RVV)
@@ -55,7 +57,9 @@ namespace {
 // several streams keep more lines in flight than one, which is what lets the loads overlap
 // the look-ups (BENCHMARKS.md, issue 5, ninth round: with the short distances below, a cold
 // 3-bit GEMV takes 13-20 % less time than as one stream). Each stream is prefetched into L2
-// a short way ahead and on into L1 just before use.
+// a short way ahead and on into L1 just before use: at 2 and 3 bits 1 KiB and 256 bytes
+// (tuned on the Intel VM), at 4 bits, whose chunks are 128 bytes, 2 KiB and 512 bytes, 16 and
+// 4 chunks ahead (issue 24: on the Zen 4 VM the shorter distances took 22-29 % longer cold).
 #ifndef LCQ_LUT_PREFETCH  // (macros only so that variants can be built for measurements)
 #define LCQ_LUT_PREFETCH 1024
 #endif
@@ -65,15 +69,18 @@ namespace {
 #ifndef LCQ_LUT_HINT
 #define LCQ_LUT_HINT _MM_HINT_T1
 #endif
-constexpr int kPrefetchBytes = LCQ_LUT_PREFETCH, kL1PrefetchBytes = LCQ_LUT_L1_PREFETCH;
+template <int kBits>
+constexpr int kPrefetchBytes = kBits == 4 ? 2048 : LCQ_LUT_PREFETCH;
+template <int kBits>
+constexpr int kL1PrefetchBytes = kBits == 4 ? 512 : LCQ_LUT_L1_PREFETCH;
 
 // Prefetches the `lines` cache lines at l2 into L2 and those at l1 into L1.
-template <int lines>
+template <int lines, bool kL1>
 HWY_INLINE void PrefetchWeights(const uint8_t* l2, const uint8_t* l1) {
 #pragma GCC unroll 2
   for (int l = 0; l < lines; ++l) {
     _mm_prefetch(reinterpret_cast<const char*>(l2) + 64 * l, LCQ_LUT_HINT);
-    if (kL1PrefetchBytes > 0) _mm_prefetch(reinterpret_cast<const char*>(l1) + 64 * l, _MM_HINT_T0);
+    if (kL1) _mm_prefetch(reinterpret_cast<const char*>(l1) + 64 * l, _MM_HINT_T0);
   }
 }
 
@@ -81,7 +88,7 @@ void BuildLut(const detail::LutView& m, detail::LutTables& L) {
   using namespace detail;
   const int64_t cpg = m.group / kLutChunkCols;
   const float* x = L.xpad.data();
-  const int K = 1 << m.bits;
+  const int K = 1 << m.bits, nt = lut_chunk_tables(m.bits);
   // After packs_epi32 and packs_epi16 of four vectors v0..v3, dword 4i + k holds lane i of v_k;
   // this permutation puts v_k's 16 bytes at bytes 16k .. 16k + 15.
   const __m512i unshuffle = _mm512_set_epi32(15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0);
@@ -103,13 +110,26 @@ void BuildLut(const detail::LutView& m, detail::LutTables& L) {
       const float* U = L.u[r];
       L.shift[size_t(j * m.rank + r)] = L.mid[r] * s;
       const float inv = lut_scale(L.umax[r], xm, &L.d[size_t(j * m.rank + r)]);
-      // 2 bits: lo[n] = U[n & 3] / d, hi[n] = U[n >> 2] / d; 3 bits: lo = U[0..7] / d twice.
+      // 2 bits: lo[n] = U[n & 3] / d, hi[n] = U[n >> 2] / d; 3 bits: lo = U[0..7] / d twice;
+      // 4 bits: lo = U[0..15] / d.
       alignas(64) float lo[16], hi[16];
-      for (int n = 0; n < 16; ++n) lo[n] = (m.bits == 2 ? U[n & 3] : U[n % 8]) * inv, hi[n] = U[(n >> 2) % K] * inv;
+      for (int n = 0; n < 16; ++n) lo[n] = U[n % K] * inv, hi[n] = U[(n >> 2) % K] * inv;
       const __m512 vlo = _mm512_load_ps(lo), vhi = _mm512_load_ps(hi);
       for (int64_t ch = ch0; ch < ch1; ++ch) {
         const float* xc = x + ch * kLutChunkCols;
-        int8_t* out = L.t.data() + (ch * m.rank + r) * 2 * kLutTableBytes;
+        int8_t* out = L.t.data() + (ch * m.rank + r) * nt * kLutTableBytes;
+        if (m.bits == 4) {  // table h: columns 4h .. 4h + 3, one vector of 16 entries each
+#pragma GCC unroll 4
+          for (int h = 0; h < 4; ++h) {
+            __m512i q[4];
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; ++k) q[k] = _mm512_cvtps_epi32(_mm512_mul_ps(vlo, _mm512_set1_ps(xc[4 * h + k])));
+            const __m512i b =
+                _mm512_packs_epi16(_mm512_packs_epi32(q[0], q[1]), _mm512_packs_epi32(q[2], q[3]));
+            _mm512_storeu_si512(out + h * kLutTableBytes, _mm512_permutexvar_epi32(unshuffle, b));
+          }
+          continue;
+        }
         // Vector k: table k / 4, entries 16 * (k % 4) .. + 15, from the chunk's columns 2k, 2k + 1
         // (one pair at 2 bits, two columns of 8 entries at 3).
         __m512i q[8];
@@ -204,8 +224,8 @@ void RowsR(const detail::LutView& m, const detail::LutTables& L, float* y, int64
   const float* shift = L.shift.data();
   const __m512i ones = _mm512_set1_epi8(1);
   const __m512i nib = _mm512_set1_epi8(0x0F);
-  constexpr int kChunkBytes = 32 * kBits;
-  // 2 bits: byte 4m + p looks up table entry 16p + n. 3 bits: slot 4m + p of column group k
+  constexpr int kChunkBytes = 32 * kBits, kTables = kBits == 4 ? 4 : 2;  // lut_chunk_bytes(), lut_chunk_tables()
+  // 2 and 4 bits: byte 4m + p looks up table entry 16p + n. 3 bits: slot 4m + p of column group k
   // looks up entry 8 * (4 * (k % 2) + p) + n of table k / 2.
   const __m512i offs = _mm512_set1_epi32(0x30201000);
   const __m512i offs3[2] = {_mm512_set1_epi32(0x18100800), _mm512_set1_epi32(0x38302820)};
@@ -250,9 +270,36 @@ void RowsR(const detail::LutView& m, const detail::LutTables& L, float* y, int64
 #pragma GCC unroll 4
         for (int r = 0; r < R; ++r) acc[u][r] = _mm512_setzero_si512();
       const int64_t nch = std::min(cpg, chunks - j * cpg);
-      for (int64_t ch = 0; ch < nch; ++ch, lt += R * 2 * kLutTableBytes, p += kChunkBytes, off += kChunkBytes) {
-        const uint8_t* pf2 = p + kPrefetchBytes + (off + kPrefetchBytes >= tile_bytes ? wrap : 0);
-        const uint8_t* pf1 = p + kL1PrefetchBytes + (off + kL1PrefetchBytes >= tile_bytes ? wrap : 0);
+      for (int64_t ch = 0; ch < nch; ++ch, lt += R * kTables * kLutTableBytes, p += kChunkBytes, off += kChunkBytes) {
+        constexpr int kPf2 = kPrefetchBytes<kBits>, kPf1 = kL1PrefetchBytes<kBits>;
+        const uint8_t* pf2 = p + kPf2 + (off + kPf2 >= tile_bytes ? wrap : 0);
+        const uint8_t* pf1 = p + kPf1 + (off + kPf1 >= tile_bytes ? wrap : 0);
+        if constexpr (kBits == 4) {
+          // Half h of the chunk (column quads 2h, 2h + 1) for the 4 tiles, then the next half:
+          // only that half's 2 * R tables are held, so rank 4 fits the 32 registers.
+#pragma GCC unroll 2
+          for (int h = 0; h < 2; ++h) {
+            __m512i ta[R], tb[R];
+#pragma GCC unroll 4
+            for (int r = 0; r < R; ++r) {
+              ta[r] = _mm512_loadu_si512(lt + (r * kTables + 2 * h) * kLutTableBytes);
+              tb[r] = _mm512_loadu_si512(lt + (r * kTables + 2 * h + 1) * kLutTableBytes);
+            }
+#pragma GCC unroll 4
+            for (int u = 0; u < NT; ++u) {
+              if (h == 0) PrefetchWeights<2, (kPf1 > 0)>(pf2 + u * tile_bytes, pf1 + u * tile_bytes);  // 128 bytes
+              const __m512i w = _mm512_load_si512(p + u * tile_bytes + h * kLutTableBytes);
+              const __m512i il = _mm512_ternarylogic_epi32(w, nib, offs, 0xEA);  // quad 2h: (w & nib) | offs
+              const __m512i ih = _mm512_ternarylogic_epi32(_mm512_srli_epi16(w, 4), nib, offs, 0xEA);  // quad 2h + 1
+#pragma GCC unroll 4
+              for (int r = 0; r < R; ++r) {
+                acc[u][r] = SumBytes(acc[u][r], ones, _mm512_permutexvar_epi8(il, ta[r]));
+                acc[u][r] = SumBytes(acc[u][r], ones, _mm512_permutexvar_epi8(ih, tb[r]));
+              }
+            }
+          }
+          continue;
+        }
         __m512i tl[R], th[R];
 #pragma GCC unroll 4
         for (int r = 0; r < R; ++r) {
@@ -262,7 +309,7 @@ void RowsR(const detail::LutView& m, const detail::LutTables& L, float* y, int64
 #pragma GCC unroll 4
         for (int u = 0; u < NT; ++u) {
           const uint8_t* pu = p + u * tile_bytes;
-          PrefetchWeights<kBits == 2 ? 1 : 2>(pf2 + u * tile_bytes, pf1 + u * tile_bytes);  // 64 or 96 bytes
+          PrefetchWeights<kBits == 2 ? 1 : 2, (kPf1 > 0)>(pf2 + u * tile_bytes, pf1 + u * tile_bytes);  // 64 or 96 bytes
           if constexpr (kBits == 2) {
             const __m512i w = _mm512_load_si512(pu);
             const __m512i il = _mm512_ternarylogic_epi32(w, nib, offs, 0xEA);  // (w & nib) | offs
@@ -332,6 +379,7 @@ bool LutBuild(const detail::LutView& m, detail::LutTables& L) {
 }
 
 bool LutRows(const detail::LutView& m, const detail::LutTables& L, float* y, int64_t tile0, int64_t tile1) {
+  if (m.layout != detail::kLutLayoutPermute) return false;
   // Group numbers are advanced in int32 lanes.
   if ((m.tiles * detail::kLutTileRows + 1) * m.groups_per_row >= (int64_t(1) << 31)) return false;
   const bool dq = m.dq_bits > 0;
@@ -348,6 +396,7 @@ bool LutRows(const detail::LutView& m, const detail::LutTables& L, float* y, int
   switch (m.bits) {
     case 2: return run(std::integral_constant<int, 2>());
     case 3: return run(std::integral_constant<int, 3>());
+    case 4: return run(std::integral_constant<int, 4>());
     default: return false;
   }
 }

@@ -12,14 +12,22 @@ namespace lcq::kernels::detail {
 constexpr int kLutTileRows = 16;    // rows per tile: one int32 lane of vpdpbusd each
 constexpr int kLutStepTiles = 4;    // tiles worked on together (they share each table load)
 constexpr int kLutChunkCols = 16;   // columns per tile chunk
-constexpr int kLutTableBytes = 64;  // one table: 64 int8 entries (4 column pairs or 8 columns)
+constexpr int kLutTableBytes = 64;  // one table: 64 int8 entries (4 column pairs, 8 or 4 columns)
 
-// Bytes of one tile chunk (16 rows x 16 columns): 64 at 2 bits, 96 at 3.
+// Bytes of one tile chunk (16 rows x 16 columns): 64 at 2 bits, 96 at 3, 128 at 4.
 inline int lut_chunk_bytes(int bits) { return 2 * kLutChunkCols * bits; }
+// Tables per chunk and rank: 2 at 2 and 3 bits (8 columns each), 4 at 4 bits (4 columns of 16 entries).
+inline int lut_chunk_tables(int bits) { return bits == 4 ? 4 : 2; }
+
+// The index layouts inside a tile chunk (lut_bit()); the tables are the same for both.
+enum LutLayout : int {
+  kLutLayoutPermute = 0,  // for the AVX-512 VBMI kernel (vpermb: 64-byte tables)
+  kLutLayoutShuffle = 1,  // 2 and 4 bits, for the AVX2 kernel (vpshufb: a 16-entry table per 128-bit lane)
+};
 
 struct LutView {
   int64_t rows, cols, tiles, chunks, groups_per_row;
-  int bits, group, rank, dq_bits;
+  int bits, group, rank, dq_bits, layout;
   int64_t dq_group, n_blocks;
   const uint8_t* idx;
   const uint8_t* coef_codes;  // [tiles / 4][gpr][4][rank + 1][16]: one stream per 4 tiles
@@ -29,22 +37,37 @@ struct LutView {
   const float* v;             // [rank][2^bits]
 };
 
-// Where row i, column c's index is: bit `*bit` (counted from bit 0 of byte 0 of the buffer,
-// little-endian) of the chunk of tile i / 16 and column chunk c / 16, which starts at byte
-// (tile * chunks + chunk) * chunk_bytes: each tile's chunks follow each other, so the 4 tiles
-// of a step are 4 streams read side by side. Inside a chunk,
-// with m = i % 16 and cc = c % 16:
+// Where row i, column c's index is: the returned bit (counted from bit 0 of byte 0 of the
+// buffer, little-endian) of the chunk of tile i / 16 and column chunk c / 16, which starts at
+// byte (tile * chunks + chunk) * chunk_bytes: each tile's chunks follow each other, so the 4
+// tiles of a step are 4 streams read side by side. Inside a chunk, with m = i % 16 and
+// cc = c % 16, in the permute layout:
 //  - 2 bits: byte 4m + (cc % 8) / 2; its low nibble holds the column pair (cc / 2) for
 //    cc < 8 (columns 2p, 2p + 1 in bits 0-1, 2-3), its high nibble the pair for cc >= 8.
 //  - 3 bits: column group k = cc / 4 (columns 4k .. 4k + 3) forms 64 "slots" b = 4m + cc % 4;
 //    slot b's index is at bit 3 * (b % 8) of the 24-bit little-endian number at byte
 //    24k + 3 * (b / 8). (The kernel moves each 3 bytes into a 64-bit lane and picks the 8
 //    indices out with vpmultishiftqb.)
-inline int64_t lut_bit(int bits, int64_t chunks, int64_t i, int64_t c) {
+//  - 4 bits: column quad k = cc / 4 (columns 4k .. 4k + 3) is in the 64-byte half k / 2, in
+//    the low nibbles for even k and the high ones for odd k: byte 64 * (k / 2) + 4m + cc % 4.
+//    (One 64-byte load and one nibble extraction give the 64 look-ups of a quad, row m's 4
+//    in bytes 4m .. 4m + 3, the int32 lane vpdpbusd sums them into.)
+// In the shuffle layout (2 and 4 bits), the chunk's "slots" are its 16 columns (4 bits) or
+// its 8 column pairs (2 bits; one nibble holds both indices as above), each with a table of
+// 16 entries: slot s of row m is the nibble at byte 32 * (s / 4) + 16 * (s % 2) + m, the low
+// one for s % 4 < 2, the high one otherwise. So each 32-byte load holds 4 slots of the 16
+// rows, and each 128-bit lane of its low or high nibbles is one slot's 16 rows, what vpshufb
+// looks up in that slot's table.
+inline int64_t lut_bit(int bits, int layout, int64_t chunks, int64_t i, int64_t c) {
   const int64_t tile = i / kLutTileRows, chunk = c / kLutChunkCols;
   const int64_t base = (tile * chunks + chunk) * lut_chunk_bytes(bits);
   const int m = int(i % kLutTileRows), cc = int(c % kLutChunkCols);
+  if (layout == kLutLayoutShuffle) {
+    const int s = bits == 4 ? cc : cc / 2;
+    return 8 * (base + 32 * (s / 4) + 16 * (s % 2) + m) + 4 * ((s % 4) / 2) + (bits == 2 ? 2 * (cc % 2) : 0);
+  }
   if (bits == 2) return 8 * (base + 4 * m + (cc % 8) / 2) + 4 * (cc / 8) + 2 * (cc % 2);
+  if (bits == 4) return 8 * (base + 64 * (cc / 8) + 4 * m + cc % 4) + 4 * ((cc / 4) % 2);
   const int k = cc / 4, b = 4 * m + cc % 4;
   return 8 * (base + 24 * k + 3 * (b / 8)) + 3 * (b % 8);
 }
@@ -80,7 +103,7 @@ inline float lut_lane_sum(const float* lanes) {
 
 // The table step of one group and rank: every entry of the group's tables is at most
 // umax * xm in magnitude (umax = max_k |U_k|, LutTables::umax), xm = max |x_a| + |x_b| over
-// the group's column pairs (2 bits) or max |x_c| (3 bits), and centering puts both +-umax in
+// the group's column pairs (2 bits) or max |x_c| (3 and 4 bits), and centering puts both +-umax in
 // U, so the bound is (up to rounding) the tables' largest entry. Writes d = bound / 127 and
 // returns 1 / d (0 for a zero group). Taking it from x instead of from the entries lets the
 // tables be built in one pass.
@@ -94,12 +117,13 @@ inline float lut_scale(float umax, float xm, float* d) {
 // vcvtps2dq and the saturating packs).
 inline int8_t lut_round(float v) { return int8_t(std::clamp(std::nearbyint(v), -128.f, 127.f)); }
 
-// The look-up tables of one token. For chunk ch and rank r, table h at
-// t[(ch * rank + r) * 128 + 64 * h], with entries lut_round(T / d), d = d[j * rank + r] from
-// lut_scale() for the chunk's group j:
+// The look-up tables of one token. For chunk ch and rank r, table h (of nt = lut_chunk_tables())
+// at t[((ch * rank + r) * nt + h) * 64], with entries lut_round(T / d), d = d[j * rank + r]
+// from lut_scale() for the chunk's group j:
 //  - 2 bits: table h serves column pairs 4h .. 4h + 3 of the chunk (columns 2p, 2p + 1 of
 //    pair p); entry 16 * (p % 4) + n holds T / d = fma(U[n >> 2] / d, x_b, (U[n & 3] / d) * x_a).
 //  - 3 bits: table h serves columns 8h .. 8h + 7; entry 8 * (c % 8) + n holds (U[n] / d) * x_c.
+//  - 4 bits: table h serves columns 4h .. 4h + 3; entry 16 * (c % 4) + n holds (U[n] / d) * x_c.
 // with U = u[r] and U / d computed as U * lut_scale()'s result. sumx[j] = lut_lane_sum() of
 // group j, shift[j * rank + r] = mid[r] * sumx[j].
 struct LutTables {
@@ -110,7 +134,7 @@ struct LutTables {
   // umax[r] = max_k |u[r][k]|. The tables hold sums of the centered V, which halves their range
   // where x_a and x_b share a sign (a rank-one grid 0..K-1 is all positive); the group's shift
   // mid * sum(x) is added back exactly.
-  float u[4][8], mid[4], umax[4];
+  float u[4][16], mid[4], umax[4];
 };
 
 // Sizes the tables for one token, copies x (cols floats) into xpad and centers V.
@@ -128,5 +152,11 @@ float lut_param(const LutView& m, int64_t i, int64_t j, int p);
 // y = fma(B, -sumx, y), where acc_r is the exact int32 sum of the group's looked-up entries.
 void lut_rows_scalar(const LutView& m, const LutTables& L, float* y, int64_t tile0, int64_t tile1);
 bool lut_rows_simd(const LutView& m, const LutTables& L, float* y, int64_t tile0, int64_t tile1);
+
+// The AVX2 kernel of the shuffle layout (lut_codebook_avx2.cpp): whether this CPU runs it, and
+// its table build and rows (false where it does not run, or for other layouts and widths).
+bool lut_shuffle_available();
+bool build_lut_shuffle(const LutView& m, LutTables& L);
+bool lut_rows_shuffle(const LutView& m, const LutTables& L, float* y, int64_t tile0, int64_t tile1);
 
 }  // namespace lcq::kernels::detail

@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
 #include <vector>
 
 namespace lcq::kernels {
@@ -190,6 +191,40 @@ int PackedCodebookMatrix::index_at(int64_t row, int64_t col) const {
 
 namespace detail {
 
+void decode_row_fast(int format, int bits, const RowShape& s, int64_t cols, const uint8_t* row, uint8_t* q) {
+  if (format == kFmtByte) {  // index c is byte c
+    std::memcpy(q, row, size_t(cols));
+    return;
+  }
+  const FormatInfo fi = format_info(format);
+  const uint32_t mask = (1u << bits) - 1;
+  uint8_t block[8 * 32];  // the columns of one block (at most 32 fields of 8)
+  int64_t c0 = 0;
+  for (int64_t b = 0; b <= s.full_blocks && c0 < cols; ++b) {
+    const bool tail = b == s.full_blocks;
+    const int fields = tail ? s.tail_fields : fi.block_fields;
+    const uint8_t* base = row + b * fi.block_bytes;
+    for (int l = 0; l < kLanes; ++l) {
+      if (format != kFmt3) {  // formats 2 and 4: field f at bits [bits * f, bits * (f + 1)) of the lane word
+        const uint32_t w = tail ? load_word(base + 2 * l, 16) : load_word(base + 4 * l, 32);
+        for (int f = 0; f < fields; ++f) block[8 * f + l] = uint8_t((w >> (bits * f)) & mask);
+        continue;
+      }
+      // Format 3: word k holds fields 10k .. 10k + 9; a full block's spare bits hold 30 and 31.
+      uint32_t w[3] = {0, 0, 0};
+      for (int k = 0; k < (fields + 9) / 10 && k < 3; ++k) w[k] = load_word(base + kWordBytes * k + 4 * l, 32);
+      for (int f = 0; f < std::min(fields, 30); ++f) block[8 * f + l] = uint8_t((w[f / 10] >> (3 * (f % 10))) & 7);
+      if (fields == 32) {
+        block[8 * 30 + l] = uint8_t(((w[0] >> 30) & 3) | (((w[1] >> 30) & 1) << 2));
+        block[8 * 31 + l] = uint8_t(((w[1] >> 31) & 1) | (((w[2] >> 30) & 3) << 1));
+      }
+    }
+    const int64_t n = std::min<int64_t>(cols - c0, 8 * fields);
+    std::memcpy(q + c0, block, size_t(n));
+    c0 += n;
+  }
+}
+
 void decode_row(int format, int bits, const RowShape& s, int64_t cols, const uint8_t* row, uint8_t* q) {
   Piece pieces[2];
   for (int64_t c = 0; c < cols; ++c) {
@@ -266,17 +301,21 @@ void gemm_rows_scalar(const MatrixView& m, const float* X, int64_t n, float* Y, 
 
 }  // namespace detail
 
-void PackedCodebookMatrix::dequantize(float* out) const {
+void PackedCodebookMatrix::dequantize(float* out) const { dequantize_rows(0, rows_, out); }
+
+void PackedCodebookMatrix::dequantize_rows(int64_t r0, int64_t r1, float* out) const {
+  LCQ_CHECK(0 <= r0 && r0 <= r1 && r1 <= rows_, "dequantize_rows({}, {}) outside a matrix of {} rows", r0, r1, rows_);
   const detail::MatrixView m = PackedAccess::view(*this);
   const detail::RowShape s = shape_of(*this, format_);
   std::vector<uint8_t> q(static_cast<size_t>(cols_));
   std::vector<float> cb(static_cast<size_t>(m.levels));
-  for (int64_t i = 0; i < rows_; ++i) {
-    detail::decode_row(format_, bits_, s, cols_, idx_.get() + i * row_bytes_, q.data());
+  for (int64_t i = r0; i < r1; ++i) {
+    float* row = out + (i - r0) * cols_;
+    detail::decode_row_fast(format_, bits_, s, cols_, idx_.get() + i * row_bytes_, q.data());
     for (int64_t j = 0; j < m.groups_per_row; ++j) {
       detail::reference_codebook(m, i * m.groups_per_row + j, cb.data());
       const int64_t c1 = std::min(cols_, (j + 1) * group_);
-      for (int64_t c = j * group_; c < c1; ++c) out[i * cols_ + c] = cb[q[size_t(c)]];
+      for (int64_t c = j * group_; c < c1; ++c) row[c] = cb[q[size_t(c)]];
     }
   }
 }
@@ -309,43 +348,65 @@ void for_row_chunks(int64_t rows, int64_t cols, int64_t n, Kernel kernel) {
 
 }  // namespace
 
-void PackedCodebookMatrix::run(const float* X, int64_t n, float* Y, KernelPath path) const {
-  LCQ_CHECK(rows_ > 0, "product with an empty packed matrix");
-  if (n <= 0) return;
-  const detail::MatrixView m = PackedAccess::view(*this);
+// The activations as the chosen path reads them, in the calling thread's buffers: int8 per
+// group (integer path), or zero-padded to whole 8-column fields (float path).
+struct PreparedActivations {
+  bool int8 = false, simd = false;
+  const float* x = nullptr;                    // float path
+  const detail::Int8Activations* q = nullptr;  // integer path
+};
 
+PreparedActivations PackedCodebookMatrix::prepare(const float* X, int64_t n, KernelPath path) const {
+  LCQ_CHECK(rows_ > 0, "product with an empty packed matrix");
+  const detail::MatrixView m = PackedAccess::view(*this);
+  PreparedActivations a;
   if (path == KernelPath::kInt8 || path == KernelPath::kInt8Scalar) {
     LCQ_CHECK(int8_applies(), "no integer kernel for {}-bit indices in groups of {} (needs 2, 3 or 4 bits and groups "
               "of whole index blocks: a multiple of 128 columns at 2 and 3 bits, 64 at 4 bits)", bits_, group_);
-    const bool simd = path == KernelPath::kInt8;
-    LCQ_CHECK(!simd || int8_simd_available(bits_), "no SIMD integer kernel for {}-bit indices on the {} target", bits_,
-              int8_simd_target());
-    // The calling thread's buffer, passed by reference: inside the lambda the name of a
-    // thread_local would denote each worker thread's own (empty) instance.
-    thread_local detail::Int8Activations act_buffer;
-    detail::quantize_activations(m, int8_col_.data(), X, n, act_buffer);
-    const detail::Int8Activations& act = act_buffer;
-    for_row_chunks(rows_, cols_, n, [&](int64_t r0, int64_t r1) {
-      if (simd)
-        detail::gemm_rows_int8_simd(m, act, Y, r0, r1);
-      else
-        detail::gemm_rows_int8_scalar(m, act, Y, r0, r1);
-    });
-    return;
+    a.int8 = true;
+    a.simd = path == KernelPath::kInt8;
+    LCQ_CHECK(!a.simd || int8_simd_available(bits_), "no SIMD integer kernel for {}-bit indices on the {} target",
+              bits_, int8_simd_target());
+    thread_local detail::Int8Activations act;
+    detail::quantize_activations(m, int8_col_.data(), X, n, act);
+    a.q = &act;
+    return a;
   }
-
-  const bool simd = path != KernelPath::kScalar && group_ % detail::kLanes == 0;
-  LCQ_CHECK(simd || path != KernelPath::kSimd, "no SIMD kernel for group size {} (needs a multiple of 8)", group_);
-  // Zero-padded activations: the kernels read whole 8-column fields.
-  thread_local std::vector<float> padded;
-  const float* xs = X;
-  if (padded_cols_ != cols_) {
+  a.simd = path != KernelPath::kScalar && group_ % detail::kLanes == 0;
+  LCQ_CHECK(a.simd || path != KernelPath::kSimd, "no SIMD kernel for group size {} (needs a multiple of 8)", group_);
+  a.x = X;
+  if (padded_cols_ != cols_) {  // the kernels read whole 8-column fields
+    thread_local std::vector<float> padded;
     padded.assign(size_t(n * padded_cols_), 0.f);
     for (int64_t t = 0; t < n; ++t) std::copy(X + t * cols_, X + (t + 1) * cols_, padded.data() + t * padded_cols_);
-    xs = padded.data();
+    a.x = padded.data();
   }
-  auto kernel = simd ? &detail::gemm_rows_simd : &detail::gemm_rows_scalar;
-  for_row_chunks(rows_, cols_, n, [&](int64_t r0, int64_t r1) { kernel(m, xs, n, Y, r0, r1); });
+  return a;
+}
+
+void PackedCodebookMatrix::rows_kernel(const PreparedActivations& a, int64_t n, float* Y, int64_t r0, int64_t r1) const {
+  const detail::MatrixView m = PackedAccess::view(*this);
+  if (!a.int8)
+    (a.simd ? detail::gemm_rows_simd : detail::gemm_rows_scalar)(m, a.x, n, Y, r0, r1);
+  else if (a.simd)
+    detail::gemm_rows_int8_simd(m, *a.q, Y, r0, r1);
+  else
+    detail::gemm_rows_int8_scalar(m, *a.q, Y, r0, r1);
+}
+
+void PackedCodebookMatrix::gemv_rows(const float* x, float* y, int64_t r0, int64_t r1, KernelPath path) const {
+  LCQ_CHECK(0 <= r0 && r0 <= r1 && r1 <= rows_, "gemv_rows({}, {}) outside a matrix of {} rows", r0, r1, rows_);
+  if (r0 < r1) rows_kernel(prepare(x, 1, path), 1, y, r0, r1);
+}
+
+void PackedCodebookMatrix::run(const float* X, int64_t n, float* Y, KernelPath path) const {
+  if (n <= 0) {
+    LCQ_CHECK(rows_ > 0, "product with an empty packed matrix");
+    return;
+  }
+  // Prepared once, in the calling thread's buffers, which the workers read through `a`.
+  const PreparedActivations a = prepare(X, n, path);
+  for_row_chunks(rows_, cols_, n, [&](int64_t r0, int64_t r1) { rows_kernel(a, n, Y, r0, r1); });
 }
 
 }  // namespace lcq::kernels

@@ -114,8 +114,10 @@ inline uint32_t load_word(const uint8_t* p, int word_bits) {
 
 inline void store_word(uint8_t* p, int word_bits, uint32_t w) { std::memcpy(p, &w, size_t(word_bits / 8)); }
 
-// Decodes the first `cols` indices of one packed row to bytes.
+// Decodes the first `cols` indices of one packed row to bytes: the reference (one index at a
+// time through locate_pieces, the rules pack() writes by) and the same a block at a time.
 void decode_row(int format, int bits, const RowShape& s, int64_t cols, const uint8_t* row, uint8_t* q);
+void decode_row_fast(int format, int bits, const RowShape& s, int64_t cols, const uint8_t* row, uint8_t* q);
 
 // Everything a kernel reads, as plain pointers.
 struct MatrixView {

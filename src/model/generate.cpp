@@ -1,6 +1,7 @@
 #include "lcq/model/generate.h"
 
 #include "lcq/core/error.h"
+#include "lcq/model/decoder.h"
 
 #include <torch/torch.h>
 
@@ -62,13 +63,20 @@ GenerateResult generate(const Model& model, const std::vector<int>& prompt, cons
   auto t1 = clock::now();
   res.prefill_seconds = std::chrono::duration<double>(t1 - t0).count();
 
+  // Decoding runs on the lean path where it supports the model (lcq/model/decoder.h).
+  std::unique_ptr<Decoder> decoder = Decoder::supports(model) ? std::make_unique<Decoder>(model, cache) : nullptr;
   for (int i = 0; i < opts.max_new_tokens; ++i) {
     res.tokens.push_back(next);
     if (on_token) on_token(next);
     if (next == opts.stop_token || i + 1 == opts.max_new_tokens) break;
-    auto step = torch::tensor({int64_t(next)}, torch::kInt64).unsqueeze(0);
-    logits = model.forward(step, &cache);
-    next = sampler.sample(logits[0][-1]);
+    if (decoder) {
+      const float* l = decoder->step(next);
+      next = sampler.sample(torch::from_blob(const_cast<float*>(l), {model.output.out_features()}, torch::kFloat32));
+    } else {
+      auto step = torch::tensor({int64_t(next)}, torch::kInt64).unsqueeze(0);
+      logits = model.forward(step, &cache);
+      next = sampler.sample(logits[0][-1]);
+    }
   }
   res.decode_seconds = std::chrono::duration<double>(clock::now() - t1).count();
   return res;

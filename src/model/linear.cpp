@@ -2,8 +2,6 @@
 
 #include "lcq/core/error.h"
 #include "lcq/kernels/dense.h"
-#include "lcq/kernels/lut_codebook.h"
-#include "lcq/kernels/packed_codebook.h"
 
 #include <torch/torch.h>
 
@@ -27,8 +25,8 @@ torch::Tensor ActQuant::apply(const torch::Tensor& x) const {
   return x + ((q - zero) * scale - x).detach();
 }
 
-int64_t Linear::in_features() const { return packed ? packed->cols() : lut ? lut->cols() : weight.size(1); }
-int64_t Linear::out_features() const { return packed ? packed->rows() : lut ? lut->rows() : weight.size(0); }
+int64_t Linear::in_features() const { return packed ? packed->cols() : weight.size(1); }
+int64_t Linear::out_features() const { return packed ? packed->rows() : weight.size(0); }
 
 namespace {
 thread_local LinearInputTap::Fn* g_tap = nullptr;
@@ -47,22 +45,47 @@ torch::Tensor linear_in_f32(const torch::Tensor& x, int64_t rows, int64_t cols, 
   return y.scalar_type() == x.scalar_type() ? y : y.to(x.scalar_type());
 }
 
-// Packed LCQ layer: GEMV for one token (decoding), GEMM otherwise.
-torch::Tensor packed_linear(const kernels::PackedCodebookMatrix& p, PackedKernel kernel, const torch::Tensor& x) {
-  return linear_in_f32(x, p.rows(), p.cols(), [&](const torch::Tensor& xf, int64_t n, torch::Tensor& y) {
-    const bool int8 = kernel != PackedKernel::kFloat && (kernel == PackedKernel::kInt8 || n == 1) &&
-                      p.int8_simd_runs();
-    const kernels::KernelPath path = int8 ? kernels::KernelPath::kInt8 : kernels::KernelPath::kAuto;
-    if (n == 1)
-      p.gemv(xf.data_ptr<float>(), y.data_ptr<float>(), path);
+// From this many tokens on, a packed layer's product is a BLAS GEMM on its weights dequantized
+// in panels of rows (prompts, perplexity): the rows are decoded once per product and the
+// multiply-adds run at BLAS speed, where the packed kernels decode the indices again for every
+// few tokens. Below it (decoding, short prompts) the packed kernel runs.
+constexpr int64_t kPanelMinTokens = 16;
+// Rows per panel: a panel of f32 weights stays within about 4 MiB (most of SmolLM2's linears
+// are one panel; the head is 28).
+constexpr int64_t kPanelBytes = int64_t(4) << 20;
+
+// Y [n, rows] = X [n, cols] W^T through BLAS, W dequantized panel by panel (in parallel rows),
+// in f32 or, with dtype bf16, through oneDNN's bf16 GEMM (inputs rounded to bf16, f32 sums).
+void panel_gemm(const kernels::Matrix& m, const torch::Tensor& x2, torch::Tensor& y2, torch::ScalarType dtype) {
+  const int64_t rows = m.rows(), cols = m.cols();
+  const int64_t panel = std::max<int64_t>(64, kPanelBytes / (4 * cols)) / 8 * 8;
+  const bool bf16 = dtype == torch::kBFloat16;
+  torch::Tensor w = torch::empty({std::min(rows, panel), cols}, torch::kFloat32);
+  const torch::Tensor x = bf16 ? x2.to(torch::kBFloat16) : x2;
+  for (int64_t r0 = 0; r0 < rows; r0 += panel) {
+    const int64_t r1 = std::min(rows, r0 + panel);
+    torch::Tensor wp = w.slice(0, 0, r1 - r0);
+    float* wd = wp.data_ptr<float>();
+    const int64_t chunk = 32, chunks = (r1 - r0 + chunk - 1) / chunk;
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int64_t c = 0; c < chunks; ++c) {
+      const int64_t a = r0 + c * chunk, b = std::min(r1, a + chunk);
+      m.dequantize_rows(a, b, wd + (a - r0) * cols);
+    }
+    const torch::Tensor wt = (bf16 ? wp.to(torch::kBFloat16) : wp).t();
+    if (!bf16 && r0 == 0 && r1 == rows)
+      torch::mm_out(y2, x, wt);
     else
-      p.gemm(xf.data_ptr<float>(), n, y.data_ptr<float>(), path);
-  });
+      y2.slice(1, r0, r1).copy_(torch::mm(x, wt));
+  }
 }
 
-torch::Tensor lut_linear(const kernels::LutCodebookMatrix& p, const torch::Tensor& x) {
-  return linear_in_f32(x, p.rows(), p.cols(), [&](const torch::Tensor& xf, int64_t n, torch::Tensor& y) {
-    p.gemm(xf.data_ptr<float>(), n, y.data_ptr<float>());
+// Packed LCQ layer: its kernel for one or a few tokens, BLAS on dequantized panels for more.
+torch::Tensor packed_linear(const kernels::Matrix& m, torch::ScalarType panel_dtype, const torch::Tensor& x) {
+  return linear_in_f32(x, m.rows(), m.cols(), [&](const torch::Tensor& xf, int64_t n, torch::Tensor& y) {
+    if (n < kPanelMinTokens) return m.gemm(xf.data_ptr<float>(), n, y.data_ptr<float>());
+    torch::Tensor y2 = y.view({n, m.rows()});
+    panel_gemm(m, xf.view({n, m.cols()}), y2, panel_dtype);
   });
 }
 
@@ -115,21 +138,13 @@ LinearInputTap::~LinearInputTap() {
   g_tap = nullptr;
 }
 
-PackedKernel parse_packed_kernel(const std::string& name) {
-  if (name == "float" || name.empty()) return PackedKernel::kFloat;
-  if (name == "auto") return PackedKernel::kAuto;
-  if (name == "int8") return PackedKernel::kInt8;
-  if (name == "lut") return PackedKernel::kLut;
-  fail("unknown packed kernel '{}' (expected auto, float, int8 or lut)", name);
-}
-
 torch::Tensor Linear::forward(const torch::Tensor& x) const {
   if (g_tap) (*g_tap)(*this, x);
   torch::Tensor in = input_quant ? input_quant->apply(x) : x;
   torch::Tensor y;
-  if (packed || lut || (weight.scalar_type() == torch::kHalf && in.scalar_type() != torch::kHalf)) {
+  if (packed || (weight.scalar_type() == torch::kHalf && in.scalar_type() != torch::kHalf)) {
     LCQ_CHECK(!in.requires_grad(), "a packed or fp16-stored layer is inference-only");
-    y = packed ? packed_linear(*packed, kernel, in) : lut ? lut_linear(*lut, in) : half_linear(weight, in);
+    y = packed ? packed_linear(*packed, panel_dtype, in) : half_linear(weight, in);
     if (bias.defined()) y.add_(bias);
   } else if (one_token_gemv_applies(weight, in)) {
     y = linear_in_f32(in, weight.size(0), weight.size(1), [&](const torch::Tensor& xf, int64_t, torch::Tensor& out) {
@@ -143,20 +158,14 @@ torch::Tensor Linear::forward(const torch::Tensor& x) const {
 }
 
 torch::Tensor Linear::dense_weight() const {
-  if (lut) {
-    torch::Tensor w = torch::empty({lut->rows(), lut->cols()}, torch::kFloat32);
-    lut->unpack().dequantize(w.data_ptr<float>());
-    return w;
-  }
   if (!packed) return weight;
   torch::Tensor w = torch::empty({packed->rows(), packed->cols()}, torch::kFloat32);
-  packed->dequantize(w.data_ptr<float>());
+  packed->dequantize_rows(0, packed->rows(), w.data_ptr<float>());
   return w;
 }
 
 size_t Linear::weight_bytes() const {
   if (packed) return packed->nbytes();
-  if (lut) return lut->nbytes();
   return weight.defined() ? size_t(weight.numel()) * weight.element_size() : 0;
 }
 

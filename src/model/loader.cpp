@@ -3,8 +3,7 @@
 #include "lcq/core/error.h"
 #include "lcq/core/progress.h"
 #include "lcq/io/codebook_tensors.h"
-#include "lcq/kernels/lut_codebook.h"
-#include "lcq/kernels/packed_codebook.h"
+#include "lcq/kernels/matrix.h"
 #include "lcq/model/act_quant.h"
 
 #include <torch/torch.h>
@@ -75,8 +74,29 @@ Model build_model(const io::ModelSource& src, const RuntimeOptions& opts) {
 
   const int64_t D = c.dim, Hd = c.head_dim, q_dim = int64_t(c.n_heads) * Hd, kv_dim = c.kv_dim();
   const bool opt = c.arch == Arch::OPT;
-  const io::TensorView& embd = view("token_embd.weight", {c.vocab_size, D});
-  m.tok_embd = compact && embd.dtype == io::DType::F16 ? load_tensor_f16(embd) : load_tensor(src, embd, opts);
+  // A matrix stored as an LCQ codebook layer: packed for the kernels, or dequantized to a
+  // dense tensor of the runtime's dtype.
+  auto codebook = [&](const std::string& name, int64_t rows, int64_t cols, Linear& out) {
+    const CodebookLayer cl = io::read_codebook_layer(src, name, rows, cols);
+    if (compact) {
+      out.packed = kernels::make_codebook_matrix(cl, kernels::choose_family(cl, opts.kernel));
+      out.panel_dtype = opts.prompt_dtype;
+    } else {
+      auto w = torch::empty({rows, cols}, torch::kFloat32);
+      cl.dequantize(w.data_ptr<float>());
+      out.weight = w.to(torch::TensorOptions().dtype(opts.dtype).device(opts.device));
+    }
+    progress.add(io::codebook_tensor_count(src, name));  // the total counts the file's tensors
+  };
+  if (io::has_codebook_layer(src, "token_embd") && !src.find("token_embd.weight")) {
+    Linear e;
+    codebook("token_embd", c.vocab_size, D, e);
+    m.tok_embd = e.weight;
+    m.tok_embd_packed = e.packed;
+  } else {
+    const io::TensorView& embd = view("token_embd.weight", {c.vocab_size, D});
+    m.tok_embd = compact && embd.dtype == io::DType::F16 ? load_tensor_f16(embd) : load_tensor(src, embd, opts);
+  }
   if (opt) {
     const io::TensorView& pe = src.get("position_embd.weight");
     m.pos_embd = get("position_embd.weight", {pe.shape.empty() ? 0 : pe.shape[0], D});
@@ -98,20 +118,7 @@ Model build_model(const io::ModelSource& src, const RuntimeOptions& opts) {
       Linear x;
       const std::string base = p + name;
       if (!src.find(base + ".weight") && io::has_codebook_layer(src, base)) {
-        // An LCQ layer: kept packed for the kernels, or dequantized to a dense weight.
-        const CodebookLayer cl = io::read_codebook_layer(src, base, out, in);
-        if (compact && opts.kernel == PackedKernel::kLut && kernels::LutCodebookMatrix::applies(cl) &&
-            kernels::lut_simd_available()) {
-          x.lut = std::make_shared<const kernels::LutCodebookMatrix>(kernels::LutCodebookMatrix::pack(cl));
-        } else if (compact) {
-          x.packed = std::make_shared<const kernels::PackedCodebookMatrix>(kernels::PackedCodebookMatrix::pack(cl));
-          x.kernel = opts.kernel == PackedKernel::kLut ? PackedKernel::kFloat : opts.kernel;
-        } else {
-          auto w = torch::empty({out, in}, torch::kFloat32);
-          cl.dequantize(w.data_ptr<float>());
-          x.weight = w.to(torch::TensorOptions().dtype(opts.dtype).device(opts.device));
-        }
-        progress.add(io::codebook_tensor_count(src, base));  // the total counts the file's tensors
+        codebook(base, out, in, x);  // an LCQ layer
       } else {
         x.weight = get(base + ".weight", {out, in});
       }
@@ -128,9 +135,14 @@ Model build_model(const io::ModelSource& src, const RuntimeOptions& opts) {
     m.blocks.push_back(std::move(b));
   }
   m.output_norm = norm("output_norm");
-  if (c.tie_embeddings || !src.find("output.weight")) {
+  if (io::has_codebook_layer(src, "output") && !src.find("output.weight")) {
+    m.config.tie_embeddings = false;
+    codebook("output", c.vocab_size, D, m.output);
+  } else if (c.tie_embeddings || !src.find("output.weight")) {
     m.config.tie_embeddings = true;
     m.output.weight = m.tok_embd;
+    m.output.packed = m.tok_embd_packed;
+    m.output.panel_dtype = opts.prompt_dtype;
   } else {
     m.output.weight = get("output.weight", {c.vocab_size, D});
   }

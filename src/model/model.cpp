@@ -1,5 +1,6 @@
 #include "lcq/model/model.h"
 
+#include "lcq/core/cpu.h"
 #include "lcq/core/error.h"
 
 #include <torch/torch.h>
@@ -9,6 +10,17 @@
 namespace lcq::model {
 
 namespace F = torch::nn::functional;
+
+const std::vector<std::string>& prompt_dtype_names() {
+  static const std::vector<std::string> names = {"auto", "f32", "bf16"};
+  return names;
+}
+
+torch::ScalarType resolve_prompt_dtype(const std::string& name) {
+  LCQ_CHECK(name == "auto" || name == "f32" || name == "bf16", "unknown prompt dtype '{}' (expected auto, f32 or bf16)",
+            name);
+  return name == "bf16" || (name == "auto" && cpu_has_native_bf16()) ? torch::kBFloat16 : torch::kFloat32;
+}
 
 torch::Tensor Norm::forward(const torch::Tensor& x) const {
   if (rms) {
@@ -179,14 +191,29 @@ torch::TensorOptions Model::tensor_options() const {
 }
 
 torch::Tensor Model::embed(const torch::Tensor& tokens, int64_t start_pos) const {
-  auto x = F::embedding(tokens.to(tok_embd.device()), tok_embd);
+  torch::Tensor x;
+  if (tok_embd_packed) {
+    const torch::Tensor ids = tokens.to(torch::kCPU, torch::kInt64).contiguous();
+    const int64_t n = ids.numel(), D = tok_embd_packed->cols(), V = tok_embd_packed->rows();
+    x = torch::empty({n, D}, torch::kFloat32);
+    const int64_t* id = ids.data_ptr<int64_t>();
+    for (int64_t i = 0; i < n; ++i) {
+      LCQ_CHECK(id[i] >= 0 && id[i] < V, "token {} outside the vocabulary of {}", id[i], V);
+      tok_embd_packed->dequantize_rows(id[i], id[i] + 1, x.data_ptr<float>() + i * D);
+    }
+    std::vector<int64_t> shape = tokens.sizes().vec();
+    shape.push_back(D);
+    x = x.view(shape).to(options.device);
+  } else {
+    x = F::embedding(tokens.to(tok_embd.device()), tok_embd);
+  }
   if (x.scalar_type() != options.dtype) x = x.to(options.dtype);  // fp16-stored embeddings
   if (pos_embd.defined()) {
     // HF OPT's learned positions are offset by 2 (rows 0 and 1 are unused padding slots).
     const int64_t T = tokens.size(1);
     LCQ_CHECK(start_pos + T + 2 <= pos_embd.size(0), "sequence of {} positions exceeds the model's {} positions",
               start_pos + T, pos_embd.size(0) - 2);
-    auto pos = torch::arange(start_pos + 2, start_pos + T + 2, torch::TensorOptions().dtype(torch::kInt64).device(tok_embd.device()));
+    auto pos = torch::arange(start_pos + 2, start_pos + T + 2, torch::TensorOptions().dtype(torch::kInt64).device(pos_embd.device()));
     x = x + F::embedding(pos, pos_embd).unsqueeze(0);
   }
   return x;
@@ -219,7 +246,8 @@ KVCache Model::make_cache(int64_t batch, int64_t capacity) const {
 }
 
 int64_t Model::parameter_count() const {
-  int64_t n = tok_embd.numel() + (pos_embd.defined() ? pos_embd.numel() : 0);
+  int64_t n = (tok_embd_packed ? tok_embd_packed->rows() * tok_embd_packed->cols() : tok_embd.numel()) +
+              (pos_embd.defined() ? pos_embd.numel() : 0);
   auto add_norm = [&](const Norm& nm) {
     n += nm.weight.defined() ? nm.weight.numel() : 0;
     n += nm.bias.defined() ? nm.bias.numel() : 0;

@@ -6,6 +6,7 @@
 #include "per_linear_method.h"
 
 #include <chrono>
+#include <cmath>
 #include <deque>
 
 namespace lcq::quant {
@@ -13,6 +14,29 @@ namespace lcq::quant {
 namespace {
 
 std::string layer_name(int layer, const std::string& linear) { return "blk." + std::to_string(layer) + "." + linear; }
+
+// Calls fn(name, tensor) for every weight of the model (canonical names; undefined tensors
+// included, e.g. absent biases).
+template <typename Fn>
+void for_each_tensor(const model::Model& m, Fn fn) {
+  fn("token_embd.weight", m.tok_embd);
+  fn("position_embd.weight", m.pos_embd);
+  for (size_t l = 0; l < m.blocks.size(); ++l) {
+    const model::Block& b = m.blocks[l];
+    const std::string p = "blk." + std::to_string(l) + ".";
+    fn(p + "attn_norm.weight", b.attn_norm.weight);
+    fn(p + "attn_norm.bias", b.attn_norm.bias);
+    fn(p + "ffn_norm.weight", b.ffn_norm.weight);
+    fn(p + "ffn_norm.bias", b.ffn_norm.bias);
+    for (const auto& [name, lin] : b.linears()) {
+      fn(p + name + ".weight", lin->weight);
+      fn(p + name + ".bias", lin->bias);
+    }
+  }
+  fn("output_norm.weight", m.output_norm.weight);
+  fn("output_norm.bias", m.output_norm.bias);
+  if (!m.config.tie_embeddings) fn("output.weight", m.output.weight);
+}
 
 bool is_learned_grid(const std::string& method) {
   return method == "omniquant" || method == "flexround" || method == "lrq";
@@ -28,7 +52,8 @@ void validate(const QuantizeOptions& o) {
             "--method must be lcq, rtn, gptq, awq, omniquant, flexround or lrq, got '{}'", o.method);
   validate(o.lcq);
   validate(o.flexround);
-  LCQ_CHECK(o.lr >= 0, "--lr must be positive (0 = the method's default), got {}", o.lr);
+  validate(o.embedding);
+  LCQ_CHECK(o.lr >= 0 && std::isfinite(o.lr), "--lr must be positive (0 = the method's default), got {}", o.lr);
   LCQ_CHECK(o.method == "lcq" || o.lcq.init == "rtn" || o.lcq.init == "mse",
             "--init {} starts LCQ from that method's result: it needs --method lcq (got --method {})", o.lcq.init,
             o.method);
@@ -38,14 +63,15 @@ void validate(const QuantizeOptions& o) {
             "--init-from and --init {} both name LCQ's start: give one", o.lcq.init);
   if (o.method == "gptq" || o.lcq.init == "gptq") validate(o.gptq, o.lcq);
   if (o.method == "awq" || o.lcq.init == "awq") validate(o.awq, o.lcq);
-  LCQ_CHECK(o.lr_scale > 0 && o.lr_codebook > 0, "learning rates must be positive");
+  LCQ_CHECK(o.lr_scale > 0 && o.lr_codebook > 0 && std::isfinite(o.lr_scale) && std::isfinite(o.lr_codebook),
+            "learning rates must be positive and finite, got --lr-scale {} and --lr-codebook {}", o.lr_scale,
+            o.lr_codebook);
   LCQ_CHECK(o.engine.epochs >= 0, "--epochs must be >= 0, got {}", o.engine.epochs);
   LCQ_CHECK(o.engine.batch_size >= 1, "--batch-size must be >= 1, got {}", o.engine.batch_size);
-  resolve_train_dtype(o.engine.train_dtype);  // checks the value
-  LCQ_CHECK(o.engine.schedule == "cosine" || o.engine.schedule == "constant",
-            "--schedule must be cosine or constant, got '{}'", o.engine.schedule);
-  LCQ_CHECK(o.engine.loss == "mse" || o.engine.loss == "token-relative",
-            "--loss must be mse or token-relative, got '{}'", o.engine.loss);
+  LCQ_CHECK(o.engine.loss_samples >= 0, "--loss-samples must be >= 0, got {}", o.engine.loss_samples);
+  parse_train_dtype(o.engine.train_dtype);
+  parse_schedule(o.engine.schedule);
+  parse_loss(o.engine.loss);
 }
 
 int default_epochs(const std::string& method, int bits) {
@@ -80,6 +106,30 @@ std::unique_ptr<BlockMethod> make_block_method(const QuantizeOptions& o, const m
   return make_lcq_method(o.lcq, lrs, train, gen);
 }
 
+namespace {
+
+// The token embedding and (untied) output head as codebook layers "token_embd" and "output";
+// the model keeps their dequantized weights, as the blocks keep theirs.
+void quantize_embeddings(model::Model& m, const EmbeddingOptions& o, const torch::Tensor& head_importance,
+                         std::map<std::string, CodebookLayer>& layers) {
+  torch::NoGradGuard ng;
+  auto quantize = [&](const std::string& name, const torch::Tensor& w) {
+    CodebookLayer l = quantize_embedding(w, o, head_importance);
+    torch::Tensor dq = torch::empty({l.rows, l.cols}, torch::kFloat32);
+    l.dequantize(dq.data_ptr<float>());
+    layers.emplace(name, std::move(l));
+    return dq.to(w.options());
+  };
+  const bool tied = m.config.tie_embeddings;
+  m.tok_embd = quantize("token_embd", m.tok_embd);
+  if (tied)
+    m.output.weight = m.tok_embd;
+  else
+    m.output.weight = quantize("output", m.output.weight);
+}
+
+}  // namespace
+
 QuantizeResult quantize_model(model::Model& m, const torch::Tensor& calib, const QuantizeOptions& opts) {
   validate(opts);
   QuantizeOptions o = opts;
@@ -93,30 +143,38 @@ QuantizeResult quantize_model(model::Model& m, const torch::Tensor& calib, const
             "--method {} needs calibration data (--calib FILE)", o.method);
   LCQ_CHECK(calib.defined() || (o.lcq.init != "gptq" && o.lcq.init != "awq"),
             "--init {} needs calibration data (--calib FILE)", o.lcq.init);
-  // NaN or infinite weights would silently poison every codebook: refuse before any work.
-  for (size_t l = 0; l < m.blocks.size(); ++l)
-    for (const auto& [name, lin] : m.blocks[l].linears())
-      LCQ_CHECK(torch::isfinite(lin->weight).all().item<bool>(), "weight '{}' contains NaN or infinite values",
-                layer_name(int(l), name));
+  // NaN or infinite values would silently poison every codebook, or be copied into the
+  // output (norms, biases, the embedding): refuse before any work.
+  for_each_tensor(m, [](const std::string& name, const torch::Tensor& t) {
+    LCQ_CHECK(!t.defined() || torch::isfinite(t).all().item<bool>(), "tensor '{}' contains NaN or infinite values",
+              name);
+  });
 
   const auto t0 = std::chrono::steady_clock::now();
   QuantizeResult r;
   const std::unique_ptr<BlockMethod> method_ptr = make_block_method(o, m);
   BlockMethod& method = *method_ptr;
+  torch::Tensor head_importance;
   if (calib.defined()) {
     ReconstructResult rr = reconstruct(m, calib, method, o.engine);
     r.layers = std::move(rr.layers);
     r.blocks = std::move(rr.blocks);
+    head_importance = rr.head_importance;
   } else {
     LCQ_CHECK(o.engine.epochs == 0, "method '{}' needs calibration data (--calib)", o.method);
     torch::NoGradGuard ng;
     for (size_t l = 0; l < m.blocks.size(); ++l) {
       method.begin_block(int(l), m.blocks[l], {});
       for (auto& [name, layer] : method.end_block(m.blocks[l])) r.layers.emplace(name, std::move(layer));
+      for (const auto& [name, lin] : m.blocks[l].linears())  // e.g. a grid overflowing on huge weights
+        LCQ_CHECK(torch::isfinite(lin->weight).all().item<bool>(),
+                  "the quantized weight '{}' contains NaN or infinite values", layer_name(int(l), name) + ".weight");
     }
   }
+  if (o.embedding.bits > 0) quantize_embeddings(m, o.embedding, head_importance, r.layers);
   double bits = 0;
   for (const auto& [name, l] : r.layers) {
+    if (name.rfind("blk.", 0) != 0) continue;
     bits += l.bits_per_weight() * double(l.rows * l.cols);
     r.quantized_weights += l.rows * l.cols;
   }
@@ -146,7 +204,7 @@ std::vector<io::WriteTensor> dense_tensors(const model::Model& m, const std::map
     out.push_back(w);
   };
   auto add = [&](const std::string& name, const torch::Tensor& t) { add_as(name, t, dtype); };
-  add_as("token_embd.weight", m.tok_embd, embedding_dtype);
+  if (!skip || !skip->count("token_embd")) add_as("token_embd.weight", m.tok_embd, embedding_dtype);
   add("position_embd.weight", m.pos_embd);
   for (size_t l = 0; l < m.blocks.size(); ++l) {
     const model::Block& b = m.blocks[l];
@@ -162,7 +220,7 @@ std::vector<io::WriteTensor> dense_tensors(const model::Model& m, const std::map
   }
   add("output_norm.weight", m.output_norm.weight);
   add("output_norm.bias", m.output_norm.bias);
-  if (!m.config.tie_embeddings) add_as("output.weight", m.output.weight, embedding_dtype);
+  if (!m.config.tie_embeddings && (!skip || !skip->count("output"))) add_as("output.weight", m.output.weight, embedding_dtype);
   return out;
 }
 
@@ -179,14 +237,14 @@ void write_quantized_model(const std::string& path, const model::Model& m, const
   for (const auto& [name, layer] : q.layers) io::add_codebook_tensors(name, layer, tensors, raw_storage);
   io::WriteOptions wo;
   wo.extra_metadata = extra;
+  // The model-wide settings are the first block linear's (names sort "blk." first).
   const nlohmann::json common = io::codebook_metadata(q.layers.begin()->second);
   for (const auto& [k, v] : common.items()) wo.extra_metadata[k] = v;
   // Per-layer keys where a layer differs from the model-wide settings.
-  const CodebookLayer& first = q.layers.begin()->second;
   for (const auto& [name, l] : q.layers) {
-    if (l.bits != first.bits) wo.extra_metadata["lcq.layer." + name + ".bits"] = l.bits;
-    if (l.group != first.group) wo.extra_metadata["lcq.layer." + name + ".group_size"] = l.group;
-    if (l.rank != first.rank) wo.extra_metadata["lcq.layer." + name + ".rank"] = l.rank;
+    const nlohmann::json own = io::codebook_metadata(l);
+    for (const auto& [k, v] : own.items())
+      if (k != "lcq.format_version" && common.at(k) != v) wo.extra_metadata["lcq.layer." + name + k.substr(3)] = v;
   }
   wo.extra_metadata["lcq.bits_per_weight"] = q.bits_per_weight;
   io::write_gguf_model(path, m.config, tensors, vocab, wo);

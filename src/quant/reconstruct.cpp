@@ -1,11 +1,13 @@
 #include "lcq/quant/reconstruct.h"
 
+#include "lcq/core/cpu.h"
 #include "lcq/core/error.h"
 #include "lcq/core/progress.h"
 
 #include <ATen/autocast_mode.h>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <chrono>
 #include <cmath>
@@ -95,25 +97,57 @@ std::map<const model::Linear*, double> layer_errors(const model::BlockContext& c
 
 // Per-position weights of the training loss [N, L, 1] (undefined for plain MSE): the inverse
 // mean square of each target position, so every position's relative error counts the same.
-torch::Tensor position_weights(const std::string& loss, const torch::Tensor& target) {
-  if (loss == "mse") return {};
+torch::Tensor position_weights(TrainingLoss loss, const torch::Tensor& target) {
+  if (loss == TrainingLoss::Mse) return {};
   torch::NoGradGuard ng;
   auto ms = target.pow(2).mean(-1, /*keepdim=*/true);
   return 1.0 / (ms + 1e-6 * ms.mean());  // the floor keeps an all-zero position finite
 }
 
+template <typename E>
+struct Named {
+  E value;
+  const char* name;
+};
+const Named<TrainingLoss> kLosses[] = {{TrainingLoss::Mse, "mse"}, {TrainingLoss::TokenRelative, "token-relative"}};
+const Named<LrSchedule> kSchedules[] = {{LrSchedule::Cosine, "cosine"}, {LrSchedule::Constant, "constant"}};
+const Named<TrainDtype> kTrainDtypes[] = {{TrainDtype::Fp32, "fp32"}, {TrainDtype::Bf16, "bf16"}, {TrainDtype::Auto, "auto"}};
+
+template <typename E, size_t N>
+std::vector<std::string> names_of(const Named<E> (&table)[N]) {
+  std::vector<std::string> v;
+  for (const auto& e : table) v.push_back(e.name);
+  return v;
+}
+
+template <typename E, size_t N>
+E parse_named(const Named<E> (&table)[N], const std::string& name, const char* option) {
+  for (const auto& e : table)
+    if (name == e.name) return e.value;
+  fail("{} must be {}, got '{}'", option, fmt::join(names_of(table), " or "), name);
+}
+
 }  // namespace
 
+const std::vector<std::string>& loss_names() {
+  static const auto v = names_of(kLosses);
+  return v;
+}
+const std::vector<std::string>& schedule_names() {
+  static const auto v = names_of(kSchedules);
+  return v;
+}
+const std::vector<std::string>& train_dtype_names() {
+  static const auto v = names_of(kTrainDtypes);
+  return v;
+}
+TrainingLoss parse_loss(const std::string& name) { return parse_named(kLosses, name, "--loss"); }
+LrSchedule parse_schedule(const std::string& name) { return parse_named(kSchedules, name, "--schedule"); }
+TrainDtype parse_train_dtype(const std::string& name) { return parse_named(kTrainDtypes, name, "--train-dtype"); }
+
 std::string resolve_train_dtype(const std::string& train_dtype) {
-  LCQ_CHECK(train_dtype == "fp32" || train_dtype == "bf16" || train_dtype == "auto",
-            "--train-dtype must be fp32, bf16 or auto, got '{}'", train_dtype);
-  if (train_dtype != "auto") return train_dtype;
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_cpu_init();
-  // Native bf16 dot products; without them oneDNN emulates bf16 and gains nothing.
-  if (__builtin_cpu_supports("avx512bf16") || __builtin_cpu_supports("amx-bf16")) return "bf16";
-#endif
-  return "fp32";
+  if (parse_train_dtype(train_dtype) != TrainDtype::Auto) return train_dtype;
+  return cpu_has_native_bf16() ? "bf16" : "fp32";
 }
 
 nlohmann::json to_json(const BlockReport& r) {
@@ -132,7 +166,8 @@ ReconstructResult reconstruct(model::Model& m, const torch::Tensor& calib, Block
   LCQ_CHECK(o.batch_size >= 1, "--batch-size must be >= 1, got {}", o.batch_size);
   LCQ_CHECK(o.loss_samples >= 0, "--loss-samples must be >= 0, got {}", o.loss_samples);
   const bool bf16_steps = resolve_train_dtype(o.train_dtype) == "bf16";
-  LCQ_CHECK(o.loss == "mse" || o.loss == "token-relative", "--loss must be mse or token-relative, got '{}'", o.loss);
+  const TrainingLoss loss_kind = parse_loss(o.loss);
+  const bool cosine = parse_schedule(o.schedule) == LrSchedule::Cosine;
   const int64_t N = calib.size(0), chunk = std::max<int64_t>(o.batch_size, 8);
   m.ensure_positions(calib.size(1));
   const model::BlockContext ctx = m.context();
@@ -186,7 +221,7 @@ ReconstructResult reconstruct(model::Model& m, const torch::Tensor& calib, Block
 
     auto groups = method.param_groups();
     if (!groups.empty() && total_steps > 0) {
-      const torch::Tensor weights = position_weights(o.loss, target);
+      const torch::Tensor weights = position_weights(loss_kind, target);
       std::vector<double> base_lr;
       for (auto& g : groups) base_lr.push_back(static_cast<torch::optim::AdamOptions&>(g.options()).lr());
       torch::optim::Adam adam(groups, torch::optim::AdamOptions(1e-3));
@@ -202,7 +237,7 @@ ReconstructResult reconstruct(model::Model& m, const torch::Tensor& calib, Block
         for (int64_t b0 = 0; b0 < N; b0 += o.batch_size) {
           const int64_t b1 = std::min(N, b0 + o.batch_size);
           auto idx = torch::tensor(std::vector<int64_t>(order.begin() + b0, order.begin() + b1), torch::kInt64);
-          const double scale = o.schedule == "cosine" ? 0.5 * (1 + std::cos(M_PI * double(step) / double(total_steps))) : 1.0;
+          const double scale = cosine ? 0.5 * (1 + std::cos(M_PI * double(step) / double(total_steps))) : 1.0;
           for (size_t gi = 0; gi < groups.size(); ++gi)
             static_cast<torch::optim::AdamOptions&>(adam.param_groups()[gi].options()).lr(base_lr[gi] * scale);
           adam.zero_grad();
@@ -214,9 +249,15 @@ ReconstructResult reconstruct(model::Model& m, const torch::Tensor& calib, Block
           }
           auto err = (y - target.index_select(0, idx)).pow(2);
           auto loss = (weights.defined() ? err * weights.index_select(0, idx) : err).mean();
+          const double step_loss = loss.item<double>();
+          // A diverged run must not be written as a model: stop at the first bad step.
+          LCQ_CHECK(std::isfinite(step_loss),
+                    "block {}: the training loss became {} in epoch {}: training diverged; use a lower learning "
+                    "rate (--lr-scale and --lr-codebook for lcq, --lr for omniquant, flexround and lrq)",
+                    l, step_loss, e + 1);
           loss.backward();
           adam.step();
-          epoch_loss += loss.item<double>() * double(b1 - b0);
+          epoch_loss += step_loss * double(b1 - b0);
           ++step;
           bar.update(step, fmt::format("epoch {}/{} {} {:.3e}", e + 1, o.epochs, objective, epoch_loss / double(b1)));
         }
@@ -230,7 +271,13 @@ ReconstructResult reconstruct(model::Model& m, const torch::Tensor& calib, Block
 
     auto layers = method.end_block(working);
     // The frozen block's outputs are both the final loss and the next block's inputs: one pass.
-    for (auto& [name, lin] : working.linears()) lin->weight = lin->weight.detach();
+    for (auto& [name, lin] : working.linears()) {
+      lin->weight = lin->weight.detach();
+      LCQ_CHECK(torch::isfinite(lin->weight).all().item<bool>(),
+                "block {}: the quantized weight of {} contains NaN or infinite values: the quantizer diverged; use a "
+                "lower learning rate (--lr-scale and --lr-codebook for lcq, --lr for omniquant, flexround and lrq)",
+                l, name);
+    }
     torch::Tensor x_next = run_block(ctx, working, x_q, chunk);
     rep.final_loss = mse(first(x_next), first(target), chunk);
     const auto final_err = layer_errors(ctx, working, fp, x_q.slice(0, 0, n_err));
@@ -253,6 +300,15 @@ ReconstructResult reconstruct(model::Model& m, const torch::Tensor& calib, Block
     if (!o.targets_from_quantized_inputs) x_fp = target;
     rep.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
     result.blocks.push_back(std::move(rep));
+  }
+  {
+    torch::NoGradGuard ng;
+    torch::Tensor sq = torch::zeros({x_q.size(-1)}, torch::kFloat64);
+    for (int64_t i = 0; i < N; i += chunk) {
+      const torch::Tensor h = m.output_norm.forward(x_q.slice(0, i, std::min(N, i + chunk))).to(torch::kFloat64);
+      sq += h.pow(2).sum(at::IntArrayRef{0, 1});
+    }
+    result.head_importance = (sq / double(x_q.size(0) * x_q.size(1))).to(torch::kFloat32);
   }
   return result;
 }

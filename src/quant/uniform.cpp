@@ -43,11 +43,24 @@ UniformGrid minmax_grid(const GroupedWeight& gw, int bits, double shrink) {
 }
 
 UniformGrid mse_grid(const GroupedWeight& gw, int bits, int steps, double min_shrink, double norm) {
+  return weighted_mse_grid(gw, bits, torch::Tensor(), steps, min_shrink, norm);
+}
+
+UniformGrid weighted_mse_grid(const GroupedWeight& gw, int bits, const torch::Tensor& column_weight, int steps,
+                              double min_shrink, double norm) {
+  torch::NoGradGuard ng;
   UniformGrid best = minmax_grid(gw, bits, 1.0);
+  torch::Tensor cw;  // [G, group], zero on padding
+  if (column_weight.defined()) {
+    LCQ_CHECK(column_weight.dim() == 1 && column_weight.size(0) == gw.cols, "column weights: {} values for {} columns",
+              column_weight.numel(), gw.cols);
+    cw = GroupedWeight::make(column_weight.to(torch::kFloat32).unsqueeze(0), gw.group).w[0];
+  }
+  if (gw.mask.defined()) cw = cw.defined() ? cw * gw.mask : gw.mask.to(torch::kFloat32);
   auto err_of = [&](const UniformGrid& g) {
     auto e = (fake_quantize(gw, g, bits) - gw.ungroup(gw.w));
     auto ge = GroupedWeight::make(e, gw.group).w.abs().pow(norm);
-    if (gw.mask.defined()) ge = ge * gw.mask;
+    if (cw.defined()) ge = ge * cw;
     return ge.sum(-1);  // [m, G]
   };
   auto best_err = err_of(best);

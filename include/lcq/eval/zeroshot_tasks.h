@@ -3,7 +3,6 @@
 #pragma once
 
 #include <cstdint>
-#include <istream>
 #include <string>
 #include <vector>
 
@@ -49,9 +48,9 @@ struct Task {
 // Reads up to `limit` examples (0 = all). Bad rows throw lcq::Error("FILE:LINE: problem").
 Task load_task(const TaskSpec& spec, int64_t limit = 0);
 
-// The same two steps on a file's text `in` (the fuzzer's entry; errors name `path` or
-// spec.file): what resolve_tasks() makes of the JSONL file `path`, and load_task().
-TaskSpec detect_task(const std::string& path, std::istream& in);
-Task read_task(const TaskSpec& spec, std::istream& in, int64_t limit = 0);
+// The same two steps on a file's text (the fuzzer's entry; errors name `path` or spec.file):
+// what resolve_tasks() makes of the JSONL file `path`, and load_task().
+TaskSpec detect_task(const std::string& path, const std::string& text);
+Task read_task(const TaskSpec& spec, const std::string& text, int64_t limit = 0);
 
 }  // namespace lcq::eval

@@ -50,6 +50,13 @@ ModelSource load_model_source(const std::string& path, const LoadOptions& opts =
 // file->path().
 ModelSource load_model_file(std::shared_ptr<const MappedFile> file, const LoadOptions& opts = {});
 
+// The Hugging Face directory a model path names: the directory itself, or the directory of
+// one of its files (config.json, *.safetensors, the index); "" for a single-file model.
+std::string hf_directory_of(const std::string& path);
+// The files of Hugging Face directory `dir` its loader may read (config, weights, index,
+// tokenizer files) that exist.
+std::vector<std::string> hf_input_files(const std::string& dir);
+
 }  // namespace lcq::io
 
 namespace lcq::io {

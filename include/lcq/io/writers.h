@@ -37,5 +37,8 @@ void write_gguf_model(const std::string& path, const ModelConfig& config, const 
 // Only F32/F16/BF16 tensors are accepted.
 void write_hf_model(const std::string& dir, const ModelConfig& config, const std::vector<WriteTensor>& tensors,
                     const tokenizer::Vocab& vocab, const WriteOptions& opts = {});
+// The files write_hf_model writes or removes in its directory (for the commands' checks
+// that an export replaces no input).
+const std::vector<std::string>& hf_model_files();
 
 }  // namespace lcq::io

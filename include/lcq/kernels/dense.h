@@ -15,4 +15,9 @@ void gemv_bf16(const uint16_t* W, int64_t rows, int64_t cols, const float* x, fl
 // y[rows] = W x with IEEE fp16 weights (raw bits): the tied embedding/head of LCQ files.
 void gemv_f16(const uint16_t* W, int64_t rows, int64_t cols, const float* x, float* y);
 
+// Rows [r0, r1) of the same products, on the calling thread (no OpenMP region).
+void gemv_f32_rows(const float* W, int64_t cols, const float* x, float* y, int64_t r0, int64_t r1);
+void gemv_bf16_rows(const uint16_t* W, int64_t cols, const float* x, float* y, int64_t r0, int64_t r1);
+void gemv_f16_rows(const uint16_t* W, int64_t cols, const float* x, float* y, int64_t r0, int64_t r1);
+
 }  // namespace lcq::kernels

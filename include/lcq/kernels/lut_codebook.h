@@ -1,19 +1,21 @@
-// LutCodebookMatrix: a 2- or 3-bit LCQ codebook layer laid out for the activation
+// LutCodebookMatrix: a 2-, 3- or 4-bit LCQ codebook layer laid out for the activation
 // look-up-table (LUT) kernel, docs/packed-format.md "The look-up-table path".
 //
 // In LCQ the codebook of group g is C_g = S_g^T V - B_g with V shared by the whole layer, so
 //   sum_c C_g[q_c] x_c = sum_r S_g[r] * (sum_c V[r][q_c] x_c) - B_g * sum_c x_c.
 // The inner sums depend only on the activations and the indices: at 2 bits, for every pair
 // of columns the 16 values V[r][a] x_0 + V[r][b] x_1 (a, b = the pair's two indices), at 3
-// bits for every column the 8 values V[r][a] x, are tabulated once per token and then looked
-// up by every row, 64 (row, pair or column) bytes per instruction (AVX-512 VBMI vpermb), and
-// summed in int32 (VNNI vpdpbusd). The tables are rounded to int8 with one step per token,
-// group and rank; S and B stay exact and are applied once per group. No per-row codebook is
-// built, which is what made the int8 kernel compute-bound.
+// and 4 bits for every column the 8 or 16 values V[r][a] x, are tabulated once per token and
+// then looked up by every row, 64 (row, pair or column) bytes per instruction (AVX-512 VBMI
+// vpermb), and summed in int32 (VNNI vpdpbusd); on x86 CPUs without VBMI, 2- and 4-bit layers
+// run an AVX2 form (vpshufb, 32 look-ups per instruction). The tables are rounded to int8
+// with one step per token, group and rank; S and B stay exact and are applied once per group.
+// No per-row codebook is built, which is what made the int8 kernel compute-bound.
 //
-// The indices are stored in tiles of 16 rows (4 tiles interleaved per 16-column chunk), so
+// The indices are stored in tiles of 16 rows (4 tiles side by side per step of 64 rows), so
 // this is a layout of its own, not PackedCodebookMatrix's; unpack() gives the exact layer
-// back. It applies to 2- and 3-bit layers with groups of a multiple of 16 columns and rank <= 4.
+// back. It applies to 2-, 3- and 4-bit layers with groups of a multiple of 16 columns and
+// rank <= 4.
 #pragma once
 
 #include "lcq/kernels/codebook_layer.h"
@@ -35,7 +37,7 @@ class LutCodebookMatrix {
   LutCodebookMatrix(LutCodebookMatrix&&) noexcept = default;
   LutCodebookMatrix& operator=(LutCodebookMatrix&&) noexcept = default;
 
-  // Whether the layout holds this layer (2 or 3 bits, group % 16 == 0, rank 1..4).
+  // Whether the layout holds this layer (2, 3 or 4 bits, group % 16 == 0, rank 1..4).
   static bool applies(const CodebookLayer& layer);
   // Validates the layer and packs it; lcq::Error when it does not apply.
   static LutCodebookMatrix pack(const CodebookLayer& layer);
@@ -58,13 +60,30 @@ class LutCodebookMatrix {
 
   // y[rows] = W_hat x[cols] (approximately: the look-up tables are int8).
   void gemv(const float* x, float* y, LutPath path = LutPath::kAuto) const;
-  // Y[n][rows] = X[n][cols] W_hat^T, one token at a time.
+  // Y[n][rows] = X[n][cols] W_hat^T, one token at a time: per token, the rows are split into
+  // contiguous ranges of work units, one per OpenMP thread, each run by gemv_units().
   void gemm(const float* X, int64_t n, float* Y, LutPath path = LutPath::kAuto) const;
+  // Rows [r0, r1) of the exact dequantized weights ((r1 - r0) x cols floats), as
+  // CodebookLayer::dequantize() computes them.
+  void dequantize_rows(int64_t r0, int64_t r1, float* out) const;
+
+  // For callers that split products between threads themselves (one parallel region per
+  // token, not per product): the rows form work_units() independent units (steps of
+  // kUnitRows = 64 rows, the last one padded), and gemv_units() computes y for the rows of
+  // units [u0, u1) on the calling thread only (rows past rows() are not written), building its
+  // own look-up tables in that thread's scratch. Any split of [0, work_units()) gives gemv()'s
+  // y bit for bit.
+  static constexpr int64_t kUnitRows = 64;
+  int64_t work_units() const;
+  void gemv_units(const float* x, float* y, int64_t u0, int64_t u1, LutPath path = LutPath::kAuto) const;
 
  private:
   friend struct LutAccess;
+  bool simd_runs() const;               // whether this CPU has the SIMD kernel of the layout
+  bool use_simd(LutPath path) const;    // whether `path` runs it (lcq::Error for kSimd without one)
   int64_t rows_ = 0, cols_ = 0, tiles_ = 0, chunks_ = 0;
   int bits_ = 0, group_ = 0, rank_ = 0, dq_bits_ = 0, dq_group_ = 0;
+  int layout_ = 0;                      // detail::LutLayout: the SIMD kernel's, chosen by pack()
   AlignedBytes idx_;                   // [tiles][chunks][32 * bits] (lut_internal.h)
   std::vector<uint8_t> coef_codes_;    // [tiles / 4][groups_per_row][4][rank + 1][16] (dq)
   std::vector<float> coef_f32_;        // same order (no dq)
@@ -73,7 +92,10 @@ class LutCodebookMatrix {
   std::vector<float> blk_scale_f_, blk_offset_f_, v_f_;  // decoded copies (block arrays padded by 32)
 };
 
-// Whether this CPU runs the SIMD LUT kernel (x86 with AVX-512 VBMI and VNNI).
+// Whether this CPU runs the SIMD LUT kernel at every width (x86 with AVX-512 VBMI and VNNI).
 bool lut_simd_available();
+// Whether it runs a SIMD LUT kernel for `bits`-bit layers: the AVX-512 one, or on x86 CPUs
+// without it the AVX2 one at 2 and 4 bits.
+bool lut_simd_available(int bits);
 
 }  // namespace lcq::kernels

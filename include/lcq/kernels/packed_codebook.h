@@ -32,6 +32,8 @@ struct AlignedFree {
 using AlignedBytes = std::unique_ptr<uint8_t[], AlignedFree>;
 AlignedBytes allocate_aligned(size_t nbytes);  // zero-filled
 
+struct PreparedActivations;  // packed_codebook.cpp
+
 class PackedCodebookMatrix {
  public:
   PackedCodebookMatrix() = default;
@@ -60,8 +62,13 @@ class PackedCodebookMatrix {
   void gemv(const float* x, float* y, KernelPath path = KernelPath::kAuto) const;
   // Y[n][rows] = X[n][cols] W_hat^T, both row-major.
   void gemm(const float* X, int64_t n, float* Y, KernelPath path = KernelPath::kAuto) const;
+  // y[r0, r1) of y = W_hat x for one token, on the calling thread (no OpenMP region): what a
+  // caller that splits rows between threads itself runs on each. Other rows are not written.
+  void gemv_rows(const float* x, float* y, int64_t r0, int64_t r1, KernelPath path = KernelPath::kAuto) const;
   // Row-major rows x cols floats, identical to CodebookLayer::dequantize().
   void dequantize(float* out) const;
+  // Rows [r0, r1) of the same, (r1 - r0) x cols floats.
+  void dequantize_rows(int64_t r0, int64_t r1, float* out) const;
 
   // Layout facts (used by the kernels and tests).
   int64_t row_bytes() const { return row_bytes_; }
@@ -92,6 +99,8 @@ class PackedCodebookMatrix {
                                            // block half), then the tail's
 
   void run(const float* X, int64_t n, float* Y, KernelPath path) const;
+  PreparedActivations prepare(const float* X, int64_t n, KernelPath path) const;
+  void rows_kernel(const PreparedActivations& a, int64_t n, float* Y, int64_t r0, int64_t r1) const;
 };
 
 // SIMD targets of the kernels (Highway dynamic dispatch), for tests and benchmarks.

@@ -2,15 +2,12 @@
 // Quantizers substitute `weight` with fake-quantized tensors during training.
 #pragma once
 
+#include "lcq/kernels/matrix.h"
+
 #include <torch/types.h>
 
 #include <functional>
 #include <memory>
-
-namespace lcq::kernels {
-class PackedCodebookMatrix;
-class LutCodebookMatrix;
-}
 
 namespace lcq::model {
 
@@ -23,29 +20,19 @@ struct ActQuant {
   torch::Tensor apply(const torch::Tensor& x) const;
 };
 
-// Which packed kernel runs a packed layer (docs/packed-format.md): kFloat (the default) is
-// the float product of the dequantized weights; kInt8 the integer kernel (int8 activations
-// per group, 7-bit codebook levels) wherever it applies; kAuto the integer kernel for single
-// tokens (decoding, where the product streams the weights and the integer kernel is faster)
-// and the float kernel for several tokens (prompts, perplexity); kLut the look-up-table
-// kernel (int8 tables of activation sums, lcq/kernels/lut_codebook.h) for the 2- and 3-bit
-// layers it holds, where the CPU runs it, and the float kernel elsewhere. The integer and LUT
-// kernels are not the default because their rounding costs perplexity (BENCHMARKS.md, issue 5).
-enum class PackedKernel { kAuto, kFloat, kInt8, kLut };
-PackedKernel parse_packed_kernel(const std::string& name);  // "auto", "float", "int8", "lut"
-
 // The weight is either a dense tensor (trainable; what quantizers substitute) or an LCQ
-// codebook layer in its packed form, run by the packed kernels (inference only, CPU).
+// codebook layer packed for one kernel family (kernels::Matrix; inference only, CPU).
 struct Linear {
-  torch::Tensor weight;  // [out, in]; undefined when `packed` or `lut` holds the layer
-  std::shared_ptr<const kernels::PackedCodebookMatrix> packed;
-  std::shared_ptr<const kernels::LutCodebookMatrix> lut;  // instead of `packed` (PackedKernel::kLut)
-  PackedKernel kernel = PackedKernel::kFloat;
+  torch::Tensor weight;  // [out, in]; undefined when `packed` holds the layer
+  std::shared_ptr<const kernels::Matrix> packed;
+  // Products of `packed` with 16 tokens or more (prompts) multiply its dequantized rows through
+  // BLAS in this type: f32 (exact) or bf16 (oneDNN's bf16 GEMM; RuntimeOptions::prompt_dtype).
+  torch::ScalarType panel_dtype = torch::kFloat32;
   torch::Tensor bias;    // [out] or undefined
   std::shared_ptr<const ActQuant> input_quant;   // quantize x before the product
   std::shared_ptr<const ActQuant> output_quant;  // quantize y (LRQ's KV8 on k/v projections)
 
-  bool defined() const { return weight.defined() || packed != nullptr || lut != nullptr; }
+  bool defined() const { return weight.defined() || packed != nullptr; }
   int64_t in_features() const;
   int64_t out_features() const;
   torch::Tensor forward(const torch::Tensor& x) const;

@@ -23,13 +23,23 @@ struct RuntimeOptions {
   // LCQ layers stay in their packed form and run on the packed kernels (CPU inference).
   // Off: they are dequantized to dense weights on load (what training and conversion need).
   bool packed = true;
-  PackedKernel kernel = PackedKernel::kFloat;  // which packed kernel runs them (lcq/model/linear.h)
+  // Which kernel family runs each packed layer (lcq/kernels/matrix.h: choose_family).
+  kernels::KernelChoice kernel = kernels::KernelChoice::kAuto;
+  // Packed layers' products of 16 tokens or more (prompts, perplexity windows) run through
+  // BLAS on dequantized rows in this type: kFloat32 (exact) or kBFloat16 (faster where the CPU
+  // multiplies bf16 natively; inputs rounded to bf16, sums in f32).
+  torch::ScalarType prompt_dtype = torch::kFloat32;
   // Activation quantization (lcq/model/act_quant.h). -1 / "": as the file says (its lcq.act.*
   // keys; none for an ordinary model); act_bits 0 turns it off, kv_bits 0 too.
   int act_bits = -1;
   std::string act_scheme;
   int kv_bits = -1;
 };
+
+// --prompt-dtype: its accepted names ("auto", "f32", "bf16") and what one means on this CPU
+// (auto: bf16 where the CPU multiplies bf16 natively, else f32); lcq::Error for other names.
+const std::vector<std::string>& prompt_dtype_names();
+torch::ScalarType resolve_prompt_dtype(const std::string& name);
 
 // RMSNorm (weight only) or LayerNorm (weight and bias).
 struct Norm {
@@ -61,6 +71,10 @@ class KVCache {
   // cached positions. advance() moves length() once every layer has appended.
   std::pair<torch::Tensor, torch::Tensor> append(int layer, const torch::Tensor& k, const torch::Tensor& v);
   void advance(int64_t n) { length_ += n; }
+  // The whole cache of a layer, [batch, n_kv_heads, capacity, head_dim] (the decode path
+  // writes and reads it in place).
+  const torch::Tensor& keys(int layer) const { return k_[size_t(layer)]; }
+  const torch::Tensor& values(int layer) const { return v_[size_t(layer)]; }
 
  private:
   std::vector<torch::Tensor> k_, v_;
@@ -96,7 +110,10 @@ class Model {
  public:
   ModelConfig config;
   RuntimeOptions options;
-  torch::Tensor tok_embd;  // [vocab, dim]
+  torch::Tensor tok_embd;  // [vocab, dim]; undefined when tok_embd_packed holds a quantized embedding
+  // A quantized token embedding (its rows are dequantized on lookup); a tied head shares it
+  // as output.packed.
+  std::shared_ptr<const kernels::Matrix> tok_embd_packed;
   torch::Tensor pos_embd;  // OPT learned positions [max_pos + 2, dim], else undefined
   std::vector<Block> blocks;
   Norm output_norm;

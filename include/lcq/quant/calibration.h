@@ -18,7 +18,8 @@ struct CalibrationOptions {
 
 // `nsamples` windows of `seqlen` tokens starting at uniformly random offsets (seeded), as
 // [nsamples, seqlen] int64. Throws lcq::Error naming opts.path when the text is shorter than
-// one window or the settings are impossible.
+// one window, has fewer distinct windows (start positions) than nsamples, or the settings
+// are impossible.
 torch::Tensor sample_calibration(const std::vector<int>& tokens, const CalibrationOptions& opts);
 
 }  // namespace lcq::quant

@@ -3,6 +3,7 @@
 
 #include "lcq/model/loader.h"
 #include "lcq/quant/awq.h"
+#include "lcq/quant/embedding.h"
 #include "lcq/quant/flexround.h"
 #include "lcq/quant/gptq.h"
 #include "lcq/quant/lcq.h"
@@ -24,6 +25,7 @@ struct QuantizeOptions {
   GptqOptions gptq;            // --method gptq
   AwqOptions awq;              // --method awq
   FlexRoundOptions flexround;  // --method flexround | lrq
+  EmbeddingOptions embedding;  // the token embedding and output head (--embed-bits, --embed-group)
   double lr_scale = 5e-3;      // lcq: Adam learning rate of S~ and B~
   double lr_codebook = 5e-3;   // ... of V
   double lr = 0;               // omniquant, flexround, lrq: Adam learning rate; 0 = default_lr()
@@ -53,11 +55,13 @@ double default_lr(const std::string& method);
 std::unique_ptr<BlockMethod> make_block_method(const QuantizeOptions& o, const model::Model& model);
 
 struct QuantizeResult {
+  // Every quantized matrix by name: the block linears ("blk.3.attn_q"), and "token_embd" and
+  // (untied) "output" when the embedding is quantized.
   std::map<std::string, CodebookLayer> layers;
   std::vector<BlockReport> blocks;
   double seconds = 0;
-  double bits_per_weight = 0;  // over the quantized linear layers, exact
-  int64_t quantized_weights = 0;
+  double bits_per_weight = 0;  // over the quantized block linears, exact
+  int64_t quantized_weights = 0;  // weights of the block linears
 };
 
 // Quantizes every linear layer of every block of `model` in place. `calib` [N, L] may be

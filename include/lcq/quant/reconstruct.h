@@ -85,6 +85,19 @@ struct ReconstructOptions {
   std::string train_dtype = "auto";
 };
 
+// The closed choices of ReconstructOptions. Each has one name table: the CLI's accepted
+// values (*_names()) and the validation (parse_*(), which throws lcq::Error naming the option
+// and the accepted values) both come from it. Options and files keep the names as strings.
+enum class TrainingLoss { Mse, TokenRelative };        // --loss mse | token-relative
+enum class LrSchedule { Cosine, Constant };            // --schedule cosine | constant
+enum class TrainDtype { Fp32, Bf16, Auto };            // --train-dtype fp32 | bf16 | auto
+const std::vector<std::string>& loss_names();
+const std::vector<std::string>& schedule_names();
+const std::vector<std::string>& train_dtype_names();
+TrainingLoss parse_loss(const std::string& name);
+LrSchedule parse_schedule(const std::string& name);
+TrainDtype parse_train_dtype(const std::string& name);
+
 // "fp32" or "bf16": what `train_dtype` means on this CPU; throws lcq::Error for any value
 // other than fp32, bf16 and auto.
 std::string resolve_train_dtype(const std::string& train_dtype);
@@ -92,6 +105,9 @@ std::string resolve_train_dtype(const std::string& train_dtype);
 struct ReconstructResult {
   std::map<std::string, CodebookLayer> layers;  // every quantized linear, by name
   std::vector<BlockReport> blocks;
+  // The mean square of each input column of the output head on the calibration set (the final
+  // norm's output after the quantized blocks) [dim]: the head's importance matrix.
+  torch::Tensor head_importance;
 };
 
 // Quantizes `model`'s blocks in place (their weights become the dequantized quantized

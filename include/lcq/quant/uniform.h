@@ -30,6 +30,10 @@ UniformGrid minmax_grid(const GroupedWeight& gw, int bits, double shrink = 1.0);
 // Per-group clipping search: the shrink (of `steps` on (min_shrink, 1]) minimising the
 // group's squared quantization error.
 UniformGrid mse_grid(const GroupedWeight& gw, int bits, int steps = 100, double min_shrink = 0.2, double norm = 2.4);
+// The same search with each column's error weighted by `column_weight` [cols] (> 0), e.g. the
+// mean squared activation the column meets (what llama.cpp's importance matrix holds).
+UniformGrid weighted_mse_grid(const GroupedWeight& gw, int bits, const torch::Tensor& column_weight, int steps = 100,
+                              double min_shrink = 0.2, double norm = 2.4);
 
 torch::Tensor quantize_codes(const GroupedWeight& gw, const UniformGrid& grid, int bits);  // [m, G, group]
 torch::Tensor fake_quantize(const GroupedWeight& gw, const UniformGrid& grid, int bits);   // [m, n]
