@@ -8,11 +8,13 @@
 #include "lcq/io/codebook_tensors.h"
 #include "lcq/io/model_source.h"
 #include "lcq/kernels/lut_codebook.h"
+#include "lcq/kernels/matrix.h"
 #include "lcq/kernels/packed_codebook.h"
 #include "lcq/tokenizer/tokenizer.h"
 
 #include <omp.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -90,9 +92,36 @@ inline bool same_layer(const CodebookLayer& a, const CodebookLayer& b) {
          a.v == b.v;
 }
 
-// model::build_model()'s LCQ branch for every linear layer the file stores as a codebook:
-// read and validate the layer, dequantize it, pack it for both kernels and check that the
-// packing gives the layer back exactly, then run one product through each packed form.
+// One LCQ layer as model::build_model() and the runtime use it: read and validate it,
+// dequantize it, pack it for both kernel layouts and check that the packing gives the layer
+// back exactly, then run one product through each packed form and through the runtime's
+// kernels::Matrix of every family that applies.
+inline void use_codebook_layer(const io::ModelSource& src, const std::string& base, int64_t out, int64_t in) {
+  const CodebookLayer layer = io::read_codebook_layer(src, base, out, in);
+  std::vector<float> w(size_t(layer.rows * layer.cols)), x(size_t(layer.cols), 0.5f), y(size_t(layer.rows));
+  layer.dequantize(w.data());
+  const kernels::PackedCodebookMatrix packed = kernels::PackedCodebookMatrix::pack(layer);
+  if (!same_layer(packed.unpack(), layer)) finding(base + ": PackedCodebookMatrix::unpack() differs from the layer");
+  packed.gemv(x.data(), y.data(), kernels::KernelPath::kScalar);
+  packed.gemv(x.data(), y.data(), kernels::KernelPath::kAuto);
+  if (packed.int8_applies()) packed.gemv(x.data(), y.data(), kernels::KernelPath::kInt8Scalar);
+  if (kernels::LutCodebookMatrix::applies(layer)) {
+    const kernels::LutCodebookMatrix lut = kernels::LutCodebookMatrix::pack(layer);
+    if (!same_layer(lut.unpack(), layer)) finding(base + ": LutCodebookMatrix::unpack() differs from the layer");
+    lut.gemv(x.data(), y.data(), kernels::LutPath::kScalar);
+  }
+  for (kernels::KernelChoice choice : {kernels::KernelChoice::kFloat, kernels::KernelChoice::kInt8,
+                                       kernels::KernelChoice::kLut}) {
+    const auto m = kernels::make_codebook_matrix(layer, kernels::choose_family(layer, choice));
+    const auto back = m->codebook();
+    if (!back || !same_layer(*back, layer)) finding(base + ": Matrix::codebook() differs from the layer");
+    m->gemv_units(x.data(), y.data(), 0, m->work_units());
+    m->dequantize_rows(0, std::min<int64_t>(m->rows(), 2), w.data());  // an embedding lookup
+  }
+}
+
+// Every layer the file stores as a codebook, where model::build_model() looks for them: the
+// linear layers of each block, the token embedding and the output head.
 inline void read_codebook_layers(const io::ModelSource& src) {
   const ModelConfig& c = src.config;
   const int64_t D = c.dim, F = c.hidden_dim, Q = int64_t(c.n_heads) * c.head_dim, KV = c.kv_dim();
@@ -101,28 +130,13 @@ inline void read_codebook_layers(const io::ModelSource& src) {
     int64_t out, in;
   } linears[] = {{"attn_q", Q, D},      {"attn_k", KV, D}, {"attn_v", KV, D}, {"attn_output", D, Q},
                  {"ffn_gate", F, D},    {"ffn_up", F, D},  {"ffn_down", D, F}};
-  std::vector<float> w, x, y;
-  for (int l = 0; l < c.n_layers; ++l) {
-    for (const auto& lin : linears) {
-      const std::string base = "blk." + std::to_string(l) + "." + lin.name;
-      if (src.find(base + ".weight") || !io::has_codebook_layer(src, base)) continue;
-      const CodebookLayer layer = io::read_codebook_layer(src, base, lin.out, lin.in);
-      w.resize(size_t(layer.rows * layer.cols));
-      layer.dequantize(w.data());
-      x.assign(size_t(layer.cols), 0.5f);
-      y.resize(size_t(layer.rows));
-      const kernels::PackedCodebookMatrix packed = kernels::PackedCodebookMatrix::pack(layer);
-      if (!same_layer(packed.unpack(), layer)) finding(base + ": PackedCodebookMatrix::unpack() differs from the layer");
-      packed.gemv(x.data(), y.data(), kernels::KernelPath::kScalar);
-      packed.gemv(x.data(), y.data(), kernels::KernelPath::kAuto);
-      if (packed.int8_applies()) packed.gemv(x.data(), y.data(), kernels::KernelPath::kInt8Scalar);
-      if (kernels::LutCodebookMatrix::applies(layer)) {
-        const kernels::LutCodebookMatrix lut = kernels::LutCodebookMatrix::pack(layer);
-        if (!same_layer(lut.unpack(), layer)) finding(base + ": LutCodebookMatrix::unpack() differs from the layer");
-        lut.gemv(x.data(), y.data(), kernels::LutPath::kScalar);
-      }
-    }
-  }
+  auto maybe = [&](const std::string& base, int64_t out, int64_t in) {
+    if (!src.find(base + ".weight") && io::has_codebook_layer(src, base)) use_codebook_layer(src, base, out, in);
+  };
+  maybe("token_embd", c.vocab_size, D);
+  maybe("output", c.vocab_size, D);
+  for (int l = 0; l < c.n_layers; ++l)
+    for (const auto& lin : linears) maybe("blk." + std::to_string(l) + "." + lin.name, lin.out, lin.in);
 }
 
 inline std::shared_ptr<const MappedFile> bytes_as_file(const std::string& name, const uint8_t* data, size_t size) {

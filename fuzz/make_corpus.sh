@@ -29,6 +29,8 @@ tiny="$tmp/gguf/llama-f32.gguf"
 q() { "$build/src/lcq" quantize "$tiny" --threads 1 "$@" >/dev/null 2>&1 || { echo "make_corpus.sh: lcq quantize $* failed" >&2; exit 1; }; }
 q -o "$tmp/codebook/rtn-b2-g16.gguf" --method rtn --bits 2 --group 16           # the LUT kernel's layout too
 q -o "$tmp/codebook/rtn-b4-g8-dq.gguf" --method rtn --bits 4 --group 8 --dq-bits 6 --dq-group 4
+q -o "$tmp/codebook/rtn-b3-g16-embed4.gguf" --method rtn --bits 3 --group 16 --embed-bits 4 --embed-group 16 \
+  --calib "$shared/data/tinystories/tinystories_val.txt" --nsamples 4 --seqlen 32   # quantized embedding and head
 q -o "$tmp/codebook/lcq-b3-g16-r2-dq.gguf" --method lcq --bits 3 --group 16 --rank 2 --dq-bits 4 --dq-group 4 \
   --calib "$shared/data/tinystories/tinystories_val.txt" --nsamples 4 --seqlen 32 --epochs 1 --seed 1
 q -o "$tmp/codebook/lcq-b2-g32-r3.gguf" --method lcq --bits 2 --group 32 --rank 3 \
