@@ -5,7 +5,7 @@
 # is saved in build-fuzz/findings/. docs/fuzzing.md explains the targets and the output.
 #
 #   scripts/fuzz.sh [--smoke | --time SECONDS] [--jobs N] [TARGET...]
-#     --smoke        45 s per target, from the seeds alone (what CI runs)
+#     --smoke        30 s per target, from the seeds alone (what CI runs)
 #     --time S       S seconds per target (default 600), growing build-fuzz/corpus/TARGET
 #     --jobs N       build jobs (default 2)
 #     TARGET         gguf codebook llama2c safetensors hf_model tokenizer_bin tokenizer_json
@@ -19,7 +19,7 @@ jobs=2
 targets=()
 while [ $# -gt 0 ]; do
   case "$1" in
-    --smoke) smoke=1; seconds=45 ;;
+    --smoke) smoke=1; seconds=30 ;;
     --time) seconds=${2:?--time needs seconds}; shift ;;
     --jobs) jobs=${2:?--jobs needs a number}; shift ;;
     -h|--help) sed -n '2,14p' "$0"; exit 0 ;;

@@ -1,0 +1,73 @@
+// What the fuzzers found (docs/fuzzing.md), one test per finding: the smallest file with the
+// problem, built here, and the one clear error line naming the file that lcq now gives.
+#include "gguf_test_helpers.h"
+#include "lcq/core/half.h"
+#include "lcq/io/codebook_tensors.h"
+#include "lcq/io/model_source.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <deque>
+#include <limits>
+
+namespace lcq::test {
+namespace {
+
+// A 2-bit, rank-one codebook layer [rows x cols] with groups of 8, S = 1, B = 0 and V = v.
+CodebookLayer small_layer(int64_t rows, int64_t cols, const std::vector<float>& v, float s = 1.0f) {
+  CodebookLayer l;
+  l.rows = rows, l.cols = cols, l.bits = 2, l.group = 8, l.rank = 1, l.dq_bits = 0;
+  l.indices.assign(size_t(rows * cols), 0);
+  for (size_t i = 0; i < l.indices.size(); ++i) l.indices[i] = uint8_t(i % 4);
+  l.s_f32.assign(size_t(l.n_groups()), s);
+  l.b_f32.assign(size_t(l.n_groups()), 0.0f);
+  for (float x : v) l.v.push_back(f32_to_f16(x));
+  return l;
+}
+
+// The tiny llama model with blk.0.attn_q stored as `layer` (written without the checks
+// CodebookLayer::validate() makes, as a stranger's file would be).
+std::string model_with_codebook_layer(const std::string& dir, const CodebookLayer& layer) {
+  const TinyModel m = tiny_model("llama");
+  std::vector<WriteTensor> tensors;
+  for (const WriteTensor& t : m.tensors(DType::F32))
+    if (t.name != "blk.0.attn_q.weight") tensors.push_back(t);
+  std::deque<std::vector<uint8_t>> storage;
+  io::add_codebook_tensors("blk.0.attn_q", layer, tensors, storage);
+  WriteOptions opts;
+  opts.extra_metadata = io::codebook_metadata(layer);
+  const std::string path = dir + "/codebook.gguf";
+  write_gguf_model(path, m.c, tensors, m.vocab, opts);
+  return path;
+}
+
+// fuzz_codebook: a NaN in V passed the checks, every weight of the layer was NaN, and the LUT
+// kernel rounded NaN to int8 (undefined behaviour). Infinities, and finite values whose
+// products overflow, did the same.
+TEST(FuzzFindings, CodebookWithNonFiniteEntries) {
+  const std::string dir = scratch_dir();
+  const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+  const TinyModel m = tiny_model("llama");
+  const int64_t q_rows = int64_t(m.c.n_heads) * m.c.head_dim, cols = m.c.dim;
+  {  // the valid layer loads (the file is right apart from the value)
+    const std::string path = model_with_codebook_layer(dir, small_layer(q_rows, cols, {-1, 0, 0.5f, 1}));
+    const io::ModelSource src = io::load_model_source(path);
+    EXPECT_NO_THROW(io::read_codebook_layer(src, "blk.0.attn_q", q_rows, cols));
+  }
+  struct Case {
+    std::vector<float> v;
+    float s;
+    std::string value;
+  };
+  for (const Case& c : {Case{{-1, nan, 0.5f, 1}, 1.0f, "nan"}, Case{{-1, 0, inf, 1}, 1.0f, "inf"},
+                        Case{{-1, 0, 0.5f, 60000.0f}, 1e35f, "inf"}}) {
+    const std::string path = model_with_codebook_layer(dir, small_layer(q_rows, cols, c.v, c.s));
+    const io::ModelSource src = io::load_model_source(path);
+    expect_error([&] { io::read_codebook_layer(src, "blk.0.attn_q", q_rows, cols); },
+                 {path, "layer 'blk.0.attn_q'", "codebook entry", c.value});
+  }
+}
+
+}  // namespace
+}  // namespace lcq::test
