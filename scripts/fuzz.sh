@@ -4,16 +4,19 @@
 # each target in turn on one core, niced. Exits 1 when any target finds something: the input
 # is saved in build-fuzz/findings/. docs/fuzzing.md explains the targets and the output.
 #
-#   scripts/fuzz.sh [--smoke | --time SECONDS] [--jobs N] [TARGET...]
+#   scripts/fuzz.sh [--smoke | --time SECONDS] [--timeout SECONDS] [--jobs N] [TARGET...]
 #     --smoke        30 s per target, from the seeds alone (what CI runs)
 #     --time S       S seconds per target (default 600), growing build-fuzz/corpus/TARGET
 #     --jobs N       build jobs (default 2)
+#     --timeout S    seconds one input may take before it counts as a hang (default 30; the
+#                    clock is wall time, so raise it on a machine whose jobs get paused)
 #     TARGET         gguf codebook llama2c safetensors hf_model tokenizer_bin tokenizer_json
 #                    spm_proto zeroshot_tasks (default: all)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 all_targets=(gguf codebook llama2c safetensors hf_model tokenizer_bin tokenizer_json spm_proto zeroshot_tasks)
 seconds=600
+timeout=30
 smoke=0
 jobs=2
 targets=()
@@ -22,7 +25,8 @@ while [ $# -gt 0 ]; do
     --smoke) smoke=1; seconds=30 ;;
     --time) seconds=${2:?--time needs seconds}; shift ;;
     --jobs) jobs=${2:?--jobs needs a number}; shift ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    --timeout) timeout=${2:?--timeout needs seconds}; shift ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
     -*) echo "scripts/fuzz.sh: unknown option $1" >&2; exit 2 ;;
     *) targets+=("$1") ;;
   esac
@@ -62,15 +66,17 @@ for t in "${targets[@]}"; do
   echo "== fuzz_$t: $seconds s"
   # One process on one core (libFuzzer's default: no -jobs/-workers); the limits make a slow
   # input (hang), a large allocation or a growing heap a finding rather than a stall.
+  # TIMEFORMAT: the CPU seconds the target had (less than the wall time on a busy machine).
   set +e
-  nice -n 10 "$dir/fuzz/fuzz_$t" "$corpus" "$dir/seeds/$t" ${dict:+-dict="$dict"} \
-    -max_total_time="$seconds" -max_len=65536 -timeout=30 -rss_limit_mb=2048 -malloc_limit_mb=1024 \
-    -print_final_stats=1 -artifact_prefix="$dir/findings/$t-" >"$log" 2>&1
+  TIMEFORMAT="cpu %U+%S s, wall %R s"
+  { time nice -n 10 "$dir/fuzz/fuzz_$t" "$corpus" "$dir/seeds/$t" ${dict:+-dict="$dict"} \
+      -max_total_time="$seconds" -max_len=65536 -timeout="$timeout" -rss_limit_mb=2048 -malloc_limit_mb=1024 \
+      -print_final_stats=1 -artifact_prefix="$dir/findings/$t-" >"$log" 2>&1; } 2>"$dir/logs/$t.time"
   rc=$?
   set -e
   stats=$(grep -E '^#[0-9]+' "$log" | tail -n 1 | sed -E 's/^#([0-9]+)\s+\S+\s+/\1 /')
   runs=$(sed -n 's/^stat::number_of_executed_units: //p' "$log")
-  line="$t: ${runs:-?} runs, last status: #${stats:-?}"
+  line="$t: ${runs:-?} runs, $(cat "$dir/logs/$t.time"), last status: #${stats:-?}"
   summary+=("$line")
   if [ "$rc" -ne 0 ]; then
     failed+=("$t")
