@@ -4,12 +4,14 @@
 # each target in turn on one core, niced. Exits 1 when any target finds something: the input
 # is saved in build-fuzz/findings/. docs/fuzzing.md explains the targets and the output.
 #
-#   scripts/fuzz.sh [--smoke | --time SECONDS] [--timeout SECONDS] [--jobs N] [TARGET...]
+#   scripts/fuzz.sh [--smoke | --time SECONDS [--cpu]] [--timeout SECONDS] [--jobs N] [TARGET...]
 #     --smoke        30 s per target, from the seeds alone (what CI runs)
 #     --time S       S seconds per target (default 600), growing build-fuzz/corpus/TARGET
 #     --jobs N       build jobs (default 2)
 #     --timeout S    seconds one input may take before it counts as a hang (default 30; the
 #                    clock is wall time, so raise it on a machine whose jobs get paused)
+#     --cpu          count --time in CPU seconds of the target, not wall time: on a machine
+#                    where other work pauses jobs (SIGSTOP), each target still gets its time
 #     TARGET         gguf codebook llama2c safetensors hf_model tokenizer_bin tokenizer_json
 #                    spm_proto zeroshot_tasks (default: all)
 set -euo pipefail
@@ -17,6 +19,7 @@ cd "$(dirname "$0")/.."
 all_targets=(gguf codebook llama2c safetensors hf_model tokenizer_bin tokenizer_json spm_proto zeroshot_tasks)
 seconds=600
 timeout=30
+cpu=0
 smoke=0
 jobs=2
 targets=()
@@ -26,7 +29,8 @@ while [ $# -gt 0 ]; do
     --time) seconds=${2:?--time needs seconds}; shift ;;
     --jobs) jobs=${2:?--jobs needs a number}; shift ;;
     --timeout) timeout=${2:?--timeout needs seconds}; shift ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    --cpu) cpu=1 ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
     -*) echo "scripts/fuzz.sh: unknown option $1" >&2; exit 2 ;;
     *) targets+=("$1") ;;
   esac
@@ -67,11 +71,27 @@ for t in "${targets[@]}"; do
   # One process on one core (libFuzzer's default: no -jobs/-workers); the limits make a slow
   # input (hang), a large allocation or a growing heap a finding rather than a stall.
   # TIMEFORMAT: the CPU seconds the target had (less than the wall time on a busy machine).
+  # With --cpu libFuzzer gets no time limit; it is interrupted (SIGINT: it prints its final
+  # statistics and exits with -interrupt_exitcode) once it has used $seconds CPU seconds.
+  limit=$seconds
+  [ "$cpu" = 1 ] && limit=$((seconds * 1000))
   set +e
   TIMEFORMAT="cpu %U+%S s, wall %R s"
-  { time nice -n 10 "$dir/fuzz/fuzz_$t" "$corpus" "$dir/seeds/$t" ${dict:+-dict="$dict"} \
-      -max_total_time="$seconds" -max_len=65536 -timeout="$timeout" -rss_limit_mb=2048 -malloc_limit_mb=1024 \
-      -print_final_stats=1 -artifact_prefix="$dir/findings/$t-" >"$log" 2>&1; } 2>"$dir/logs/$t.time"
+  { time {
+      nice -n 10 "$dir/fuzz/fuzz_$t" "$corpus" "$dir/seeds/$t" ${dict:+-dict="$dict"} \
+        -max_total_time="$limit" -max_len=65536 -timeout="$timeout" -rss_limit_mb=2048 -malloc_limit_mb=1024 \
+        -print_final_stats=1 -interrupt_exitcode=0 -artifact_prefix="$dir/findings/$t-" >"$log" 2>&1 &
+      pid=$!
+      if [ "$cpu" = 1 ]; then
+        tick=$(getconf CLK_TCK)
+        while kill -0 "$pid" 2>/dev/null; do
+          used=$(awk -v t="$tick" '{ print int(($14 + $15) / t) }' "/proc/$pid/stat" 2>/dev/null || echo 0)
+          [ "${used:-0}" -ge "$seconds" ] && { kill -INT "$pid"; break; }
+          sleep 2
+        done
+      fi
+      wait "$pid"
+    }; } 2>"$dir/logs/$t.time"
   rc=$?
   set -e
   stats=$(grep -E '^#[0-9]+' "$log" | tail -n 1 | sed -E 's/^#([0-9]+)\s+\S+\s+/\1 /')
