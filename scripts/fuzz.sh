@@ -72,7 +72,7 @@ for t in "${targets[@]}"; do
   # input (hang), a large allocation or a growing heap a finding rather than a stall.
   # TIMEFORMAT: the CPU seconds the target had (less than the wall time on a busy machine).
   # With --cpu libFuzzer gets no time limit; it is interrupted (SIGINT: it prints its final
-  # statistics and exits with -interrupt_exitcode) once it has used $seconds CPU seconds.
+  # statistics and exits) once it has used $seconds CPU seconds.
   limit=$seconds
   [ "$cpu" = 1 ] && limit=$((seconds * 1000))
   set +e
@@ -80,7 +80,7 @@ for t in "${targets[@]}"; do
   { time {
       nice -n 10 "$dir/fuzz/fuzz_$t" "$corpus" "$dir/seeds/$t" ${dict:+-dict="$dict"} \
         -max_total_time="$limit" -max_len=65536 -timeout="$timeout" -rss_limit_mb=2048 -malloc_limit_mb=1024 \
-        -print_final_stats=1 -interrupt_exitcode=0 -artifact_prefix="$dir/findings/$t-" >"$log" 2>&1 &
+        -print_final_stats=1 -artifact_prefix="$dir/findings/$t-" >"$log" 2>&1 &
       pid=$!
       if [ "$cpu" = 1 ]; then
         tick=$(getconf CLK_TCK)
@@ -94,6 +94,8 @@ for t in "${targets[@]}"; do
     }; } 2>"$dir/logs/$t.time"
   rc=$?
   set -e
+  # clang 14's libFuzzer exits 72 when interrupted, whatever -interrupt_exitcode says.
+  [ "$cpu" = 1 ] && [ "$rc" = 72 ] && grep -q 'libFuzzer: run interrupted' "$log" && rc=0
   stats=$(grep -E '^#[0-9]+' "$log" | tail -n 1 | sed -E 's/^#([0-9]+)\s+\S+\s+/\1 /')
   runs=$(sed -n 's/^stat::number_of_executed_units: //p' "$log")
   line="$t: ${runs:-?} runs, $(cat "$dir/logs/$t.time"), last status: #${stats:-?}"
