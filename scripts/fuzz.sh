@@ -103,7 +103,7 @@ for t in "${targets[@]}"; do
   if [ "$rc" -ne 0 ]; then
     failed+=("$t")
     echo "fuzz_$t FOUND SOMETHING (exit $rc); log: $log" >&2
-    grep -E 'ERROR|lcq fuzz finding|runtime error|Test unit written|SUMMARY' "$log" | head -n 20 >&2
+    grep -E 'ERROR|lcq fuzz finding|runtime error|Test unit written|SUMMARY' "$log" | head -n 20 >&2 || true
   fi
 done
 echo "== summary (${seconds}s per target)"
