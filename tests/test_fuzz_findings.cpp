@@ -4,6 +4,7 @@
 #include "lcq/core/half.h"
 #include "lcq/io/codebook_tensors.h"
 #include "lcq/io/model_source.h"
+#include "lcq/io/safetensors.h"
 
 #include <gtest/gtest.h>
 
@@ -67,6 +68,37 @@ TEST(FuzzFindings, CodebookWithNonFiniteEntries) {
     expect_error([&] { io::read_codebook_layer(src, "blk.0.attn_q", q_rows, cols); },
                  {path, "layer 'blk.0.attn_q'", "codebook entry", c.value});
   }
+}
+
+// fuzz_safetensors: a tensor name holding a newline was quoted as it was, so the error about
+// the tensor spanned two lines. Names, dtypes and keys from a file are now quoted printably
+// (also in the GGUF and Hugging Face loaders).
+TEST(FuzzFindings, FileStringsInErrorsStayOnOneLine) {
+  const std::string dir = scratch_dir();
+  const std::string header = R"({"a\nb":{"dtype":"F32","shape":[2],"data_offsets":[0,64]}})";
+  std::string bytes(8, '\0');
+  const uint64_t n = header.size();
+  std::memcpy(&bytes[0], &n, 8);
+  bytes += header + std::string(8, '\0');
+  const std::string path = dir + "/newline.safetensors";
+  write_bytes(path, bytes);
+  expect_error([&] { io::read_safetensors(path); }, {path, "tensor 'a\\x0ab'", "outside the data buffer"});
+
+  // The same name in a valid file reaches the Hugging Face loader's check of tensor names.
+  const TinyModel m = tiny_model("llama");
+  write_hf_model(dir + "/hf", m.c, m.tensors(DType::F32), m.vocab);
+  const float zeros[2] = {0, 0};
+  write_safetensors(dir + "/hf/model.safetensors", {{"a\nb", {2}, DType::F32, zeros, nullptr}}, {});
+  expect_error([&] { io::load_model_source(dir + "/hf"); }, {dir + "/hf", "a\\x0ab"});
+
+  // A GGUF architecture name with a newline.
+  write_gguf_model(dir + "/tiny.gguf", m.c, m.tensors(DType::F32), m.vocab);
+  std::string gguf = read_bytes(dir + "/tiny.gguf");
+  const size_t at = after(gguf, "general.architecture");
+  ASSERT_NE(gguf.find("llama", at), std::string::npos);
+  gguf[gguf.find("llama", at) + 2] = '\n';  // "ll\nma"
+  const std::string gpath = write_new(dir, gguf);
+  expect_error([&] { io::load_model_source(gpath); }, {gpath, "unsupported architecture 'll\\x0ama'"});
 }
 
 }  // namespace
