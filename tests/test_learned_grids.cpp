@@ -37,6 +37,13 @@ torch::Tensor dequantized(const CodebookLayer& l) {
   return w;
 }
 
+// Every group's codebook [groups, K], in the layer's own arithmetic.
+torch::Tensor dequantized_codebooks(const CodebookLayer& l) {
+  auto c = torch::empty({l.n_groups(), l.levels()}, torch::kFloat32);
+  for (int64_t k = 0; k < l.n_groups(); ++k) l.codebook(k, c.data_ptr<float>() + k * l.levels());
+  return c;
+}
+
 }  // namespace
 
 // S2 = 0 and s1 = s0: the first step trains from exactly the RTN weights.
@@ -164,10 +171,45 @@ TEST(Stories260K, LcqStartsFromAFlexRoundFileAndImprovesOnIt) {
   std::printf("stories260K W3 g32: flexround %.3f, lcq r2 --init-from it %.3f\n", ppl_fr, ppl);
   EXPECT_LT(ppl, ppl_fr);
 
+  // --init-codes nearest: the file gives the grid only, and LCQ quantizes the model's own
+  // full-precision weights (not the file's rounded ones): untrained at rank 1, the codes are
+  // the nearest entries of the ORIGINAL weights on the file's grid, which FlexRound's learned
+  // rounding is not.
+  o.lcq.rank = 1;
+  o.engine.epochs = 0;
+  o.lcq.start_codes = "nearest";
+  model::LoadedModel near = load_stories();
+  const quant::QuantizeResult nq = quant::quantize_model(near.model, calib, o);
+  ASSERT_EQ(nq.layers.size(), fq.layers.size());
+  int64_t moved = 0, total = 0;
+  for (size_t l = 0; l < fp.model.blocks.size(); ++l) {
+    for (const auto& [short_name, lin] : fp.model.blocks[l].linears()) {
+      const std::string name = "blk." + std::to_string(l) + "." + short_name;
+      const CodebookLayer& got = nq.layers.at(name);
+      const CodebookLayer& file = fq.layers.at(name);
+      // The grid is the file's (S and B double-quantized once more).
+      const torch::Tensor cg = dequantized_codebooks(got), cf = dequantized_codebooks(file);
+      EXPECT_LT((cg - cf).abs().sum().item<double>(), 1e-2 * cf.abs().sum().item<double>()) << name;
+      // The codes are the nearest entries of the model's original weights on that grid.
+      CodebookLayer expect = got;
+      const torch::Tensor W = lin->weight.to(torch::kFloat32).contiguous();
+      quant::assign_nearest(expect, W.data_ptr<float>());
+      EXPECT_EQ(got.indices, expect.indices) << name;
+      for (size_t i = 0; i < got.indices.size(); ++i) moved += got.indices[i] != file.indices[i];
+      total += int64_t(got.indices.size());
+    }
+  }
+  EXPECT_GT(moved, total / 100) << "FlexRound's codes differ from the nearest rounding of the original weights";
+
   // A start of other bits, a start for another method, two starts at once: one error line
   // naming the problem, before any work, and no output file.
   const std::string base = "quantize " + test::stories_bin() + " --tokenizer " + test::stories_tok() + " -o " + dir +
                            "/x.gguf --group 32 --calib " + test::tinystories() + " --nsamples 4 --seqlen 64 --quiet";
+  const std::string awq = dir + "/awq.gguf";
+  const auto made = test::run_lcq("quantize " + test::stories_bin() + " --tokenizer " + test::stories_tok() + " -o " +
+                                  awq + " --method awq --bits 3 --group 32 --calib " + test::tinystories() +
+                                  " --nsamples 4 --seqlen 64 --quiet");
+  ASSERT_EQ(made.exit_code, 0) << made.err;
   const struct {
     std::string args, message;
   } bad[] = {
@@ -175,6 +217,10 @@ TEST(Stories260K, LcqStartsFromAFlexRoundFileAndImprovesOnIt) {
       {" --method flexround --bits 3 --init-from " + start, "--init-from starts LCQ from a file: it needs --method lcq"},
       {" --method lcq --bits 3 --init gptq --init-from " + start, "--init-from and --init gptq both name"},
       {" --method lcq --bits 3 --init-from " + test::stories_bin(), "is not a quantized layer"},
+      // nearest assigns the model's weights to the file's grid: both must be in one basis.
+      {" --method lcq --bits 3 --init-codes nearest --smoothquant 0.5 --init-from " + start,
+       "the norms of blk.0 differ from the model's"},
+      {" --method lcq --bits 3 --init-codes nearest --init-from " + awq, "this AWQ file folded scales"},
   };
   for (const auto& b : bad) {
     const auto r = test::run_lcq(base + b.args);

@@ -31,6 +31,7 @@ struct QuantizeArgs {
   quant::QuantizeOptions q;
   bool seqlen_given = false, epochs_given = false;
   double smoothquant = 0;  // alpha; 0 = off
+  std::string codebook_grad;  // empty: LcqOptions' default
   bool resume = false;
   std::string offload, max_memory;
 };
@@ -99,6 +100,11 @@ void register_quantize(CLI::App& app) {
                   "lcq with --init gptq|awq or --init-from: keep (train the codebook on the start's codes, stored as they are)\n"
                   "or nearest (re-assign every weight to its nearest entry, as plain LCQ)")
       ->check(CLI::IsMember({"keep", "nearest"}));
+  cmd->add_option("--codebook-grad", a->codebook_grad,
+                  "lcq: gradient through the nearest-entry assignment: gather (each entry gets the gradients of the\n"
+                  "weights assigned to it) or ste (plus a straight-through term for the rounding, as LSQ's; default: " +
+                      quant::to_string(quant::LcqOptions().gradient) + ")")
+      ->check(CLI::IsMember(quant::codebook_gradient_names()));
   cmd->add_option("--epochs", a->q.engine.epochs,
                   "Passes over the calibration set per block (default: the method's paper: lcq 10, omniquant 20 "
                   "(40 below 3 bits), flexround and lrq 20)")
@@ -196,6 +202,7 @@ void register_quantize(CLI::App& app) {
   cmd->callback([opts, a] {
     // Everything that can be checked without the model is checked before any work.
     a->q.engine.seed = a->c.seed;
+    if (!a->codebook_grad.empty()) a->q.lcq.gradient = quant::parse_codebook_gradient(a->codebook_grad);
     a->q.embedding.dq_bits = a->q.lcq.dq_bits;  // the embedding's group parameters are stored like the layers'
     a->q.embedding.dq_group = a->q.lcq.dq_group;
     if (!a->epochs_given) a->q.engine.epochs = quant::default_epochs(a->q.method, a->q.lcq.bits);
@@ -273,6 +280,7 @@ void register_quantize(CLI::App& app) {
                                {"seqlen", !calib_text.empty() ? a->c.seqlen : 0}, {"seed", a->c.seed}};
     if (a->q.method == "lcq" && (a->q.lcq.init == "gptq" || a->q.lcq.init == "awq" || !a->q.init_from.empty()))
       settings["init_codes"] = a->q.lcq.start_codes;
+    if (a->q.method == "lcq") settings["codebook_grad"] = quant::to_string(a->q.lcq.gradient);
     if (!a->q.init_from.empty()) settings["init"] = "file:" + std::filesystem::path(a->q.init_from).filename().string();
     if (trained && rank_one)  // omniquant, flexround, lrq: their Adam learning rate
       settings["lr"] = a->q.lr > 0 ? a->q.lr : quant::default_lr(a->q.method);

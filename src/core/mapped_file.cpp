@@ -34,8 +34,20 @@ std::shared_ptr<const MappedFile> MappedFile::open(const std::string& path) {
   return f;
 }
 
+std::shared_ptr<const MappedFile> MappedFile::from_bytes(const std::string& path, const void* data, size_t size) {
+  std::shared_ptr<MappedFile> f(new MappedFile());
+  f->path_ = path;
+  f->size_ = size;
+  if (size > 0) {
+    f->copy_.reset(new uint8_t[size]);
+    std::memcpy(f->copy_.get(), data, size);
+    f->data_ = f->copy_.get();
+  }
+  return f;
+}
+
 MappedFile::~MappedFile() {
-  if (data_) munmap(const_cast<uint8_t*>(data_), size_);
+  if (data_ && !copy_) munmap(const_cast<uint8_t*>(data_), size_);
 }
 
 void ByteReader::seek(size_t pos) {

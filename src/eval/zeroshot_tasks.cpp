@@ -3,7 +3,7 @@
 // "FILE:LINE: problem".
 #include "lcq/core/atomic_file.h"
 #include "lcq/core/error.h"
-#include "lcq/eval/zeroshot.h"
+#include "lcq/eval/zeroshot_tasks.h"
 
 #include <nlohmann/json.hpp>
 
@@ -135,12 +135,11 @@ Example make_example(const TaskSpec& spec, const Row& row) {
   return ex;
 }
 
-// Calls fn(line_number, json) for every non-blank line until fn returns false.
+// Calls fn(line_number, json) for every non-blank line of `text` (the contents of `file`)
+// until fn returns false.
 template <typename Fn>
-void for_each_row(const std::string& file, Fn fn) {
-  // Read whole (bounded, and refusing devices such as /dev/zero, whose one endless line would
-  // fill the memory).
-  std::istringstream in(read_file(file));
+void for_each_row(const std::string& file, const std::string& contents, Fn fn) {
+  std::istringstream in(contents);
   std::string text;
   for (int64_t line = 1; std::getline(in, text); ++line) {
     if (!text.empty() && text.back() == '\r') text.pop_back();
@@ -159,13 +158,21 @@ void for_each_row(const std::string& file, Fn fn) {
   }
 }
 
-TaskSpec detect_shape(const std::string& path) {
+std::string trim(const std::string& s) {
+  const auto b = s.find_first_not_of(" \t");
+  if (b == std::string::npos) return "";
+  return s.substr(b, s.find_last_not_of(" \t") - b + 1);
+}
+
+}  // namespace
+
+TaskSpec detect_task(const std::string& path, const std::string& text) {
   namespace fs = std::filesystem;
   TaskSpec spec;
   spec.name = fs::path(path).stem().string();
   spec.file = path;
   bool found = false;
-  for_each_row(path, [&](int64_t line, const nlohmann::json& j) {
+  for_each_row(path, text, [&](int64_t line, const nlohmann::json& j) {
     if (j.contains("choices")) {
       spec.shape = TaskShape::MultipleChoice;
     } else if (j.contains("context_options")) {
@@ -184,14 +191,6 @@ TaskSpec detect_shape(const std::string& path) {
   return spec;
 }
 
-std::string trim(const std::string& s) {
-  const auto b = s.find_first_not_of(" \t");
-  if (b == std::string::npos) return "";
-  return s.substr(b, s.find_last_not_of(" \t") - b + 1);
-}
-
-}  // namespace
-
 std::vector<TaskSpec> resolve_tasks(const std::string& list, const std::string& data_dir) {
   namespace fs = std::filesystem;
   std::vector<TaskSpec> out;
@@ -208,7 +207,7 @@ std::vector<TaskSpec> resolve_tasks(const std::string& list, const std::string& 
     const bool is_path = item.find('/') != std::string::npos ||
                          (item.size() > 6 && item.compare(item.size() - 6, 6, ".jsonl") == 0);
     if (is_path) {
-      add(detect_shape(item));
+      add(detect_task(item, read_file(item)));  // read whole: bounded, devices refused
       continue;
     }
     bool known = false;
@@ -230,9 +229,15 @@ std::vector<TaskSpec> resolve_tasks(const std::string& list, const std::string& 
 }
 
 Task load_task(const TaskSpec& spec, int64_t limit) {
+  // Read whole (bounded, and refusing devices such as /dev/zero, whose one endless line would
+  // fill the memory).
+  return read_task(spec, read_file(spec.file), limit);
+}
+
+Task read_task(const TaskSpec& spec, const std::string& text, int64_t limit) {
   Task task;
   task.spec = spec;
-  for_each_row(spec.file, [&](int64_t line, const nlohmann::json& j) {
+  for_each_row(spec.file, text, [&](int64_t line, const nlohmann::json& j) {
     task.examples.push_back(make_example(spec, Row{spec.file, line, j}));
     return limit <= 0 || int64_t(task.examples.size()) < limit;
   });

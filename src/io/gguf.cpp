@@ -7,6 +7,7 @@
 
 #include "lcq/core/atomic_file.h"
 #include "lcq/core/error.h"
+#include "lcq/core/printable.h"
 
 #include <algorithm>
 #include <cmath>
@@ -66,18 +67,6 @@ bool is_gguf_dtype(uint32_t t) {
     default:
       return false;
   }
-}
-
-// Names from a corrupt file may hold anything; keep error messages one printable line.
-std::string printable(std::string_view s) {
-  std::string out;
-  for (size_t i = 0; i < s.size() && out.size() < 80; ++i) {
-    const unsigned char c = static_cast<unsigned char>(s[i]);
-    if (c >= 0x20 && c < 0x7f) out += char(c);
-    else out += fmt::format("\\x{:02x}", c);
-  }
-  if (out.size() >= 80) out += "...";
-  return out;
 }
 
 // Replaces invalid UTF-8 sequences with U+FFFD so nlohmann::json can dump the string.

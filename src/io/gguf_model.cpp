@@ -6,6 +6,7 @@
 
 #include "lcq/core/error.h"
 #include "lcq/core/half.h"
+#include "lcq/core/printable.h"
 #include "lcq/io/gguf.h"
 #include "lcq/io/writers.h"
 
@@ -91,7 +92,7 @@ void read_rope_scaling(const GgufFile& f, const std::string& p, RopeScaling& rs)
     rs.original_max_position = get_int(f, p + "rope.scaling.original_context_length", rs.original_max_position);
   }
   if (rs.type != "none" && rs.type != "linear" && rs.type != "llama3")
-    fail("{}: unsupported rope scaling type '{}'", f.path(), rs.type);
+    fail("{}: unsupported rope scaling type '{}'", f.path(), printable(rs.type));
   if (rs.type == "none") rs.factor = 1.0f;
 }
 
@@ -171,10 +172,10 @@ tokenizer::Vocab read_vocab(const GgufFile& f) {
   const std::string model = f.get_string("tokenizer.ggml.model", "none");
   if (model == "none" || model.empty()) return v;
   bool sentencepiece = model == "llama";
-  if (!sentencepiece && model != "gpt2") fail("{}: unsupported tokenizer model '{}'", f.path(), model);
+  if (!sentencepiece && model != "gpt2") fail("{}: unsupported tokenizer model '{}'", f.path(), printable(model));
   v.kind = sentencepiece ? VocabKind::SentencePiece : VocabKind::ByteLevelBPE;
   v.tokens = f.get_string_array("tokenizer.ggml.tokens");
-  if (v.tokens.empty()) fail("{}: tokenizer '{}' has no tokens (tokenizer.ggml.tokens)", f.path(), model);
+  if (v.tokens.empty()) fail("{}: tokenizer '{}' has no tokens (tokenizer.ggml.tokens)", f.path(), printable(model));
   const size_t n = v.tokens.size();
   v.scores = f.get_f32_array("tokenizer.ggml.scores");
   v.types = f.get_i32_array("tokenizer.ggml.token_type");
@@ -213,14 +214,15 @@ void permute_qk_to_rotate_half(const float* src, float* dst, int n_heads, int64_
                size_t(row_len) * sizeof(float), false);
 }
 
-ModelSource load_gguf_model(const std::string& path, const LoadOptions& opts) {
-  const GgufFile f(path);
+ModelSource load_gguf_model(std::shared_ptr<const MappedFile> file, const LoadOptions& opts) {
+  const GgufFile f(std::move(file));
+  const std::string& path = f.path();
   const std::string arch = f.get_string("general.architecture");
   GgufArch kind;
   if (arch == "llama") kind = GgufArch::Llama;
   else if (arch == "qwen2") kind = GgufArch::Qwen2;
   else if (arch == "opt") kind = GgufArch::OPT;
-  else fail("{}: unsupported architecture '{}'", path, arch);
+  else fail("{}: unsupported architecture '{}'", path, printable(arch));
 
   ModelSource src;
   src.path = path;
@@ -403,7 +405,7 @@ void write_gguf_model(const std::string& path, const ModelConfig& config, const 
   std::vector<std::vector<uint8_t>> buffers;  // converted / permuted copies, alive until write()
   buffers.reserve(tensors.size() * 2);
   for (const WriteTensor& t : tensors) {
-    const std::string where = fmt::format("{}: tensor '{}'", path, t.name);
+    const std::string where = fmt::format("{}: tensor '{}'", path, printable(t.name));
     int64_t numel = 1;
     for (int64_t d : t.shape) {
       LCQ_CHECK(d >= 0 && (d == 0 || numel <= INT64_MAX / d), "{}: invalid shape {}", where, shape_str(t.shape));

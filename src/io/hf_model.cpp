@@ -6,6 +6,7 @@
 #include "hf_json.h"
 #include "hf_names.h"
 #include "lcq/core/error.h"
+#include "lcq/core/printable.h"
 #include "lcq/io/safetensors.h"
 
 #include <filesystem>
@@ -39,7 +40,7 @@ RopeScaling parse_rope_scaling(const json& cfg, const std::string& where) {
     rs.high_freq_factor = json_float(r, "high_freq_factor", where, 4.0f);
     rs.original_max_position = json_int(r, "original_max_position_embeddings", where, 8192);
   } else {
-    fail("{}: unsupported rope_scaling type '{}' (supported: linear, llama3)", where, type);
+    fail("{}: unsupported rope_scaling type '{}' (supported: linear, llama3)", where, printable(type));
   }
   return rs;
 }
@@ -62,7 +63,7 @@ ModelConfig parse_llama_config(const json& cfg, const std::string& type, const s
   c.rope_scaling = parse_rope_scaling(cfg, where);
   c.tie_embeddings = json_bool(cfg, "tie_word_embeddings", where, false);
   const std::string act = json_string(cfg, "hidden_act", where, "silu");
-  LCQ_CHECK(act == "silu", "{}: unsupported hidden_act '{}' (only silu)", where, act);
+  LCQ_CHECK(act == "silu", "{}: unsupported hidden_act '{}' (only silu)", where, printable(act));
   c.activation = "silu";
   if (type == "qwen2") {
     c.attn_qkv_bias = true;  // Qwen2 always has q/k/v biases and none on o_proj
@@ -89,7 +90,7 @@ ModelConfig parse_opt_config(const json& cfg, const std::string& where) {
   c.tie_embeddings = json_bool(cfg, "tie_word_embeddings", where, true);
   c.opt_pre_layer_norm = json_bool(cfg, "do_layer_norm_before", where, true);
   const std::string act = json_string(cfg, "activation_function", where, "relu");
-  LCQ_CHECK(act == "relu", "{}: unsupported OPT activation_function '{}' (only relu)", where, act);
+  LCQ_CHECK(act == "relu", "{}: unsupported OPT activation_function '{}' (only relu)", where, printable(act));
   c.activation = "relu";
   c.attn_qkv_bias = c.attn_out_bias = c.mlp_bias = json_bool(cfg, "enable_bias", where, true);
   const int proj = json_int(cfg, "word_embed_proj_dim", where, c.dim);
@@ -115,20 +116,20 @@ std::vector<SafetensorsFile> open_weights(const fs::path& dir) {
     LCQ_CHECK(wm != idx.end() && wm->is_object() && !wm->empty(), "{}: missing or empty 'weight_map'", where);
     std::map<std::string, std::vector<std::string>> by_shard;
     for (auto it = wm->begin(); it != wm->end(); ++it) {
-      LCQ_CHECK(it->is_string(), "{}: weight_map entry '{}' is not a file name", where, it.key());
+      LCQ_CHECK(it->is_string(), "{}: weight_map entry '{}' is not a file name", where, printable(it.key()));
       const std::string shard = it->get<std::string>();
       LCQ_CHECK(!shard.empty() && shard.find('/') == std::string::npos && shard != "." && shard != "..",
-                "{}: shard name '{}' must be a plain file name in the model directory", where, shard);
+                "{}: shard name '{}' must be a plain file name in the model directory", where, printable(shard));
       by_shard[shard].push_back(it.key());
     }
     std::vector<SafetensorsFile> files;
     for (const auto& [shard, names] : by_shard) {
       const fs::path p = dir / shard;
-      LCQ_CHECK(fs::is_regular_file(p, ec), "{}: shard '{}' does not exist", where, shard);
+      LCQ_CHECK(fs::is_regular_file(p, ec), "{}: shard '{}' does not exist", where, printable(shard));
       files.push_back(read_safetensors(p.string()));
       for (const std::string& n : names)
         LCQ_CHECK(files.back().find(n), "{}: the index lists tensor '{}' but the shard does not hold it",
-                  p.string(), n);
+                  p.string(), printable(n));
     }
     return files;
   }
@@ -151,17 +152,17 @@ void collect_tensors(ModelSource& src, std::vector<SafetensorsFile>& files, cons
       const std::string canonical = to_canonical(v.name, c.arch);
       if (canonical.empty()) {
         if (is_harmless_extra(v.name)) continue;
-        fail("{}: unknown tensor '{}' for a {} model", f.path, v.name, model_type);
+        fail("{}: unknown tensor '{}' for a {} model", f.path, printable(v.name), model_type);
       }
       if (canonical == "output.weight" && c.tie_embeddings) continue;  // tied: the embedding serves
       auto w = wanted.find(canonical);
       LCQ_CHECK(w != wanted.end(), "{}: tensor '{}' does not fit the model that config.json describes",
-                f.path, v.name);
-      LCQ_CHECK(found.count(canonical) == 0, "{}: tensor '{}' is stored twice", f.path, v.name);
+                f.path, printable(v.name));
+      LCQ_CHECK(found.count(canonical) == 0, "{}: tensor '{}' is stored twice", f.path, printable(v.name));
       LCQ_CHECK(shape_matches(*w->second, v.shape), "{}: tensor '{}' has shape {}, config.json implies {}",
-                f.path, v.name, shape_str(v.shape), shape_str(*w->second));
+                f.path, printable(v.name), shape_str(v.shape), shape_str(*w->second));
       LCQ_CHECK(dtype_is_float_convertible(v.dtype),
-                "{}: tensor '{}' has type {}; only float tensors are supported", f.path, v.name,
+                "{}: tensor '{}' has type {}; only float tensors are supported", f.path, printable(v.name),
                 dtype_name(v.dtype));
       TensorView cv = v;
       cv.name = canonical;
@@ -261,7 +262,7 @@ ModelSource load_hf_model(const std::string& dir, const LoadOptions& opts) {
   else if (model_type == "opt")
     src.config = parse_opt_config(cfg, where);
   else
-    fail("{}: unsupported model_type '{}' (supported: llama, mistral, qwen2, opt)", where, model_type);
+    fail("{}: unsupported model_type '{}' (supported: llama, mistral, qwen2, opt)", where, printable(model_type));
   src.config.validate(where);
   src.metadata = cfg;
 

@@ -132,8 +132,8 @@ tokenizer::Vocab load_tokenizer(const std::string& path, const LoadOptions& opts
 
 }  // namespace
 
-ModelSource load_llama2c_model(const std::string& path, const LoadOptions& opts) {
-  auto map = MappedFile::open(path);
+ModelSource load_llama2c_model(std::shared_ptr<const MappedFile> map, const LoadOptions& opts) {
+  const std::string path = map->path();
   const uint8_t* data = map->data();
   const size_t size = map->size();
   LCQ_CHECK(size >= kLegacyHeaderBytes, "{}: truncated: {} bytes is shorter than a llama2.c header", path,

@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 
 namespace lcq::io {
 
@@ -66,13 +65,13 @@ ModelSource load_model_source(const std::string& path, const LoadOptions& opts) 
   if (!fs::is_directory(st) && !fs::is_regular_file(st)) fail("{}: not a regular file or directory", path);
   if (const std::string dir = hf_directory_of(path); !dir.empty()) return load_hf_model(dir, opts);
 
-  char magic[4] = {};
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail("{}: cannot open", path);
-  in.read(magic, 4);
-  if (in.gcount() == 4 && std::memcmp(magic, "GGUF", 4) == 0) return load_gguf_model(path, opts);
+  return load_model_file(MappedFile::open(path), opts);
+}
+
+ModelSource load_model_file(std::shared_ptr<const MappedFile> file, const LoadOptions& opts) {
+  if (file->size() >= 4 && std::memcmp(file->data(), "GGUF", 4) == 0) return load_gguf_model(std::move(file), opts);
   // llama2.c legacy checkpoints carry no magic; that loader validates the header instead.
-  return load_llama2c_model(path, opts);
+  return load_llama2c_model(std::move(file), opts);
 }
 
 }  // namespace lcq::io

@@ -4,6 +4,7 @@
 #include "lcq/core/error.h"
 #include "lcq/core/half.h"
 #include "lcq/core/mapped_file.h"
+#include "lcq/core/printable.h"
 
 #include <nlohmann/json.hpp>
 
@@ -68,7 +69,9 @@ uint64_t checked_nbytes(const std::vector<int64_t>& shape, size_t elem_bytes, co
 
 TensorView parse_entry(const std::string& path, const std::string& name, const nlohmann::json& e,
                        size_t buffer_size, uint64_t& begin_out) {
-  const std::string where = path + ": tensor '" + name + "'";
+  // Names and strings from the header may hold anything (newlines too): printable() keeps
+  // every message one line.
+  const std::string where = path + ": tensor '" + printable(name) + "'";
   LCQ_CHECK(e.is_object(), "{}: header entry is not an object", where);
   auto dt = e.find("dtype");
   auto sh = e.find("shape");
@@ -78,7 +81,7 @@ TensorView parse_entry(const std::string& path, const std::string& name, const n
   LCQ_CHECK(off != e.end() && off->is_array() && off->size() == 2, "{}: 'data_offsets' must be [begin, end]",
             where);
   const StDType* st = find_dtype(dt->get<std::string>());
-  LCQ_CHECK(st, "{}: unsupported dtype '{}'", where, dt->get<std::string>());
+  LCQ_CHECK(st, "{}: unsupported dtype '{}'", where, printable(dt->get<std::string>()));
 
   TensorView v;
   v.name = name;
@@ -117,8 +120,10 @@ const TensorView* SafetensorsFile::find(const std::string& name) const {
   return nullptr;
 }
 
-SafetensorsFile read_safetensors(const std::string& path) {
-  auto map = MappedFile::open(path);
+SafetensorsFile read_safetensors(const std::string& path) { return read_safetensors(MappedFile::open(path)); }
+
+SafetensorsFile read_safetensors(std::shared_ptr<const MappedFile> map) {
+  const std::string path = map->path();
   const uint8_t* data = map->data();
   const size_t size = map->size();
   LCQ_CHECK(size >= 8, "{}: truncated: {} bytes, but a safetensors file starts with an 8-byte header length",
@@ -148,7 +153,7 @@ SafetensorsFile read_safetensors(const std::string& path) {
     if (it.key() == "__metadata__") {
       LCQ_CHECK(it->is_object(), "{}: __metadata__ is not an object", path);
       for (auto m = it->begin(); m != it->end(); ++m) {
-        LCQ_CHECK(m->is_string(), "{}: __metadata__ value '{}' is not a string", path, m.key());
+        LCQ_CHECK(m->is_string(), "{}: __metadata__ value '{}' is not a string", path, printable(m.key()));
         out.metadata[m.key()] = m->get<std::string>();
       }
       continue;
@@ -165,7 +170,7 @@ SafetensorsFile read_safetensors(const std::string& path) {
   for (auto& [begin, v] : entries) {
     // Empty tensors occupy no bytes and may share an offset with their neighbour.
     LCQ_CHECK(v.nbytes == 0 || begin >= prev_end, "{}: tensors '{}' and '{}' overlap in the data buffer",
-              path, prev_name, v.name);
+              path, printable(prev_name), printable(v.name));
     if (v.nbytes) {
       prev_end = begin + v.nbytes;
       prev_name = v.name;

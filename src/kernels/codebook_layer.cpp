@@ -80,6 +80,16 @@ void CodebookLayer::validate(const std::string& where) const {
   }
   const int K = levels();
   for (uint8_t q : indices) LCQ_CHECK(q < K, "{}: index {} out of range for {} bits", where, q, bits);
+  // Every stored value enters some group's codebook, so finite codebooks mean no NaN or
+  // infinity in V, S, B or their scales, and no product of them that overflows (a file with
+  // one would give NaN weights, and the LUT kernel's int8 rounding of NaN is undefined).
+  std::vector<float> cb(static_cast<size_t>(K));
+  for (int64_t g = 0; g < int64_t(G); ++g) {
+    codebook(g, cb.data());
+    for (int t = 0; t < K; ++t)
+      LCQ_CHECK(std::isfinite(cb[size_t(t)]), "{}: codebook entry {} of group {} is {} (V, S or B not finite, or too large)",
+                where, t, g, cb[size_t(t)]);
+  }
 }
 
 std::vector<uint8_t> CodebookLayer::pack_indices() const {

@@ -39,7 +39,12 @@ HWY_BEFORE_NAMESPACE();
 #if HWY_TARGET == HWY_AVX3_DL && (defined(__GNUC__) || defined(__clang__))
 // Highway 1.0's AVX3_DL target string names AVX-VNNI (VEX); the kernel uses only the EVEX
 // forms of AVX512-VNNI and AVX512-VBMI, which the target's run-time check covers.
+#if defined(__clang__)  // clang ignores "#pragma GCC target": widen Highway's pushed target instead
+#pragma clang attribute pop
+#pragma clang attribute push(__attribute__((target(HWY_TARGET_STR ",avx512vnni,avx512vbmi"))), apply_to = function)
+#else
 #pragma GCC target("avx512vnni,avx512vbmi")
+#endif
 #endif
 namespace lcq::kernels {
 namespace HWY_NAMESPACE {

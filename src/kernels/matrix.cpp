@@ -7,6 +7,7 @@
 #include "lcq/kernels/dense.h"
 #include "lcq/kernels/lut_codebook.h"
 #include "lcq/kernels/packed_codebook.h"
+#include "outlier_split.h"
 
 #include <omp.h>
 
@@ -163,12 +164,12 @@ class DenseMatrix final : public Matrix {
 
 std::shared_ptr<const Matrix> make_codebook_matrix(const CodebookLayer& layer, Family family) {
   switch (family) {
-    case Family::kLut: return std::make_shared<LutMatrix>(LutCodebookMatrix::pack(layer));
+    case Family::kLut: return detail::split_outliers(std::make_shared<LutMatrix>(LutCodebookMatrix::pack(layer)));
     case Family::kInt8: {
       PackedCodebookMatrix m = PackedCodebookMatrix::pack(layer);
       LCQ_CHECK(m.int8_simd_runs(), "the integer kernel does not run {}-bit layers in groups of {} on this CPU",
                 layer.bits, layer.group);
-      return std::make_shared<PackedMatrix>(std::move(m), KernelPath::kInt8);
+      return detail::split_outliers(std::make_shared<PackedMatrix>(std::move(m), KernelPath::kInt8));
     }
     case Family::kFloat: break;
   }

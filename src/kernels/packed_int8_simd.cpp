@@ -37,7 +37,12 @@ HWY_BEFORE_NAMESPACE();
 // Highway 1.0's AVX3_DL target string names AVX-VNNI (VEX) although the target's run-time
 // check is for AVX512-VNNI; the kernel uses only the EVEX vpdpbusd under it (and, for 3-bit
 // indices, vpmultishiftqb of AVX512-VBMI, which the target's check also covers).
+#if defined(__clang__)  // clang ignores "#pragma GCC target": widen Highway's pushed target instead
+#pragma clang attribute pop
+#pragma clang attribute push(__attribute__((target(HWY_TARGET_STR ",avx512vnni,avx512vbmi"))), apply_to = function)
+#else
 #pragma GCC target("avx512vnni,avx512vbmi")
+#endif
 #endif
 namespace lcq::kernels {
 namespace HWY_NAMESPACE {

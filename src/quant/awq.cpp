@@ -163,7 +163,7 @@ class AwqMethod final : public BlockMethod {
     const torch::Tensor x = a_.inputs == "fp" ? x_fp_ : inputs[0];
     rtn_.clear();
     awq_layers_.clear();
-    rounded_.clear();
+    scaled_.clear();
     for (const auto& [name, lin] : fp.linears()) rtn_.emplace(name, detail::rtn_layer(lin->weight, o_));
 
     std::vector<std::string> stat_sites;
@@ -220,7 +220,7 @@ class AwqMethod final : public BlockMethod {
     for (const auto& [site, s] : chosen) fold_awq_scales(awq_, site, s);
     for (auto& [name, lin] : awq_.linears()) {
       torch::Tensor W = lin->weight;
-      rounded_[name] = W.to(torch::kFloat32);  // clipping then rounding = rounding onto the clipped grid
+      scaled_[name] = W.to(torch::kFloat32);  // clipping then rounding = rounding onto the clipped grid
       if (a_.clip && (a_.clip_qk || (name != "attn_q" && name != "attn_k"))) {
         // The layer now reads x / s: its Gram matrix is divided by s s^T.
         torch::Tensor H = stats.at(detail::input_site(fp, name)).gram;
@@ -245,7 +245,7 @@ class AwqMethod final : public BlockMethod {
     for (auto& [name, lin] : working.linears()) lin->weight = detail::dequantized(rtn_.at(name), lin->weight);
   }
 
-  std::map<std::string, torch::Tensor> rounded_weights() const override { return rounded_; }
+  std::map<std::string, torch::Tensor> full_precision_weights() const override { return scaled_; }
 
   std::map<std::string, torch::Tensor> carried_state() const override {
     if (!x_fp_.defined()) return {};
@@ -285,7 +285,7 @@ class AwqMethod final : public BlockMethod {
   torch::Tensor x_fp_;  // inputs of the current block in the full-precision model (inputs = fp)
   model::Block awq_;    // the block with folded scales and quantized weights
   std::map<std::string, CodebookLayer> rtn_, awq_layers_;
-  std::map<std::string, torch::Tensor> rounded_;  // the scaled weights, before clipping
+  std::map<std::string, torch::Tensor> scaled_;  // the scaled full-precision weights, before clipping
 };
 
 }  // namespace

@@ -51,7 +51,7 @@ CodebookLayer empty_grid_layer(int64_t m, int64_t n, const LcqOptions& o) {
 }  // namespace
 
 CodebookLayer gptq_quantize(const torch::Tensor& W_in, const torch::Tensor& H_in, const LcqOptions& o,
-                            const GptqOptions& g, torch::Tensor* rounded) {
+                            const GptqOptions& g) {
   validate(g, o);
   torch::NoGradGuard ng;
   LCQ_CHECK(W_in.dim() == 2 && H_in.dim() == 2 && H_in.size(0) == W_in.size(1) && H_in.size(1) == W_in.size(1),
@@ -95,7 +95,6 @@ CodebookLayer gptq_quantize(const torch::Tensor& W_in, const torch::Tensor& H_in
   const int64_t* perm_of = perm.data_ptr<int64_t>();
   float* w_all = W.data_ptr<float>();
   std::vector<uint8_t> codes(size_t(m * n));  // in sweep order
-  std::vector<float> swept_w(rounded ? size_t(m * n) : 0);  // ... and the values rounded
   const float qmax = float(K - 1);
 
   for (int64_t i1 = 0; i1 < n; i1 += g.block) {
@@ -139,7 +138,6 @@ CodebookLayer gptq_quantize(const torch::Tensor& W_in, const torch::Tensor& H_in
             if (d < best_d) best_d = d, best = t;
           }
           codes[size_t(r * n + c)] = uint8_t(best);
-          if (rounded) swept_w[size_t(r * n + c)] = w[c];
           const float e = (w[c] - cb[best]) / hinv[c * n + c];
           for (int64_t col = c + 1; col < i2; ++col) w[col] -= e * hinv[c * n + col];
           err[i] = e;
@@ -153,10 +151,6 @@ CodebookLayer gptq_quantize(const torch::Tensor& W_in, const torch::Tensor& H_in
   ordered.index_copy_(1, perm, swept);  // column perm[c] was quantized c-th
   ordered = ordered.contiguous();
   L.indices.assign(ordered.data_ptr<uint8_t>(), ordered.data_ptr<uint8_t>() + ordered.numel());
-  if (rounded) {
-    torch::Tensor sw = torch::from_blob(swept_w.data(), {m, n}, torch::kFloat32);
-    *rounded = torch::empty_like(sw).index_copy_(1, perm, sw).contiguous();
-  }
   L.validate("gptq");
   return L;
 }
@@ -176,7 +170,6 @@ class GptqMethod final : public BlockMethod {
     layer_ = layer;
     rtn_.clear();
     gptq_.clear();
-    rounded_.clear();
     for (const auto& [name, lin] : fp.linears()) rtn_.emplace(name, detail::rtn_layer(lin->weight, o_));
 
     // Stages of layers quantized together; each stage's H comes from a pass over the block
@@ -203,15 +196,13 @@ class GptqMethod final : public BlockMethod {
         const detail::InputStats& st = stats.at(detail::input_site(fp, name));
         model::Linear& lin = detail::linear_named(work, name);
         CodebookLayer cl;
-        torch::Tensor rounded;
         try {
-          cl = gptq_quantize(lin.weight, st.gram * (2.0 / double(st.tokens)), o_, g_, &rounded);
+          cl = gptq_quantize(lin.weight, st.gram * (2.0 / double(st.tokens)), o_, g_);
         } catch (const Error& e) {
           fail("blk.{}.{}: {}", layer, name, e.what());
         }
         lin.weight = detail::dequantized(cl, lin.weight);
         gptq_.emplace(name, std::move(cl));
-        rounded_.emplace(name, std::move(rounded));
         bar.add(1, name);
       }
     }
@@ -223,8 +214,6 @@ class GptqMethod final : public BlockMethod {
   void apply(model::Block& working) override {
     for (auto& [name, lin] : working.linears()) lin->weight = detail::dequantized(rtn_.at(name), lin->weight);
   }
-
-  std::map<std::string, torch::Tensor> rounded_weights() const override { return rounded_; }
 
   std::map<std::string, CodebookLayer> end_block(model::Block& working) override {
     std::map<std::string, CodebookLayer> out;
@@ -244,7 +233,6 @@ class GptqMethod final : public BlockMethod {
   bool progress_;
   int layer_ = 0;
   std::map<std::string, CodebookLayer> rtn_, gptq_;
-  std::map<std::string, torch::Tensor> rounded_;
 };
 
 }  // namespace

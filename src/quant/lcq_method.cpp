@@ -20,8 +20,8 @@ std::unique_ptr<BlockMethod> make_lcq_method(const LcqOptions& o, std::vector<do
 namespace {
 
 struct Start {
-  torch::Tensor rounded;  // the weight LCQ assigns to its codebook
-  CodebookLayer layer;    // start's rank-one grid and codes
+  torch::Tensor weight;  // the full-precision weight in the start's basis: what LCQ quantizes
+  CodebookLayer layer;   // start's rank-one grid and codes
 };
 
 class LcqFromStart final : public BlockMethod {
@@ -32,7 +32,7 @@ class LcqFromStart final : public BlockMethod {
         starts_(std::make_shared<std::map<std::string, Start>>()),
         lcq_([o, gen, starts = starts_](const std::string& name, const torch::Tensor&) {
                const Start& s = starts->at(name);
-               return LcqLinear(s.rounded, s.layer, o, gen);
+               return LcqLinear(s.weight, s.layer, o, gen);
              },
              std::move(lrs), train, gen) {}
 
@@ -40,13 +40,15 @@ class LcqFromStart final : public BlockMethod {
     start_->begin_block(layer, fp, inputs);
     start_block_ = fp;  // start's end_block writes its weights, folded norms and biases here
     std::map<std::string, CodebookLayer> layers = start_->end_block(start_block_);
-    const std::map<std::string, torch::Tensor> rounded = start_->rounded_weights();
+    // The weights to quantize are the model's own (start_block_ now holds start's rounded
+    // ones), in start's basis where it folded scales into the norms (AWQ).
+    const std::map<std::string, torch::Tensor> weights = start_->full_precision_weights();
     starts_->clear();
     for (const auto& [name, lin] : fp.linears()) {
-      const auto it = rounded.find(name);
+      const auto it = weights.find(name);
       const std::string full = "blk." + std::to_string(layer) + "." + name;
       LCQ_CHECK(layers.count(full), "internal: the start method produced no layer {}", full);
-      (*starts_)[name] = Start{it != rounded.end() ? it->second : lin->weight, std::move(layers.at(full))};
+      (*starts_)[name] = Start{it != weights.end() ? it->second : lin->weight, std::move(layers.at(full))};
     }
     lcq_.begin_block(layer, start_block_, inputs);
   }

@@ -14,6 +14,21 @@ namespace {
 
 constexpr const char* kPluginName = "liblcq_sentencepiece.so";
 
+// AddressSanitizer refuses RTLD_DEEPBIND (it would bypass its interceptors), so sanitizer
+// builds (scripts/sanitize.sh, the fuzzers) open the plugin without it; there a process that
+// also loads libtorch's protobuf may see the clash that DEEPBIND avoids.
+#if defined(__SANITIZE_ADDRESS__)
+constexpr int kDeepBind = 0;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+constexpr int kDeepBind = 0;
+#else
+constexpr int kDeepBind = RTLD_DEEPBIND;
+#endif
+#else
+constexpr int kDeepBind = RTLD_DEEPBIND;
+#endif
+
 struct PluginApi {
   decltype(&lcq_spm_load) load = nullptr;
   decltype(&lcq_spm_free) free = nullptr;
@@ -56,7 +71,7 @@ const PluginApi& plugin() {
     for (const auto& path : candidate_paths()) {
       if (access(path.c_str(), R_OK) != 0) continue;
       // RTLD_DEEPBIND: libsentencepiece resolves its embedded protobuf before libtorch's.
-      void* lib = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
+      void* lib = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL | kDeepBind);
       if (!lib) {
         tried += std::string(tried.empty() ? "" : "; ") + dlerror();
         continue;

@@ -243,7 +243,11 @@ Vocab load_vocab_file(const std::string& path) {
   if (!fs::exists(path, ec)) fail("{}: no such tokenizer file", path);
   if (!fs::is_regular_file(path, ec)) fail("{}: not a regular file", path);
   const auto file = MappedFile::open(path);
-  const std::string_view bytes(reinterpret_cast<const char*>(file->data()), file->size());
+  return load_vocab_bytes(path, std::string_view(reinterpret_cast<const char*>(file->data()), file->size()));
+}
+
+Vocab load_vocab_bytes(const std::string& path, std::string_view bytes) {
+  namespace fs = std::filesystem;
   if (bytes.empty()) fail("{}: empty file", path);
   if (bytes.size() > (size_t(1) << 30))
     fail("{}: {} bytes is too large for a tokenizer file", path, bytes.size());

@@ -13,6 +13,10 @@ class MappedFile {
  public:
   // Throws lcq::Error naming the path if the file cannot be opened or mapped.
   static std::shared_ptr<const MappedFile> open(const std::string& path);
+  // A copy of `size` bytes that parsers read as the file `path` (the name their errors give):
+  // the fuzzers parse buffers through the same code as files. The copy is exactly `size`
+  // bytes long, so a read past its end is one that AddressSanitizer sees.
+  static std::shared_ptr<const MappedFile> from_bytes(const std::string& path, const void* data, size_t size);
   ~MappedFile();
   MappedFile(const MappedFile&) = delete;
   MappedFile& operator=(const MappedFile&) = delete;
@@ -26,6 +30,7 @@ class MappedFile {
   std::string path_;
   const uint8_t* data_ = nullptr;
   size_t size_ = 0;
+  std::unique_ptr<uint8_t[]> copy_;  // from_bytes(): the bytes (data_ points here, nothing is mapped)
 };
 
 // Bounds-checked sequential reader over a byte range; errors name the file and offset.

@@ -6,6 +6,7 @@
 #pragma once
 
 #include "lcq/core/config.h"
+#include "lcq/core/mapped_file.h"
 #include "lcq/io/tensor.h"
 #include "lcq/tokenizer/vocab.h"
 
@@ -44,6 +45,10 @@ struct LoadOptions {
 
 // Detects the format (directory -> HF, GGUF magic, else llama2.c) and loads it.
 ModelSource load_model_source(const std::string& path, const LoadOptions& opts = {});
+// A single-file model (GGUF, else llama2.c) from its bytes: what load_model_source() does
+// with a file once it has mapped it. A llama2.c checkpoint's tokenizer is looked for beside
+// file->path().
+ModelSource load_model_file(std::shared_ptr<const MappedFile> file, const LoadOptions& opts = {});
 
 // The Hugging Face directory a model path names: the directory itself, or the directory of
 // one of its files (config.json, *.safetensors, the index); "" for a single-file model.

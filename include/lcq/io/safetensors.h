@@ -5,6 +5,7 @@
 // AtomicFile, so a failed write never leaves a half-written file behind.
 #pragma once
 
+#include "lcq/core/mapped_file.h"
 #include "lcq/io/tensor.h"
 #include "lcq/io/writers.h"
 
@@ -28,6 +29,8 @@ struct SafetensorsFile {
 // file for anything malformed (header length past the end of the file, bad JSON, unknown
 // dtype, offsets outside the buffer or overlapping, offsets that disagree with the shape).
 SafetensorsFile read_safetensors(const std::string& path);
+// The same from a file's bytes (errors and SafetensorsFile::path name file->path()).
+SafetensorsFile read_safetensors(std::shared_ptr<const MappedFile> file);
 
 // Writes `tensors` under their names as given. f32 sources are converted to F32, F16 or BF16;
 // raw sources are stored as they are (any dtype read_safetensors accepts). Tensors are laid out

@@ -52,7 +52,8 @@ struct CodebookLayer {
   // Exact storage in bits per weight: packed indices (b per weight) + codes + dq scales and
   // offsets (or f32 parameters) + V in fp16, divided by rows * cols.
   double bits_per_weight() const;
-  // Throws lcq::Error (prefixed by `where`) if sizes or values are inconsistent.
+  // Throws lcq::Error (prefixed by `where`) if sizes or values are inconsistent or any
+  // codebook entry is not finite.
   void validate(const std::string& where) const;
 
   // Dense b-bit packing of the indices as stored in files: each row starts on a byte

@@ -49,11 +49,8 @@ void validate(const GptqOptions& g, const LcqOptions& o);
 // GPTQ of one weight W [m, n] with H [n, n] (any positive multiple of X^T X: the result does
 // not depend on the scale). Input columns with diag(H) = 0 (never active) are set to 0 before
 // quantization, as the reference does. Uses o.bits, o.group, o.dq_bits, o.dq_group; the
-// result's dequantize() is exactly the weight GPTQ produced. `rounded`, if given, receives
-// the weights [m, n] as the sweep rounded them (each column after the error feedback of the
-// earlier ones): their nearest-entry rounding is the result's codes (LCQ's --init gptq).
-CodebookLayer gptq_quantize(const torch::Tensor& W, const torch::Tensor& H, const LcqOptions& o, const GptqOptions& g,
-                            torch::Tensor* rounded = nullptr);
+// result's dequantize() is exactly the weight GPTQ produced.
+CodebookLayer gptq_quantize(const torch::Tensor& W, const torch::Tensor& H, const LcqOptions& o, const GptqOptions& g);
 
 // The block method: begin_block does all the work; apply() writes the RTN weights of the
 // same grid (so the engine's report reads "init" = RTN, "final" = GPTQ); end_block() writes

@@ -18,10 +18,25 @@
 
 namespace lcq::quant {
 
-// How dL/dC is formed from dL/dW_hat. kGather: W_hat = C[k, q] with the assignment q held
-// fixed within a step, so each entry collects the gradients of the weights assigned to it
-// (the project's reading of the paper). Kept switchable so alternatives can be compared.
-enum class CodebookGradient { kGather };
+// How dL/dC is formed from dL/dW_hat (--codebook-grad). The forward value is W_hat = C[k, q]
+// with q the nearest entry either way.
+//  kGather ("gather"): q held fixed within a step, so each entry collects the gradients of
+//    the weights assigned to it: the exact derivative of the loss for a fixed assignment.
+//  kSte ("ste"): also a straight-through term for the rounding, LSQ's estimator carried over
+//    to an arbitrary codebook. A weight w lying between the sorted entries C_lo <= w <= C_hi
+//    has the fractional position t = lo + f, f = (w - C_lo) / (C_hi - C_lo); rounding t with
+//    the identity as its derivative gives dW_hat/dtheta = dC_q/dtheta - dC(t)/dtheta, with
+//    C(t) = (1 - f) C_lo + f C_hi the codebook interpolated at w. On a uniform grid
+//    (C_j = S j - B) that is LSQ's dW_hat/dS = q - (w + B) / S and dW_hat/dB = 0. Weights
+//    outside the codebook's range keep the gather term (they stay on the end entry).
+// Only where the assignment is recomputed: with the start's codes kept (--init-codes keep)
+// there is no rounding to pass through and both are the gather.
+enum class CodebookGradient { kGather, kSte };
+// The one list of the accepted names ("gather", "ste"), their parsing (throws lcq::Error
+// naming the valid ones) and the name of a value.
+const std::vector<std::string>& codebook_gradient_names();
+CodebookGradient parse_codebook_gradient(const std::string& name);
+std::string to_string(CodebookGradient g);
 
 struct LcqOptions {
   int bits = 2;
@@ -30,14 +45,15 @@ struct LcqOptions {
   // Rank-one start: rtn (min-max) | mse (clipping search) | gptq | awq (that method's
   // result on the block, see lcq/quant/quantize.h).
   std::string init = "mse";
-  // With --init gptq|awq: keep = train the codebook with the start's codes held fixed (and
-  // store them); nearest = re-assign every weight to its nearest entry at each step, as
-  // plain LCQ does. Measured on stories260K W3: nearest loses GPTQ's error-feedback codes
-  // within a few steps and ends above GPTQ's loss, keep improves on it (docs/quantization.md).
+  // With --init gptq|awq or --init-from: keep = train the codebook with the start's codes
+  // held fixed (and store them); nearest = the start gives only the grid: every weight of
+  // the full-precision model is assigned to its nearest entry at each step, as plain LCQ
+  // does (from GPTQ that is RTN's codes at step 0). keep is better (docs/quantization.md).
   std::string start_codes = "keep";
   double v_init = 0.5;       // extra rows of V start uniform in [-v_init, v_init]
   int dq_bits = 8;           // double quantization of S and B; 0 = keep f32
   int dq_group = 64;
+  // gather: lower perplexity than ste in every g128 run on stories260K (docs/quantization.md).
   CodebookGradient gradient = CodebookGradient::kGather;
 };
 
@@ -49,16 +65,20 @@ class LcqLinear {
   // W: the full-precision weight [m, n]. `gen` seeds the extra rows of V.
   LcqLinear(const torch::Tensor& W, const LcqOptions& o, torch::Generator gen);
   // Starts from another method's rank-one layer `start` (V = [0..K-1], same bits and group):
-  // its per-group S and B become the rank-one row, and W is the weight whose nearest-entry
-  // rounding onto that grid gives start's codes (GPTQ: the weights its sweep rounded), so
-  // step 0 reproduces `start` (up to ties). With o.start_codes == "keep" the codes stay
-  // start's for good: training fits the codebook to them and finalize() stores them.
+  // its per-group S and B become the rank-one row. W is the full-precision weight being
+  // quantized (in start's basis if start folded scales into the norms, as AWQ does), never
+  // start's rounded weight. With o.start_codes == "keep" the codes are start's for good
+  // (step 0 reproduces `start`; training fits the codebook to them, finalize() stores them)
+  // and W is not used: the training target is the full-precision block's output, not W.
+  // With "nearest", W is assigned to the nearest entries of the codebook, as plain LCQ.
   LcqLinear(const torch::Tensor& W, const CodebookLayer& start, const LcqOptions& o, torch::Generator gen);
 
   torch::Tensor codebook() const;                       // [m, Gr, K], differentiable
   torch::Tensor assign(const torch::Tensor& C) const;   // nearest entries [m, Gr, g], no grad
   torch::Tensor weight() const;                         // W_hat [m, n], differentiable in S~, B~, V
   torch::Tensor weight(const torch::Tensor& q) const;   // ... with a given assignment [m, Gr, g]
+  // The full-precision weight this layer quantizes [m, n].
+  torch::Tensor full_precision_weight() const { return gw_.ungroup(gw_.w); }
 
   std::vector<torch::Tensor> scale_parameters() { return {s_tilde_, b_tilde_}; }  // S~, B~
   std::vector<torch::Tensor> codebook_parameters() { return {v_}; }               // V
@@ -73,6 +93,7 @@ class LcqLinear {
 
  private:
   void init_parameters(const torch::Tensor& scale, const torch::Tensor& zero, torch::Generator gen);
+  torch::Tensor ste_weight(const torch::Tensor& C) const;  // W_hat with kSte's gradient, grouped
 
   LcqOptions o_;
   GroupedWeight gw_;
@@ -96,10 +117,12 @@ std::unique_ptr<BlockMethod> make_lcq_method_from(std::unique_ptr<BlockMethod> s
                                                   std::vector<double> lrs, bool train, torch::Generator gen);
 
 // The start of LCQ --init-from FILE: per block, the rank-one layers a quantized model file
-// holds (with their codes and dequantized weights, and the file's norms and biases), so LCQ
-// can start from a method whose result needs its own calibration pass (FlexRound, LRQ,
-// OmniQuant). Checks before any work that every linear of `model` is in the file as a
-// rank-one layer of o.bits and o.group; holds the file's model dequantized meanwhile.
+// holds (with their codes, and the file's norms and biases), so LCQ can start from a method
+// whose result needs its own calibration pass (FlexRound, LRQ, OmniQuant). Checks before any
+// work that every linear of `model` is in the file as a rank-one layer of o.bits and
+// o.group, and, for o.start_codes == "nearest", that the file's norms and biases are the
+// model's (a start that folded scales into them, as AWQ, has its grid in another basis than
+// the model's weights); holds the file's norms and biases meanwhile.
 std::unique_ptr<BlockMethod> make_file_start(const std::string& path, const model::Model& model, const LcqOptions& o);
 
 // Nearest-entry assignment against an exact CodebookLayer's own codebook (C++ loop, the

@@ -54,11 +54,11 @@ class BlockMethod {
   virtual void apply(model::Block& working) = 0;
   // Freezes the block: the final quantized layers, and their dequantized weights in `working`.
   virtual std::map<std::string, CodebookLayer> end_block(model::Block& working) = 0;
-  // After end_block, per linear ("attn_q", ...): the dense weight whose nearest-entry
-  // rounding onto the stored grid gives the stored codes, where that is not the block's
-  // full-precision weight (GPTQ: the weights its sweep rounded; AWQ: the scaled weights).
-  // What LCQ starts from with --init gptq|awq. Empty: the full-precision weights.
-  virtual std::map<std::string, torch::Tensor> rounded_weights() const { return {}; }
+  // After end_block, per linear ("attn_q", ...): the full-precision weight in the basis of
+  // the stored layer, where that is not the block's own weight (AWQ: W diag(s), the scales it
+  // folded into the norms). LCQ started from this method (--init gptq|awq) quantizes these
+  // weights. Empty: the block's full-precision weights.
+  virtual std::map<std::string, torch::Tensor> full_precision_weights() const { return {}; }
   // What the method carries from one block to the next (its random generator's state, AWQ's
   // full-precision activations), read between blocks for a checkpoint; restore_state() puts
   // it back in a fresh method, which then continues as the original would have.

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace lcq::tokenizer {
@@ -38,6 +39,9 @@ struct Vocab {
 // Reads tokenizer.bin (llama2.c), *.model (SentencePiece) or tokenizer.json (HF) by content.
 // Throws lcq::Error naming the file on any problem.
 Vocab load_vocab_file(const std::string& path);
+// The same from the file's bytes; `path` names the file in errors, and its extension picks
+// the format as load_vocab_file() does.
+Vocab load_vocab_bytes(const std::string& path, std::string_view bytes);
 
 }  // namespace lcq::tokenizer
 

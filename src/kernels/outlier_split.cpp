@@ -1,0 +1,94 @@
+#include "outlier_split.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <mutex>
+#include <vector>
+
+namespace lcq::kernels::detail {
+namespace {
+
+// Eight running sums so that the compiler vectorizes the loop (a single float or double sum
+// would be kept in order).
+float mean_square(const float* x, int64_t n) {
+  float acc[8] = {};
+  int64_t c = 0;
+  for (; c + 8 <= n; c += 8)
+    for (int l = 0; l < 8; ++l) acc[l] += x[c + l] * x[c + l];
+  for (; c < n; ++c) acc[0] += x[c] * x[c];
+  float s = 0;
+  for (float a : acc) s += a;
+  return s / float(n);
+}
+
+class OutlierSplitMatrix final : public Matrix {
+ public:
+  explicit OutlierSplitMatrix(std::shared_ptr<const Matrix> inner)
+      : Matrix(inner->rows(), inner->cols()), inner_(std::move(inner)), columns_(size_t(cols())) {
+    max_columns_ = std::clamp(kColumnBytes / (size_t(rows()) * sizeof(float)), size_t(1), size_t(kMaxColumns));
+    kept_.reserve(max_columns_);  // pointers into it are published: it must never move
+  }
+
+  size_t nbytes() const override { return inner_->nbytes(); }
+  const char* kernel_name() const override { return inner_->kernel_name(); }
+  std::unique_ptr<CodebookLayer> codebook() const override { return inner_->codebook(); }
+  int64_t work_units() const override { return inner_->work_units(); }
+  int64_t row_of_unit(int64_t u) const override { return inner_->row_of_unit(u); }
+  void dequantize_rows(int64_t r0, int64_t r1, float* out) const override { inner_->dequantize_rows(r0, r1, out); }
+
+  void gemv_units(const float* x, float* y, int64_t u0, int64_t u1) const override {
+    if (u0 >= u1) return;
+    const int64_t n = cols();
+    const float limit = kOutlierRatio * std::sqrt(mean_square(x, n));
+    int64_t idx[kMaxOutliers];
+    int count = 0;
+    for (int64_t c = 0; c < n && count < kMaxOutliers; ++c)
+      if (std::fabs(x[c]) > limit && column(c)) idx[count++] = c;
+    if (count == 0) return inner_->gemv_units(x, y, u0, u1);
+    thread_local std::vector<float> rest;
+    rest.assign(x, x + n);
+    for (int i = 0; i < count; ++i) rest[size_t(idx[i])] = 0.f;
+    inner_->gemv_units(rest.data(), y, u0, u1);
+    const int64_t r0 = row_of_unit(u0), r1 = row_of_unit(u1);
+    for (int i = 0; i < count; ++i) {
+      const float* w = column(idx[i]);
+      const float v = x[idx[i]];
+      for (int64_t r = r0; r < r1; ++r) y[r] += w[r] * v;
+    }
+  }
+
+ private:
+  // Column c of W (dequantized on first use), or nullptr once kMaxColumns are kept.
+  const float* column(int64_t c) const {
+    if (const float* p = columns_[size_t(c)].load(std::memory_order_acquire)) return p;
+    std::lock_guard<std::mutex> lock(mu_);
+    if (const float* p = columns_[size_t(c)].load(std::memory_order_relaxed)) return p;
+    if (kept_.size() >= max_columns_) return nullptr;
+    std::vector<float> col(static_cast<size_t>(rows()));
+    constexpr int64_t kRowsAtOnce = 64;
+    std::vector<float> block(size_t(kRowsAtOnce * cols()));
+    for (int64_t r0 = 0; r0 < rows(); r0 += kRowsAtOnce) {
+      const int64_t r1 = std::min(rows(), r0 + kRowsAtOnce);
+      inner_->dequantize_rows(r0, r1, block.data());
+      for (int64_t r = r0; r < r1; ++r) col[size_t(r)] = block[size_t((r - r0) * cols() + c)];
+    }
+    kept_.push_back(std::move(col));
+    columns_[size_t(c)].store(kept_.back().data(), std::memory_order_release);
+    return kept_.back().data();
+  }
+
+  std::shared_ptr<const Matrix> inner_;
+  mutable std::vector<std::atomic<const float*>> columns_;
+  size_t max_columns_;
+  mutable std::vector<std::vector<float>> kept_;
+  mutable std::mutex mu_;
+};
+
+}  // namespace
+
+std::shared_ptr<const Matrix> split_outliers(std::shared_ptr<const Matrix> inner) {
+  return std::make_shared<OutlierSplitMatrix>(std::move(inner));
+}
+
+}  // namespace lcq::kernels::detail
