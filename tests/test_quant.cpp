@@ -127,6 +127,37 @@ TEST(Lcq, GradientsMatchFiniteDifferencesAtFixedAssignment) {
   EXPECT_GT(checked, 6 * 3 * 3);
 }
 
+// In bf16 training steps W_hat is produced in bf16 directly: exactly the f32 W_hat rounded
+// (what autocast would cast it to), with the same gradients; without gradients it stays f32.
+TEST(Lcq, Bf16StepWeightsAreTheRoundedF32WeightsWithTheSameGradients) {
+  torch::manual_seed(2);
+  const torch::Tensor W = torch::randn({6, 20});
+  quant::LcqOptions o;
+  o.bits = 3;
+  o.group = 8;  // a ragged last group
+  o.rank = 2;
+  quant::LcqOptions ob = o;
+  ob.bf16_steps = true;
+  quant::LcqLinear f32(W, o, at::detail::createCPUGenerator(5)), bf16(W, ob, at::detail::createCPUGenerator(5));
+  const torch::Tensor wf = f32.weight(), wb = bf16.weight();
+  ASSERT_EQ(wb.scalar_type(), torch::kBFloat16);
+  EXPECT_TRUE(wb.equal(wf.to(torch::kBFloat16)));
+  const torch::Tensor R = torch::randn({6, 20});
+  (wf.to(torch::kBFloat16).to(torch::kFloat32) * R).sum().backward();
+  (wb.to(torch::kFloat32) * R).sum().backward();
+  auto pf = f32.scale_parameters(), pb = bf16.scale_parameters();
+  for (auto& p : f32.codebook_parameters()) pf.push_back(p);
+  for (auto& p : bf16.codebook_parameters()) pb.push_back(p);
+  for (size_t i = 0; i < pf.size(); ++i) {
+    ASSERT_TRUE(pb[i].grad().defined());
+    EXPECT_TRUE(pb[i].grad().equal(pf[i].grad())) << "parameter " << i;
+    EXPECT_GT(pb[i].grad().abs().sum().item<double>(), 0) << "parameter " << i;
+  }
+  torch::NoGradGuard ng;
+  EXPECT_EQ(bf16.weight().scalar_type(), torch::kFloat32);
+  EXPECT_TRUE(bf16.weight().equal(f32.weight()));
+}
+
 // --codebook-grad ste: the same forward value as the gather; on a rank-one (uniform) codebook
 // its gradient is LSQ's, computed here independently in double precision: for a weight
 // inside the grid's range dW_hat/dS = q - (w + B) / S and dW_hat/dB = 0; outside it (on an

@@ -25,6 +25,57 @@ inline int64_t nearest_entry(float w, const float* cb, int64_t K) {
   return at;
 }
 
+// W_hat[m, G, j] = C[m, G, q[m, G, j]] with q stored as one byte per weight (K <= 256), in
+// dtype `out` (bf16 in bf16 training steps: the value autocast would have cast an f32 W_hat to,
+// without the f32 copy). torch's gather needs int64 indices and keeps them for its backward
+// pass: 8 bytes per weight, the largest single piece of an LCQ step's memory on 4096 x 11008
+// blocks (docs/quantization.md). The backward pass sums each weight's gradient into its entry
+// in f32, group by group.
+struct GatherCodes : torch::autograd::Function<GatherCodes> {
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& C, const torch::Tensor& q,
+                               torch::ScalarType dtype) {
+    const torch::Tensor c = C.detach().to(torch::kFloat32).contiguous();
+    const int64_t groups = q.size(0) * q.size(1), g = q.size(2), K = c.size(-1);
+    torch::Tensor out = torch::empty(q.sizes(), c.options().dtype(dtype));
+    const float* cp = c.data_ptr<float>();
+    const uint8_t* qp = q.data_ptr<uint8_t>();
+    auto fill = [&](auto* op) {
+      at::parallel_for(0, groups, 256, [&](int64_t k0, int64_t k1) {
+        for (int64_t k = k0; k < k1; ++k)
+          for (int64_t j = k * g; j < (k + 1) * g; ++j) op[j] = cp[k * K + qp[j]];
+      });
+    };
+    if (dtype == torch::kBFloat16)
+      fill(out.data_ptr<at::BFloat16>());  // round to nearest even, as Tensor::to
+    else
+      fill(out.data_ptr<float>());
+    ctx->save_for_backward({q});
+    ctx->saved_data["K"] = K;
+    ctx->saved_data["dtype"] = static_cast<int64_t>(C.scalar_type());
+    return out;
+  }
+  static torch::autograd::tensor_list backward(torch::autograd::AutogradContext* ctx,
+                                               torch::autograd::tensor_list grads) {
+    const torch::Tensor q = ctx->get_saved_variables()[0];
+    const torch::Tensor go = grads[0].contiguous();
+    const int64_t m = q.size(0), G = q.size(1), g = q.size(2), K = ctx->saved_data["K"].toInt();
+    torch::Tensor gc = torch::zeros({m, G, K}, torch::kFloat32);
+    const uint8_t* qp = q.data_ptr<uint8_t>();
+    float* cp = gc.data_ptr<float>();
+    auto sum = [&](const auto* gp) {
+      at::parallel_for(0, m * G, 256, [&](int64_t k0, int64_t k1) {
+        for (int64_t k = k0; k < k1; ++k)
+          for (int64_t j = k * g; j < (k + 1) * g; ++j) cp[k * K + qp[j]] += static_cast<float>(gp[j]);
+      });
+    };
+    if (go.scalar_type() == torch::kBFloat16)
+      sum(go.data_ptr<at::BFloat16>());
+    else
+      sum(go.to(torch::kFloat32).data_ptr<float>());
+    return {gc.to(static_cast<torch::ScalarType>(ctx->saved_data["dtype"].toInt())), torch::Tensor(), torch::Tensor()};
+  }
+};
+
 }  // namespace
 
 const std::vector<std::string>& codebook_gradient_names() {
@@ -86,7 +137,7 @@ LcqLinear::LcqLinear(const torch::Tensor& W, const CodebookLayer& start, const L
   init_parameters(scale, zero, gen);
   if (o.start_codes == "keep") {
     torch::Tensor codes = torch::from_blob(const_cast<uint8_t*>(start.indices.data()), {m, start.cols}, torch::kUInt8);
-    fixed_q_ = GroupedWeight::make(codes.to(torch::kFloat32), o.group).w.to(torch::kInt64);
+    fixed_q_ = GroupedWeight::make(codes.to(torch::kFloat32), o.group).w.to(torch::kUInt8);
   }
 }
 
@@ -121,25 +172,30 @@ torch::Tensor LcqLinear::assign(const torch::Tensor& C) const {
   torch::NoGradGuard ng;
   const torch::Tensor w = gw_.w.contiguous(), c = C.detach().contiguous();
   const int64_t m = w.size(0), G = w.size(1), g = w.size(2), K = c.size(-1);
-  torch::Tensor q = torch::empty({m, G, g}, torch::kInt64);
+  LCQ_CHECK(K <= 256, "LCQ codebooks of more than 256 entries are not supported (got {})", K);
+  torch::Tensor q = torch::empty({m, G, g}, torch::kUInt8);
   const float* wp = w.data_ptr<float>();
   const float* cp = c.data_ptr<float>();
-  int64_t* qp = q.data_ptr<int64_t>();
+  uint8_t* qp = q.data_ptr<uint8_t>();
   at::parallel_for(0, m * G, 64, [&](int64_t k0, int64_t k1) {
     for (int64_t k = k0; k < k1; ++k) {
       const float* ck = cp + k * K;
-      for (int64_t j = k * g; j < (k + 1) * g; ++j) qp[j] = nearest_entry(wp[j], ck, K);
+      for (int64_t j = k * g; j < (k + 1) * g; ++j) qp[j] = static_cast<uint8_t>(nearest_entry(wp[j], ck, K));
     }
   });
   return q;
+}
+
+torch::ScalarType LcqLinear::step_dtype() const {
+  return o_.bf16_steps && torch::GradMode::is_enabled() ? torch::kBFloat16 : torch::kFloat32;
 }
 
 torch::Tensor LcqLinear::weight() const {
   if (fixed_q_.defined()) return weight(fixed_q_);
   auto C = codebook();
   if (o_.gradient == CodebookGradient::kSte) return gw_.ungroup(ste_weight(C));
-  auto q = assign(C);
-  return gw_.ungroup(C.gather(-1, q));  // gradient flows to the entries the weights are assigned to
+  // The gradient flows to the entries the weights are assigned to.
+  return gw_.ungroup(GatherCodes::apply(C, assign(C), step_dtype()));
 }
 
 torch::Tensor LcqLinear::ste_weight(const torch::Tensor& C) const {
@@ -195,7 +251,9 @@ torch::Tensor LcqLinear::ste_weight(const torch::Tensor& C) const {
   return hard - (at_w - at_w.detach());
 }
 
-torch::Tensor LcqLinear::weight(const torch::Tensor& q) const { return gw_.ungroup(codebook().gather(-1, q)); }
+torch::Tensor LcqLinear::weight(const torch::Tensor& q) const {
+  return gw_.ungroup(GatherCodes::apply(codebook(), q.to(torch::kUInt8), step_dtype()));
+}
 
 void double_quantize(const float* x, int64_t n, int bits, int group, uint8_t* codes, uint16_t* scale,
                      uint16_t* offset) {

@@ -94,16 +94,18 @@ std::unique_ptr<BlockMethod> make_block_method(const QuantizeOptions& o, const m
   // copies share its state).
   torch::Generator gen = at::detail::createCPUGenerator(o.engine.seed);
   std::vector<double> lrs = {o.lr_scale, o.lr_codebook};
-  if (!o.init_from.empty()) return make_lcq_method_from(make_file_start(o.init_from, m, o.lcq), o.lcq, lrs, train, gen);
+  LcqOptions lcq = o.lcq;
+  lcq.bf16_steps = resolve_train_dtype(o.engine.train_dtype) == "bf16";
+  if (!o.init_from.empty()) return make_lcq_method_from(make_file_start(o.init_from, m, o.lcq), lcq, lrs, train, gen);
   if (o.lcq.init == "gptq" || o.lcq.init == "awq") {
     LcqOptions rank_one = o.lcq;
     rank_one.rank = 1;
     rank_one.init = "rtn";
     auto start = o.lcq.init == "gptq" ? make_gptq_method(m, rank_one, o.gptq, o.engine.progress)
                                       : make_awq_method(m, rank_one, o.awq, o.engine.progress);
-    return make_lcq_method_from(std::move(start), o.lcq, lrs, train, gen);
+    return make_lcq_method_from(std::move(start), lcq, lrs, train, gen);
   }
-  return make_lcq_method(o.lcq, lrs, train, gen);
+  return make_lcq_method(lcq, lrs, train, gen);
 }
 
 namespace {

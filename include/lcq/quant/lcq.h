@@ -55,6 +55,10 @@ struct LcqOptions {
   int dq_group = 64;
   // gather: lower perplexity than ste in every g128 run on stories260K (docs/quantization.md).
   CodebookGradient gradient = CodebookGradient::kGather;
+  // Set by the engine, not an option: training steps run their products in bf16 (--train-dtype),
+  // so W_hat is produced in bf16 while gradients are recorded (the value autocast would cast an
+  // f32 W_hat to, without the f32 copy: 4 of about 14 bytes per weight of a step's memory).
+  bool bf16_steps = false;
 };
 
 // Checks the options; throws lcq::Error with a message for the user.
@@ -74,7 +78,7 @@ class LcqLinear {
   LcqLinear(const torch::Tensor& W, const CodebookLayer& start, const LcqOptions& o, torch::Generator gen);
 
   torch::Tensor codebook() const;                       // [m, Gr, K], differentiable
-  torch::Tensor assign(const torch::Tensor& C) const;   // nearest entries [m, Gr, g], no grad
+  torch::Tensor assign(const torch::Tensor& C) const;   // nearest entries [m, Gr, g] (uint8), no grad
   torch::Tensor weight() const;                         // W_hat [m, n], differentiable in S~, B~, V
   torch::Tensor weight(const torch::Tensor& q) const;   // ... with a given assignment [m, Gr, g]
   // The full-precision weight this layer quantizes [m, n].
@@ -93,6 +97,7 @@ class LcqLinear {
 
  private:
   void init_parameters(const torch::Tensor& scale, const torch::Tensor& zero, torch::Generator gen);
+  torch::ScalarType step_dtype() const;  // bf16 when gradients are recorded with bf16_steps, else f32
   torch::Tensor ste_weight(const torch::Tensor& C) const;  // W_hat with kSte's gradient, grouped
 
   LcqOptions o_;
