@@ -233,10 +233,13 @@ MemoryEstimate estimate_memory(const ModelConfig& c, int64_t nsamples, int64_t s
                kv = double(c.kv_dim());
   const double linears = D * q_dim * 2 + D * kv * 2 + D * F * (c.arch == Arch::OPT ? 2 : 3);
   MemoryEstimate m;
-  // The block's f32 weights are held as read, as the working copy the method trains and by
-  // the method's quantizers and Adam (about six copies measured for LCQ); GPTQ adds the
-  // Hessian of the widest input.
-  m.block = linears * 4 * 7;
+  // Per weight of the block: its f32 weights, and what one training step keeps. LCQ (plain,
+  // from the rank-one start): W_hat, the copy the products run in, its gradient and one byte
+  // of code, measured at 14.5 bytes per weight in bf16 steps and 15.5 in f32 steps on 4096 x
+  // 11008 blocks (BENCHMARKS.md, "Quantizing beyond RAM"). The other methods: seven f32
+  // copies (not measured as closely). GPTQ adds the Hessian of the widest input.
+  const bool plain_lcq = o.method == "lcq" && o.init_from.empty() && o.lcq.init != "gptq" && o.lcq.init != "awq";
+  m.block = linears * (plain_lcq ? 16.0 : 4.0 * 7);
   if (o.method == "gptq" || o.lcq.init == "gptq") m.block += F * F * 4 * 2;
   // Activation sets [N, L, D] f32 alive at once: inputs (quantized and full-precision), the
   // targets and the next inputs; and what one batch's forward and backward keep (MLP and
