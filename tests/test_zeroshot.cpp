@@ -254,6 +254,9 @@ TEST(ZeroShot, BadTaskFilesNameFileAndLine) {
     std::string row, must_say;
   } cases[] = {
       {R"({"query": "Q", "choices": ["a", "b"], "gold": 0)", "not valid JSON"},
+      // fuzz_zeroshot_tasks: a number beyond double's range made nlohmann's out_of_range error,
+      // which escaped as an exception other than lcq::Error.
+      {R"({"query": "Q", "choices": ["a", "b"], "gold": 2e308})", "not valid JSON: number overflow parsing '2e308'"},
       {R"({"query": "Q", "gold": 0})", "missing field \"choices\""},
       {R"({"choices": ["a"], "gold": 0})", "missing field \"query\""},
       {R"({"query": "Q", "choices": [], "gold": 0})", "\"choices\" is empty"},

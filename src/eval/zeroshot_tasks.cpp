@@ -147,8 +147,9 @@ void for_each_row(const std::string& file, const std::string& contents, Fn fn) {
     nlohmann::json j;
     try {
       j = nlohmann::json::parse(text);
-    } catch (const nlohmann::json::parse_error& e) {
-      // nlohmann's message reads "[json.exception.parse_error.101] parse error at ...".
+    } catch (const nlohmann::json::exception& e) {
+      // Syntax errors and numbers beyond double's range (out_of_range.406); nlohmann's message
+      // reads "[json.exception.parse_error.101] parse error at ...".
       std::string why = e.what();
       if (auto p = why.find("] "); p != std::string::npos) why = why.substr(p + 2);
       fail("{}:{}: not valid JSON: {}", file, line, why);
