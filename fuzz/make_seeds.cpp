@@ -102,7 +102,7 @@ struct TinyModel {
 
   std::vector<WriteTensor> tensors(DType dtype) const {
     std::vector<WriteTensor> out;
-    for (size_t i = 0; i < shapes.size(); ++i) out.push_back({shapes[i].first, shapes[i].second, dtype, data[i].data(), nullptr});
+    for (size_t i = 0; i < shapes.size(); ++i) out.push_back({shapes[i].first, shapes[i].second, dtype, data[i].data(), nullptr, {}, {}});
     return out;
   }
 };
@@ -251,7 +251,7 @@ void write_gguf_seeds(const RealWeights& real, const TinyModel& llama, const Tin
                                                  {DType::F64, 8}, {DType::I8, 8}, {DType::I32, 8}};
   for (const auto& [type, n] : quantized) {
     keep.push_back(real_bytes(real, dtype_nbytes(type, n, "seed")));
-    tensors.push_back({std::string("fuzz.") + dtype_name(type), {n}, type, nullptr, keep.back().data()});
+    tensors.push_back({std::string("fuzz.") + dtype_name(type), {n}, type, nullptr, keep.back().data(), {}, {}});
   }
   write_gguf_model(out_path("gguf", "llama-quantized-types.gguf"), llama.config, tensors, llama.vocab);
 }
@@ -264,10 +264,10 @@ void write_safetensors_seeds(const RealWeights& real) {
   int64_t n = 3;
   for (DType t : types) {
     keep.push_back(real_bytes(real, dtype_nbytes(t, 2 * n, "seed")));
-    tensors.push_back({std::string("t.") + dtype_name(t), {2, n}, t, nullptr, keep.back().data()});
+    tensors.push_back({std::string("t.") + dtype_name(t), {2, n}, t, nullptr, keep.back().data(), {}, {}});
     ++n;
   }
-  tensors.push_back({"t.empty", {0, 4}, DType::F32, nullptr, nullptr});
+  tensors.push_back({"t.empty", {0, 4}, DType::F32, nullptr, nullptr, {}, {}});
   write_safetensors(out_path("safetensors", "dtypes.safetensors"), tensors, {{"format", "pt"}});
 }
 

@@ -50,6 +50,12 @@ quant::QuantizeOptions stories_options(const std::string& method, int bits, int 
   return o;
 }
 
+double stories_rtn_ppl(int bits, int group, const std::vector<int>& eval_tokens) {
+  model::LoadedModel rtn = load_stories();
+  quant::quantize_model(rtn.model, torch::Tensor(), stories_options("rtn", bits, group));
+  return stories_ppl(rtn.model, eval_tokens);
+}
+
 quant::LcqOptions rtn_options(int bits, int group, int dq_bits) {
   quant::LcqOptions o;
   o.bits = bits;

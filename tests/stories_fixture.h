@@ -23,6 +23,9 @@ double stories_ppl(const model::LoadedModel& m);
 quant::LcqOptions rtn_options(int bits, int group, int dq_bits);  // rank one, min-max start
 // quantize_model options for `method` at bits / group, `epochs` for trained methods, quiet.
 quant::QuantizeOptions stories_options(const std::string& method, int bits, int group, int epochs = 3);
+// Perplexity (stories_ppl) of stories260K quantized with RTN at bits / group: the baseline a
+// trained method must beat.
+double stories_rtn_ppl(int bits, int group, const std::vector<int>& eval_tokens);
 std::vector<float> to_vec(const torch::Tensor& t);               // any dtype, as floats
 
 }  // namespace lcq::test

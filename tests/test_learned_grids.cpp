@@ -114,10 +114,8 @@ TEST(Stories260K, LearnedGridMethodsTrainLoadAndBeatRtn) {
   const torch::Tensor calib = test::stories_calibration(fp);
   const std::vector<int> eval_tokens = test::stories_eval_tokens(fp);
 
+  const double ppl_rtn = test::stories_rtn_ppl(3, 32, eval_tokens);
   quant::QuantizeOptions o = test::stories_options("rtn", 3, 32);
-  model::LoadedModel rtn = load_stories();
-  quant::quantize_model(rtn.model, torch::Tensor(), o);
-  const double ppl_rtn = test::stories_ppl(rtn.model, eval_tokens);
 
   for (const std::string method : {"omniquant", "flexround", "lrq"}) {
     o.method = method;

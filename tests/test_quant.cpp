@@ -37,6 +37,22 @@ using test::stories_bin;
 using test::stories_tok;
 using test::tinystories;
 
+// LCQ options at bits / group / rank, the rest default.
+quant::LcqOptions lcq_options(int bits, int group, int rank) {
+  quant::LcqOptions o;
+  o.bits = bits;
+  o.group = group;
+  o.rank = rank;
+  return o;
+}
+
+// A layer's trainable parameters: S~, B~, then V.
+std::vector<torch::Tensor> trainable(quant::LcqLinear& l) {
+  std::vector<torch::Tensor> p = l.scale_parameters();
+  for (auto& v : l.codebook_parameters()) p.push_back(v);
+  return p;
+}
+
 torch::Tensor real_weight() {  // a real layer with a ragged last group at group 48: 172 = 3*48 + 28
   return load_stories().model.blocks[1].up.weight.clone();
 }
@@ -71,10 +87,7 @@ TEST(Lcq, RankOneWithLinearVReproducesRtnBitForBit) {
 
 TEST(Lcq, ExtraRanksStartAtTheRankOneQuantizer) {
   const torch::Tensor W = real_weight();
-  quant::LcqOptions o;
-  o.bits = 2;
-  o.group = 32;
-  o.rank = 1;
+  quant::LcqOptions o = lcq_options(2, 32, 1);
   quant::LcqLinear r1(W, o, at::detail::createCPUGenerator(1));
   o.rank = 4;
   quant::LcqLinear r4(W, o, at::detail::createCPUGenerator(1));
@@ -87,13 +100,9 @@ TEST(Lcq, GradientsMatchFiniteDifferencesAtFixedAssignment) {
   // so a central difference is exact up to float rounding.
   torch::manual_seed(0);
   const torch::Tensor W = torch::randn({6, 20});
-  quant::LcqOptions o;
-  o.bits = 3;
-  o.group = 8;  // 20 = 8 + 8 + 4: a ragged group
-  o.rank = 3;
+  const quant::LcqOptions o = lcq_options(3, 8, 3);  // 20 = 8 + 8 + 4: a ragged group
   quant::LcqLinear lcq(W, o, at::detail::createCPUGenerator(3));
-  std::vector<torch::Tensor> params = lcq.scale_parameters();
-  for (auto& p : lcq.codebook_parameters()) params.push_back(p);
+  std::vector<torch::Tensor> params = trainable(lcq);
   {
     torch::NoGradGuard ng;  // move away from the initial point so that every term is non-zero
     for (auto& p : params) p.add_(torch::randn_like(p) * 0.1);
@@ -132,10 +141,7 @@ TEST(Lcq, GradientsMatchFiniteDifferencesAtFixedAssignment) {
 TEST(Lcq, Bf16StepWeightsAreTheRoundedF32WeightsWithTheSameGradients) {
   torch::manual_seed(2);
   const torch::Tensor W = torch::randn({6, 20});
-  quant::LcqOptions o;
-  o.bits = 3;
-  o.group = 8;  // a ragged last group
-  o.rank = 2;
+  const quant::LcqOptions o = lcq_options(3, 8, 2);  // a ragged last group
   quant::LcqOptions ob = o;
   ob.bf16_steps = true;
   quant::LcqLinear f32(W, o, at::detail::createCPUGenerator(5)), bf16(W, ob, at::detail::createCPUGenerator(5));
@@ -145,9 +151,7 @@ TEST(Lcq, Bf16StepWeightsAreTheRoundedF32WeightsWithTheSameGradients) {
   const torch::Tensor R = torch::randn({6, 20});
   (wf.to(torch::kBFloat16).to(torch::kFloat32) * R).sum().backward();
   (wb.to(torch::kFloat32) * R).sum().backward();
-  auto pf = f32.scale_parameters(), pb = bf16.scale_parameters();
-  for (auto& p : f32.codebook_parameters()) pf.push_back(p);
-  for (auto& p : bf16.codebook_parameters()) pb.push_back(p);
+  const auto pf = trainable(f32), pb = trainable(bf16);
   for (size_t i = 0; i < pf.size(); ++i) {
     ASSERT_TRUE(pb[i].grad().defined());
     EXPECT_TRUE(pb[i].grad().equal(pf[i].grad())) << "parameter " << i;
@@ -165,10 +169,7 @@ TEST(Lcq, Bf16StepWeightsAreTheRoundedF32WeightsWithTheSameGradients) {
 TEST(Lcq, SteGradientIsLsqsOnAUniformGridAndKeepsTheForwardValue) {
   torch::manual_seed(1);
   const torch::Tensor W = torch::randn({5, 24});
-  quant::LcqOptions o;
-  o.bits = 3;
-  o.group = 8;
-  o.rank = 1;
+  quant::LcqOptions o = lcq_options(3, 8, 1);
   o.init = "rtn";
   o.gradient = quant::CodebookGradient::kSte;
   quant::LcqLinear ste(W, o, at::detail::createCPUGenerator(0));
@@ -464,15 +465,12 @@ TEST(Stories260K, KernelChoicePicksTheFamilyAndPromptsStayExact) {
 TEST(Stories260K, TokenRelativeLossTrainsEveryBlockAndBeatsRtn) {
   model::LoadedModel fp = load_stories();
   const std::vector<int> eval_tokens = test::stories_eval_tokens(fp);
-  quant::QuantizeOptions o = test::stories_options("rtn", 3, 32);
-  model::LoadedModel rtn = load_stories();
-  quant::quantize_model(rtn.model, torch::Tensor(), o);
-  o.method = "lcq";
+  quant::QuantizeOptions o = test::stories_options("lcq", 3, 32);
   o.engine.loss = "token-relative";
   model::LoadedModel lcq = load_stories();
   auto lq = quant::quantize_model(lcq.model, test::stories_calibration(fp), o);
   for (const auto& b : lq.blocks) EXPECT_LT(b.trained_loss, b.init_loss) << "block " << b.layer;
-  EXPECT_LT(stories_ppl(lcq.model, eval_tokens), stories_ppl(rtn.model, eval_tokens));
+  EXPECT_LT(stories_ppl(lcq.model, eval_tokens), test::stories_rtn_ppl(3, 32, eval_tokens));
 }
 
 // Both gradient paths through the assignment (--codebook-grad) train every block and beat RTN
@@ -483,11 +481,8 @@ TEST(Stories260K, GatherAndSteGradientsBothTrainAndBeatRtn) {
   const torch::Tensor calib = test::stories_calibration(fp);
   const std::vector<int> eval_tokens = test::stories_eval_tokens(fp);
   for (const int bits : {2, 3}) {
-    quant::QuantizeOptions o = test::stories_options("rtn", bits, 32);
-    model::LoadedModel rtn = load_stories();
-    quant::quantize_model(rtn.model, torch::Tensor(), o);
-    const double ppl_rtn = stories_ppl(rtn.model, eval_tokens);
-    o.method = "lcq";
+    const double ppl_rtn = test::stories_rtn_ppl(bits, 32, eval_tokens);
+    quant::QuantizeOptions o = test::stories_options("lcq", bits, 32);
     o.lcq.rank = 2;
     std::map<std::string, double> ppl;
     for (const std::string& name : quant::codebook_gradient_names()) {

@@ -15,7 +15,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fmt/format.h>
-#include <fstream>
+#include <cctype>
 
 namespace lcq::cli {
 
@@ -36,7 +36,7 @@ struct QuantizeArgs {
   std::string offload, max_memory;
 };
 
-// --max-memory: bytes with an optional K, M, G or T suffix (powers of 1024).
+// --max-memory: bytes with an optional K, M, G or T suffix (powers of 1024), which may end in B.
 double parse_size(const std::string& s) {
   size_t used = 0;
   double v = 0;
@@ -45,29 +45,13 @@ double parse_size(const std::string& s) {
   } catch (const std::exception&) {
     used = 0;
   }
-  const std::string unit = s.substr(used);
-  const char* units = "KMGT";
-  double scale = 1;
-  if (!unit.empty()) {
-    const char* u = unit.size() == 1 || (unit.size() == 2 && (unit[1] == 'B' || unit[1] == 'b') && unit[1] != unit[0])
-                        ? std::strchr(units, std::toupper(static_cast<unsigned char>(unit[0])))
-                        : nullptr;
-    LCQ_CHECK(u && *u, "--max-memory must be a size such as 4G, 512M or 1000000 (bytes), got '{}'", s);
-    scale = std::pow(1024.0, double(u - units + 1));
-  }
-  LCQ_CHECK(used > 0 && std::isfinite(v) && v > 0, "--max-memory must be a size such as 4G, 512M or 1000000 (bytes), got '{}'", s);
-  return v * scale;
-}
-
-// MemAvailable of /proc/meminfo in bytes (0 when unknown).
-double available_memory() {
-  std::ifstream in("/proc/meminfo");
-  std::string key;
-  double kb = 0;
-  std::string unit;
-  while (in >> key >> kb >> unit)
-    if (key == "MemAvailable:") return kb * 1024;
-  return 0;
+  std::string unit = s.substr(used);
+  if (unit.size() == 2 && (unit[1] == 'B' || unit[1] == 'b')) unit.pop_back();
+  const std::string units = "KMGT";
+  const size_t power = unit.empty() ? 0 : unit.size() == 1 ? units.find(char(std::toupper(unit[0]))) + 1 : 0;
+  LCQ_CHECK(used > 0 && std::isfinite(v) && v > 0 && (unit.empty() || power > 0),
+            "--max-memory must be a size such as 4G, 512M or 1000000 (bytes), got '{}'", s);
+  return v * std::pow(1024.0, double(power));
 }
 
 }  // namespace
@@ -241,7 +225,7 @@ void register_quantize(CLI::App& app) {
     const std::string checkpoint = a->out + ".lcq-resume";
     if (streamed) files.output_directory("the checkpoint of -o", checkpoint, {"run.json", "state.gguf"});
     files.check();
-    const double max_memory = a->max_memory.empty() ? available_memory() : parse_size(a->max_memory);
+    const double max_memory = a->max_memory.empty() ? double(available_memory_bytes()) : parse_size(a->max_memory);
     std::string calib_text;
     if (!a->calib.empty()) {
       calib_text = read_file(a->calib);

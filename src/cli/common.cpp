@@ -136,8 +136,9 @@ std::string human_bytes(double n) {
   return fmt::format("{:.0f} B", n);
 }
 
-static int64_t status_kb(const char* key) {
-  std::ifstream in("/proc/self/status");
+// A "Key: N kB" line of a /proc file, in bytes (0 when absent).
+static int64_t proc_kb(const char* file, const char* key) {
+  std::ifstream in(file);
   std::string line;
   const std::string k = key;
   while (std::getline(in, line))
@@ -145,12 +146,13 @@ static int64_t status_kb(const char* key) {
   return 0;
 }
 
-int64_t peak_rss_bytes() { return status_kb("VmHWM"); }
+int64_t peak_rss_bytes() { return proc_kb("/proc/self/status", "VmHWM"); }
+int64_t available_memory_bytes() { return proc_kb("/proc/meminfo", "MemAvailable"); }
 int64_t current_rss_bytes() {
   // main() keeps freed memory in the heap (no trimming); hand it back first, so that the
   // reading is what is in use and not what an earlier phase freed.
   malloc_trim(0);
-  return status_kb("VmRSS");
+  return proc_kb("/proc/self/status", "VmRSS");
 }
 
 }  // namespace lcq::cli

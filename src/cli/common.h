@@ -65,6 +65,8 @@ std::string human_bytes(double n);
 // Peak resident memory of this process so far, in bytes (VmHWM).
 int64_t peak_rss_bytes();
 int64_t current_rss_bytes();
+// MemAvailable of /proc/meminfo, in bytes (0 when unknown).
+int64_t available_memory_bytes();
 
 using Registrar = std::function<void(CLI::App&)>;
 void register_info(CLI::App& app);

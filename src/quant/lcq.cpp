@@ -4,6 +4,7 @@
 
 #include "lcq/core/error.h"
 #include "lcq/core/half.h"
+#include "lcq/core/named.h"
 
 #include <algorithm>
 #include <cmath>
@@ -76,20 +77,21 @@ struct GatherCodes : torch::autograd::Function<GatherCodes> {
   }
 };
 
+const Named<CodebookGradient> kCodebookGradients[] = {{CodebookGradient::kGather, "gather"},
+                                                       {CodebookGradient::kSte, "ste"}};
+
 }  // namespace
 
 const std::vector<std::string>& codebook_gradient_names() {
-  static const std::vector<std::string> names = {"gather", "ste"};
-  return names;
+  static const auto v = names_of(kCodebookGradients);
+  return v;
 }
 
 CodebookGradient parse_codebook_gradient(const std::string& name) {
-  if (name == "gather") return CodebookGradient::kGather;
-  if (name == "ste") return CodebookGradient::kSte;
-  fail("--codebook-grad must be gather or ste, got '{}'", name);
+  return parse_named(kCodebookGradients, name, "--codebook-grad");
 }
 
-std::string to_string(CodebookGradient g) { return g == CodebookGradient::kSte ? "ste" : "gather"; }
+std::string to_string(CodebookGradient g) { return name_of(kCodebookGradients, g); }
 
 void validate(const LcqOptions& o) {
   LCQ_CHECK(o.bits >= 1 && o.bits <= 8, "--bits must be between 1 and 8, got {}", o.bits);
@@ -199,42 +201,41 @@ torch::Tensor LcqLinear::weight() const {
 }
 
 torch::Tensor LcqLinear::ste_weight(const torch::Tensor& C) const {
-  // Per weight, without gradient: the nearest entry q (as assign()), the entries bracketing
-  // it in sorted order (lo, hi) and their interpolation weights ((1 - f, f) inside the
+  // Per weight, without gradient: the nearest entry q (assign()), the entries bracketing the
+  // weight in sorted order (lo, hi) and their interpolation weights ((1 - f, f) inside the
   // codebook's range, (0, 0) outside it).
-  torch::Tensor q, lo, hi, a_lo, a_hi;
+  const torch::Tensor q = assign(C);
+  torch::Tensor lo, hi, a_lo, a_hi;
   {
     torch::NoGradGuard ng;
     const torch::Tensor w = gw_.w.contiguous(), c = C.detach().contiguous();
     const int64_t m = w.size(0), G = w.size(1), g = w.size(2), K = c.size(-1);
-    q = torch::empty({m, G, g}, torch::kInt64);
-    lo = torch::empty({m, G, g}, torch::kInt64);
-    hi = torch::empty({m, G, g}, torch::kInt64);
+    lo = torch::empty({m, G, g}, torch::kUInt8);
+    hi = torch::empty({m, G, g}, torch::kUInt8);
     a_lo = torch::empty({m, G, g}, torch::kFloat32);
     a_hi = torch::empty({m, G, g}, torch::kFloat32);
     const float* wp = w.data_ptr<float>();
     const float* cp = c.data_ptr<float>();
-    int64_t *qp = q.data_ptr<int64_t>(), *lop = lo.data_ptr<int64_t>(), *hip = hi.data_ptr<int64_t>();
+    const uint8_t* qp = q.data_ptr<uint8_t>();
+    uint8_t *lop = lo.data_ptr<uint8_t>(), *hip = hi.data_ptr<uint8_t>();
     float *alp = a_lo.data_ptr<float>(), *ahp = a_hi.data_ptr<float>();
     at::parallel_for(0, m * G, 64, [&](int64_t k0, int64_t k1) {
-      std::vector<int64_t> order(static_cast<size_t>(K));
+      std::vector<uint8_t> order(static_cast<size_t>(K));
       for (int64_t k = k0; k < k1; ++k) {
         const float* ck = cp + k * K;
-        for (int64_t e = 0; e < K; ++e) order[size_t(e)] = e;
-        std::sort(order.begin(), order.end(), [ck](int64_t x, int64_t y) { return ck[x] < ck[y]; });
+        for (int64_t e = 0; e < K; ++e) order[size_t(e)] = uint8_t(e);
+        std::sort(order.begin(), order.end(), [ck](uint8_t x, uint8_t y) { return ck[x] < ck[y]; });
         for (int64_t j = k * g; j < (k + 1) * g; ++j) {
           const float x = wp[j];
-          qp[j] = nearest_entry(x, ck, K);
           // The first sorted entry above x; x in [C_lo, C_hi] when 0 < s < K.
-          const auto it = std::upper_bound(order.begin(), order.end(), x,
-                                           [ck](float v, int64_t e) { return v < ck[e]; });
+          const auto it = std::upper_bound(order.begin(), order.end(), x, [ck](float v, uint8_t e) { return v < ck[e]; });
           const int64_t s = it - order.begin();
           if (s == 0 || s == K) {  // outside the range (or on the top entry): the gather term only
             lop[j] = hip[j] = qp[j];
             alp[j] = ahp[j] = 0.f;
             continue;
           }
-          const int64_t l = order[size_t(s - 1)], h = order[size_t(s)];
+          const uint8_t l = order[size_t(s - 1)], h = order[size_t(s)];
           const float width = ck[h] - ck[l];
           const float f = width > 0 ? (x - ck[l]) / width : 0.f;
           lop[j] = l;
@@ -245,10 +246,10 @@ torch::Tensor LcqLinear::ste_weight(const torch::Tensor& C) const {
       }
     });
   }
-  const torch::Tensor hard = C.gather(-1, q);
-  const torch::Tensor at_w = C.gather(-1, lo) * a_lo + C.gather(-1, hi) * a_hi;
+  auto gather = [&](const torch::Tensor& codes) { return GatherCodes::apply(C, codes, torch::kFloat32); };
+  const torch::Tensor at_w = gather(lo) * a_lo + gather(hi) * a_hi;
   // Value: C[q] exactly; gradient: dC_q - dC(t).
-  return hard - (at_w - at_w.detach());
+  return gather(q) - (at_w - at_w.detach());
 }
 
 torch::Tensor LcqLinear::weight(const torch::Tensor& q) const {

@@ -147,16 +147,39 @@ void prepare(QuantizeOptions& o, bool calibrated) {
   LCQ_CHECK(calibrated || o.engine.epochs == 0, "method '{}' needs calibration data (--calib)", o.method);
 }
 
-void summarize(QuantizeResult& r, const std::map<std::string, CodebookLayer>& layers) {
+namespace {
+
+// Bits per weight over the block linears ("blk.*"; not the embedding or head), as files and
+// reports state it.
+struct BlockBits {
   double bits = 0;
-  r.quantized_weights = 0;
-  for (const auto& [name, l] : layers) {
-    if (name.rfind("blk.", 0) != 0) continue;
+  int64_t weights = 0;
+  void add(const std::string& name, const CodebookLayer& l) {
+    if (name.rfind("blk.", 0) != 0) return;
     bits += l.bits_per_weight() * double(l.rows * l.cols);
-    r.quantized_weights += l.rows * l.cols;
+    weights += l.rows * l.cols;
   }
-  r.bits_per_weight = r.quantized_weights ? bits / double(r.quantized_weights) : 0;
+  double per_weight() const { return weights ? bits / double(weights) : 0; }
+};
+
+}  // namespace
+
+void summarize(QuantizeResult& r, const std::map<std::string, CodebookLayer>& layers) {
+  BlockBits b;
+  for (const auto& [name, l] : layers) b.add(name, l);
+  r.bits_per_weight = b.per_weight();
+  r.quantized_weights = b.weights;
   r.layer_count = int64_t(layers.size());
+}
+
+std::map<std::string, CodebookLayer> quantize_block_uncalibrated(BlockMethod& method, int l, model::Block& block) {
+  torch::NoGradGuard ng;
+  method.begin_block(l, block, {});
+  auto layers = method.end_block(block);
+  for (const auto& [name, lin] : block.linears())  // e.g. a grid overflowing on huge weights
+    LCQ_CHECK(torch::isfinite(lin->weight).all().item<bool>(), "the quantized weight '{}' contains NaN or infinite values",
+              layer_name(l, name) + ".weight");
+  return layers;
 }
 
 QuantizeResult quantize_model(model::Model& m, const torch::Tensor& calib, const QuantizeOptions& opts) {
@@ -179,14 +202,9 @@ QuantizeResult quantize_model(model::Model& m, const torch::Tensor& calib, const
     r.blocks = std::move(rr.blocks);
     head_importance = rr.head_importance;
   } else {
-    torch::NoGradGuard ng;
-    for (size_t l = 0; l < m.blocks.size(); ++l) {
-      method.begin_block(int(l), m.blocks[l], {});
-      for (auto& [name, layer] : method.end_block(m.blocks[l])) r.layers.emplace(name, std::move(layer));
-      for (const auto& [name, lin] : m.blocks[l].linears())  // e.g. a grid overflowing on huge weights
-        LCQ_CHECK(torch::isfinite(lin->weight).all().item<bool>(),
-                  "the quantized weight '{}' contains NaN or infinite values", layer_name(int(l), name) + ".weight");
-    }
+    for (size_t l = 0; l < m.blocks.size(); ++l)
+      for (auto& [name, layer] : quantize_block_uncalibrated(method, int(l), m.blocks[l]))
+        r.layers.emplace(name, std::move(layer));
   }
   if (o.embedding.bits > 0) quantize_embeddings(m, o.embedding, head_importance, r.layers);
   summarize(r, r.layers);
@@ -282,16 +300,14 @@ void write_quantized_file(const std::string& path, const ModelConfig& config, co
   const nlohmann::json common = io::codebook_metadata(*layers.begin()->second.layer);
   for (const auto& [k, v] : common.items()) wo.extra_metadata[k] = v;
   // Per-layer keys where a layer differs from the model-wide settings.
-  double bits = 0, weights = 0;
+  BlockBits bits;
   for (const auto& [name, q] : layers) {
     const nlohmann::json own = io::codebook_metadata(*q.layer);
     for (const auto& [k, v] : own.items())
       if (k != "lcq.format_version" && common.at(k) != v) wo.extra_metadata["lcq.layer." + name + k.substr(3)] = v;
-    if (name.rfind("blk.", 0) != 0) continue;
-    bits += q.layer->bits_per_weight() * double(q.layer->rows * q.layer->cols);
-    weights += double(q.layer->rows * q.layer->cols);
+    bits.add(name, *q.layer);
   }
-  wo.extra_metadata["lcq.bits_per_weight"] = weights > 0 ? bits / weights : 0.0;
+  wo.extra_metadata["lcq.bits_per_weight"] = bits.per_weight();
   io::write_gguf_model(path, config, tensors, vocab, wo);
 }
 

@@ -2,6 +2,7 @@
 
 #include "lcq/core/cpu.h"
 #include "lcq/core/error.h"
+#include "lcq/core/named.h"
 #include "lcq/core/progress.h"
 #include "lcq/quant/activations.h"
 
@@ -117,28 +118,16 @@ torch::Tensor position_weights(TrainingLoss loss, const torch::Tensor& target) {
   return 1.0 / (ms + 1e-6 * ms.mean());  // the floor keeps an all-zero position finite
 }
 
-template <typename E>
-struct Named {
-  E value;
-  const char* name;
-};
+// The shuffling generator's state as the checkpoint keeps it (the standard's text form).
+std::string as_text(const std::mt19937_64& rng) {
+  std::ostringstream out;
+  out << rng;
+  return out.str();
+}
+
 const Named<TrainingLoss> kLosses[] = {{TrainingLoss::Mse, "mse"}, {TrainingLoss::TokenRelative, "token-relative"}};
 const Named<LrSchedule> kSchedules[] = {{LrSchedule::Cosine, "cosine"}, {LrSchedule::Constant, "constant"}};
 const Named<TrainDtype> kTrainDtypes[] = {{TrainDtype::Fp32, "fp32"}, {TrainDtype::Bf16, "bf16"}, {TrainDtype::Auto, "auto"}};
-
-template <typename E, size_t N>
-std::vector<std::string> names_of(const Named<E> (&table)[N]) {
-  std::vector<std::string> v;
-  for (const auto& e : table) v.push_back(e.name);
-  return v;
-}
-
-template <typename E, size_t N>
-E parse_named(const Named<E> (&table)[N], const std::string& name, const char* option) {
-  for (const auto& e : table)
-    if (name == e.name) return e.value;
-  fail("{} must be {}, got '{}'", option, fmt::join(names_of(table), " or "), name);
-}
 
 }  // namespace
 
@@ -196,9 +185,7 @@ EngineState initial_state(const torch::Tensor& embeddings, const ReconstructOpti
   EngineState s;
   s.x_q = embeddings;
   if (!o.targets_from_quantized_inputs) s.x_fp = embeddings;
-  std::ostringstream rng;
-  rng << std::mt19937_64(o.seed);
-  s.shuffle_rng = rng.str();
+  s.shuffle_rng = as_text(std::mt19937_64(o.seed));
   torch::manual_seed(o.seed);
   s.torch_rng = at::detail::getDefaultCPUGenerator().get_state();
   return s;
@@ -391,9 +378,7 @@ ReconstructResult reconstruct(model::Model& m, BlockStore& store, EngineState st
     next.next_block = l + 1;
     next.x_q = x_q;
     next.x_fp = x_fp;
-    std::ostringstream rng_state;
-    rng_state << rng;
-    next.shuffle_rng = rng_state.str();
+    next.shuffle_rng = as_text(rng);
     next.torch_rng = at::detail::getDefaultCPUGenerator().get_state();
     next.method = method.carried_state();
     store.finish(l, working, layers, rep, next);

@@ -71,6 +71,9 @@ struct QuantizeResult {
 // the rank-one methods, rank 1 for the learned grids), after validate(); refuses a method
 // that needs calibration without it.
 void prepare(QuantizeOptions& o, bool calibrated);
+// Block l quantized in place without calibration (RTN): its stored layers. Refuses a result
+// with NaN or infinite weights.
+std::map<std::string, CodebookLayer> quantize_block_uncalibrated(BlockMethod& method, int l, model::Block& block);
 // bits_per_weight, quantized_weights and layer_count of r from the quantized layers.
 void summarize(QuantizeResult& r, const std::map<std::string, CodebookLayer>& layers);
 
