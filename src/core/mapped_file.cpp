@@ -63,4 +63,11 @@ const uint8_t* ByteReader::take(size_t n, const char* what) {
   return p;
 }
 
+void release_file_pages(const void* data, size_t n) {
+  const uintptr_t page = 4096;
+  const uintptr_t begin = (reinterpret_cast<uintptr_t>(data) + page - 1) & ~(page - 1);
+  const uintptr_t end = (reinterpret_cast<uintptr_t>(data) + n) & ~(page - 1);
+  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+}
+
 }  // namespace lcq

@@ -9,7 +9,6 @@
 
 #include <torch/torch.h>
 
-#include <sys/mman.h>
 
 #include <cstring>
 
@@ -17,12 +16,7 @@ namespace lcq::model {
 
 namespace detail {
 
-void release_pages(const io::TensorView& view) {
-  const uintptr_t page = 4096;
-  uintptr_t begin = (reinterpret_cast<uintptr_t>(view.data) + page - 1) & ~(page - 1);
-  uintptr_t end = (reinterpret_cast<uintptr_t>(view.data) + view.nbytes) & ~(page - 1);
-  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
-}
+void release_pages(const io::TensorView& view) { release_file_pages(view.data, view.nbytes); }
 
 namespace {
 

@@ -2,13 +2,12 @@
 
 #include "checkpoint.h"
 #include "lcq/core/error.h"
+#include "lcq/core/mapped_file.h"
 #include "lcq/io/codebook_tensors.h"
 #include "lcq/quant/activations.h"
 
 #include <fmt/format.h>
 #include <torch/torch.h>
-
-#include <sys/mman.h>
 
 #include <chrono>
 #include <cmath>
@@ -17,14 +16,6 @@
 namespace lcq::quant {
 
 namespace {
-
-// Drops the file pages a copied range lies on from the resident set (those it fully covers).
-void release_range(const uint8_t* data, size_t n) {
-  const uintptr_t page = 4096;
-  const uintptr_t begin = (reinterpret_cast<uintptr_t>(data) + page - 1) & ~(page - 1);
-  const uintptr_t end = (reinterpret_cast<uintptr_t>(data) + n) & ~(page - 1);
-  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
-}
 
 // A tensor of a mapped checkpoint file, copied into the output a piece at a time.
 io::WriteTensor mapped_tensor(const std::shared_ptr<const io::GgufFile>& file, const io::TensorView& v) {
@@ -36,7 +27,7 @@ io::WriteTensor mapped_tensor(const std::shared_ptr<const io::GgufFile>& file, c
   w.fill_raw = [file, data, rows = w.rows(), nbytes = v.nbytes](int64_t r0, int64_t r1, uint8_t* out) {
     const size_t row_bytes = rows > 0 ? nbytes / size_t(rows) : 0;
     std::memcpy(out, data + size_t(r0) * row_bytes, size_t(r1 - r0) * row_bytes);
-    release_range(data + size_t(r0) * row_bytes, size_t(r1 - r0) * row_bytes);
+    release_file_pages(data + size_t(r0) * row_bytes, size_t(r1 - r0) * row_bytes);
   };
   return w;
 }
@@ -62,7 +53,7 @@ void check_finite(const model::BlockLoader& loader) {
       piece.shape = {r1 - r0, per_row};
       values.resize(size_t((r1 - r0) * per_row));
       io::dequantize(piece, values.data(), src.path + ": tensor '" + name + "'");
-      release_range(piece.data, piece.nbytes);
+      release_file_pages(piece.data, piece.nbytes);
       for (float x : values) LCQ_CHECK(std::isfinite(x), "tensor '{}' contains NaN or infinite values", name);
     }
   }

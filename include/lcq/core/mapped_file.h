@@ -33,6 +33,11 @@ class MappedFile {
   std::unique_ptr<uint8_t[]> copy_;  // from_bytes(): the bytes (data_ points here, nothing is mapped)
 };
 
+// Drops from the resident set the pages of a read-only file mapping that [data, data + n)
+// fully covers (the data stays in the file and is read again if touched); partly covered
+// pages are kept. Only for mapped files: on other memory MADV_DONTNEED discards the contents.
+void release_file_pages(const void* data, size_t n);
+
 // Bounds-checked sequential reader over a byte range; errors name the file and offset.
 class ByteReader {
  public:
