@@ -12,6 +12,7 @@
 
 #include "lcq/core/error.h"
 #include "lcq/core/half.h"
+#include "lcq/kernels/clip_search.h"
 #include "lcq/kernels/codebook_layer.h"
 #include "lcq/kernels/dense.h"
 #include "lcq/kernels/membw.h"
@@ -375,6 +376,57 @@ TEST(MemoryBandwidth, MeasuresSomething) {
   EXPECT_GT(one, 0.1);
   EXPECT_LT(one, 1e4);
   EXPECT_GT(two, 0.1);
+}
+
+}  // namespace
+}  // namespace lcq::kernels
+
+namespace lcq::kernels {
+namespace {
+
+// The clipping search against a double-precision evaluation of every candidate shrink: the
+// chosen grid is one of the candidates and its error is the smallest within float rounding.
+TEST(ClipSearch, ChoosesTheSmallestErrorShrink) {
+  std::mt19937 rng(7);
+  std::student_t_distribution<float> heavy(3.f);  // outliers, as in real weights
+  std::uniform_real_distribution<float> pos(0.1f, 4.f);
+  const int steps = 100;
+  const double min_shrink = 0.2;
+  int cases = 0, shrunk = 0;
+  for (int64_t n : {1, 3, 17, 32, 44, 128, 130})
+    for (int bits : {2, 3, 4})
+      for (double p : {1.0, 2.0, 2.4})
+        for (bool weighted : {false, true})
+          for (int rep = 0; rep < 4; ++rep) {
+            std::vector<float> w(static_cast<size_t>(n)), c(static_cast<size_t>(n));
+            for (auto& x : w) x = 0.02f * heavy(rng);
+            if (rep == 3) std::fill(w.begin(), w.end(), 0.5f);  // all equal: the tiny scale
+            for (auto& x : c) x = pos(rng);
+            const float* cp = weighted ? c.data() : nullptr;
+            const ClipChoice got = search_clipping(w.data(), cp, n, bits, steps, min_shrink, p);
+            const float qmax = float((1 << bits) - 1);
+            const float wmin = *std::min_element(w.begin(), w.end()), wmax = *std::max_element(w.begin(), w.end());
+            double best = INFINITY, chosen = NAN;
+            for (int k = 0; k < steps; ++k) {
+              const float t = k == 0 ? 1.f : float(1.0 - (1.0 - min_shrink) * k / steps);
+              const float s = std::max((wmax * t - wmin * t) / qmax, 1e-8f);
+              const float z = std::min(std::max(std::nearbyint(-wmin * t / s), 0.f), qmax);
+              double err = 0;
+              for (int64_t i = 0; i < n; ++i) {
+                const float q = std::min(std::max(std::nearbyint(w[size_t(i)] / s) + z, 0.f), qmax);
+                err += (cp ? cp[i] : 1.0) * std::pow(std::fabs(double(q * s - s * z) - w[size_t(i)]), p);
+              }
+              best = std::min(best, err);
+              // (the same grid up to a contracted multiply-add in either computation)
+              if (std::fabs(s - got.scale) <= 1e-6f * s && z == got.zero && std::isnan(chosen)) chosen = err;
+            }
+            ASSERT_FALSE(std::isnan(chosen)) << "n " << n << " bits " << bits << " p " << p << ": not a candidate grid";
+            EXPECT_LE(chosen, best * (1 + 1e-5) + 1e-30) << "n " << n << " bits " << bits << " p " << p;
+            EXPECT_NEAR(got.error, chosen, 1e-5 * chosen + 1e-30);
+            ++cases;
+            shrunk += got.scale < std::max((wmax - wmin) / qmax, 1e-8f);
+          }
+  EXPECT_GT(shrunk, cases / 4);  // the search does move away from min-max
 }
 
 }  // namespace

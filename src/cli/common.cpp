@@ -2,6 +2,7 @@
 
 #include "lcq/core/atomic_file.h"
 #include "lcq/core/error.h"
+#include "lcq/core/memory.h"
 #include "lcq/core/progress.h"
 #include "lcq/io/writers.h"
 
@@ -14,7 +15,6 @@
 #include <iostream>
 #include <limits>
 
-#include <malloc.h>
 
 namespace lcq::cli {
 
@@ -151,7 +151,7 @@ int64_t available_memory_bytes() { return proc_kb("/proc/meminfo", "MemAvailable
 int64_t current_rss_bytes() {
   // main() keeps freed memory in the heap (no trimming); hand it back first, so that the
   // reading is what is in use and not what an earlier phase freed.
-  malloc_trim(0);
+  return_free_heap();
   return proc_kb("/proc/self/status", "VmRSS");
 }
 

@@ -2,6 +2,7 @@
 
 #include "lcq/core/cpu.h"
 #include "lcq/core/error.h"
+#include "lcq/core/memory.h"
 #include "lcq/core/named.h"
 #include "lcq/core/progress.h"
 #include "lcq/quant/activations.h"
@@ -343,6 +344,7 @@ ReconstructResult reconstruct(model::Model& m, BlockStore& store, EngineState st
       // The same measure before and after (the training objective may weight positions).
       bar.finish(fmt::format("output MSE {:.3e} -> {:.3e}", rep.init_loss, rep.trained_loss));
     }
+    return_free_heap();  // the training steps' activations and gradients, before the block is frozen
 
     auto layers = method.end_block(working);
     // The frozen block's outputs are both the final loss and the next block's inputs: one pass.
@@ -384,6 +386,9 @@ ReconstructResult reconstruct(model::Model& m, BlockStore& store, EngineState st
     store.finish(l, working, layers, rep, next);
     if (acts) acts->release(x_q), acts->release(x_fp);
     result.blocks.push_back(std::move(rep));
+    // The block's many freed intermediates would otherwise stay resident as heap holes that
+    // the next block's different sizes cannot reuse: the peak grew over the first blocks.
+    return_free_heap();
   }
   {
     torch::NoGradGuard ng;

@@ -1,10 +1,16 @@
 #include "lcq/quant/uniform.h"
 
+#include <ATen/Parallel.h>
+
 #include "lcq/core/error.h"
 #include "lcq/core/half.h"
+#include "lcq/kernels/clip_search.h"
 #include "lcq/quant/lcq.h"
 
 #include <torch/torch.h>
+
+#include <algorithm>
+#include <vector>
 
 namespace lcq::quant {
 
@@ -49,30 +55,30 @@ UniformGrid mse_grid(const GroupedWeight& gw, int bits, int steps, double min_sh
 UniformGrid weighted_mse_grid(const GroupedWeight& gw, int bits, const torch::Tensor& column_weight, int steps,
                               double min_shrink, double norm) {
   torch::NoGradGuard ng;
-  UniformGrid best = minmax_grid(gw, bits, 1.0);
-  torch::Tensor cw;  // [G, group], zero on padding
+  std::vector<float> cw;  // per column, or empty
   if (column_weight.defined()) {
     LCQ_CHECK(column_weight.dim() == 1 && column_weight.size(0) == gw.cols, "column weights: {} values for {} columns",
               column_weight.numel(), gw.cols);
-    cw = GroupedWeight::make(column_weight.to(torch::kFloat32).unsqueeze(0), gw.group).w[0];
+    const torch::Tensor c = column_weight.to(torch::kFloat32).contiguous();
+    cw.assign(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
   }
-  if (gw.mask.defined()) cw = cw.defined() ? cw * gw.mask : gw.mask.to(torch::kFloat32);
-  auto err_of = [&](const UniformGrid& g) {
-    auto e = (fake_quantize(gw, g, bits) - gw.ungroup(gw.w));
-    auto ge = GroupedWeight::make(e, gw.group).w.abs().pow(norm);
-    if (cw.defined()) ge = ge * cw;
-    return ge.sum(-1);  // [m, G]
-  };
-  auto best_err = err_of(best);
-  for (int i = 1; i < steps; ++i) {
-    const double shrink = 1.0 - (1.0 - min_shrink) * double(i) / double(steps);
-    UniformGrid g = minmax_grid(gw, bits, shrink);
-    auto err = err_of(g);
-    auto better = err < best_err;
-    best_err = torch::where(better, err, best_err);
-    best.scale = torch::where(better, g.scale, best.scale);
-    best.zero = torch::where(better, g.zero, best.zero);
-  }
+  // One group at a time (kernels/clip_search.h); the padding of a ragged last group (a copy
+  // of the row's last column) is left out.
+  const torch::Tensor w = gw.w.contiguous();
+  const int64_t m = w.size(0), G = w.size(1), g = w.size(2);
+  UniformGrid best{torch::empty({m, G}, torch::kFloat32), torch::empty({m, G}, torch::kFloat32)};
+  const float* wp = w.data_ptr<float>();
+  float* sp = best.scale.data_ptr<float>();
+  float* zp = best.zero.data_ptr<float>();
+  at::parallel_for(0, m * G, 64, [&](int64_t k0, int64_t k1) {
+    for (int64_t k = k0; k < k1; ++k) {
+      const int64_t c0 = (k % G) * g, n = std::min(g, gw.cols - c0);
+      const kernels::ClipChoice r = kernels::search_clipping(wp + k * g, cw.empty() ? nullptr : cw.data() + c0, n,
+                                                             bits, steps, min_shrink, norm);
+      sp[k] = r.scale;
+      zp[k] = r.zero;
+    }
+  });
   return best;
 }
 
