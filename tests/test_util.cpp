@@ -65,7 +65,13 @@ CommandResult run_shell(const std::string& prefix, const std::string& args) {
 CommandResult run_lcq(const std::string& args) { return run_shell("", args); }
 
 CommandResult run_lcq_bounded(const std::string& args) {
+#if defined(__SANITIZE_ADDRESS__)
+  // AddressSanitizer reserves terabytes of address space for its shadow memory at start, which
+  // an address-space limit forbids: under it the bound is its own resident-memory limit.
+  return run_shell("ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}hard_rss_limit_mb=6144 timeout -s KILL 300 ", args);
+#else
   return run_shell("ulimit -v " + std::to_string(6 << 20) + "; timeout -s KILL 300 ", args);
+#endif
 }
 
 std::string stories_bin() { return shared("models/stories260K/stories260K.bin"); }
