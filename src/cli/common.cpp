@@ -15,7 +15,6 @@
 #include <iostream>
 #include <limits>
 
-
 namespace lcq::cli {
 
 void ModelOptions::add_to(CLI::App& cmd, bool with_runtime) {

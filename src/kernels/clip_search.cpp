@@ -38,7 +38,7 @@ HWY_INLINE double GridError(const float* HWY_RESTRICT w, const float* HWY_RESTRI
   const DF d;
   const int64_t N = int64_t(hn::Lanes(d));
   const auto vs = hn::Set(d, s), vz = hn::Set(d, z), vsz = hn::Set(d, s * z), vq = hn::Set(d, qmax),
-             vp = hn::Set(d, p), zero = hn::Zero(d);
+             vp = hn::Set(d, p), tiny = hn::Set(d, 1e-30f), zero = hn::Zero(d);
   auto acc = hn::Zero(d);
   int64_t i = 0;
   for (; i + N <= n; i += N) {
@@ -52,7 +52,7 @@ HWY_INLINE double GridError(const float* HWY_RESTRICT w, const float* HWY_RESTRI
       e = hn::Mul(a, a);
     } else {
       // log(0) is -inf; exp of it need not be 0 in every target: zero errors stay zero.
-      e = hn::IfThenElseZero(hn::Gt(a, zero), hn::Exp(d, hn::Mul(vp, hn::Log(d, hn::Max(a, hn::Set(d, 1e-30f))))));
+      e = hn::IfThenElseZero(hn::Gt(a, zero), hn::Exp(d, hn::Mul(vp, hn::Log(d, hn::Max(a, tiny)))));
     }
     acc = c ? hn::MulAdd(e, hn::LoadU(d, c + i), acc) : hn::Add(acc, e);
   }

@@ -1,6 +1,7 @@
 #include "lcq/model/block_loader.h"
 
 #include "lcq/core/error.h"
+#include "lcq/core/mapped_file.h"
 #include "lcq/io/codebook_tensors.h"
 #include "lcq/model/act_quant.h"
 #include "lcq/model/loader.h"
@@ -79,7 +80,7 @@ void BlockLoader::matrix_rows(const std::string& name, int64_t r0, int64_t r1, f
   rows.nbytes = size_t(r1 - r0) * row_bytes;
   rows.shape = {r1 - r0, D};
   io::dequantize(rows, out, src_.path + ": tensor '" + full.name + "'");
-  detail::release_pages(rows);
+  release_file_pages(rows.data, rows.nbytes);
   if (opts_.dtype != torch::kFloat32) {  // the precision a runtime tensor of that dtype has
     torch::Tensor t = torch::from_blob(out, {r1 - r0, D}, torch::kFloat32);
     t.copy_(t.to(opts_.dtype).to(torch::kFloat32));

@@ -1,6 +1,7 @@
 #include "lcq/model/loader.h"
 
 #include "lcq/core/error.h"
+#include "lcq/core/mapped_file.h"
 #include "lcq/core/progress.h"
 #include "lcq/io/codebook_tensors.h"
 #include "lcq/kernels/matrix.h"
@@ -9,14 +10,11 @@
 
 #include <torch/torch.h>
 
-
 #include <cstring>
 
 namespace lcq::model {
 
 namespace detail {
-
-void release_pages(const io::TensorView& view) { release_file_pages(view.data, view.nbytes); }
 
 namespace {
 
@@ -24,7 +22,7 @@ namespace {
 torch::Tensor load_tensor_f16(const io::TensorView& view) {
   auto t = torch::empty(view.shape, torch::kHalf);
   std::memcpy(t.data_ptr<at::Half>(), view.data, view.nbytes);
-  release_pages(view);
+  release_file_pages(view.data, view.nbytes);  // the weights never sit in memory twice
   return t;
 }
 
@@ -45,7 +43,7 @@ torch::Tensor TensorReader::get(const std::string& name, const std::vector<int64
   const io::TensorView& v = view(name, shape);
   auto t = torch::empty(v.shape, torch::kFloat32);
   io::load_tensor_f32(src_, v, t.data_ptr<float>());
-  release_pages(v);
+  release_file_pages(v.data, v.nbytes);
   return t.to(torch::TensorOptions().dtype(opts_.dtype).device(opts_.device));
 }
 
@@ -172,7 +170,7 @@ Model build_model(const io::ModelSource& src, const RuntimeOptions& opts) {
     } else {
       m.tok_embd = torch::empty(embd.shape, torch::kFloat32);
       io::load_tensor_f32(src, embd, m.tok_embd.data_ptr<float>());
-      detail::release_pages(embd);
+      release_file_pages(embd.data, embd.nbytes);
       m.tok_embd = m.tok_embd.to(m.tensor_options());
     }
   }

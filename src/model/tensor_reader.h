@@ -12,10 +12,6 @@
 
 namespace lcq::model::detail {
 
-// Tells the kernel it may drop the file pages of `view`: the weights never sit in memory
-// twice. Pages the view only partly covers are kept.
-void release_pages(const io::TensorView& view);
-
 class TensorReader {
  public:
   TensorReader(const io::ModelSource& src, const RuntimeOptions& opts, Progress* progress = nullptr);

@@ -10,7 +10,6 @@
 #include <torch/torch.h>
 
 #include <algorithm>
-#include <vector>
 
 namespace lcq::quant {
 
@@ -55,13 +54,13 @@ UniformGrid mse_grid(const GroupedWeight& gw, int bits, int steps, double min_sh
 UniformGrid weighted_mse_grid(const GroupedWeight& gw, int bits, const torch::Tensor& column_weight, int steps,
                               double min_shrink, double norm) {
   torch::NoGradGuard ng;
-  std::vector<float> cw;  // per column, or empty
+  torch::Tensor cw;  // per column, or undefined
   if (column_weight.defined()) {
     LCQ_CHECK(column_weight.dim() == 1 && column_weight.size(0) == gw.cols, "column weights: {} values for {} columns",
               column_weight.numel(), gw.cols);
-    const torch::Tensor c = column_weight.to(torch::kFloat32).contiguous();
-    cw.assign(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
+    cw = column_weight.to(torch::kFloat32).contiguous();
   }
+  const float* cp = cw.defined() ? cw.data_ptr<float>() : nullptr;
   // One group at a time (kernels/clip_search.h); the padding of a ragged last group (a copy
   // of the row's last column) is left out.
   const torch::Tensor w = gw.w.contiguous();
@@ -73,7 +72,7 @@ UniformGrid weighted_mse_grid(const GroupedWeight& gw, int bits, const torch::Te
   at::parallel_for(0, m * G, 64, [&](int64_t k0, int64_t k1) {
     for (int64_t k = k0; k < k1; ++k) {
       const int64_t c0 = (k % G) * g, n = std::min(g, gw.cols - c0);
-      const kernels::ClipChoice r = kernels::search_clipping(wp + k * g, cw.empty() ? nullptr : cw.data() + c0, n,
+      const kernels::ClipChoice r = kernels::search_clipping(wp + k * g, cp ? cp + c0 : nullptr, n,
                                                              bits, steps, min_shrink, norm);
       sp[k] = r.scale;
       zp[k] = r.zero;
