@@ -1,11 +1,17 @@
 // lcq info MODEL: what a model file holds, without loading the weights.
 #include "common.h"
 
+#include "lcq/core/atomic_file.h"
+#include "lcq/core/error.h"
+#include "lcq/core/paths.h"
 #include "lcq/io/model_source.h"
+#include "lcq/quant/allocation.h"
 
 #include <fmt/format.h>
 
+#include <filesystem>
 #include <map>
+#include <optional>
 
 namespace lcq::cli {
 
@@ -13,10 +19,21 @@ void register_info(CLI::App& app) {
   auto* cmd = app.add_subcommand("info", "Show a model's architecture, shapes, parameter count and tensor types");
   auto opts = std::make_shared<ModelOptions>();
   auto list = std::make_shared<bool>(false);
+  auto show_allocation = std::make_shared<bool>(false);
+  auto svg = std::make_shared<std::string>();
   opts->add_to(*cmd, /*with_runtime=*/false);
   cmd->add_flag("--tensors", *list, "List every tensor with its type and shape");
-  cmd->footer("Example: lcq info SmolLM2-135M-Instruct.Q4_1.gguf --tensors");
-  cmd->callback([opts, list] {
+  cmd->add_flag("--allocation", *show_allocation,
+                "A file made with a size target (quantize --target-size/--target-bpw): each layer's bits and its\n"
+                "measured sensitivity (block output error) at every candidate width");
+  cmd->add_option("--allocation-svg", *svg, "Plot the bits per layer of such a file as an SVG heat map");
+  cmd->footer("Examples: lcq info SmolLM2-135M-Instruct.Q4_1.gguf --tensors\n"
+              "          lcq info model-3bpw.gguf --allocation --allocation-svg bits.svg");
+  cmd->callback([opts, list, show_allocation, svg] {
+    FilePlan files;
+    opts->add_inputs(files);
+    files.output_file("--allocation-svg", *svg);
+    files.check();
     io::ModelSource src = io::load_model_source(opts->path, opts->load_options());
     const ModelConfig& c = src.config;
     int64_t params = 0, bytes = 0;
@@ -45,6 +62,29 @@ void register_info(CLI::App& app) {
     // LCQ files (docs/lcq-format.md): the quantization settings from the lcq.* keys.
     for (const char* key : {"method", "bits", "group_size", "rank", "dq_bits", "dq_group", "bits_per_weight"})
       if (src.metadata.contains(std::string("lcq.") + key)) j["quantization"][key] = src.metadata[std::string("lcq.") + key];
+    // A size target's allocation (lcq/quant/allocation.h).
+    std::optional<quant::Allocation> allocation;
+    if (src.metadata.contains("lcq.allocation")) {
+      const nlohmann::json& v = src.metadata["lcq.allocation"];
+      try {
+        LCQ_CHECK(v.is_string(), "not a string");
+        allocation = quant::allocation_from_json(nlohmann::json::parse(v.get<std::string>()));
+      } catch (const std::exception& e) {
+        fail("{}: metadata 'lcq.allocation' is malformed: {}", src.path, e.what());
+      }
+      std::map<std::string, int> at;  // "3" -> layers at 3 bits (a JSON object)
+      for (const auto& [name, bits] : allocation->bits) at[std::to_string(bits)] += 1;
+      j["allocation"] = {{"target_bytes", allocation->target_bytes}, {"linears_at_bits", at}};
+      if (*show_allocation) j["allocation"]["layers"] = quant::to_json(*allocation)["layers"];
+    }
+    LCQ_CHECK(allocation || (!*show_allocation && svg->empty()),
+              "{}: --allocation and --allocation-svg need a file quantized with a size target (no 'lcq.allocation' "
+              "key)", src.path);
+    if (!svg->empty()) {
+      AtomicFile f(*svg);
+      f.write(quant::allocation_svg(*allocation, std::filesystem::path(src.path).filename().string()));
+      f.commit();
+    }
     if (*list)
       for (const auto& t : src.tensors)
         j["tensors"].push_back({{"name", t.name}, {"type", io::dtype_name(t.dtype)}, {"shape", t.shape}});
@@ -71,6 +111,21 @@ void register_info(CLI::App& app) {
       fmt::print("  quantization  {} (LCQ codebooks): {} bits, group {}, rank {}, double quantization {}/{}; {} bits per weight\n",
                  q.value("method", std::string("lcq")), get("bits"), get("group_size"), get("rank"), get("dq_bits"),
                  get("dq_group"), q.contains("bits_per_weight") ? fmt::format("{:.3f}", q["bits_per_weight"].get<double>()) : "?");
+    }
+    if (allocation) {
+      std::vector<std::string> parts;
+      std::map<int, int> at;
+      for (const auto& [name, bits] : allocation->bits) at[bits] += 1;
+      for (const auto& [bits, n] : at)
+        parts.push_back(fmt::format("{} at {} bits", n, bits));
+      fmt::print("  allocation    size target {} bytes: block linears {}\n", allocation->target_bytes,
+                 fmt::join(parts, ", "));
+      if (*show_allocation) {
+        fmt::print("    {:<22} {:>4}  block output error at {} bits\n", "layer", "bits",
+                   fmt::join(allocation->candidates, " / "));
+        for (const auto& l : allocation->layers)
+          fmt::print("    {:<22} {:>4}  {:.3e}\n", l.name, allocation->bits.at(l.name), fmt::join(l.error, " / "));
+      }
     }
     if (j.contains("tokenizer"))
       fmt::print("  tokenizer     {} tokens ({}), bos {}, eos {}\n", src.vocab.size(),

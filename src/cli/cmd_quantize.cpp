@@ -6,6 +6,7 @@
 #include "lcq/core/paths.h"
 #include "lcq/model/act_quant.h"
 #include "lcq/quant/act_calibration.h"
+#include "lcq/quant/allocation.h"
 #include "lcq/quant/calibration.h"
 #include "lcq/quant/quantize.h"
 #include "lcq/quant/streamed.h"
@@ -34,10 +35,14 @@ struct QuantizeArgs {
   std::string codebook_grad;  // empty: LcqOptions' default
   bool resume = false;
   std::string offload, max_memory;
+  std::string target_size, target_bits = "2,3,4", target_measure = "model";
+  double target_bpw = 0;
+  int64_t target_samples = 4;
 };
 
-// --max-memory: bytes with an optional K, M, G or T suffix (powers of 1024), which may end in B.
-double parse_size(const std::string& s) {
+// A size with an optional K, M, G or T suffix (powers of 1024), which may end in B, or B alone
+// (bytes); without one, in units of 1024^unit_power bytes. `option` names it in errors.
+double parse_size(const std::string& s, const std::string& option, int unit_power, const std::string& examples) {
   size_t used = 0;
   double v = 0;
   try {
@@ -46,11 +51,15 @@ double parse_size(const std::string& s) {
     used = 0;
   }
   std::string unit = s.substr(used);
+  const bool bytes = unit == "B" || unit == "b";
   if (unit.size() == 2 && (unit[1] == 'B' || unit[1] == 'b')) unit.pop_back();
   const std::string units = "KMGT";
-  const size_t power = unit.empty() ? 0 : unit.size() == 1 ? units.find(char(std::toupper(unit[0]))) + 1 : 0;
-  LCQ_CHECK(used > 0 && std::isfinite(v) && v > 0 && (unit.empty() || power > 0),
-            "--max-memory must be a size such as 4G, 512M or 1000000 (bytes), got '{}'", s);
+  const size_t power = bytes          ? 0
+                       : unit.empty() ? size_t(unit_power)
+                       : unit.size() == 1 ? units.find(char(std::toupper(unit[0]))) + 1
+                                          : 0;
+  LCQ_CHECK(used > 0 && std::isfinite(v) && v > 0 && (bytes || unit.empty() || power > 0),
+            "{} must be a size such as {}, got '{}'", option, examples, s);
   return v * std::pow(1024.0, double(power));
 }
 
@@ -172,10 +181,30 @@ void register_quantize(CLI::App& app) {
   cmd->add_option("--max-memory", a->max_memory,
                   "Memory the run may use (e.g. 6G; default: MemAvailable of /proc/meminfo): a run estimated to\n"
                   "need more is refused before any work, naming the option that would make it fit");
+  cmd->add_option("--target-size", a->target_size,
+                  "A size target instead of one bit width: the output file's size limit in MiB (or with a K, M or G\n"
+                  "suffix). Each block linear gets the width of --target-bits that buys the most accuracy per byte,\n"
+                  "from each layer's measured sensitivity on the calibration text; the file never exceeds the\n"
+                  "target (lcq and rtn; see `lcq info --allocation`)");
+  cmd->add_option("--target-bpw", a->target_bpw,
+                  "The same as a size: the file's bits over the model's parameter count (embedding, head and norms\n"
+                  "included), e.g. 3.0")
+      ->check(finite_range(0, 64));
+  cmd->add_option("--target-bits", a->target_bits, "Bit widths a size target chooses from, ascending (default 2,3,4)");
+  cmd->add_option("--target-measure", a->target_measure,
+                  "How a size target measures each layer's sensitivity, one layer quantized at a time: model (KL\n"
+                  "divergence of the next-token distributions from the full-precision model's; default) or block\n"
+                  "(error of the layer's block output; faster, blind to how errors grow through later blocks)")
+      ->check(CLI::IsMember(quant::sensitivity_measure_names()));
+  cmd->add_option("--target-samples", a->target_samples,
+                  "Calibration samples (the first ones) each layer's sensitivity is measured on (default 4)");
   add_report_option(*cmd, a->report);
   cmd->footer(
       "Example (2-bit, group 128, rank 2, 10 epochs on 128 x 512 tokens):\n"
       "  lcq quantize model.gguf -o model-lcq-w2.gguf --bits 2 --group 128 --rank 2 \\\n"
+      "      --calib ../shared/data/ptb/ptb.valid.txt --nsamples 128 --seqlen 512\n"
+      "A size target (mixed 2/3/4 bits chosen per layer, 4-bit embedding), e.g. 3 bits per parameter overall:\n"
+      "  lcq quantize model.gguf -o model-lcq-3bpw.gguf --target-bpw 3 --embed-bits 4 \\\n"
       "      --calib ../shared/data/ptb/ptb.valid.txt --nsamples 128 --seqlen 512\n"
       "The baselines take the same calibration options, e.g.\n"
       "  lcq quantize model.gguf -o model-gptq-w3.gguf --method gptq --bits 3 --group 128 --act-order \\\n"
@@ -208,6 +237,20 @@ void register_quantize(CLI::App& app) {
     LCQ_CHECK(!static_act || !a->calib.empty(), "--act-scheme per-tensor-static needs --calib FILE to calibrate ranges");
     LCQ_CHECK(a->smoothquant == 0 || !a->calib.empty(), "--smoothquant needs --calib FILE");
 
+    const bool targeted = !a->target_size.empty() || a->target_bpw > 0;
+    LCQ_CHECK(a->target_size.empty() || a->target_bpw == 0, "--target-size and --target-bpw both set the size: give one");
+    std::vector<int> target_bits;
+    if (targeted) {
+      target_bits = quant::parse_bit_candidates(a->target_bits);
+      LCQ_CHECK(a->q.method == "lcq" || a->q.method == "rtn",
+                "a size target (--target-size, --target-bpw) allocates bits for --method lcq or rtn, not {}",
+                a->q.method);
+      LCQ_CHECK(!a->calib.empty(), "a size target needs --calib FILE: each layer's sensitivity is measured on it");
+      LCQ_CHECK(act.bits == 0 && act.kv_bits == 0 && a->smoothquant == 0,
+                "a size target is for weight-only quantization (no --act-bits, --kv-bits or --smoothquant)");
+      LCQ_CHECK(a->target_samples >= 1, "--target-samples must be >= 1, got {}", a->target_samples);
+    }
+
     FilePlan files;
     opts->add_inputs(files);
     files.input("--calib", a->calib);
@@ -215,8 +258,10 @@ void register_quantize(CLI::App& app) {
     files.output_file("-o", a->out);
     add_model_output(files, "--export-fake", a->export_fake, ends_with(a->export_fake, ".gguf"));
     files.output_file("--report", a->report);
+    // A size target measures every layer before quantizing any: the model is held in memory.
     const std::string obstacle =
-        quant::streaming_obstacle(a->q, act, !a->export_fake.empty(), a->smoothquant > 0);
+        targeted ? (a->target_size.empty() ? "--target-bpw" : "--target-size")
+                 : quant::streaming_obstacle(a->q, act, !a->export_fake.empty(), a->smoothquant > 0);
     const bool streamed = obstacle.empty();
     if (!streamed && (a->resume || !a->offload.empty()))
       throw CLI::ValidationError(fmt::format(
@@ -225,7 +270,7 @@ void register_quantize(CLI::App& app) {
     const std::string checkpoint = a->out + ".lcq-resume";
     if (streamed) files.output_directory("the checkpoint of -o", checkpoint, {"run.json", "state.gguf"});
     files.check();
-    const double max_memory = a->max_memory.empty() ? double(available_memory_bytes()) : parse_size(a->max_memory);
+    const double max_memory = a->max_memory.empty() ? double(available_memory_bytes()) : parse_size(a->max_memory, "--max-memory", 0, "4G, 512M or 1000000 (bytes)");
     std::string calib_text;
     if (!a->calib.empty()) {
       calib_text = read_file(a->calib);
@@ -251,6 +296,15 @@ void register_quantize(CLI::App& app) {
                 config.max_seq_len);
     }
 
+    uint64_t target_bytes = 0;
+    if (targeted) {
+      double params = 0;
+      for (const io::TensorView& t : src.tensors) params += double(t.numel());
+      target_bytes = uint64_t(a->target_size.empty() ? std::floor(a->target_bpw * params / 8)
+                                                     : parse_size(a->target_size, "--target-size", 2,
+                                                                  "90 (MiB), 85.5M, 1G or 92000000B"));
+    }
+
     const bool rank_one = a->q.method != "lcq";
     const bool trained = quant::is_trained_method(a->q.method);
     nlohmann::json settings = {{"method", a->q.method}, {"bits", a->q.lcq.bits},   {"group", a->q.lcq.group},
@@ -262,6 +316,11 @@ void register_quantize(CLI::App& app) {
                                {"embed_bits", a->q.embedding.bits}, {"embed_group", a->q.embedding.group},
                                {"calib", a->calib},     {"nsamples", !calib_text.empty() ? a->c.nsamples : 0},
                                {"seqlen", !calib_text.empty() ? a->c.seqlen : 0}, {"seed", a->c.seed}};
+    if (targeted)
+      settings["target"] = {{"bytes", target_bytes},
+                            {"bits", target_bits},
+                            {"measure", a->target_measure},
+                            {"samples", a->target_samples}};
     if (a->q.method == "lcq" && (a->q.lcq.init == "gptq" || a->q.lcq.init == "awq" || !a->q.init_from.empty()))
       settings["init_codes"] = a->q.lcq.start_codes;
     if (a->q.method == "lcq") settings["codebook_grad"] = quant::to_string(a->q.lcq.gradient);
@@ -314,6 +373,7 @@ void register_quantize(CLI::App& app) {
     }
 
     quant::QuantizeResult r;
+    quant::Allocation allocation;
     if (streamed) {
       quant::StreamOptions so;
       so.checkpoint_dir = checkpoint;
@@ -346,6 +406,17 @@ void register_quantize(CLI::App& app) {
         if (a->smoothquant > 0) quant::smooth_quant(m, calib, a->smoothquant, a->q.engine.progress);
         if (static_act) act.static_absmax = quant::calibrate_input_absmax(m, calib, a->q.engine.progress);
         if (act.bits > 0 || act.kv_bits > 0) model::set_activation_quant(m, act);
+        if (targeted) {
+          quant::AllocationOptions ao;
+          ao.target_bytes = target_bytes;
+          ao.candidates = target_bits;
+          ao.samples = a->target_samples;
+          ao.measure = quant::parse_sensitivity_measure(a->target_measure);
+          ao.progress = a->q.engine.progress;
+          allocation = quant::plan_allocation(m, calib, a->q, src.vocab, meta, ao);
+          a->q.layer_bits = allocation.bits;
+          meta["lcq.allocation"] = quant::to_json(allocation).dump();
+        }
         r = quant::quantize_model(m, calib, a->q);
       } catch (const Error& e) {
         fail("{}: {}", model_path, e.what());
@@ -363,6 +434,23 @@ void register_quantize(CLI::App& app) {
     j["output"] = a->out;
     j["settings"] = settings;
     j["peak_rss_bytes"] = peak_rss_bytes();
+    std::string target_line;
+    if (targeted) {
+      const uint64_t written = std::filesystem::file_size(a->out);
+      std::map<std::string, int> layers_at;  // "3" -> layers at 3 bits (a JSON object)
+      for (const auto& [name, bits] : allocation.bits) layers_at[std::to_string(bits)] += 1;
+      std::vector<std::string> parts;
+      for (const auto& [bits, n] : layers_at) parts.push_back(fmt::format("{} at {} bits", n, bits));
+      j["target"] = {{"bytes", target_bytes},
+                     {"file_bytes", written},
+                     {"estimated_bytes", allocation.other_bytes + allocation.layer_bytes},
+                     {"linears_at_bits", layers_at}};
+      target_line = fmt::format("size target {} bytes: file {} bytes ({:.2f} % of it); linears {}\n", target_bytes,
+                                written, 100.0 * double(written) / double(target_bytes), fmt::join(parts, ", "));
+      // The budget arithmetic is an upper bound of the file's size: a file above it is a bug.
+      LCQ_CHECK(written <= target_bytes, "{}: internal: {} bytes exceed the size target of {}", a->out, written,
+                target_bytes);
+    }
     if (!a->export_fake.empty()) j["export_fake"] = a->export_fake;
     write_report(a->report, j);
     if (opts->json) return print_json(j);
@@ -373,6 +461,7 @@ void register_quantize(CLI::App& app) {
         fmt::print("    {:<22} rel. error {:.4e} -> {:.4e}  {:.3f} bits/weight\n", l.name, l.init_error, l.final_error,
                    l.bits_per_weight);
     }
+    fmt::print("{}", target_line);
     fmt::print("wrote {}: {} layers, {} weights at {:.4f} bits/weight; {:.1f} s, peak memory {}\n", a->out,
                r.layer_count, human_count(double(r.quantized_weights)), r.bits_per_weight, r.seconds,
                human_bytes(double(peak_rss_bytes())));

@@ -2,18 +2,12 @@
 
 #include "lcq/core/error.h"
 
+#include <algorithm>
 #include <cstring>
 
 namespace lcq::io {
 
 namespace {
-
-template <typename T>
-const uint8_t* keep(std::deque<std::vector<uint8_t>>& storage, const std::vector<T>& v) {
-  storage.emplace_back(v.size() * sizeof(T));
-  if (!v.empty()) std::memcpy(storage.back().data(), v.data(), storage.back().size());
-  return storage.back().data();
-}
 
 // Integer metadata: per-layer key first, then the model-wide one.
 int64_t layer_param(const ModelSource& src, const std::string& name, const std::string& key) {
@@ -46,30 +40,90 @@ std::vector<T> copy(const TensorView& t) {
 
 }  // namespace
 
+namespace {
+
+// One tensor of a layer as the file stores it: `source` is the layer's vector it comes from
+// (null for the indices, which are packed first).
+struct Part {
+  const char* suffix;
+  DType dtype;
+  std::vector<int64_t> shape;
+  const void* source;
+  size_t source_bytes;
+};
+
+template <typename T>
+Part part(const char* suffix, DType dtype, std::vector<int64_t> shape, const std::vector<T>& source) {
+  return {suffix, dtype, std::move(shape), source.data(), source.size() * sizeof(T)};
+}
+
+// The tensors of layer l in file order.
+std::vector<Part> parts_of(const CodebookLayer& l) {
+  const int64_t G = l.n_groups(), NB = l.n_dq_blocks(), r = l.rank;
+  std::vector<Part> out = {{"lcq_idx", DType::I8, {l.rows, l.packed_row_bytes()}, nullptr, 0},
+                           part("lcq_v", DType::F16, {r, l.levels()}, l.v)};
+  if (l.dq_bits > 0) {
+    out.push_back(part("lcq_s_codes", DType::I8, {r, G}, l.s_codes));
+    out.push_back(part("lcq_s_scale", DType::F16, {r, NB}, l.s_scale));
+    out.push_back(part("lcq_s_offset", DType::F16, {r, NB}, l.s_offset));
+    out.push_back(part("lcq_b_codes", DType::I8, {G}, l.b_codes));
+    out.push_back(part("lcq_b_scale", DType::F16, {NB}, l.b_scale));
+    out.push_back(part("lcq_b_offset", DType::F16, {NB}, l.b_offset));
+  } else {
+    out.push_back(part("lcq_s", DType::F32, {r, G}, l.s_f32));
+    out.push_back(part("lcq_b", DType::F32, {G}, l.b_f32));
+  }
+  return out;
+}
+
+}  // namespace
+
 void add_codebook_tensors(const std::string& name, const CodebookLayer& l, std::vector<WriteTensor>& out,
                           std::deque<std::vector<uint8_t>>& storage) {
-  const int64_t G = l.n_groups(), NB = l.n_dq_blocks(), r = l.rank;
-  auto raw = [&](const std::string& suffix, DType t, std::vector<int64_t> shape, const uint8_t* data) {
+  for (Part& p : parts_of(l)) {
     WriteTensor w;
-    w.name = name + "." + suffix;
-    w.shape = std::move(shape);
-    w.dtype = t;
-    w.raw = data;
+    w.name = name + "." + p.suffix;
+    w.shape = std::move(p.shape);
+    w.dtype = p.dtype;
+    if (p.source == nullptr) {
+      w.raw = storage.emplace_back(l.pack_indices()).data();
+    } else {
+      storage.emplace_back(p.source_bytes);
+      if (p.source_bytes > 0) std::memcpy(storage.back().data(), p.source, p.source_bytes);
+      w.raw = storage.back().data();
+    }
     out.push_back(std::move(w));
-  };
-  raw("lcq_idx", DType::I8, {l.rows, l.packed_row_bytes()}, keep(storage, l.pack_indices()));
-  raw("lcq_v", DType::F16, {r, l.levels()}, keep(storage, l.v));
-  if (l.dq_bits > 0) {
-    raw("lcq_s_codes", DType::I8, {r, G}, keep(storage, l.s_codes));
-    raw("lcq_s_scale", DType::F16, {r, NB}, keep(storage, l.s_scale));
-    raw("lcq_s_offset", DType::F16, {r, NB}, keep(storage, l.s_offset));
-    raw("lcq_b_codes", DType::I8, {G}, keep(storage, l.b_codes));
-    raw("lcq_b_scale", DType::F16, {NB}, keep(storage, l.b_scale));
-    raw("lcq_b_offset", DType::F16, {NB}, keep(storage, l.b_offset));
-  } else {
-    raw("lcq_s", DType::F32, {r, G}, keep(storage, l.s_f32));
-    raw("lcq_b", DType::F32, {G}, keep(storage, l.b_f32));
   }
+}
+
+uint64_t codebook_file_bytes(const std::string& name, const CodebookLayer& l, uint32_t alignment) {
+  uint64_t n = 0;
+  for (const Part& p : parts_of(l)) {
+    int64_t numel = 1;
+    for (int64_t d : p.shape) numel *= d;
+    const uint64_t data = dtype_nbytes(p.dtype, numel, name);
+    // Its entry in the tensor infos (name, dimensions, type, offset) and its padded data.
+    n += 8 + name.size() + 1 + std::strlen(p.suffix) + 4 + 8 * p.shape.size() + 4 + 8;
+    n += (data + alignment - 1) / alignment * alignment;
+  }
+  return n;
+}
+
+CodebookLayer codebook_shape(int64_t rows, int64_t cols, int bits, int group, int rank, int dq_bits, int dq_group) {
+  CodebookLayer l;
+  l.rows = rows;
+  l.cols = cols;
+  l.bits = bits;
+  l.group = int(std::min<int64_t>(group, cols));
+  l.rank = rank;
+  l.dq_bits = dq_bits;
+  l.dq_group = dq_group;
+  return l;
+}
+
+uint64_t codebook_key_bytes(const std::string& name, const std::string& key) {
+  // The key string (length and bytes), the value's type and an 8-byte value at most.
+  return 8 + std::string("lcq.layer.").size() + name.size() + 1 + key.size() + 4 + 8;
 }
 
 nlohmann::json codebook_metadata(const CodebookLayer& l) {

@@ -378,10 +378,10 @@ int qk_heads(const std::string& name, const ModelConfig& c) {
   return 0;
 }
 
-}  // namespace
-
-void write_gguf_model(const std::string& path, const ModelConfig& config, const std::vector<WriteTensor>& tensors,
-                      const tokenizer::Vocab& vocab, const WriteOptions& opts) {
+// A writer holding the key-value pairs of a model file (extra metadata, then the keys of
+// `config` and `vocab`), no tensors yet.
+GgufWriter model_writer(const std::string& path, const ModelConfig& config, const tokenizer::Vocab& vocab,
+                        const WriteOptions& opts) {
   config.validate(path);
   const std::string arch = gguf_arch_for(config);
   GgufWriter w;
@@ -401,6 +401,23 @@ void write_gguf_model(const std::string& path, const ModelConfig& config, const 
   if (!opts.extra_metadata.contains("general.name")) w.set_string("general.name", config.family);
   set_config(w, config, arch);
   set_vocab(w, vocab, path);
+  return w;
+}
+
+}  // namespace
+
+uint64_t gguf_model_bytes(const ModelConfig& config, const std::vector<WriteTensor>& tensors,
+                          const tokenizer::Vocab& vocab, const WriteOptions& opts) {
+  GgufWriter w = model_writer("(size estimate)", config, vocab, opts);
+  for (const WriteTensor& t : tensors)
+    w.add_tensor(t.name, t.dtype, t.shape, GgufWriter::Producer([](const GgufWriter::Put&) {}));
+  return w.file_bytes();
+}
+
+void write_gguf_model(const std::string& path, const ModelConfig& config, const std::vector<WriteTensor>& tensors,
+                      const tokenizer::Vocab& vocab, const WriteOptions& opts) {
+  GgufWriter w = model_writer(path, config, vocab, opts);
+  const std::string arch = gguf_arch_for(config);
 
   std::vector<std::vector<uint8_t>> buffers;  // converted / permuted copies, alive until write()
   buffers.reserve(tensors.size() * 2);

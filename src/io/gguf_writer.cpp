@@ -233,8 +233,7 @@ void GgufWriter::add_tensor(const std::string& name, DType dtype, const std::vec
   tensors_.push_back({name, dtype, shape, nullptr, nbytes, std::move(produce)});
 }
 
-void GgufWriter::write(const std::string& path) const {
-  AtomicFile f(path);
+std::string GgufWriter::header() const {
   std::string head;
   put<uint32_t>(head, kMagic);
   put<uint32_t>(head, kVersion);
@@ -253,6 +252,19 @@ void GgufWriter::write(const std::string& path) const {
     put<uint64_t>(head, offset);
     offset += (t.nbytes + alignment_ - 1) / alignment_ * alignment_;
   }
+  return head;
+}
+
+uint64_t GgufWriter::file_bytes() const {
+  auto aligned = [&](uint64_t n) { return (n + alignment_ - 1) / alignment_ * alignment_; };
+  uint64_t n = aligned(header().size());
+  for (const Tensor& t : tensors_) n += aligned(t.nbytes);
+  return n;
+}
+
+void GgufWriter::write(const std::string& path) const {
+  AtomicFile f(path);
+  const std::string head = header();
   f.write(head);
   f.pad_to(alignment_);
   for (const Tensor& t : tensors_) {

@@ -11,10 +11,15 @@
 namespace lcq::quant {
 
 std::unique_ptr<BlockMethod> make_lcq_method(const LcqOptions& o, std::vector<double> lrs, bool train,
-                                             torch::Generator gen) {
+                                             torch::Generator gen, std::map<std::string, int> layer_bits) {
   return std::make_unique<detail::PerLinearMethod<LcqLinear>>(
-      [o, gen](const std::string&, const torch::Tensor& W) { return LcqLinear(W, o, gen); }, std::move(lrs), train,
-      gen);
+      [o, gen, layer_bits = std::move(layer_bits)](int layer, const std::string& name, const torch::Tensor& W) {
+        LcqOptions own = o;
+        const auto it = layer_bits.find("blk." + std::to_string(layer) + "." + name);
+        if (it != layer_bits.end()) own.bits = it->second;
+        return LcqLinear(W, own, gen);
+      },
+      std::move(lrs), train, gen);
 }
 
 namespace {
@@ -30,7 +35,7 @@ class LcqFromStart final : public BlockMethod {
                torch::Generator gen)
       : start_(std::move(start)),
         starts_(std::make_shared<std::map<std::string, Start>>()),
-        lcq_([o, gen, starts = starts_](const std::string& name, const torch::Tensor&) {
+        lcq_([o, gen, starts = starts_](int, const std::string& name, const torch::Tensor&) {
                const Start& s = starts->at(name);
                return LcqLinear(s.weight, s.layer, o, gen);
              },

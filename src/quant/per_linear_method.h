@@ -23,18 +23,19 @@ namespace lcq::quant::detail {
 template <class Quantizer>
 class PerLinearMethod final : public BlockMethod {
  public:
-  // make(name, W) builds the quantizer of linear `name` ("attn_q", ...) with weight W.
+  // make(layer, name, W) builds the quantizer of linear `name` ("attn_q", ...) of block
+  // `layer` with weight W.
   // lrs[i] is the Adam learning rate of parameter set i; train = false: nothing is trained.
   // `gen`: the generator `make` draws from (a handle sharing its state), whose state is the
   // method's carried state.
-  using Factory = std::function<Quantizer(const std::string& name, const torch::Tensor& W)>;
+  using Factory = std::function<Quantizer(int layer, const std::string& name, const torch::Tensor& W)>;
   PerLinearMethod(Factory make, std::vector<double> lrs, bool train, std::optional<torch::Generator> gen = {})
       : make_(std::move(make)), lrs_(std::move(lrs)), train_(train), gen_(std::move(gen)) {}
 
   void begin_block(int layer, const model::Block& fp, const std::vector<torch::Tensor>&) override {
     layer_ = layer;
     quantizers_.clear();
-    for (const auto& [name, lin] : fp.linears()) quantizers_.emplace_back(name, make_(name, lin->weight));
+    for (const auto& [name, lin] : fp.linears()) quantizers_.emplace_back(name, make_(layer, name, lin->weight));
   }
 
   std::vector<torch::optim::OptimizerParamGroup> param_groups() override {

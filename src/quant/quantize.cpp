@@ -61,6 +61,14 @@ void validate(const QuantizeOptions& o) {
             o.method);
   LCQ_CHECK(o.init_from.empty() || o.lcq.init == "rtn" || o.lcq.init == "mse",
             "--init-from and --init {} both name LCQ's start: give one", o.lcq.init);
+  LCQ_CHECK(o.layer_bits.empty() || ((o.method == "lcq" || o.method == "rtn") && o.init_from.empty() &&
+                                      (o.lcq.init == "rtn" || o.lcq.init == "mse")),
+            "a size target (--target-size, --target-bpw) allocates bits for --method lcq or rtn from the rtn or mse "
+            "start, not {}", o.method != "lcq" && o.method != "rtn" ? "--method " + o.method
+                             : o.init_from.empty()                  ? "--init " + o.lcq.init
+                                                                    : std::string("--init-from"));
+  for (const auto& [name, bits] : o.layer_bits)
+    LCQ_CHECK(bits >= 1 && bits <= 8, "layer {}: {} bits (1 to 8 allowed)", name, bits);
   if (o.method == "gptq" || o.lcq.init == "gptq") validate(o.gptq, o.lcq);
   if (o.method == "awq" || o.lcq.init == "awq") validate(o.awq, o.lcq);
   LCQ_CHECK(o.lr_scale > 0 && o.lr_codebook > 0 && std::isfinite(o.lr_scale) && std::isfinite(o.lr_codebook),
@@ -105,7 +113,7 @@ std::unique_ptr<BlockMethod> make_block_method(const QuantizeOptions& o, const m
                                       : make_awq_method(m, rank_one, o.awq, o.engine.progress);
     return make_lcq_method_from(std::move(start), lcq, lrs, train, gen);
   }
-  return make_lcq_method(lcq, lrs, train, gen);
+  return make_lcq_method(lcq, lrs, train, gen, o.layer_bits);
 }
 
 namespace {
@@ -345,6 +353,46 @@ void write_dense_model(const std::string& path, const model::Model& m, const tok
   std::deque<torch::Tensor> storage;
   auto tensors = dense_tensors(m, nullptr, dtype, dtype, storage);
   write_dense_file(path, m.config, vocab, in_file_order(m.config, int(m.blocks.size()), std::move(tensors)), extra);
+}
+
+uint64_t quantized_file_other_bytes(const model::Model& m, const tokenizer::Vocab& vocab, const QuantizeOptions& o,
+                                    const nlohmann::json& extra) {
+  const bool embedding = o.embedding.bits > 0, tied = m.config.tie_embeddings;
+  std::map<std::string, CodebookLayer> skip;  // what is not stored densely
+  for (size_t l = 0; l < m.blocks.size(); ++l)
+    for (const auto& [name, lin] : m.blocks[l].linears()) skip.emplace(layer_name(int(l), name), CodebookLayer());
+  if (embedding) {
+    skip.emplace("token_embd", CodebookLayer());
+    if (!tied) skip.emplace("output", CodebookLayer());
+  }
+  std::deque<torch::Tensor> storage;
+  auto dense = dense_tensors(m, &skip, io::DType::F32, io::DType::F16, storage);
+  // The keys write_quantized_file adds: the model-wide codebook settings and the bits per
+  // weight (an f64).
+  io::WriteOptions wo;
+  wo.extra_metadata = extra;
+  const CodebookLayer like = io::codebook_shape(1, o.lcq.group, o.lcq.bits, o.lcq.group, o.lcq.rank, o.lcq.dq_bits,
+                                                o.lcq.dq_group);
+  const nlohmann::json common = io::codebook_metadata(like);
+  for (const auto& [k, v] : common.items()) wo.extra_metadata[k] = v;
+  wo.extra_metadata["lcq.bits_per_weight"] = 1.0 / 3.0;
+  uint64_t n = io::gguf_model_bytes(m.config, in_file_order(m.config, int(m.blocks.size()), std::move(dense)), vocab,
+                                    wo);
+  // Every linear may carry a group key (narrower than the group) besides the bits key its
+  // allocation counts; the embedding and head may differ in every setting.
+  for (const auto& [name, unused] : skip) {
+    if (name.rfind("blk.", 0) == 0) {
+      n += io::codebook_key_bytes(name, "group_size");
+      continue;
+    }
+    const torch::Tensor& w = name == "token_embd" ? m.tok_embd : m.output.weight;
+    n += io::codebook_file_bytes(name, io::codebook_shape(w.size(0), w.size(1), o.embedding.bits, o.embedding.group, 1,
+                                                          o.embedding.dq_bits, o.embedding.dq_group));
+    for (const char* key : {"bits", "group_size", "rank", "dq_bits", "dq_group"}) n += io::codebook_key_bytes(name, key);
+  }
+  // The header's padding to the alignment may grow by up to alignment - 1 bytes as the
+  // quantized layers' tensor infos join it.
+  return n + 31;
 }
 
 nlohmann::json to_json(const QuantizeResult& r) {

@@ -152,8 +152,11 @@ class GgufWriter {
   size_t tensor_count() const { return tensors_.size(); }
 
   void write(const std::string& path) const;  // atomically; throws lcq::Error naming path
+  // The bytes write() would write: header, key-value pairs, tensor infos and aligned data.
+  uint64_t file_bytes() const;
 
  private:
+  std::string header() const;  // everything before the first tensor's data, unpadded
   struct Tensor {
     std::string name;
     DType dtype;

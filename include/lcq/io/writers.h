@@ -50,6 +50,9 @@ struct WriteOptions {
 
 void write_gguf_model(const std::string& path, const ModelConfig& config, const std::vector<WriteTensor>& tensors,
                       const tokenizer::Vocab& vocab, const WriteOptions& opts = {});
+// The size in bytes of the file write_gguf_model would write (the tensors' data is not read).
+uint64_t gguf_model_bytes(const ModelConfig& config, const std::vector<WriteTensor>& tensors,
+                          const tokenizer::Vocab& vocab, const WriteOptions& opts = {});
 
 // Writes dir/config.json, dir/model.safetensors, dir/tokenizer.json (+ tokenizer_config.json).
 // Only F32/F16/BF16 tensors are accepted.

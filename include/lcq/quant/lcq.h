@@ -12,6 +12,7 @@
 
 #include <torch/torch.h>
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -111,9 +112,10 @@ class LcqLinear {
 
 // The LCQ block method (the engine trains {S~, B~} at lrs[0] and {V} at lrs[1]), each layer
 // starting from the rtn or mse grid of o.init. One generator for the run: extra rows of V
-// differ between layers but are the same for the same seed.
+// differ between layers but are the same for the same seed. `layer_bits` ("blk.3.attn_q" ->
+// bits) overrides o.bits for the layers it names (a mixed-precision allocation).
 std::unique_ptr<BlockMethod> make_lcq_method(const LcqOptions& o, std::vector<double> lrs, bool train,
-                                             torch::Generator gen);
+                                             torch::Generator gen, std::map<std::string, int> layer_bits = {});
 // LCQ starting from another method's rank-one result (--init gptq|awq): per block, `start`
 // runs first (and may fold scales into the block's norms, as AWQ does: those folded norms
 // and biases are kept), then every layer's LcqLinear starts from start's layer and rounded

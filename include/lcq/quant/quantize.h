@@ -34,6 +34,9 @@ struct QuantizeOptions {
   // lcq: start from the rank-one layers of this quantized model file (make_file_start) instead
   // of lcq.init's grid; e.g. a FlexRound result.
   std::string init_from;
+  // Bits per block linear where they differ from lcq.bits ("blk.3.attn_q" -> 3): a size
+  // target's allocation (lcq/quant/allocation.h). lcq and rtn only.
+  std::map<std::string, int> layer_bits;
   ReconstructOptions engine;
 };
 
@@ -118,6 +121,13 @@ void write_quantized_model(const std::string& path, const model::Model& model, c
 // .gguf) or Hugging Face directory, in `dtype` (F32, F16 or BF16).
 void write_dense_model(const std::string& path, const model::Model& model, const tokenizer::Vocab& vocab,
                        io::DType dtype, const nlohmann::json& extra_metadata);
+
+// An upper bound of the bytes of the file write_quantized_model writes for `model` quantized
+// with `o` and `extra_metadata`, without the block linears' tensors and their "bits" keys
+// (io::codebook_file_bytes, io::codebook_key_bytes): the header, vocabulary, metadata, norms,
+// the embedding and head (quantized as o.embedding says), every other per-layer key.
+uint64_t quantized_file_other_bytes(const model::Model& model, const tokenizer::Vocab& vocab, const QuantizeOptions& o,
+                                    const nlohmann::json& extra_metadata);
 
 nlohmann::json to_json(const QuantizeResult& r);
 

@@ -1,0 +1,289 @@
+// Mixed precision under a size target: sensitivities, exact bytes, greedy choice. See
+// lcq/quant/allocation.h.
+#include "lcq/quant/allocation.h"
+
+#include "layer_inputs.h"
+#include "lcq/core/error.h"
+#include "lcq/core/named.h"
+#include "lcq/core/progress.h"
+#include "lcq/io/codebook_tensors.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <sstream>
+
+namespace lcq::quant {
+
+namespace {
+
+std::string layer_name(int layer, const std::string& linear) { return "blk." + std::to_string(layer) + "." + linear; }
+
+// Keeps 4 significant digits: the stored sensitivities stay short.
+double rounded(double x) { return std::stod(fmt::format("{:.4g}", x)); }
+
+const Named<SensitivityMeasure> kMeasures[] = {{SensitivityMeasure::kBlock, "block"},
+                                               {SensitivityMeasure::kModel, "model"}};
+
+// Token-relative squared error of y against the target y0 [n, L, dim]: each position's error
+// over its target's mean square, averaged.
+double relative_error(const torch::Tensor& y, const torch::Tensor& y0) {
+  return ((y - y0).pow(2).mean(-1) / y0.pow(2).mean(-1).clamp_min(1e-30)).mean().item<double>();
+}
+
+// Mean over positions of KL(p || q) for log-probabilities logp, logq [n, L, vocab].
+double mean_kl(const torch::Tensor& logp, const torch::Tensor& logq) {
+  return (logp.exp() * (logp - logq)).sum(-1).mean().item<double>();
+}
+
+}  // namespace
+
+const std::vector<std::string>& sensitivity_measure_names() {
+  static const std::vector<std::string> names = names_of(kMeasures);
+  return names;
+}
+SensitivityMeasure parse_sensitivity_measure(const std::string& name) {
+  return parse_named(kMeasures, name, "--target-measure");
+}
+std::string to_string(SensitivityMeasure m) { return name_of(kMeasures, m); }
+
+std::vector<int> parse_bit_candidates(const std::string& list) {
+  std::vector<int> out;
+  std::stringstream ss(list);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    int b = 0;
+    size_t used = 0;
+    try {
+      b = std::stoi(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    LCQ_CHECK(used > 0 && used == item.size() && b >= 1 && b <= 8,
+              "--target-bits: '{}' is not a bit width from 1 to 8 (expected a list such as 2,3,4)", item);
+    out.push_back(b);
+  }
+  LCQ_CHECK(!out.empty(), "--target-bits: no bit widths given (expected a list such as 2,3,4)");
+  for (size_t i = 1; i < out.size(); ++i)
+    LCQ_CHECK(out[i] > out[i - 1], "--target-bits: widths must be distinct and ascending, got '{}'", list);
+  return out;
+}
+
+double Allocation::error() const {
+  double e = 0;
+  for (const LayerCost& l : layers) {
+    const auto pos = std::find(candidates.begin(), candidates.end(), bits.at(l.name)) - candidates.begin();
+    e += l.error.at(size_t(pos));
+  }
+  return e;
+}
+
+std::vector<LayerCost> measure_layer_costs(model::Model& m, const torch::Tensor& calib, const QuantizeOptions& o,
+                                           const AllocationOptions& a) {
+  LCQ_CHECK(calib.defined() && calib.dim() == 2 && calib.size(0) >= 1,
+            "a size target needs calibration data (--calib FILE) to measure each layer's sensitivity");
+  LCQ_CHECK(a.samples >= 1, "--target-samples must be >= 1, got {}", a.samples);
+  torch::NoGradGuard ng;
+  const int64_t n = std::min<int64_t>(a.samples, calib.size(0));
+  m.ensure_positions(calib.size(1));
+  const model::BlockContext ctx = m.context();
+  const size_t blocks = m.blocks.size();
+  // Every block's full-precision input, and the model's log-probabilities.
+  std::vector<torch::Tensor> inputs = {m.embed(calib.slice(0, 0, n))};
+  for (size_t l = 0; l < blocks; ++l) inputs.push_back(detail::run_block(ctx, m.blocks[l], inputs.back()));
+  const bool model_kl = a.measure == SensitivityMeasure::kModel;
+  auto log_probs = [&](const torch::Tensor& h) { return torch::log_softmax(m.head(h), -1); };
+  const torch::Tensor logp = model_kl ? log_probs(inputs.back()) : torch::Tensor();
+
+  std::vector<LayerCost> out;
+  const int64_t per_block = blocks == 0 ? 0 : int64_t(m.blocks[0].linears().size());
+  Progress bar("sensitivity", int64_t(blocks) * per_block * int64_t(a.candidates.size()), a.progress);
+  for (size_t l = 0; l < blocks; ++l) {
+    const model::Block& fp = m.blocks[l];
+    for (const auto& [name, lin] : fp.linears()) {
+      LayerCost cost;
+      cost.name = layer_name(int(l), name);
+      for (int bits : a.candidates) {
+        LcqOptions start = o.lcq;
+        start.bits = bits;
+        start.rank = 1;
+        const CodebookLayer q = LcqLinear(lin->weight, start, at::detail::createCPUGenerator(0)).finalize();
+        model::Block trial = fp;  // shares fp's tensors; one weight is replaced
+        detail::linear_named(trial, name).weight = detail::dequantized(q, lin->weight);
+        torch::Tensor h = detail::run_block(ctx, trial, inputs[l]);
+        if (model_kl) {
+          for (size_t k = l + 1; k < blocks; ++k) h = detail::run_block(ctx, m.blocks[k], h);
+          cost.error.push_back(mean_kl(logp, log_probs(h)));
+        } else {
+          cost.error.push_back(relative_error(h.to(torch::kFloat32), inputs[l + 1].to(torch::kFloat32)));
+        }
+        const CodebookLayer stored =
+            io::codebook_shape(q.rows, q.cols, bits, o.lcq.group, o.lcq.rank, o.lcq.dq_bits, o.lcq.dq_group);
+        cost.bytes.push_back(io::codebook_file_bytes(cost.name, stored) + io::codebook_key_bytes(cost.name, "bits"));
+        bar.add(1, cost.name);
+      }
+      out.push_back(std::move(cost));
+    }
+  }
+  bar.finish();
+  return out;
+}
+
+std::map<std::string, int> allocate_bits(const std::vector<LayerCost>& layers, const std::vector<int>& candidates,
+                                         uint64_t budget) {
+  std::vector<size_t> choice(layers.size(), 0);
+  uint64_t used = 0;
+  for (const LayerCost& l : layers) {
+    LCQ_CHECK(l.error.size() == candidates.size() && l.bytes.size() == candidates.size(),
+              "internal: layer {} has {} errors and {} sizes for {} widths", l.name, l.error.size(), l.bytes.size(),
+              candidates.size());
+    used += l.bytes[0];
+  }
+  LCQ_CHECK(used <= budget, "the block linears need {} bytes at {} bits, {} more than the target leaves them",
+            used, candidates[0], used - budget);
+  for (;;) {
+    // The step (a layer to a wider candidate) with the largest error reduction per byte that fits.
+    double best = 0;
+    size_t best_layer = layers.size(), best_to = 0;
+    for (size_t i = 0; i < layers.size(); ++i) {
+      const LayerCost& l = layers[i];
+      for (size_t k = choice[i] + 1; k < candidates.size(); ++k) {
+        if (l.bytes[k] <= l.bytes[choice[i]]) continue;
+        const uint64_t more = l.bytes[k] - l.bytes[choice[i]];
+        const double gain = l.error[choice[i]] - l.error[k];
+        if (used + more > budget || !(gain > 0)) continue;
+        const double ratio = gain / double(more);
+        if (ratio > best) {
+          best = ratio;
+          best_layer = i;
+          best_to = k;
+        }
+      }
+    }
+    if (best_layer == layers.size()) break;
+    used += layers[best_layer].bytes[best_to] - layers[best_layer].bytes[choice[best_layer]];
+    choice[best_layer] = best_to;
+  }
+  std::map<std::string, int> bits;
+  for (size_t i = 0; i < layers.size(); ++i) bits[layers[i].name] = candidates[choice[i]];
+  return bits;
+}
+
+Allocation plan_allocation(model::Model& m, const torch::Tensor& calib, const QuantizeOptions& o,
+                           const tokenizer::Vocab& vocab, const nlohmann::json& metadata, const AllocationOptions& a) {
+  QuantizeOptions prepared = o;  // the rank and start the method really uses (rtn: rank 1, min-max grid)
+  prepare(prepared, calib.defined());
+  Allocation plan;
+  plan.target_bytes = a.target_bytes;
+  plan.candidates = a.candidates;
+  plan.measure = a.measure;
+  plan.layers = measure_layer_costs(m, calib, prepared, a);
+  for (const LayerCost& l : plan.layers) plan.bits[l.name] = a.candidates[0];
+  // Everything but the block linears, with this allocation's metadata (whose length does not
+  // depend on the choice: every width is one digit).
+  nlohmann::json meta = metadata;
+  meta["lcq.allocation"] = to_json(plan).dump();
+  plan.other_bytes = quantized_file_other_bytes(m, vocab, prepared, meta);
+  uint64_t narrowest = plan.other_bytes;
+  for (const LayerCost& l : plan.layers) narrowest += l.bytes[0];
+  LCQ_CHECK(narrowest <= a.target_bytes,
+            "a target of {} bytes ({:.3f} MiB) is too small: with every block linear at {} bits the file takes {} "
+            "bytes ({:.3f} MiB), {} of them besides the block linears (header, vocabulary, norms, the embedding{}){}",
+            a.target_bytes, double(a.target_bytes) / 1048576.0, a.candidates[0], narrowest,
+            double(narrowest) / 1048576.0, plan.other_bytes, m.config.tie_embeddings ? "" : " and head",
+            o.embedding.bits == 0 ? "; --embed-bits 4 stores the embedding in 4 bits" : "");
+  plan.bits = allocate_bits(plan.layers, a.candidates, a.target_bytes - plan.other_bytes);
+  for (size_t i = 0; i < plan.layers.size(); ++i) {
+    const LayerCost& l = plan.layers[i];
+    const auto pos = std::find(a.candidates.begin(), a.candidates.end(), plan.bits.at(l.name)) - a.candidates.begin();
+    plan.layer_bytes += l.bytes[size_t(pos)];
+  }
+  return plan;
+}
+
+nlohmann::json to_json(const Allocation& a) {
+  nlohmann::json layers = nlohmann::json::array();
+  for (const LayerCost& l : a.layers) {
+    std::vector<double> err;
+    for (double e : l.error) err.push_back(rounded(e));
+    layers.push_back({{"name", l.name}, {"bits", a.bits.at(l.name)}, {"error", err}, {"bytes", l.bytes}});
+  }
+  return {{"target_bytes", a.target_bytes}, {"other_bytes", a.other_bytes}, {"candidates", a.candidates},
+          {"measure", to_string(a.measure)}, {"layers", layers}};
+}
+
+Allocation allocation_from_json(const nlohmann::json& j) {
+  Allocation a;
+  try {
+    a.target_bytes = j.at("target_bytes").get<uint64_t>();
+    a.other_bytes = j.at("other_bytes").get<uint64_t>();
+    a.candidates = j.at("candidates").get<std::vector<int>>();
+    a.measure = parse_sensitivity_measure(j.at("measure").get<std::string>());
+    for (const auto& l : j.at("layers")) {
+      LayerCost c;
+      c.name = l.at("name").get<std::string>();
+      c.error = l.at("error").get<std::vector<double>>();
+      c.bytes = l.at("bytes").get<std::vector<uint64_t>>();
+      const int bits = l.at("bits").get<int>();
+      const auto pos = std::find(a.candidates.begin(), a.candidates.end(), bits);
+      LCQ_CHECK(pos != a.candidates.end(), "layer {} has {} bits, not one of the candidates", c.name, bits);
+      LCQ_CHECK(c.error.size() == a.candidates.size() && c.bytes.size() == a.candidates.size(),
+                "layer {} has {} errors and {} sizes for {} candidates", c.name, c.error.size(), c.bytes.size(),
+                a.candidates.size());
+      a.layer_bytes += c.bytes[size_t(pos - a.candidates.begin())];
+      a.bits[c.name] = bits;
+      a.layers.push_back(std::move(c));
+    }
+  } catch (const nlohmann::json::exception& e) {
+    fail("malformed allocation: {}", e.what());
+  }
+  return a;
+}
+
+std::string allocation_svg(const Allocation& a, const std::string& title) {
+  // Rows: the linear kinds in block order of first appearance; columns: blocks.
+  std::vector<std::string> kinds;
+  int blocks = 0;
+  for (const LayerCost& l : a.layers) {
+    const size_t dot = l.name.find('.', 4);
+    const int block = std::stoi(l.name.substr(4, dot - 4));
+    const std::string kind = l.name.substr(dot + 1);
+    blocks = std::max(blocks, block + 1);
+    if (std::find(kinds.begin(), kinds.end(), kind) == kinds.end()) kinds.push_back(kind);
+  }
+  const int cell = 22, left = 96, top = 46, lo = a.candidates.front(), hi = a.candidates.back();
+  const int width = left + blocks * cell + 20, height = top + int(kinds.size()) * cell + 64;
+  std::string s = fmt::format(
+      "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{}\" font-family=\"sans-serif\" "
+      "font-size=\"11\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
+      "<text x=\"{}\" y=\"18\" font-size=\"13\">{}</text>\n",
+      width, height, left, title);
+  for (size_t r = 0; r < kinds.size(); ++r)
+    s += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>\n", left - 6, top + int(r) * cell + 15,
+                     kinds[r]);
+  for (int b = 0; b < blocks; ++b)
+    s += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n", left + b * cell + cell / 2,
+                     top - 6, b);
+  for (const LayerCost& l : a.layers) {
+    const size_t dot = l.name.find('.', 4);
+    const int b = std::stoi(l.name.substr(4, dot - 4));
+    const int r = int(std::find(kinds.begin(), kinds.end(), l.name.substr(dot + 1)) - kinds.begin());
+    const int bits = a.bits.at(l.name);
+    const double t = hi > lo ? double(bits - lo) / double(hi - lo) : 1.0;  // 0 = narrowest
+    const int shade = int(std::lround(235 - 185 * t));
+    s += fmt::format(
+        "<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"rgb({},{},255)\" stroke=\"white\"><title>{}: {} "
+        "bits</title></rect>\n<text x=\"{}\" y=\"{}\" text-anchor=\"middle\" fill=\"{}\">{}</text>\n",
+        left + b * cell, top + r * cell, cell, cell, shade, shade, l.name, bits, left + b * cell + cell / 2,
+        top + r * cell + 15, t > 0.5 ? "white" : "black", bits);
+  }
+  s += fmt::format("<text x=\"{}\" y=\"{}\">block</text>\n", left, top + int(kinds.size()) * cell + 18);
+  s += fmt::format(
+      "<text x=\"{}\" y=\"{}\">bits per layer; file target {} bytes, block linears {} bytes, the rest {} "
+      "bytes</text>\n</svg>\n",
+      left, top + int(kinds.size()) * cell + 40, a.target_bytes, a.layer_bytes, a.other_bytes);
+  return s;
+}
+
+}  // namespace lcq::quant

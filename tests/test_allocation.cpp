@@ -1,0 +1,259 @@
+// Size targets (lcq/quant/allocation.h): the greedy choice, the exact byte arithmetic against
+// the writer, and `lcq quantize --target-size/--target-bpw` on stories260K end to end: the
+// file never exceeds the target, the allocation is what the file's layers hold, `lcq info`
+// shows and plots it, and bad targets fail before any work.
+#include "lcq/core/error.h"
+#include "lcq/io/codebook_tensors.h"
+#include "lcq/io/model_source.h"
+#include "lcq/io/writers.h"
+#include "lcq/quant/allocation.h"
+#include "stories_fixture.h"
+#include "test_util.h"
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <random>
+#include <set>
+
+using namespace lcq;
+using test::stories_bin;
+using test::stories_tok;
+using test::tinystories;
+
+namespace {
+
+quant::LayerCost cost(const std::string& name, std::vector<double> error, std::vector<uint64_t> bytes) {
+  return {name, std::move(error), std::move(bytes)};
+}
+
+uint64_t bytes_of(const std::vector<quant::LayerCost>& layers, const std::vector<int>& candidates,
+                  const std::map<std::string, int>& bits) {
+  uint64_t n = 0;
+  for (const auto& l : layers) {
+    const auto pos = std::find(candidates.begin(), candidates.end(), bits.at(l.name)) - candidates.begin();
+    n += l.bytes[size_t(pos)];
+  }
+  return n;
+}
+
+double error_of(const std::vector<quant::LayerCost>& layers, const std::vector<int>& candidates,
+                const std::map<std::string, int>& bits) {
+  double e = 0;
+  for (const auto& l : layers) {
+    const auto pos = std::find(candidates.begin(), candidates.end(), bits.at(l.name)) - candidates.begin();
+    e += l.error[size_t(pos)];
+  }
+  return e;
+}
+
+// The dense shape [rows, cols] of block linear `name` ("blk.3.attn_k") of a model.
+std::pair<int64_t, int64_t> linear_shape(const ModelConfig& c, const std::string& name) {
+  const std::string kind = name.substr(name.find('.', 4) + 1);
+  const int64_t q = int64_t(c.n_heads) * c.head_dim, kv = int64_t(c.n_kv_heads) * c.head_dim;
+  if (kind == "attn_q") return {q, c.dim};
+  if (kind == "attn_k" || kind == "attn_v") return {kv, c.dim};
+  if (kind == "attn_output") return {c.dim, q};
+  if (kind == "ffn_down") return {c.dim, c.hidden_dim};
+  return {c.hidden_dim, c.dim};  // ffn_gate, ffn_up
+}
+
+}  // namespace
+
+TEST(Allocation, SpendsTheBudgetWhereTheErrorDropsMostPerByte) {
+  const std::vector<int> widths = {2, 3, 4};
+  // "a" gains 90 for 100 bytes at 3 bits, "b" 10 for 100: with 100 bytes to spare, a goes up.
+  const std::vector<quant::LayerCost> layers = {cost("a", {100, 10, 5}, {200, 300, 400}),
+                                                cost("b", {20, 10, 9}, {200, 300, 400})};
+  auto bits = quant::allocate_bits(layers, widths, 500);
+  EXPECT_EQ(bits.at("a"), 3);
+  EXPECT_EQ(bits.at("b"), 2);
+  bits = quant::allocate_bits(layers, widths, 400);
+  EXPECT_EQ(bits.at("a"), 2);
+  EXPECT_EQ(bits.at("b"), 2);
+  bits = quant::allocate_bits(layers, widths, 10000);  // room for everything: the widest
+  EXPECT_EQ(bits.at("a"), 4);
+  EXPECT_EQ(bits.at("b"), 4);
+  // A wider width that does not reduce the error is never bought.
+  bits = quant::allocate_bits({cost("c", {5, 5, 6}, {10, 20, 30})}, widths, 1000);
+  EXPECT_EQ(bits.at("c"), 2);
+  try {
+    quant::allocate_bits(layers, widths, 399);
+    FAIL() << "a budget below the narrowest widths was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("1 more than the target leaves"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Allocation, NeverExceedsTheBudgetAndMoreBytesNeverCostAccuracy) {
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<double> u(0.0, 1.0);
+  const std::vector<int> widths = {2, 3, 4, 8};
+  std::vector<quant::LayerCost> layers;
+  uint64_t narrowest = 0, widest = 0;
+  for (int i = 0; i < 40; ++i) {
+    const uint64_t rows = 1 + uint64_t(u(rng) * 64);
+    std::vector<uint64_t> bytes;
+    for (int b : widths) bytes.push_back(rows * uint64_t(b) * 16 + 40);
+    const double scale = std::pow(10.0, 4 * u(rng) - 2);
+    layers.push_back(cost("l" + std::to_string(i), {scale, scale / 4, scale / 16, scale / 4096}, bytes));
+    narrowest += bytes.front();
+    widest += bytes.back();
+  }
+  double previous = 1e300;
+  for (uint64_t budget = narrowest; budget <= widest + 1000; budget += (widest - narrowest) / 37 + 1) {
+    const auto bits = quant::allocate_bits(layers, widths, budget);
+    EXPECT_LE(bytes_of(layers, widths, bits), budget);
+    const double e = error_of(layers, widths, bits);
+    EXPECT_LE(e, previous * (1 + 1e-12)) << "budget " << budget;
+    previous = e;
+  }
+}
+
+TEST(Allocation, ByteArithmeticMatchesTheWrittenFile) {
+  // A stories260K file quantized at mixed widths: the writer's size of its dense part plus each
+  // layer's codebook_file_bytes is the file's size, up to the keys and header padding the
+  // estimate allows for.
+  const std::string dir = test::scratch_dir();
+  const std::string out = dir + "/mixed.gguf";
+  auto r = test::run_lcq("quantize " + stories_bin() + " --tokenizer " + stories_tok() + " -o " + out +
+                         " --method rtn --group 32 --target-size 0.2 --calib " + tinystories() +
+                         " --nsamples 4 --seqlen 64 --json --quiet");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  const uint64_t file = std::filesystem::file_size(out);
+  EXPECT_EQ(j.at("target").at("file_bytes").get<uint64_t>(), file);
+  const uint64_t estimate = j.at("target").at("estimated_bytes").get<uint64_t>();
+  EXPECT_GE(estimate, file);
+  // The allowance: a bits and a group_size key per linear (35) and the header's padding.
+  EXPECT_LE(estimate - file, 35u * 2 * io::codebook_key_bytes("blk.0.attn_output", "group_size") + 31);
+
+  // Each layer's bytes as the file stores them.
+  io::ModelSource src = io::load_model_source(out);
+  for (const std::string name : {"blk.0.attn_q", "blk.4.ffn_down"}) {
+    uint64_t stored = 0;
+    for (const auto& t : src.tensors)
+      if (t.name.rfind(name + ".lcq_", 0) == 0)
+        stored += 8 + t.name.size() + 4 + 8 * t.shape.size() + 4 + 8 + (t.nbytes + 31) / 32 * 32;
+    const auto [rows, cols] = linear_shape(src.config, name);
+    const CodebookLayer l = io::read_codebook_layer(src, name, rows, cols);
+    EXPECT_EQ(io::codebook_file_bytes(name, l), stored) << name;
+  }
+}
+
+TEST(TargetCli, FilesNeverExceedTheirTargetAndHoldTheAllocation) {
+  const std::string dir = test::scratch_dir();
+  const std::string base = "quantize " + stories_bin() + " --tokenizer " + stories_tok() + " --calib " +
+                           tinystories() + " --nsamples 4 --seqlen 64 --json --quiet --group 32 ";
+  // From the narrowest (all 2-bit: about 0.174 MiB) to more than all 4-bit takes, RTN and LCQ.
+  const std::vector<std::string> targets = {"--target-size 0.175", "--target-size 0.19", "--target-size 200K",
+                                            "--target-size 0.3", "--target-bpw 6.5",
+                                            "--target-size 0.2 --target-measure block",
+                                            "--target-size 0.21 --method lcq --rank 2 --epochs 1"};
+  std::set<std::string> mixes;
+  for (size_t i = 0; i < targets.size(); ++i) {
+    const std::string out = dir + "/t" + std::to_string(i) + ".gguf";
+    const bool lcq = targets[i].find("--method lcq") != std::string::npos;
+    auto r = test::run_lcq(base + "-o " + out + " " + targets[i] + (lcq ? "" : " --method rtn"));
+    ASSERT_EQ(r.exit_code, 0) << targets[i] << ": " << r.err;
+    const auto j = nlohmann::json::parse(r.out);
+    const uint64_t target = j.at("target").at("bytes").get<uint64_t>();
+    const uint64_t file = std::filesystem::file_size(out);
+    EXPECT_LE(file, target) << targets[i];
+    if (targets[i] == "--target-size 0.3")  // more than every layer at 4 bits takes
+      EXPECT_EQ(j.at("target").at("linears_at_bits"), nlohmann::json({{"4", 35}}));
+    else
+      EXPECT_GT(file, target * 9 / 10) << targets[i] << ": the budget was left unused";
+    mixes.insert(j.at("target").at("linears_at_bits").dump());
+
+    // The file's layers have the widths the allocation chose, and lcq info shows the same.
+    auto info = test::run_lcq("info " + out + " --allocation --json");
+    ASSERT_EQ(info.exit_code, 0) << info.err;
+    const auto ij = nlohmann::json::parse(info.out);
+    EXPECT_EQ(ij.at("allocation").at("linears_at_bits"), j.at("target").at("linears_at_bits"));
+    io::ModelSource src = io::load_model_source(out);
+    const auto& layers = ij.at("allocation").at("layers");
+    ASSERT_EQ(layers.size(), 35u);
+    for (const auto& l : layers) {
+      const std::string name = l.at("name");
+      const auto [rows, cols] = linear_shape(src.config, name);
+      EXPECT_EQ(io::read_codebook_layer(src, name, rows, cols).bits, l.at("bits").get<int>()) << name;
+      EXPECT_EQ(l.at("error").size(), 3u);
+    }
+    auto ppl = test::run_lcq("perplexity " + out + " --text " + tinystories() + " --limit 2 --seqlen 64 --json");
+    ASSERT_EQ(ppl.exit_code, 0) << ppl.err;
+    EXPECT_TRUE(std::isfinite(nlohmann::json::parse(ppl.out).at("perplexity").get<double>()));
+  }
+  EXPECT_GE(mixes.size(), 4u) << "the targets should give different mixes";
+
+  // The plot: one cell per layer.
+  const std::string svg = dir + "/bits.svg";
+  auto plot = test::run_lcq("info " + dir + "/t2.gguf --allocation-svg " + svg);
+  ASSERT_EQ(plot.exit_code, 0) << plot.err;
+  const std::string text = test::read_bytes(svg);
+  size_t cells = 0;
+  for (size_t p = text.find("<rect x="); p != std::string::npos; p = text.find("<rect x=", p + 1)) ++cells;
+  EXPECT_EQ(cells, 35u);
+  EXPECT_NE(text.find("blk.4.ffn_down"), std::string::npos);
+}
+
+TEST(TargetCli, BadTargetsFailBeforeAnyWorkWithOneLine) {
+  const std::string dir = test::scratch_dir();
+  const std::string out = dir + "/out.gguf";
+  const std::string base = "quantize " + stories_bin() + " --tokenizer " + stories_tok() + " -o " + out + " --quiet ";
+  const std::string calib = " --calib " + tinystories() + " --nsamples 2 --seqlen 32 --epochs 1";
+  struct Case {
+    std::string args, must_mention;
+  } cases[] = {
+      {"--target-size 0.1" + calib, "too small"},
+      {"--target-size 0.1 --embed-bits 4" + calib, "too small"},
+      {"--target-size lots" + calib, "--target-size"},
+      {"--target-size 1 --target-bpw 3" + calib, "give one"},
+      {"--target-size 1 --target-bits 4,3" + calib, "--target-bits"},
+      {"--target-size 1 --target-bits 2,9" + calib, "--target-bits"},
+      {"--target-size 1 --target-samples 0" + calib, "--target-samples"},
+      {"--target-size 1 --target-measure kl" + calib, "--target-measure"},
+      {"--target-size 1 --method gptq" + calib, "--method lcq or rtn"},
+      {"--target-size 1 --method rtn", "--calib"},
+      {"--target-size 1 --init gptq" + calib, "--init gptq"},
+  };
+  for (const auto& c : cases) {
+    auto r = test::run_lcq(base + c.args);
+    EXPECT_NE(r.exit_code, 0) << c.args;
+    EXPECT_EQ(r.err.rfind("lcq: error: ", 0), 0u) << r.err;
+    EXPECT_EQ(r.err.find('\n'), r.err.size() - 1) << r.err;
+    EXPECT_NE(r.err.find(c.must_mention), std::string::npos) << c.args << ": " << r.err;
+    EXPECT_FALSE(std::filesystem::exists(out)) << c.args;
+  }
+  EXPECT_TRUE(std::filesystem::is_empty(dir));
+}
+
+TEST(TargetCli, ACorruptedAllocationIsOneErrorNamingTheFile) {
+  const std::string dir = test::scratch_dir();
+  const std::string out = dir + "/t.gguf";
+  auto r = test::run_lcq("quantize " + stories_bin() + " --tokenizer " + stories_tok() + " -o " + out +
+                         " --method rtn --group 32 --target-size 0.2 --calib " + tinystories() +
+                         " --nsamples 2 --seqlen 64 --quiet");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::string bytes = test::read_bytes(out);
+  // Same length, so the file stays a valid GGUF: a layer's width is no longer a candidate, or
+  // a key is missing.
+  for (const auto& [from, to] : {std::pair<std::string, std::string>{"\"bits\":2", "\"bits\":7"},
+                                 std::pair<std::string, std::string>{"\"measure\"", "\"meazure\""}}) {
+    std::string copy = bytes;
+    const size_t at = copy.find(from);
+    ASSERT_NE(at, std::string::npos) << from;
+    copy.replace(at, from.size(), to);
+    const std::string bad = dir + "/bad.gguf";
+    test::write_bytes(bad, copy);
+    auto info = test::run_lcq("info " + bad + " --allocation");
+    EXPECT_NE(info.exit_code, 0) << to;
+    EXPECT_EQ(info.err.rfind("lcq: error: " + bad + ": metadata 'lcq.allocation' is malformed", 0), 0u) << info.err;
+    EXPECT_EQ(info.err.find('\n'), info.err.size() - 1) << info.err;
+  }
+  // A file without an allocation has nothing to show.
+  auto plain = test::run_lcq("info " + stories_bin() + " --allocation");
+  EXPECT_NE(plain.exit_code, 0);
+  EXPECT_NE(plain.err.find("size target"), std::string::npos) << plain.err;
+}
