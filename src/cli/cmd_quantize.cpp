@@ -35,7 +35,7 @@ struct QuantizeArgs {
   std::string codebook_grad;  // empty: LcqOptions' default
   bool resume = false;
   std::string offload, max_memory;
-  std::string target_size, target_bits = "2,3,4", target_measure = "model";
+  std::string target_size, target_bits = "2,3,4", target_measure = quant::to_string(quant::AllocationOptions().measure);
   double target_bpw = 0;
   int64_t target_samples = 4;
 };
@@ -193,8 +193,9 @@ void register_quantize(CLI::App& app) {
   cmd->add_option("--target-bits", a->target_bits, "Bit widths a size target chooses from, ascending (default 2,3,4)");
   cmd->add_option("--target-measure", a->target_measure,
                   "How a size target measures each layer's sensitivity, one layer quantized at a time: model (KL\n"
-                  "divergence of the next-token distributions from the full-precision model's; default) or block\n"
-                  "(error of the layer's block output; faster, blind to how errors grow through later blocks)")
+                  "divergence of the next-token distributions from the full-precision model's; one model forward\n"
+                  "per layer and width), scaled (the layer's block output error times its block's KL per unit of\n"
+                  "block error, one model forward per block; default) or block (the block output error alone)")
       ->check(CLI::IsMember(quant::sensitivity_measure_names()));
   cmd->add_option("--target-samples", a->target_samples,
                   "Calibration samples (the first ones) each layer's sensitivity is measured on (default 4)");

@@ -24,7 +24,8 @@ std::string layer_name(int layer, const std::string& linear) { return "blk." + s
 double rounded(double x) { return std::stod(fmt::format("{:.4g}", x)); }
 
 const Named<SensitivityMeasure> kMeasures[] = {{SensitivityMeasure::kBlock, "block"},
-                                               {SensitivityMeasure::kModel, "model"}};
+                                               {SensitivityMeasure::kModel, "model"},
+                                               {SensitivityMeasure::kScaled, "scaled"}};
 
 // Token-relative squared error of y against the target y0 [n, L, dim]: each position's error
 // over its target's mean square, averaged.
@@ -32,9 +33,16 @@ double relative_error(const torch::Tensor& y, const torch::Tensor& y0) {
   return ((y - y0).pow(2).mean(-1) / y0.pow(2).mean(-1).clamp_min(1e-30)).mean().item<double>();
 }
 
-// Mean over positions of KL(p || q) for log-probabilities logp, logq [n, L, vocab].
-double mean_kl(const torch::Tensor& logp, const torch::Tensor& logq) {
-  return (logp.exp() * (logp - logq)).sum(-1).mean().item<double>();
+// Mean over positions of KL(p || q), p given by its log-probabilities logp [n, L, vocab] and q
+// by hidden states h [n, L, dim] through the model's head; a sample at a time, so that the
+// temporaries stay a few [L, vocab].
+double mean_kl(const model::Model& m, const torch::Tensor& logp, const torch::Tensor& h) {
+  double sum = 0;
+  for (int64_t i = 0; i < h.size(0); ++i) {
+    const torch::Tensor p = logp[i], q = torch::log_softmax(m.head(h.slice(0, i, i + 1))[0], -1);
+    sum += (p.exp() * (p - q)).sum(-1).mean().item<double>();
+  }
+  return sum / double(h.size(0));
 }
 
 }  // namespace
@@ -92,34 +100,55 @@ std::vector<LayerCost> measure_layer_costs(model::Model& m, const torch::Tensor&
   // Every block's full-precision input, and the model's log-probabilities.
   std::vector<torch::Tensor> inputs = {m.embed(calib.slice(0, 0, n))};
   for (size_t l = 0; l < blocks; ++l) inputs.push_back(detail::run_block(ctx, m.blocks[l], inputs.back()));
-  const bool model_kl = a.measure == SensitivityMeasure::kModel;
-  auto log_probs = [&](const torch::Tensor& h) { return torch::log_softmax(m.head(h), -1); };
-  const torch::Tensor logp = model_kl ? log_probs(inputs.back()) : torch::Tensor();
+  const bool model_kl = a.measure == SensitivityMeasure::kModel, scaled = a.measure == SensitivityMeasure::kScaled;
+  torch::Tensor logp;  // the full-precision model's log-probabilities [n, L, vocab]
+  if (model_kl || scaled) {
+    std::vector<torch::Tensor> rows;
+    for (int64_t i = 0; i < n; ++i)
+      rows.push_back(torch::log_softmax(m.head(inputs.back().slice(0, i, i + 1)), -1));
+    logp = torch::cat(rows, 0);
+  }
+  // The model's KL when `trial` replaces block l (the later blocks full precision).
+  auto model_kl_of = [&](const model::Block& trial, size_t l, torch::Tensor* block_out) {
+    torch::Tensor h = detail::run_block(ctx, trial, inputs[l]);
+    if (block_out) *block_out = h;
+    for (size_t k = l + 1; k < blocks; ++k) h = detail::run_block(ctx, m.blocks[k], h);
+    return mean_kl(m, logp, h);
+  };
+  auto rank_one = [&](const torch::Tensor& W, int bits) {
+    LcqOptions start = o.lcq;
+    start.bits = bits;
+    start.rank = 1;
+    const CodebookLayer q = LcqLinear(W, start, at::detail::createCPUGenerator(0)).finalize();
+    return detail::dequantized(q, W);
+  };
 
   std::vector<LayerCost> out;
   const int64_t per_block = blocks == 0 ? 0 : int64_t(m.blocks[0].linears().size());
   Progress bar("sensitivity", int64_t(blocks) * per_block * int64_t(a.candidates.size()), a.progress);
   for (size_t l = 0; l < blocks; ++l) {
     const model::Block& fp = m.blocks[l];
+    const torch::Tensor target = inputs[l + 1].to(torch::kFloat32);
+    double gain = 1;
+    if (scaled) {  // one probe: every linear of the block at the narrowest width
+      model::Block probe = fp;
+      for (auto& [name, lin] : probe.linears()) lin->weight = rank_one(lin->weight, a.candidates.front());
+      torch::Tensor h;
+      const double kl = model_kl_of(probe, l, &h);
+      gain = kl / std::max(relative_error(h.to(torch::kFloat32), target), 1e-30);
+    }
     for (const auto& [name, lin] : fp.linears()) {
       LayerCost cost;
       cost.name = layer_name(int(l), name);
       for (int bits : a.candidates) {
-        LcqOptions start = o.lcq;
-        start.bits = bits;
-        start.rank = 1;
-        const CodebookLayer q = LcqLinear(lin->weight, start, at::detail::createCPUGenerator(0)).finalize();
         model::Block trial = fp;  // shares fp's tensors; one weight is replaced
-        detail::linear_named(trial, name).weight = detail::dequantized(q, lin->weight);
-        torch::Tensor h = detail::run_block(ctx, trial, inputs[l]);
-        if (model_kl) {
-          for (size_t k = l + 1; k < blocks; ++k) h = detail::run_block(ctx, m.blocks[k], h);
-          cost.error.push_back(mean_kl(logp, log_probs(h)));
-        } else {
-          cost.error.push_back(relative_error(h.to(torch::kFloat32), inputs[l + 1].to(torch::kFloat32)));
-        }
-        const CodebookLayer stored =
-            io::codebook_shape(q.rows, q.cols, bits, o.lcq.group, o.lcq.rank, o.lcq.dq_bits, o.lcq.dq_group);
+        detail::linear_named(trial, name).weight = rank_one(lin->weight, bits);
+        if (model_kl)
+          cost.error.push_back(model_kl_of(trial, l, nullptr));
+        else
+          cost.error.push_back(gain * relative_error(detail::run_block(ctx, trial, inputs[l]).to(torch::kFloat32), target));
+        const CodebookLayer stored = io::codebook_shape(lin->weight.size(0), lin->weight.size(1), bits, o.lcq.group,
+                                                        o.lcq.rank, o.lcq.dq_bits, o.lcq.dq_group);
         cost.bytes.push_back(io::codebook_file_bytes(cost.name, stored) + io::codebook_key_bytes(cost.name, "bits"));
         bar.add(1, cost.name);
       }

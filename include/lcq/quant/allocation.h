@@ -6,7 +6,8 @@
 //  1. Sensitivity, measured: for every block linear and every candidate width b, the damage
 //     done when only that linear is quantized at b (the rank-one start LCQ trains from: the
 //     mse or rtn grid of the options), on the first calibration samples: by default the KL
-//     divergence of the model's next-token distributions (SensitivityMeasure below).
+//     divergence of the model's next-token distributions, estimated per block
+//     (SensitivityMeasure below).
 //  2. Bytes, exact: what the layer adds to the file at b bits (its tensors, their infos and
 //     padding, a per-layer metadata key), at the run's rank, group and double quantization.
 //  3. Greedy allocation: every layer starts at the narrowest width; the step with the largest
@@ -39,13 +40,16 @@ namespace lcq::quant {
 //  kModel ("model"): the KL divergence of the model's next-token distributions from the
 //    full-precision ones, averaged over positions (the trial runs from its block to the head):
 //    what perplexity sees; to first order the KLs of small independent errors add up.
-enum class SensitivityMeasure { kBlock, kModel };
+//  kScaled ("scaled"): the block error, times its block's gain: the KL divergence over the
+//    block error of one probe per block (all its linears at the narrowest width). One
+//    model forward per block instead of one per trial: the model measure to first order.
+enum class SensitivityMeasure { kBlock, kModel, kScaled };
 const std::vector<std::string>& sensitivity_measure_names();
 SensitivityMeasure parse_sensitivity_measure(const std::string& name);
 std::string to_string(SensitivityMeasure m);
 
 struct AllocationOptions {
-  SensitivityMeasure measure = SensitivityMeasure::kModel;
+  SensitivityMeasure measure = SensitivityMeasure::kScaled;
   uint64_t target_bytes = 0;          // the output file's size limit
   std::vector<int> candidates = {2, 3, 4};  // widths to choose from, ascending
   int64_t samples = 4;                // calibration samples the sensitivities are measured on
@@ -66,7 +70,7 @@ struct Allocation {
   uint64_t other_bytes = 0;      // the file without the block linears
   uint64_t layer_bytes = 0;      // the block linears at the chosen widths
   std::vector<int> candidates;
-  SensitivityMeasure measure = SensitivityMeasure::kModel;
+  SensitivityMeasure measure = SensitivityMeasure::kScaled;
   std::vector<LayerCost> layers;  // in block order
   std::map<std::string, int> bits;  // the choice per layer
   double error() const;          // the sum of the chosen widths' errors
