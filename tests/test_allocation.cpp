@@ -147,9 +147,13 @@ TEST(TargetCli, FilesNeverExceedTheirTargetAndHoldTheAllocation) {
   const std::string base = "quantize " + stories_bin() + " --tokenizer " + stories_tok() + " --calib " +
                            tinystories() + " --nsamples 4 --seqlen 64 --json --quiet --group 32 ";
   // From the narrowest (all 2-bit: about 0.174 MiB) to more than all 4-bit takes, RTN and LCQ.
-  const std::vector<std::string> targets = {"--target-size 0.175", "--target-size 0.19", "--target-size 200K",
-                                            "--target-size 0.3", "--target-bpw 6.5",
+  const std::vector<std::string> targets = {"--target-size 0.175",
+                                            "--target-size 0.19",
+                                            "--target-size 200K",
+                                            "--target-size 0.3",
+                                            "--target-bpw 6.5",
                                             "--target-size 0.2 --target-measure block",
+                                            "--target-size 0.22 --target-measure model",
                                             "--target-size 0.21 --method lcq --rank 2 --epochs 1"};
   std::set<std::string> mixes;
   for (size_t i = 0; i < targets.size(); ++i) {
