@@ -24,27 +24,24 @@ using test::tinystories;
 
 namespace {
 
-quant::LayerCost cost(const std::string& name, std::vector<double> error, std::vector<uint64_t> bytes) {
-  return {name, std::move(error), std::move(bytes)};
+quant::LayerCost cost(const std::string& name, std::vector<double> error, std::vector<uint64_t> bytes,
+                      std::vector<int> widths = {2, 3, 4}) {
+  return {name, std::move(widths), std::move(error), std::move(bytes)};
 }
 
-uint64_t bytes_of(const std::vector<quant::LayerCost>& layers, const std::vector<int>& candidates,
-                  const std::map<std::string, int>& bits) {
+size_t index_of(const quant::LayerCost& l, int bits) {
+  return size_t(std::find(l.widths.begin(), l.widths.end(), bits) - l.widths.begin());
+}
+
+uint64_t bytes_of(const std::vector<quant::LayerCost>& layers, const std::map<std::string, int>& bits) {
   uint64_t n = 0;
-  for (const auto& l : layers) {
-    const auto pos = std::find(candidates.begin(), candidates.end(), bits.at(l.name)) - candidates.begin();
-    n += l.bytes[size_t(pos)];
-  }
+  for (const auto& l : layers) n += l.bytes.at(index_of(l, bits.at(l.name)));
   return n;
 }
 
-double error_of(const std::vector<quant::LayerCost>& layers, const std::vector<int>& candidates,
-                const std::map<std::string, int>& bits) {
+double error_of(const std::vector<quant::LayerCost>& layers, const std::map<std::string, int>& bits) {
   double e = 0;
-  for (const auto& l : layers) {
-    const auto pos = std::find(candidates.begin(), candidates.end(), bits.at(l.name)) - candidates.begin();
-    e += l.error[size_t(pos)];
-  }
+  for (const auto& l : layers) e += l.error.at(index_of(l, bits.at(l.name)));
   return e;
 }
 
@@ -62,28 +59,34 @@ std::pair<int64_t, int64_t> linear_shape(const ModelConfig& c, const std::string
 }  // namespace
 
 TEST(Allocation, SpendsTheBudgetWhereTheErrorDropsMostPerByte) {
-  const std::vector<int> widths = {2, 3, 4};
   // "a" gains 90 for 100 bytes at 3 bits, "b" 10 for 100: with 100 bytes to spare, a goes up.
   const std::vector<quant::LayerCost> layers = {cost("a", {100, 10, 5}, {200, 300, 400}),
                                                 cost("b", {20, 10, 9}, {200, 300, 400})};
-  auto bits = quant::allocate_bits(layers, widths, 500);
+  auto bits = quant::allocate_bits(layers, 500);
   EXPECT_EQ(bits.at("a"), 3);
   EXPECT_EQ(bits.at("b"), 2);
-  bits = quant::allocate_bits(layers, widths, 400);
+  bits = quant::allocate_bits(layers, 400);
   EXPECT_EQ(bits.at("a"), 2);
   EXPECT_EQ(bits.at("b"), 2);
-  bits = quant::allocate_bits(layers, widths, 10000);  // room for everything: the widest
+  bits = quant::allocate_bits(layers, 10000);  // room for everything: the widest
   EXPECT_EQ(bits.at("a"), 4);
   EXPECT_EQ(bits.at("b"), 4);
   // A wider width that does not reduce the error is never bought.
-  bits = quant::allocate_bits({cost("c", {5, 5, 6}, {10, 20, 30})}, widths, 1000);
+  bits = quant::allocate_bits({cost("c", {5, 5, 6}, {10, 20, 30})}, 1000);
   EXPECT_EQ(bits.at("c"), 2);
   try {
-    quant::allocate_bits(layers, widths, 399);
+    quant::allocate_bits(layers, 399);
     FAIL() << "a budget below the narrowest widths was accepted";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("1 more than the target leaves"), std::string::npos) << e.what();
   }
+  // Layers with widths of their own (an embedding at 4, 6 or 8 bits beside 2-4-bit linears).
+  const std::vector<quant::LayerCost> mixed = {cost("a", {100, 10, 5}, {200, 300, 400}),
+                                               cost("e", {50, 1, 0.5}, {400, 600, 800}, {4, 6, 8})};
+  // From 600 bytes: a to 3 bits (+100 bytes, -90), then e to 6 (+200, -49) before a to 4 (+100, -5).
+  bits = quant::allocate_bits(mixed, 900);
+  EXPECT_EQ(bits.at("a"), 3);
+  EXPECT_EQ(bits.at("e"), 6);
 }
 
 TEST(Allocation, NeverExceedsTheBudgetAndMoreBytesNeverCostAccuracy) {
@@ -97,15 +100,15 @@ TEST(Allocation, NeverExceedsTheBudgetAndMoreBytesNeverCostAccuracy) {
     std::vector<uint64_t> bytes;
     for (int b : widths) bytes.push_back(rows * uint64_t(b) * 16 + 40);
     const double scale = std::pow(10.0, 4 * u(rng) - 2);
-    layers.push_back(cost("l" + std::to_string(i), {scale, scale / 4, scale / 16, scale / 4096}, bytes));
+    layers.push_back(cost("l" + std::to_string(i), {scale, scale / 4, scale / 16, scale / 4096}, bytes, widths));
     narrowest += bytes.front();
     widest += bytes.back();
   }
   double previous = 1e300;
   for (uint64_t budget = narrowest; budget <= widest + 1000; budget += (widest - narrowest) / 37 + 1) {
-    const auto bits = quant::allocate_bits(layers, widths, budget);
-    EXPECT_LE(bytes_of(layers, widths, bits), budget);
-    const double e = error_of(layers, widths, bits);
+    const auto bits = quant::allocate_bits(layers, budget);
+    EXPECT_LE(bytes_of(layers, bits), budget);
+    const double e = error_of(layers, bits);
     EXPECT_LE(e, previous * (1 + 1e-12)) << "budget " << budget;
     previous = e;
   }
@@ -126,8 +129,10 @@ TEST(Allocation, ByteArithmeticMatchesTheWrittenFile) {
   EXPECT_EQ(j.at("target").at("file_bytes").get<uint64_t>(), file);
   const uint64_t estimate = j.at("target").at("estimated_bytes").get<uint64_t>();
   EXPECT_GE(estimate, file);
-  // The allowance: a bits and a group_size key per linear (35) and the header's padding.
-  EXPECT_LE(estimate - file, 35u * 2 * io::codebook_key_bytes("blk.0.attn_output", "group_size") + 31);
+  // The allowance: a bits and a group_size key per linear (35), five keys of the embedding
+  // (its width is allocated too) and the header's padding.
+  EXPECT_EQ(j.at("target").at("embedding_bits").get<int>() > 0, true);
+  EXPECT_LE(estimate - file, 40u * 2 * io::codebook_key_bytes("blk.0.attn_output", "group_size") + 31);
 
   // Each layer's bytes as the file stores them.
   io::ModelSource src = io::load_model_source(out);
@@ -146,15 +151,16 @@ TEST(TargetCli, FilesNeverExceedTheirTargetAndHoldTheAllocation) {
   const std::string dir = test::scratch_dir();
   const std::string base = "quantize " + stories_bin() + " --tokenizer " + stories_tok() + " --calib " +
                            tinystories() + " --nsamples 4 --seqlen 64 --json --quiet --group 32 ";
-  // From the narrowest (all 2-bit: about 0.174 MiB) to more than all 4-bit takes, RTN and LCQ.
-  const std::vector<std::string> targets = {"--target-size 0.175",
-                                            "--target-size 0.19",
-                                            "--target-size 200K",
+  // From the narrowest (linears at 2 bits, embedding at 4: about 0.13 MiB) to more than
+  // everything at its widest takes (0.196 MiB), RTN and LCQ, every measure.
+  const std::vector<std::string> targets = {"--target-size 0.135",
+                                            "--target-size 0.15",
+                                            "--target-size 160K",
                                             "--target-size 0.3",
-                                            "--target-bpw 6.5",
+                                            "--target-bpw 5",
                                             "--target-size 0.2 --target-measure block",
-                                            "--target-size 0.22 --target-measure model",
-                                            "--target-size 0.21 --method lcq --rank 2 --epochs 1"};
+                                            "--target-size 0.17 --target-measure model",
+                                            "--target-size 0.16 --method lcq --rank 2 --epochs 1"};
   std::set<std::string> mixes;
   for (size_t i = 0; i < targets.size(); ++i) {
     const std::string out = dir + "/t" + std::to_string(i) + ".gguf";
@@ -165,10 +171,12 @@ TEST(TargetCli, FilesNeverExceedTheirTargetAndHoldTheAllocation) {
     const uint64_t target = j.at("target").at("bytes").get<uint64_t>();
     const uint64_t file = std::filesystem::file_size(out);
     EXPECT_LE(file, target) << targets[i];
-    if (targets[i] == "--target-size 0.3")  // more than every layer at 4 bits takes
+    if (targets[i] == "--target-size 0.3") {  // more than every layer at its widest takes
       EXPECT_EQ(j.at("target").at("linears_at_bits"), nlohmann::json({{"4", 35}}));
-    else
+      EXPECT_EQ(j.at("target").at("embedding_bits"), 8);
+    } else {
       EXPECT_GT(file, target * 9 / 10) << targets[i] << ": the budget was left unused";
+    }
     mixes.insert(j.at("target").at("linears_at_bits").dump());
 
     // The file's layers have the widths the allocation chose, and lcq info shows the same.
@@ -178,13 +186,22 @@ TEST(TargetCli, FilesNeverExceedTheirTargetAndHoldTheAllocation) {
     EXPECT_EQ(ij.at("allocation").at("linears_at_bits"), j.at("target").at("linears_at_bits"));
     io::ModelSource src = io::load_model_source(out);
     const auto& layers = ij.at("allocation").at("layers");
-    ASSERT_EQ(layers.size(), 35u);
+    // The embedding's width is allocated too unless the measure is the block error.
+    const bool embedding = targets[i].find("block") == std::string::npos;
+    ASSERT_EQ(layers.size(), embedding ? 36u : 35u);
     for (const auto& l : layers) {
       const std::string name = l.at("name");
-      const auto [rows, cols] = linear_shape(src.config, name);
-      EXPECT_EQ(io::read_codebook_layer(src, name, rows, cols).bits, l.at("bits").get<int>()) << name;
+      const int bits = l.at("bits").get<int>();
       EXPECT_EQ(l.at("error").size(), 3u);
+      if (name == quant::kEmbeddingEntry) {
+        EXPECT_EQ(ij.at("allocation").at("embedding_bits").get<int>(), bits);
+        EXPECT_EQ(io::read_codebook_layer(src, name, src.config.vocab_size, src.config.dim).bits, bits);
+        continue;
+      }
+      const auto [rows, cols] = linear_shape(src.config, name);
+      EXPECT_EQ(io::read_codebook_layer(src, name, rows, cols).bits, bits) << name;
     }
+    if (!embedding) EXPECT_EQ(src.find("token_embd.weight")->dtype, io::DType::F16);
     auto ppl = test::run_lcq("perplexity " + out + " --text " + tinystories() + " --limit 2 --seqlen 64 --json");
     ASSERT_EQ(ppl.exit_code, 0) << ppl.err;
     EXPECT_TRUE(std::isfinite(nlohmann::json::parse(ppl.out).at("perplexity").get<double>()));
@@ -216,6 +233,7 @@ TEST(TargetCli, BadTargetsFailBeforeAnyWorkWithOneLine) {
       {"--target-size 1 --target-bpw 3" + calib, "give one"},
       {"--target-size 1 --target-bits 4,3" + calib, "--target-bits"},
       {"--target-size 1 --target-bits 2,9" + calib, "--target-bits"},
+      {"--target-size 1 --target-embed-bits 1,4" + calib, "--target-embed-bits"},
       {"--target-size 1 --target-samples 0" + calib, "--target-samples"},
       {"--target-size 1 --target-measure kl" + calib, "--target-measure"},
       {"--target-size 1 --method gptq" + calib, "--method lcq or rtn"},
@@ -237,13 +255,13 @@ TEST(TargetCli, ACorruptedAllocationIsOneErrorNamingTheFile) {
   const std::string dir = test::scratch_dir();
   const std::string out = dir + "/t.gguf";
   auto r = test::run_lcq("quantize " + stories_bin() + " --tokenizer " + stories_tok() + " -o " + out +
-                         " --method rtn --group 32 --target-size 0.2 --calib " + tinystories() +
+                         " --method rtn --group 32 --target-size 0.14 --calib " + tinystories() +
                          " --nsamples 2 --seqlen 64 --quiet");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   std::string bytes = test::read_bytes(out);
   // Same length, so the file stays a valid GGUF: a layer's width is no longer a candidate, or
   // a key is missing.
-  for (const auto& [from, to] : {std::pair<std::string, std::string>{"\"bits\":2", "\"bits\":7"},
+  for (const auto& [from, to] : {std::pair<std::string, std::string>{"\"bits\":2,\"bytes\"", "\"bits\":7,\"bytes\""},
                                  std::pair<std::string, std::string>{"\"measure\"", "\"meazure\""}}) {
     std::string copy = bytes;
     const size_t at = copy.find(from);

@@ -72,9 +72,9 @@ void register_info(CLI::App& app) {
       } catch (const std::exception& e) {
         fail("{}: metadata 'lcq.allocation' is malformed: {}", src.path, e.what());
       }
-      std::map<std::string, int> at;  // "3" -> layers at 3 bits (a JSON object)
-      for (const auto& [name, bits] : allocation->bits) at[std::to_string(bits)] += 1;
-      j["allocation"] = {{"target_bytes", allocation->target_bytes}, {"linears_at_bits", at}};
+      j["allocation"] = {{"target_bytes", allocation->target_bytes},
+                         {"linears_at_bits", quant::linears_at_bits(*allocation)},
+                         {"embedding_bits", quant::embedding_bits(*allocation)}};
       if (*show_allocation) j["allocation"]["layers"] = quant::to_json(*allocation)["layers"];
     }
     LCQ_CHECK(allocation || (!*show_allocation && svg->empty()),
@@ -114,17 +114,18 @@ void register_info(CLI::App& app) {
     }
     if (allocation) {
       std::vector<std::string> parts;
-      std::map<int, int> at;
-      for (const auto& [name, bits] : allocation->bits) at[bits] += 1;
-      for (const auto& [bits, n] : at)
-        parts.push_back(fmt::format("{} at {} bits", n, bits));
-      fmt::print("  allocation    size target {} bytes: block linears {}\n", allocation->target_bytes,
-                 fmt::join(parts, ", "));
+      for (const auto& [bits, n] : quant::linears_at_bits(*allocation)) parts.push_back(fmt::format("{} at {} bits", n, bits));
+      const int embedding = quant::embedding_bits(*allocation);
+      fmt::print("  allocation    size target {} bytes: block linears {}{}\n", allocation->target_bytes,
+                 fmt::join(parts, ", "), embedding ? fmt::format("; embedding and head {} bits", embedding) : "");
       if (*show_allocation) {
-        fmt::print("    {:<22} {:>4}  block output error at {} bits\n", "layer", "bits",
-                   fmt::join(allocation->candidates, " / "));
-        for (const auto& l : allocation->layers)
-          fmt::print("    {:<22} {:>4}  {:.3e}\n", l.name, allocation->bits.at(l.name), fmt::join(l.error, " / "));
+        fmt::print("    {:<22} {:>4}  sensitivity ({}) at each width\n", "layer", "bits",
+                   quant::to_string(allocation->measure));
+        for (const auto& l : allocation->layers) {
+          std::vector<std::string> cells;
+          for (size_t k = 0; k < l.widths.size(); ++k) cells.push_back(fmt::format("{}: {:.3e}", l.widths[k], l.error[k]));
+          fmt::print("    {:<22} {:>4}  {}\n", l.name, allocation->bits.at(l.name), fmt::join(cells, "  "));
+        }
       }
     }
     if (j.contains("tokenizer"))

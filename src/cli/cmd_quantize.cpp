@@ -30,12 +30,12 @@ struct QuantizeArgs {
   std::string out, calib, export_fake, export_type = "f16", report;
   quant::CalibrationOptions c;
   quant::QuantizeOptions q;
-  bool seqlen_given = false, epochs_given = false;
+  bool seqlen_given = false, epochs_given = false, embed_bits_given = false;
   double smoothquant = 0;  // alpha; 0 = off
   std::string codebook_grad;  // empty: LcqOptions' default
   bool resume = false;
   std::string offload, max_memory;
-  std::string target_size, target_bits = "2,3,4", target_measure = quant::to_string(quant::AllocationOptions().measure);
+  std::string target_size, target_bits = "2,3,4", target_embed_bits = "4,6,8", target_measure = quant::to_string(quant::AllocationOptions().measure);
   double target_bpw = 0;
   int64_t target_samples = 4;
 };
@@ -130,7 +130,8 @@ void register_quantize(CLI::App& app) {
   cmd->add_option("--embed-bits", a->q.embedding.bits,
                   "Bits of the token embedding and output head, quantized as rank-one codebooks whose grids\n"
                   "minimise the error weighted by the head's input energy on the calibration text (0 = keep\n"
-                  "them fp16)");
+                  "them fp16). With a size target and no --embed-bits, the width is allocated (--target-embed-bits)")
+      ->each([a](const std::string&) { a->embed_bits_given = true; });
   cmd->add_option("--embed-group", a->q.embedding.group, "Weights per group of the embedding and head");
   cmd->add_option("--dq-bits", a->q.lcq.dq_bits, "Double quantization of S and B (0 = keep them f32)");
   cmd->add_option("--dq-group", a->q.lcq.dq_group, "Groups per double-quantization block");
@@ -191,6 +192,9 @@ void register_quantize(CLI::App& app) {
                   "included), e.g. 3.0")
       ->check(finite_range(0, 64));
   cmd->add_option("--target-bits", a->target_bits, "Bit widths a size target chooses from, ascending (default 2,3,4)");
+  cmd->add_option("--target-embed-bits", a->target_embed_bits,
+                  "Bit widths a size target chooses from for the token embedding and head (default 4,6,8),\n"
+                  "unless --embed-bits fixes them");
   cmd->add_option("--target-measure", a->target_measure,
                   "How a size target measures each layer's sensitivity, one layer quantized at a time: model (KL\n"
                   "divergence of the next-token distributions from the full-precision model's; one model forward\n"
@@ -240,9 +244,14 @@ void register_quantize(CLI::App& app) {
 
     const bool targeted = !a->target_size.empty() || a->target_bpw > 0;
     LCQ_CHECK(a->target_size.empty() || a->target_bpw == 0, "--target-size and --target-bpw both set the size: give one");
-    std::vector<int> target_bits;
+    std::vector<int> target_bits, target_embed_bits;
     if (targeted) {
       target_bits = quant::parse_bit_candidates(a->target_bits);
+      const quant::SensitivityMeasure measure = quant::parse_sensitivity_measure(a->target_measure);
+      if (!a->embed_bits_given && measure != quant::SensitivityMeasure::kBlock)
+        target_embed_bits = quant::parse_bit_candidates(a->target_embed_bits, "--target-embed-bits");
+      for (int b : target_embed_bits)
+        LCQ_CHECK(b >= 2, "--target-embed-bits: the embedding takes 2 to 8 bits, got {}", b);
       LCQ_CHECK(a->q.method == "lcq" || a->q.method == "rtn",
                 "a size target (--target-size, --target-bpw) allocates bits for --method lcq or rtn, not {}",
                 a->q.method);
@@ -320,6 +329,7 @@ void register_quantize(CLI::App& app) {
     if (targeted)
       settings["target"] = {{"bytes", target_bytes},
                             {"bits", target_bits},
+                            {"embed_bits", target_embed_bits},
                             {"measure", a->target_measure},
                             {"samples", a->target_samples}};
     if (a->q.method == "lcq" && (a->q.lcq.init == "gptq" || a->q.lcq.init == "awq" || !a->q.init_from.empty()))
@@ -411,11 +421,17 @@ void register_quantize(CLI::App& app) {
           quant::AllocationOptions ao;
           ao.target_bytes = target_bytes;
           ao.candidates = target_bits;
+          ao.embedding_candidates = target_embed_bits;
           ao.samples = a->target_samples;
           ao.measure = quant::parse_sensitivity_measure(a->target_measure);
           ao.progress = a->q.engine.progress;
           allocation = quant::plan_allocation(m, calib, a->q, src.vocab, meta, ao);
           a->q.layer_bits = allocation.bits;
+          const auto embedding = a->q.layer_bits.find(quant::kEmbeddingEntry);
+          if (embedding != a->q.layer_bits.end()) {
+            a->q.embedding.bits = embedding->second;
+            a->q.layer_bits.erase(embedding);
+          }
           meta["lcq.allocation"] = quant::to_json(allocation).dump();
         }
         r = quant::quantize_model(m, calib, a->q);
@@ -438,15 +454,16 @@ void register_quantize(CLI::App& app) {
     std::string target_line;
     if (targeted) {
       const uint64_t written = std::filesystem::file_size(a->out);
-      std::map<std::string, int> layers_at;  // "3" -> layers at 3 bits (a JSON object)
-      for (const auto& [name, bits] : allocation.bits) layers_at[std::to_string(bits)] += 1;
       std::vector<std::string> parts;
-      for (const auto& [bits, n] : layers_at) parts.push_back(fmt::format("{} at {} bits", n, bits));
+      for (const auto& [bits, n] : quant::linears_at_bits(allocation)) parts.push_back(fmt::format("{} at {} bits", n, bits));
+      if (quant::embedding_bits(allocation) > 0)
+        parts.push_back(fmt::format("embedding at {} bits", quant::embedding_bits(allocation)));
       j["target"] = {{"bytes", target_bytes},
                      {"file_bytes", written},
                      {"estimated_bytes", allocation.other_bytes + allocation.layer_bytes},
-                     {"linears_at_bits", layers_at}};
-      target_line = fmt::format("size target {} bytes: file {} bytes ({:.2f} % of it); linears {}\n", target_bytes,
+                     {"linears_at_bits", quant::linears_at_bits(allocation)},
+                     {"embedding_bits", quant::embedding_bits(allocation)}};
+      target_line = fmt::format("size target {} bytes: file {} bytes ({:.2f} % of it); {}\n", target_bytes,
                                 written, 100.0 * double(written) / double(target_bytes), fmt::join(parts, ", "));
       // The budget arithmetic is an upper bound of the file's size: a file above it is a bug.
       LCQ_CHECK(written <= target_bytes, "{}: internal: {} bytes exceed the size target of {}", a->out, written,

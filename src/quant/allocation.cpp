@@ -7,6 +7,7 @@
 #include "lcq/core/named.h"
 #include "lcq/core/progress.h"
 #include "lcq/io/codebook_tensors.h"
+#include "lcq/quant/embedding.h"
 
 #include <fmt/format.h>
 
@@ -56,7 +57,7 @@ SensitivityMeasure parse_sensitivity_measure(const std::string& name) {
 }
 std::string to_string(SensitivityMeasure m) { return name_of(kMeasures, m); }
 
-std::vector<int> parse_bit_candidates(const std::string& list) {
+std::vector<int> parse_bit_candidates(const std::string& list, const std::string& option) {
   std::vector<int> out;
   std::stringstream ss(list);
   std::string item;
@@ -69,40 +70,77 @@ std::vector<int> parse_bit_candidates(const std::string& list) {
       used = 0;
     }
     LCQ_CHECK(used > 0 && used == item.size() && b >= 1 && b <= 8,
-              "--target-bits: '{}' is not a bit width from 1 to 8 (expected a list such as 2,3,4)", item);
+              "{}: '{}' is not a bit width from 1 to 8 (expected a list such as 2,3,4)", option, item);
     out.push_back(b);
   }
-  LCQ_CHECK(!out.empty(), "--target-bits: no bit widths given (expected a list such as 2,3,4)");
+  LCQ_CHECK(!out.empty(), "{}: no bit widths given (expected a list such as 2,3,4)", option);
   for (size_t i = 1; i < out.size(); ++i)
-    LCQ_CHECK(out[i] > out[i - 1], "--target-bits: widths must be distinct and ascending, got '{}'", list);
+    LCQ_CHECK(out[i] > out[i - 1], "{}: widths must be distinct and ascending, got '{}'", option, list);
   return out;
 }
 
-double Allocation::error() const {
-  double e = 0;
-  for (const LayerCost& l : layers) {
-    const auto pos = std::find(candidates.begin(), candidates.end(), bits.at(l.name)) - candidates.begin();
-    e += l.error.at(size_t(pos));
+namespace {
+
+// The embedding entry: the model's KL with the token embedding and head (tied or not) quantized
+// at each width as quantize_embedding stores them (its grids weighted by the full-precision
+// head inputs' column energies; the run uses those after its quantized blocks), every block
+// at full precision. `tokens` are the samples `inputs` [0] embeds.
+LayerCost embedding_cost(model::Model& m, const QuantizeOptions& o, const AllocationOptions& a,
+                         const torch::Tensor& tokens, const std::vector<torch::Tensor>& inputs,
+                         const torch::Tensor& logp) {
+  const bool tied = m.config.tie_embeddings;
+  const model::BlockContext ctx = m.context();
+  const torch::Tensor importance =
+      m.output_norm.forward(inputs.back()).to(torch::kFloat32).pow(2).reshape({-1, m.config.dim}).mean(0);
+  const torch::Tensor embd = m.tok_embd, head = m.output.weight;
+  LayerCost cost;
+  cost.name = kEmbeddingEntry;
+  cost.widths = a.embedding_candidates;
+  for (int bits : a.embedding_candidates) {
+    EmbeddingOptions eo = o.embedding;
+    eo.bits = bits;
+    uint64_t bytes = 0;
+    auto quantized = [&](const torch::Tensor& w, const std::string& name) {
+      const CodebookLayer l = quantize_embedding(w, eo, importance);
+      bytes += io::codebook_file_bytes(name, l);
+      for (const char* key : {"bits", "group_size", "rank", "dq_bits", "dq_group"})
+        bytes += io::codebook_key_bytes(name, key);
+      return detail::dequantized(l, w);
+    };
+    m.tok_embd = quantized(embd, "token_embd");
+    m.output.weight = tied ? m.tok_embd : quantized(head, "output");
+    torch::Tensor h = m.embed(tokens);
+    for (const model::Block& b : m.blocks) h = detail::run_block(ctx, b, h);
+    cost.error.push_back(mean_kl(m, logp, h));
+    cost.bytes.push_back(bytes);
+    m.tok_embd = embd;
+    m.output.weight = head;
   }
-  return e;
+  return cost;
 }
+
+}  // namespace
 
 std::vector<LayerCost> measure_layer_costs(model::Model& m, const torch::Tensor& calib, const QuantizeOptions& o,
                                            const AllocationOptions& a) {
   LCQ_CHECK(calib.defined() && calib.dim() == 2 && calib.size(0) >= 1,
             "a size target needs calibration data (--calib FILE) to measure each layer's sensitivity");
   LCQ_CHECK(a.samples >= 1, "--target-samples must be >= 1, got {}", a.samples);
+  LCQ_CHECK(a.embedding_candidates.empty() || a.measure != SensitivityMeasure::kBlock,
+            "the embedding's width is allocated by its KL: --target-measure model or scaled, not block (or give "
+            "--embed-bits)");
   torch::NoGradGuard ng;
   const int64_t n = std::min<int64_t>(a.samples, calib.size(0));
   m.ensure_positions(calib.size(1));
   const model::BlockContext ctx = m.context();
   const size_t blocks = m.blocks.size();
   // Every block's full-precision input, and the model's log-probabilities.
-  std::vector<torch::Tensor> inputs = {m.embed(calib.slice(0, 0, n))};
+  const torch::Tensor tokens = calib.slice(0, 0, n);
+  std::vector<torch::Tensor> inputs = {m.embed(tokens)};
   for (size_t l = 0; l < blocks; ++l) inputs.push_back(detail::run_block(ctx, m.blocks[l], inputs.back()));
   const bool model_kl = a.measure == SensitivityMeasure::kModel, scaled = a.measure == SensitivityMeasure::kScaled;
   torch::Tensor logp;  // the full-precision model's log-probabilities [n, L, vocab]
-  if (model_kl || scaled) {
+  if (model_kl || scaled || !a.embedding_candidates.empty()) {
     std::vector<torch::Tensor> rows;
     for (int64_t i = 0; i < n; ++i)
       rows.push_back(torch::log_softmax(m.head(inputs.back().slice(0, i, i + 1)), -1));
@@ -140,6 +178,7 @@ std::vector<LayerCost> measure_layer_costs(model::Model& m, const torch::Tensor&
     for (const auto& [name, lin] : fp.linears()) {
       LayerCost cost;
       cost.name = layer_name(int(l), name);
+      cost.widths = a.candidates;
       for (int bits : a.candidates) {
         model::Block trial = fp;  // shares fp's tensors; one weight is replaced
         detail::linear_named(trial, name).weight = rank_one(lin->weight, bits);
@@ -156,28 +195,28 @@ std::vector<LayerCost> measure_layer_costs(model::Model& m, const torch::Tensor&
     }
   }
   bar.finish();
+  if (!a.embedding_candidates.empty()) out.push_back(embedding_cost(m, o, a, tokens, inputs, logp));
   return out;
 }
 
-std::map<std::string, int> allocate_bits(const std::vector<LayerCost>& layers, const std::vector<int>& candidates,
-                                         uint64_t budget) {
-  std::vector<size_t> choice(layers.size(), 0);
+std::map<std::string, int> allocate_bits(const std::vector<LayerCost>& layers, uint64_t budget) {
+  std::vector<size_t> choice(layers.size(), 0);  // index into each layer's widths
   uint64_t used = 0;
   for (const LayerCost& l : layers) {
-    LCQ_CHECK(l.error.size() == candidates.size() && l.bytes.size() == candidates.size(),
+    LCQ_CHECK(!l.widths.empty() && l.error.size() == l.widths.size() && l.bytes.size() == l.widths.size(),
               "internal: layer {} has {} errors and {} sizes for {} widths", l.name, l.error.size(), l.bytes.size(),
-              candidates.size());
+              l.widths.size());
     used += l.bytes[0];
   }
-  LCQ_CHECK(used <= budget, "the block linears need {} bytes at {} bits, {} more than the target leaves them",
-            used, candidates[0], used - budget);
+  LCQ_CHECK(used <= budget, "the allocated layers need {} bytes at their narrowest widths, {} more than the target "
+            "leaves them", used, used - budget);
   for (;;) {
-    // The step (a layer to a wider candidate) with the largest error reduction per byte that fits.
+    // The step (a layer to a wider width) with the largest error reduction per byte that fits.
     double best = 0;
     size_t best_layer = layers.size(), best_to = 0;
     for (size_t i = 0; i < layers.size(); ++i) {
       const LayerCost& l = layers[i];
-      for (size_t k = choice[i] + 1; k < candidates.size(); ++k) {
+      for (size_t k = choice[i] + 1; k < l.widths.size(); ++k) {
         if (l.bytes[k] <= l.bytes[choice[i]]) continue;
         const uint64_t more = l.bytes[k] - l.bytes[choice[i]];
         const double gain = l.error[choice[i]] - l.error[k];
@@ -195,40 +234,60 @@ std::map<std::string, int> allocate_bits(const std::vector<LayerCost>& layers, c
     choice[best_layer] = best_to;
   }
   std::map<std::string, int> bits;
-  for (size_t i = 0; i < layers.size(); ++i) bits[layers[i].name] = candidates[choice[i]];
+  for (size_t i = 0; i < layers.size(); ++i) bits[layers[i].name] = layers[i].widths[choice[i]];
   return bits;
 }
+
+namespace {
+
+uint64_t chosen_bytes(const LayerCost& l, int bits) {
+  const auto pos = std::find(l.widths.begin(), l.widths.end(), bits);
+  LCQ_CHECK(pos != l.widths.end(), "layer {} has {} bits, not one of its widths", l.name, bits);
+  return l.bytes[size_t(pos - l.widths.begin())];
+}
+
+}  // namespace
 
 Allocation plan_allocation(model::Model& m, const torch::Tensor& calib, const QuantizeOptions& o,
                            const tokenizer::Vocab& vocab, const nlohmann::json& metadata, const AllocationOptions& a) {
   QuantizeOptions prepared = o;  // the rank and start the method really uses (rtn: rank 1, min-max grid)
   prepare(prepared, calib.defined());
+  const bool embedding = !a.embedding_candidates.empty();
   Allocation plan;
   plan.target_bytes = a.target_bytes;
-  plan.candidates = a.candidates;
   plan.measure = a.measure;
   plan.layers = measure_layer_costs(m, calib, prepared, a);
-  for (const LayerCost& l : plan.layers) plan.bits[l.name] = a.candidates[0];
-  // Everything but the block linears, with this allocation's metadata (whose length does not
-  // depend on the choice: every width is one digit).
+  for (const LayerCost& l : plan.layers) plan.bits[l.name] = l.widths.front();
+  // Everything but the allocated layers, with this allocation's metadata (whose length does
+  // not depend on the choice: every width is one digit).
   nlohmann::json meta = metadata;
   meta["lcq.allocation"] = to_json(plan).dump();
-  plan.other_bytes = quantized_file_other_bytes(m, vocab, prepared, meta);
+  if (embedding) prepared.embedding.bits = a.embedding_candidates.front();  // stored as a codebook, not fp16
+  plan.other_bytes = quantized_file_other_bytes(m, vocab, prepared, meta, /*count_embedding=*/!embedding);
   uint64_t narrowest = plan.other_bytes;
-  for (const LayerCost& l : plan.layers) narrowest += l.bytes[0];
+  for (const LayerCost& l : plan.layers) narrowest += l.bytes.front();
   LCQ_CHECK(narrowest <= a.target_bytes,
-            "a target of {} bytes ({:.3f} MiB) is too small: with every block linear at {} bits the file takes {} "
-            "bytes ({:.3f} MiB), {} of them besides the block linears (header, vocabulary, norms, the embedding{}){}",
-            a.target_bytes, double(a.target_bytes) / 1048576.0, a.candidates[0], narrowest,
-            double(narrowest) / 1048576.0, plan.other_bytes, m.config.tie_embeddings ? "" : " and head",
-            o.embedding.bits == 0 ? "; --embed-bits 4 stores the embedding in 4 bits" : "");
-  plan.bits = allocate_bits(plan.layers, a.candidates, a.target_bytes - plan.other_bytes);
-  for (size_t i = 0; i < plan.layers.size(); ++i) {
-    const LayerCost& l = plan.layers[i];
-    const auto pos = std::find(a.candidates.begin(), a.candidates.end(), plan.bits.at(l.name)) - a.candidates.begin();
-    plan.layer_bytes += l.bytes[size_t(pos)];
-  }
+            "a target of {} bytes ({:.3f} MiB) is too small: with every block linear at {} bits{} the file takes {} "
+            "bytes ({:.3f} MiB), {} of them besides the allocated layers (header, vocabulary, norms{}){}",
+            a.target_bytes, double(a.target_bytes) / 1048576.0, a.candidates.front(),
+            embedding ? fmt::format(" and the embedding at {}", a.embedding_candidates.front()) : std::string(),
+            narrowest, double(narrowest) / 1048576.0, plan.other_bytes, embedding ? "" : ", the embedding",
+            !embedding && o.embedding.bits == 0 ? "; --embed-bits 4 stores the embedding in 4 bits" : "");
+  plan.bits = allocate_bits(plan.layers, a.target_bytes - plan.other_bytes);
+  for (const LayerCost& l : plan.layers) plan.layer_bytes += chosen_bytes(l, plan.bits.at(l.name));
   return plan;
+}
+
+std::map<std::string, int> linears_at_bits(const Allocation& a) {
+  std::map<std::string, int> at;
+  for (const auto& [name, bits] : a.bits)
+    if (name != kEmbeddingEntry) at[std::to_string(bits)] += 1;
+  return at;
+}
+
+int embedding_bits(const Allocation& a) {
+  const auto it = a.bits.find(kEmbeddingEntry);
+  return it == a.bits.end() ? 0 : it->second;
 }
 
 nlohmann::json to_json(const Allocation& a) {
@@ -236,10 +295,13 @@ nlohmann::json to_json(const Allocation& a) {
   for (const LayerCost& l : a.layers) {
     std::vector<double> err;
     for (double e : l.error) err.push_back(rounded(e));
-    layers.push_back({{"name", l.name}, {"bits", a.bits.at(l.name)}, {"error", err}, {"bytes", l.bytes}});
+    layers.push_back(
+        {{"name", l.name}, {"bits", a.bits.at(l.name)}, {"widths", l.widths}, {"error", err}, {"bytes", l.bytes}});
   }
-  return {{"target_bytes", a.target_bytes}, {"other_bytes", a.other_bytes}, {"candidates", a.candidates},
-          {"measure", to_string(a.measure)}, {"layers", layers}};
+  return {{"target_bytes", a.target_bytes},
+          {"other_bytes", a.other_bytes},
+          {"measure", to_string(a.measure)},
+          {"layers", layers}};
 }
 
 Allocation allocation_from_json(const nlohmann::json& j) {
@@ -247,20 +309,18 @@ Allocation allocation_from_json(const nlohmann::json& j) {
   try {
     a.target_bytes = j.at("target_bytes").get<uint64_t>();
     a.other_bytes = j.at("other_bytes").get<uint64_t>();
-    a.candidates = j.at("candidates").get<std::vector<int>>();
     a.measure = parse_sensitivity_measure(j.at("measure").get<std::string>());
     for (const auto& l : j.at("layers")) {
       LayerCost c;
       c.name = l.at("name").get<std::string>();
+      c.widths = l.at("widths").get<std::vector<int>>();
       c.error = l.at("error").get<std::vector<double>>();
       c.bytes = l.at("bytes").get<std::vector<uint64_t>>();
+      LCQ_CHECK(!c.widths.empty() && c.error.size() == c.widths.size() && c.bytes.size() == c.widths.size(),
+                "layer {} has {} errors and {} sizes for {} widths", c.name, c.error.size(), c.bytes.size(),
+                c.widths.size());
       const int bits = l.at("bits").get<int>();
-      const auto pos = std::find(a.candidates.begin(), a.candidates.end(), bits);
-      LCQ_CHECK(pos != a.candidates.end(), "layer {} has {} bits, not one of the candidates", c.name, bits);
-      LCQ_CHECK(c.error.size() == a.candidates.size() && c.bytes.size() == a.candidates.size(),
-                "layer {} has {} errors and {} sizes for {} candidates", c.name, c.error.size(), c.bytes.size(),
-                a.candidates.size());
-      a.layer_bytes += c.bytes[size_t(pos - a.candidates.begin())];
+      a.layer_bytes += chosen_bytes(c, bits);
       a.bits[c.name] = bits;
       a.layers.push_back(std::move(c));
     }
@@ -274,14 +334,22 @@ std::string allocation_svg(const Allocation& a, const std::string& title) {
   // Rows: the linear kinds in block order of first appearance; columns: blocks.
   std::vector<std::string> kinds;
   int blocks = 0;
+  int lo = 8, hi = 1;
+  std::string embedding;
   for (const LayerCost& l : a.layers) {
+    if (l.name == kEmbeddingEntry) {
+      embedding = fmt::format("; embedding and head {} bits", a.bits.at(l.name));
+      continue;
+    }
+    lo = std::min(lo, l.widths.front());
+    hi = std::max(hi, l.widths.back());
     const size_t dot = l.name.find('.', 4);
     const int block = std::stoi(l.name.substr(4, dot - 4));
     const std::string kind = l.name.substr(dot + 1);
     blocks = std::max(blocks, block + 1);
     if (std::find(kinds.begin(), kinds.end(), kind) == kinds.end()) kinds.push_back(kind);
   }
-  const int cell = 22, left = 96, top = 46, lo = a.candidates.front(), hi = a.candidates.back();
+  const int cell = 22, left = 96, top = 46;
   const int width = left + blocks * cell + 20, height = top + int(kinds.size()) * cell + 64;
   std::string s = fmt::format(
       "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{}\" font-family=\"sans-serif\" "
@@ -295,6 +363,7 @@ std::string allocation_svg(const Allocation& a, const std::string& title) {
     s += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n", left + b * cell + cell / 2,
                      top - 6, b);
   for (const LayerCost& l : a.layers) {
+    if (l.name == kEmbeddingEntry) continue;
     const size_t dot = l.name.find('.', 4);
     const int b = std::stoi(l.name.substr(4, dot - 4));
     const int r = int(std::find(kinds.begin(), kinds.end(), l.name.substr(dot + 1)) - kinds.begin());
@@ -309,9 +378,9 @@ std::string allocation_svg(const Allocation& a, const std::string& title) {
   }
   s += fmt::format("<text x=\"{}\" y=\"{}\">block</text>\n", left, top + int(kinds.size()) * cell + 18);
   s += fmt::format(
-      "<text x=\"{}\" y=\"{}\">bits per layer; file target {} bytes, block linears {} bytes, the rest {} "
+      "<text x=\"{}\" y=\"{}\">bits per layer{}; file target {} bytes, allocated layers {} bytes, the rest {} "
       "bytes</text>\n</svg>\n",
-      left, top + int(kinds.size()) * cell + 40, a.target_bytes, a.layer_bytes, a.other_bytes);
+      left, top + int(kinds.size()) * cell + 40, embedding, a.target_bytes, a.layer_bytes, a.other_bytes);
   return s;
 }
 

@@ -356,7 +356,7 @@ void write_dense_model(const std::string& path, const model::Model& m, const tok
 }
 
 uint64_t quantized_file_other_bytes(const model::Model& m, const tokenizer::Vocab& vocab, const QuantizeOptions& o,
-                                    const nlohmann::json& extra) {
+                                    const nlohmann::json& extra, bool count_embedding) {
   const bool embedding = o.embedding.bits > 0, tied = m.config.tie_embeddings;
   std::map<std::string, CodebookLayer> skip;  // what is not stored densely
   for (size_t l = 0; l < m.blocks.size(); ++l)
@@ -385,6 +385,7 @@ uint64_t quantized_file_other_bytes(const model::Model& m, const tokenizer::Voca
       n += io::codebook_key_bytes(name, "group_size");
       continue;
     }
+    if (!count_embedding) continue;
     const torch::Tensor& w = name == "token_embd" ? m.tok_embd : m.output.weight;
     n += io::codebook_file_bytes(name, io::codebook_shape(w.size(0), w.size(1), o.embedding.bits, o.embedding.group, 1,
                                                           o.embedding.dq_bits, o.embedding.dq_group));

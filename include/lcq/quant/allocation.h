@@ -49,46 +49,61 @@ SensitivityMeasure parse_sensitivity_measure(const std::string& name);
 std::string to_string(SensitivityMeasure m);
 
 struct AllocationOptions {
+  // scaled by measurement: SmolLM2-135M RTN at 3 bits (docs/quantization.md)
   SensitivityMeasure measure = SensitivityMeasure::kScaled;
   uint64_t target_bytes = 0;          // the output file's size limit
-  std::vector<int> candidates = {2, 3, 4};  // widths to choose from, ascending
+  std::vector<int> candidates = {2, 3, 4};  // widths of the block linears, ascending
+  // Widths of the token embedding (and the head, tied or not: one width for both), ascending;
+  // empty = the embedding is stored as QuantizeOptions::embedding says, outside the allocation.
+  // Needs a KL measure (model or scaled): it is scored by the model's KL with only the
+  // embedding and head quantized.
+  std::vector<int> embedding_candidates;
   int64_t samples = 4;                // calibration samples the sensitivities are measured on
   bool progress = true;
 };
 
-// "2,3,4" -> {2, 3, 4}: ascending, distinct, each 1..8; throws lcq::Error naming --target-bits.
-std::vector<int> parse_bit_candidates(const std::string& list);
+// "2,3,4" -> {2, 3, 4}: ascending, distinct, each 1..8; throws lcq::Error naming `option`.
+std::vector<int> parse_bit_candidates(const std::string& list, const std::string& option = "--target-bits");
+
+// The entry of the token embedding (and head) in an allocation.
+inline const char* kEmbeddingEntry = "token_embd";
 
 struct LayerCost {
-  std::string name;              // "blk.3.attn_q"
-  std::vector<double> error;     // per candidate width: the measured damage (SensitivityMeasure)
-  std::vector<uint64_t> bytes;   // per candidate width: the bytes the layer adds to the file
+  std::string name;              // "blk.3.attn_q", or kEmbeddingEntry
+  std::vector<int> widths;       // the widths it may get, ascending
+  std::vector<double> error;     // per width: the measured damage (SensitivityMeasure)
+  std::vector<uint64_t> bytes;   // per width: the bytes the layer adds to the file
 };
 
 struct Allocation {
   uint64_t target_bytes = 0;
-  uint64_t other_bytes = 0;      // the file without the block linears
-  uint64_t layer_bytes = 0;      // the block linears at the chosen widths
-  std::vector<int> candidates;
+  uint64_t other_bytes = 0;      // the file without the allocated layers
+  uint64_t layer_bytes = 0;      // the allocated layers at the chosen widths
   SensitivityMeasure measure = SensitivityMeasure::kScaled;
-  std::vector<LayerCost> layers;  // in block order
+  std::vector<LayerCost> layers;  // in block order, the embedding (when allocated) last
   std::map<std::string, int> bits;  // the choice per layer
-  double error() const;          // the sum of the chosen widths' errors
 };
 
-// Step 1 for every block linear of `model` (full precision, in memory) on calib [N, L].
+// Step 1 for every block linear of `model` (full precision, in memory) on calib [N, L], and
+// the embedding when a.embedding_candidates is not empty.
 std::vector<LayerCost> measure_layer_costs(model::Model& model, const torch::Tensor& calib, const QuantizeOptions& o,
                                            const AllocationOptions& a);
 
 // Step 3: the choice per layer with sum of bytes <= budget. Throws lcq::Error when even the
 // narrowest widths exceed it.
-std::map<std::string, int> allocate_bits(const std::vector<LayerCost>& layers, const std::vector<int>& candidates,
-                                         uint64_t budget);
+std::map<std::string, int> allocate_bits(const std::vector<LayerCost>& layers, uint64_t budget);
 
 // All three steps, the budget computed for the file write_quantized_model writes with
-// `metadata` (to which the caller adds "lcq.allocation" = to_json(result).dump()).
+// `metadata` (to which the caller adds "lcq.allocation" = to_json(result).dump()). The caller
+// quantizes the block linears at bits[name] and, when allocated, the embedding at
+// bits[kEmbeddingEntry].
 Allocation plan_allocation(model::Model& model, const torch::Tensor& calib, const QuantizeOptions& o,
                            const tokenizer::Vocab& vocab, const nlohmann::json& metadata, const AllocationOptions& a);
+
+// The block linears per width ("3" -> how many; a JSON object's keys), and the embedding's
+// width (0 when it was not allocated).
+std::map<std::string, int> linears_at_bits(const Allocation& a);
+int embedding_bits(const Allocation& a);
 
 // As stored in a file's "lcq.allocation" key, and back (throws lcq::Error on a malformed one).
 nlohmann::json to_json(const Allocation& a);

@@ -125,9 +125,10 @@ void write_dense_model(const std::string& path, const model::Model& model, const
 // An upper bound of the bytes of the file write_quantized_model writes for `model` quantized
 // with `o` and `extra_metadata`, without the block linears' tensors and their "bits" keys
 // (io::codebook_file_bytes, io::codebook_key_bytes): the header, vocabulary, metadata, norms,
-// the embedding and head (quantized as o.embedding says), every other per-layer key.
+// every other per-layer key, and (count_embedding) the embedding and head as o.embedding
+// stores them; without count_embedding they are left out too (a size target allocates them).
 uint64_t quantized_file_other_bytes(const model::Model& model, const tokenizer::Vocab& vocab, const QuantizeOptions& o,
-                                    const nlohmann::json& extra_metadata);
+                                    const nlohmann::json& extra_metadata, bool count_embedding = true);
 
 nlohmann::json to_json(const QuantizeResult& r);
 
