@@ -325,7 +325,7 @@ Allocation allocation_from_json(const nlohmann::json& j) {
       a.layers.push_back(std::move(c));
     }
   } catch (const nlohmann::json::exception& e) {
-    fail("malformed allocation: {}", e.what());
+    fail("{}", e.what());
   }
   return a;
 }
