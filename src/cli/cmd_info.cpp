@@ -108,8 +108,8 @@ void register_info(CLI::App& app) {
     if (lcq_file) {
       const auto& q = j["quantization"];
       auto get = [&](const char* k) { return q.contains(k) ? q[k].dump() : std::string("?"); };
-      fmt::print("  quantization  {} (LCQ codebooks): {} bits, group {}, rank {}, double quantization {}/{}; {} bits per weight\n",
-                 q.value("method", std::string("lcq")), allocation ? "mixed (see allocation)" : get("bits"),
+      fmt::print("  quantization  {} (LCQ codebooks): {}, group {}, rank {}, double quantization {}/{}; {} bits per weight\n",
+                 q.value("method", std::string("lcq")), allocation ? "bits per layer below" : get("bits") + " bits",
                  get("group_size"), get("rank"), get("dq_bits"),
                  get("dq_group"), q.contains("bits_per_weight") ? fmt::format("{:.3f}", q["bits_per_weight"].get<double>()) : "?");
     }
