@@ -26,18 +26,12 @@ namespace lcq {
 namespace {
 
 namespace fs = std::filesystem;
+using test::expect_refused;
 using test::run_lcq;
 using test::stories_bin;
 using test::stories_tok;
 using test::tinystories;
 
-// One error line "lcq: error: ..." mentioning `part`, exit status `code`.
-void expect_refused(const test::CommandResult& r, const std::string& part, const std::string& what, int code = 1) {
-  EXPECT_EQ(r.exit_code, code) << what << "\n" << r.err;
-  EXPECT_EQ(r.err.rfind("lcq: error: ", 0), 0u) << what << "\n" << r.err;
-  EXPECT_EQ(r.err.find('\n'), r.err.size() - 1) << what << "\n" << r.err;
-  EXPECT_NE(r.err.find(part), std::string::npos) << what << "\n" << r.err;
-}
 
 // stories260K as a GGUF file (with its tokenizer) in `dir`.
 std::string stories_gguf(const std::string& dir) {

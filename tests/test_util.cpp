@@ -78,4 +78,14 @@ std::string stories_bin() { return shared("models/stories260K/stories260K.bin");
 std::string stories_tok() { return shared("models/stories260K/tok512.bin"); }
 std::string tinystories() { return shared("data/tinystories/tinystories_val.txt"); }
 
+void expect_refused(const CommandResult& r, const std::string& part, const std::string& what, int code) {
+  if (code == 0)
+    EXPECT_TRUE(r.exit_code == 1 || r.exit_code == 2) << what << ": exit " << r.exit_code << "\n" << r.err;
+  else
+    EXPECT_EQ(r.exit_code, code) << what << "\n" << r.err;
+  EXPECT_EQ(r.err.rfind("lcq: error: ", 0), 0u) << what << "\n" << r.err;
+  EXPECT_EQ(r.err.find('\n'), r.err.size() - 1) << what << "\n" << r.err;
+  EXPECT_NE(r.err.find(part), std::string::npos) << what << "\n" << r.err;
+}
+
 }  // namespace lcq::test

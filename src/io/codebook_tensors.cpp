@@ -109,18 +109,6 @@ uint64_t codebook_file_bytes(const std::string& name, const CodebookLayer& l, ui
   return n;
 }
 
-CodebookLayer codebook_shape(int64_t rows, int64_t cols, int bits, int group, int rank, int dq_bits, int dq_group) {
-  CodebookLayer l;
-  l.rows = rows;
-  l.cols = cols;
-  l.bits = bits;
-  l.group = int(std::min<int64_t>(group, cols));
-  l.rank = rank;
-  l.dq_bits = dq_bits;
-  l.dq_group = dq_group;
-  return l;
-}
-
 uint64_t codebook_key_bytes(const std::string& name, const std::string& key) {
   // The key string (length and bytes), the value's type and an 8-byte value at most.
   return 8 + std::string("lcq.layer.").size() + name.size() + 1 + key.size() + 4 + 8;

@@ -8,6 +8,19 @@
 
 namespace lcq {
 
+CodebookLayer CodebookLayer::shaped(int64_t rows, int64_t cols, int bits, int group, int rank, int dq_bits,
+                                    int dq_group) {
+  CodebookLayer l;
+  l.rows = rows;
+  l.cols = cols;
+  l.bits = bits;
+  l.group = int(std::min<int64_t>(group, cols));
+  l.rank = rank;
+  l.dq_bits = dq_bits;
+  l.dq_group = dq_group;
+  return l;
+}
+
 float CodebookLayer::s(int r, int64_t g) const {
   if (dq_bits == 0) return s_f32[size_t(r * n_groups() + g)];
   const int64_t blk = r * n_dq_blocks() + g / dq_group;

@@ -17,14 +17,7 @@ uint64_t next_random(uint64_t& s) {  // xorshift64*: fast enough for 100M indice
 
 CodebookLayer synthetic_codebook_layer(int64_t rows, int64_t cols, int bits, int rank, int group, uint64_t seed) {
   uint64_t s = 0x9E3779B97F4A7C15ull ^ (seed * 1000003u) ^ uint64_t(rows * 31 + cols * 7 + bits);
-  CodebookLayer l;
-  l.rows = rows;
-  l.cols = cols;
-  l.bits = bits;
-  l.group = int(std::min<int64_t>(group, cols));
-  l.rank = rank;
-  l.dq_bits = 8;
-  l.dq_group = 64;
+  CodebookLayer l = CodebookLayer::shaped(rows, cols, bits, group, rank, 8, 64);
   l.indices.resize(size_t(rows * cols));
   for (size_t k = 0; k < l.indices.size(); k += 8) {
     uint64_t r = next_random(s);

@@ -186,8 +186,8 @@ std::vector<LayerCost> measure_layer_costs(model::Model& m, const torch::Tensor&
           cost.error.push_back(model_kl_of(trial, l, nullptr));
         else
           cost.error.push_back(gain * relative_error(detail::run_block(ctx, trial, inputs[l]).to(torch::kFloat32), target));
-        const CodebookLayer stored = io::codebook_shape(lin->weight.size(0), lin->weight.size(1), bits, o.lcq.group,
-                                                        o.lcq.rank, o.lcq.dq_bits, o.lcq.dq_group);
+        const CodebookLayer stored = CodebookLayer::shaped(lin->weight.size(0), lin->weight.size(1), bits,
+                                                           o.lcq.group, o.lcq.rank, o.lcq.dq_bits, o.lcq.dq_group);
         cost.bytes.push_back(io::codebook_file_bytes(cost.name, stored) + io::codebook_key_bytes(cost.name, "bits"));
         bar.add(1, cost.name);
       }

@@ -371,8 +371,8 @@ uint64_t quantized_file_other_bytes(const model::Model& m, const tokenizer::Voca
   // weight (an f64).
   io::WriteOptions wo;
   wo.extra_metadata = extra;
-  const CodebookLayer like = io::codebook_shape(1, o.lcq.group, o.lcq.bits, o.lcq.group, o.lcq.rank, o.lcq.dq_bits,
-                                                o.lcq.dq_group);
+  const CodebookLayer like =
+      CodebookLayer::shaped(1, o.lcq.group, o.lcq.bits, o.lcq.group, o.lcq.rank, o.lcq.dq_bits, o.lcq.dq_group);
   const nlohmann::json common = io::codebook_metadata(like);
   for (const auto& [k, v] : common.items()) wo.extra_metadata[k] = v;
   wo.extra_metadata["lcq.bits_per_weight"] = 1.0 / 3.0;
@@ -387,8 +387,8 @@ uint64_t quantized_file_other_bytes(const model::Model& m, const tokenizer::Voca
     }
     if (!count_embedding) continue;
     const torch::Tensor& w = name == "token_embd" ? m.tok_embd : m.output.weight;
-    n += io::codebook_file_bytes(name, io::codebook_shape(w.size(0), w.size(1), o.embedding.bits, o.embedding.group, 1,
-                                                          o.embedding.dq_bits, o.embedding.dq_group));
+    n += io::codebook_file_bytes(name, CodebookLayer::shaped(w.size(0), w.size(1), o.embedding.bits, o.embedding.group,
+                                                             1, o.embedding.dq_bits, o.embedding.dq_group));
     for (const char* key : {"bits", "group_size", "rank", "dq_bits", "dq_group"}) n += io::codebook_key_bytes(name, key);
   }
   // The header's padding to the alignment may grow by up to alignment - 1 bytes as the

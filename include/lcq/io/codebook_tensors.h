@@ -30,10 +30,8 @@ void add_codebook_tensors(const std::string& name, const CodebookLayer& layer, s
 
 // The bytes layer `name` adds to a GGUF file of this alignment: its tensor infos and padded
 // data. Only `layer`'s shape and parameters are read (rows, cols, bits, group, rank, dq_bits,
-// dq_group), not its data.
+// dq_group), not its data: CodebookLayer::shaped() makes such a layer.
 uint64_t codebook_file_bytes(const std::string& name, const CodebookLayer& layer, uint32_t alignment = 32);
-// A layer with these parameters and no data (group capped at cols), for codebook_file_bytes.
-CodebookLayer codebook_shape(int64_t rows, int64_t cols, int bits, int group, int rank, int dq_bits, int dq_group);
 // An upper bound of the bytes of the per-layer metadata key "lcq.layer.<name>.<key>" (an integer).
 uint64_t codebook_key_bytes(const std::string& name, const std::string& key);
 

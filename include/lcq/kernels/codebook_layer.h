@@ -36,6 +36,9 @@ struct CodebookLayer {
   std::vector<float> s_f32, b_f32;               // [rank][G], [G]  (dq_bits == 0)
   std::vector<uint16_t> v;                       // fp16 [rank][K]
 
+  // A layer with these parameters and no data (group capped at cols): what sizes are computed from.
+  static CodebookLayer shaped(int64_t rows, int64_t cols, int bits, int group, int rank, int dq_bits, int dq_group);
+
   int levels() const { return 1 << bits; }
   int64_t groups_per_row() const { return (cols + group - 1) / group; }
   int64_t n_groups() const { return rows * groups_per_row(); }
