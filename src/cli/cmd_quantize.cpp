@@ -35,7 +35,8 @@ struct QuantizeArgs {
   std::string codebook_grad;  // empty: LcqOptions' default
   bool resume = false;
   std::string offload, max_memory;
-  std::string target_size, target_bits = "2,3,4", target_embed_bits = "4,6,8", target_measure = quant::to_string(quant::AllocationOptions().measure);
+  std::string target_size, target_bits = "2,3,4", target_embed_bits = "4,6,8";
+  std::string target_measure = quant::to_string(quant::AllocationOptions().measure);
   double target_bpw = 0;
   int64_t target_samples = 4;
 };
@@ -245,9 +246,10 @@ void register_quantize(CLI::App& app) {
     const bool targeted = !a->target_size.empty() || a->target_bpw > 0;
     LCQ_CHECK(a->target_size.empty() || a->target_bpw == 0, "--target-size and --target-bpw both set the size: give one");
     std::vector<int> target_bits, target_embed_bits;
+    quant::SensitivityMeasure measure = quant::AllocationOptions().measure;
     if (targeted) {
       target_bits = quant::parse_bit_candidates(a->target_bits);
-      const quant::SensitivityMeasure measure = quant::parse_sensitivity_measure(a->target_measure);
+      measure = quant::parse_sensitivity_measure(a->target_measure);
       if (!a->embed_bits_given && measure != quant::SensitivityMeasure::kBlock)
         target_embed_bits = quant::parse_bit_candidates(a->target_embed_bits, "--target-embed-bits");
       for (int b : target_embed_bits)
@@ -280,7 +282,9 @@ void register_quantize(CLI::App& app) {
     const std::string checkpoint = a->out + ".lcq-resume";
     if (streamed) files.output_directory("the checkpoint of -o", checkpoint, {"run.json", "state.gguf"});
     files.check();
-    const double max_memory = a->max_memory.empty() ? double(available_memory_bytes()) : parse_size(a->max_memory, "--max-memory", 0, "4G, 512M or 1000000 (bytes)");
+    const double max_memory = a->max_memory.empty()
+                                  ? double(available_memory_bytes())
+                                  : parse_size(a->max_memory, "--max-memory", 0, "4G, 512M or 1000000 (bytes)");
     std::string calib_text;
     if (!a->calib.empty()) {
       calib_text = read_file(a->calib);
@@ -423,15 +427,10 @@ void register_quantize(CLI::App& app) {
           ao.candidates = target_bits;
           ao.embedding_candidates = target_embed_bits;
           ao.samples = a->target_samples;
-          ao.measure = quant::parse_sensitivity_measure(a->target_measure);
+          ao.measure = measure;
           ao.progress = a->q.engine.progress;
           allocation = quant::plan_allocation(m, calib, a->q, src.vocab, meta, ao);
-          a->q.layer_bits = allocation.bits;
-          const auto embedding = a->q.layer_bits.find(quant::kEmbeddingEntry);
-          if (embedding != a->q.layer_bits.end()) {
-            a->q.embedding.bits = embedding->second;
-            a->q.layer_bits.erase(embedding);
-          }
+          quant::apply(allocation, a->q);
           meta["lcq.allocation"] = quant::to_json(allocation).dump();
         }
         r = quant::quantize_model(m, calib, a->q);
@@ -455,7 +454,8 @@ void register_quantize(CLI::App& app) {
     if (targeted) {
       const uint64_t written = std::filesystem::file_size(a->out);
       std::vector<std::string> parts;
-      for (const auto& [bits, n] : quant::linears_at_bits(allocation)) parts.push_back(fmt::format("{} at {} bits", n, bits));
+      for (const auto& [bits, n] : quant::linears_at_bits(allocation))
+        parts.push_back(fmt::format("{} at {} bits", n, bits));
       if (quant::embedding_bits(allocation) > 0)
         parts.push_back(fmt::format("embedding at {} bits", quant::embedding_bits(allocation)));
       j["target"] = {{"bytes", target_bytes},

@@ -114,6 +114,12 @@ uint64_t codebook_key_bytes(const std::string& name, const std::string& key) {
   return 8 + std::string("lcq.layer.").size() + name.size() + 1 + key.size() + 4 + 8;
 }
 
+uint64_t codebook_all_keys_bytes(const std::string& name) {
+  uint64_t n = 0;
+  for (const char* key : {"bits", "group_size", "rank", "dq_bits", "dq_group"}) n += codebook_key_bytes(name, key);
+  return n;
+}
+
 nlohmann::json codebook_metadata(const CodebookLayer& l) {
   return {{"lcq.format_version", 1}, {"lcq.bits", l.bits},       {"lcq.group_size", l.group},
           {"lcq.rank", l.rank},      {"lcq.dq_bits", l.dq_bits}, {"lcq.dq_group", l.dq_group}};

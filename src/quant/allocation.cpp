@@ -102,9 +102,7 @@ LayerCost embedding_cost(model::Model& m, const QuantizeOptions& o, const Alloca
     uint64_t bytes = 0;
     auto quantized = [&](const torch::Tensor& w, const std::string& name) {
       const CodebookLayer l = quantize_embedding(w, eo, importance);
-      bytes += io::codebook_file_bytes(name, l);
-      for (const char* key : {"bits", "group_size", "rank", "dq_bits", "dq_group"})
-        bytes += io::codebook_key_bytes(name, key);
+      bytes += io::codebook_file_bytes(name, l) + io::codebook_all_keys_bytes(name);
       return detail::dequantized(l, w);
     };
     m.tok_embd = quantized(embd, "token_embd");
@@ -276,6 +274,14 @@ Allocation plan_allocation(model::Model& m, const torch::Tensor& calib, const Qu
   plan.bits = allocate_bits(plan.layers, a.target_bytes - plan.other_bytes);
   for (const LayerCost& l : plan.layers) plan.layer_bytes += chosen_bytes(l, plan.bits.at(l.name));
   return plan;
+}
+
+void apply(const Allocation& a, QuantizeOptions& o) {
+  o.layer_bits = a.bits;
+  const auto embedding = o.layer_bits.find(kEmbeddingEntry);
+  if (embedding == o.layer_bits.end()) return;
+  o.embedding.bits = embedding->second;
+  o.layer_bits.erase(embedding);
 }
 
 std::map<std::string, int> linears_at_bits(const Allocation& a) {

@@ -389,7 +389,7 @@ uint64_t quantized_file_other_bytes(const model::Model& m, const tokenizer::Voca
     const torch::Tensor& w = name == "token_embd" ? m.tok_embd : m.output.weight;
     n += io::codebook_file_bytes(name, CodebookLayer::shaped(w.size(0), w.size(1), o.embedding.bits, o.embedding.group,
                                                              1, o.embedding.dq_bits, o.embedding.dq_group));
-    for (const char* key : {"bits", "group_size", "rank", "dq_bits", "dq_group"}) n += io::codebook_key_bytes(name, key);
+    n += io::codebook_all_keys_bytes(name);
   }
   // The header's padding to the alignment may grow by up to alignment - 1 bytes as the
   // quantized layers' tensor infos join it.

@@ -34,6 +34,8 @@ void add_codebook_tensors(const std::string& name, const CodebookLayer& layer, s
 uint64_t codebook_file_bytes(const std::string& name, const CodebookLayer& layer, uint32_t alignment = 32);
 // An upper bound of the bytes of the per-layer metadata key "lcq.layer.<name>.<key>" (an integer).
 uint64_t codebook_key_bytes(const std::string& name, const std::string& key);
+// ... of all five per-layer keys (bits, group_size, rank, dq_bits, dq_group).
+uint64_t codebook_all_keys_bytes(const std::string& name);
 
 // The model-wide metadata keys for layers quantized with these settings.
 nlohmann::json codebook_metadata(const CodebookLayer& like);

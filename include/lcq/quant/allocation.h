@@ -100,6 +100,10 @@ std::map<std::string, int> allocate_bits(const std::vector<LayerCost>& layers, u
 Allocation plan_allocation(model::Model& model, const torch::Tensor& calib, const QuantizeOptions& o,
                            const tokenizer::Vocab& vocab, const nlohmann::json& metadata, const AllocationOptions& a);
 
+// Quantize as `a` chose: o.layer_bits for the block linears, o.embedding.bits for the
+// embedding when it was allocated.
+void apply(const Allocation& a, QuantizeOptions& o);
+
 // The block linears per width ("3" -> how many; a JSON object's keys), and the embedding's
 // width (0 when it was not allocated).
 std::map<std::string, int> linears_at_bits(const Allocation& a);
