@@ -95,6 +95,37 @@ TEST(Lcq, ExtraRanksStartAtTheRankOneQuantizer) {
   EXPECT_TRUE(r1.weight().equal(r4.weight()));
 }
 
+// --init wmse: the clipping search weighs each column's error by its input energy. On the
+// objective that search minimises (the weighted sum of |error|^2.4 over each group, the
+// energies relative to their mean plus 1e-3), every group is at least as good as mse's choice,
+// which is among the same candidates; without energies wmse is mse bit for bit.
+TEST(Lcq, WeightedInitBeatsMseOnItsObjectiveAndIsMseWithoutEnergies) {
+  const torch::Tensor W = real_weight().t().contiguous();  // [64, 172]: ragged groups at 48
+  torch::NoGradGuard ng;
+  auto rank_one = [&](const std::string& init, const torch::Tensor& energy) {
+    quant::LcqOptions o = lcq_options(3, 48, 1);
+    o.init = init;
+    o.dq_bits = 0;
+    return quant::LcqLinear(W, o, at::detail::createCPUGenerator(1), energy).weight();
+  };
+  EXPECT_TRUE(rank_one("wmse", torch::Tensor()).equal(rank_one("mse", torch::Tensor())));
+
+  torch::Tensor energy = torch::rand({W.size(1)}, at::detail::createCPUGenerator(7)).pow(4) * 50;
+  energy.index_put_({torch::arange(0, W.size(1), 17)}, 400.0);  // a few dominant columns
+  const torch::Tensor weighted = rank_one("wmse", energy), plain = rank_one("mse", energy);
+  EXPECT_FALSE(weighted.equal(plain));
+  const torch::Tensor cw = energy / energy.mean() + 1e-3;
+  auto objective = [&](const torch::Tensor& q) {  // per group of 48 columns: [64, groups]
+    const torch::Tensor e = (q - W).abs().pow(2.4) * cw;
+    std::vector<torch::Tensor> groups;
+    for (int64_t c = 0; c < W.size(1); c += 48) groups.push_back(e.slice(1, c, std::min<int64_t>(c + 48, W.size(1))).sum(1));
+    return torch::stack(groups, 1);
+  };
+  const torch::Tensor ow = objective(weighted), op = objective(plain);
+  EXPECT_TRUE(ow.le(op * (1 + 1e-4) + 1e-9).all().item<bool>()) << (ow - op).max().item<double>();
+  EXPECT_LT(ow.sum().item<double>(), 0.99 * op.sum().item<double>());
+}
+
 TEST(Lcq, GradientsMatchFiniteDifferencesAtFixedAssignment) {
   // L = sum(R * W_hat) with the assignment held fixed is linear in each single parameter,
   // so a central difference is exact up to float rounding.
@@ -501,6 +532,37 @@ TEST(Stories260K, GatherAndSteGradientsBothTrainAndBeatRtn) {
     }
     EXPECT_NE(ppl["gather"], ppl["ste"]);
   }
+}
+
+// --init wmse measures each block's input energies on the calibration text: its start differs
+// from mse's, and LCQ trained from it beats RTN.
+TEST(Stories260K, WeightedInitUsesTheCalibrationInputsAndTrainsBeyondRtn) {
+  model::LoadedModel fp = load_stories();
+  const std::vector<int> eval_tokens = test::stories_eval_tokens(fp);
+  const torch::Tensor calib = test::stories_calibration(fp);
+  quant::QuantizeOptions o = test::stories_options("lcq", 3, 32, /*epochs=*/0);
+  o.lcq.rank = 1;
+  o.lcq.init = "mse";
+  model::LoadedModel mse = load_stories();
+  const auto mq = quant::quantize_model(mse.model, calib, o);
+  o.lcq.init = "wmse";
+  model::LoadedModel wmse = load_stories();
+  const auto wq = quant::quantize_model(wmse.model, calib, o);
+  int differ = 0;
+  for (const auto& [name, layer] : wq.layers) differ += layer.indices != mq.layers.at(name).indices;
+  EXPECT_GT(differ, int(wq.layers.size()) / 2);
+  const double start_ppl = stories_ppl(wmse.model, eval_tokens);
+  EXPECT_TRUE(std::isfinite(start_ppl));
+
+  o.lcq.rank = 2;
+  o.engine.epochs = 3;
+  model::LoadedModel trained = load_stories();
+  const auto tq = quant::quantize_model(trained.model, calib, o);
+  for (const auto& b : tq.blocks) EXPECT_LT(b.trained_loss, b.init_loss) << "block " << b.layer;
+  const double ppl = stories_ppl(trained.model, eval_tokens);
+  std::printf("stories260K W3 g32: mse start %.3f, wmse start %.3f, lcq r2 from wmse %.3f, rtn %.3f\n",
+              stories_ppl(mse.model, eval_tokens), start_ppl, ppl, test::stories_rtn_ppl(3, 32, eval_tokens));
+  EXPECT_LT(ppl, test::stories_rtn_ppl(3, 32, eval_tokens));
 }
 
 TEST(Stories260K, SameSeedGivesTheSameModel) {

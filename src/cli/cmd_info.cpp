@@ -25,7 +25,7 @@ void register_info(CLI::App& app) {
   cmd->add_flag("--tensors", *list, "List every tensor with its type and shape");
   cmd->add_flag("--allocation", *show_allocation,
                 "A file made with a size target (quantize --target-size/--target-bpw): each layer's bits and its\n"
-                "measured sensitivity (block output error) at every candidate width");
+                "measured sensitivity (the measure the file names: scaled, model or block) at every candidate width");
   cmd->add_option("--allocation-svg", *svg, "Plot the bits per layer of such a file as an SVG heat map");
   cmd->footer("Examples: lcq info SmolLM2-135M-Instruct.Q4_1.gguf --tensors\n"
               "          lcq info model-3bpw.gguf --allocation --allocation-svg bits.svg");

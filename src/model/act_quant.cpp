@@ -13,7 +13,6 @@ namespace {
 constexpr const char* kStatic = "per-tensor-static";
 constexpr const char* kDynamic = "per-token-dynamic";
 
-std::string layer_name(size_t l, const std::string& linear) { return "blk." + std::to_string(l) + "." + linear; }
 
 }  // namespace
 

@@ -77,7 +77,7 @@ std::map<std::string, float> calibrate_input_absmax(const model::Model& m, const
     for (const auto& [name, lin] : m.blocks[l].linears()) {
       auto it = absmax.find(lin);
       LCQ_CHECK(it != absmax.end(), "internal: no input seen for blk.{}.{}", l, name);
-      out["blk." + std::to_string(l) + "." + name] = it->second.max().item<float>();
+      out[model::layer_name(l, name)] = it->second.max().item<float>();
     }
     bar.add(1);
   }

@@ -19,7 +19,6 @@ namespace lcq::quant {
 
 namespace {
 
-std::string layer_name(int layer, const std::string& linear) { return "blk." + std::to_string(layer) + "." + linear; }
 
 // Keeps 4 significant digits: the stored sensitivities stay short.
 double rounded(double x) { return std::stod(fmt::format("{:.4g}", x)); }
@@ -87,12 +86,21 @@ namespace {
 // at full precision. `tokens` are the samples `inputs` [0] embeds.
 LayerCost embedding_cost(model::Model& m, const QuantizeOptions& o, const AllocationOptions& a,
                          const torch::Tensor& tokens, const std::vector<torch::Tensor>& inputs,
-                         const torch::Tensor& logp) {
+                         const torch::Tensor& logp, Progress& bar) {
   const bool tied = m.config.tie_embeddings;
   const model::BlockContext ctx = m.context();
   const torch::Tensor importance =
       m.output_norm.forward(inputs.back()).to(torch::kFloat32).pow(2).reshape({-1, m.config.dim}).mean(0);
   const torch::Tensor embd = m.tok_embd, head = m.output.weight;
+  // The model gets its own embedding and head back however the trials end.
+  struct Restore {
+    model::Model& m;
+    torch::Tensor embd, head;
+    ~Restore() {
+      m.tok_embd = embd;
+      m.output.weight = head;
+    }
+  } restore{m, embd, head};
   LayerCost cost;
   cost.name = kEmbeddingEntry;
   cost.widths = a.embedding_candidates;
@@ -111,8 +119,7 @@ LayerCost embedding_cost(model::Model& m, const QuantizeOptions& o, const Alloca
     for (const model::Block& b : m.blocks) h = detail::run_block(ctx, b, h);
     cost.error.push_back(mean_kl(m, logp, h));
     cost.bytes.push_back(bytes);
-    m.tok_embd = embd;
-    m.output.weight = head;
+    bar.add(1, kEmbeddingEntry);
   }
   return cost;
 }
@@ -161,7 +168,9 @@ std::vector<LayerCost> measure_layer_costs(model::Model& m, const torch::Tensor&
 
   std::vector<LayerCost> out;
   const int64_t per_block = blocks == 0 ? 0 : int64_t(m.blocks[0].linears().size());
-  Progress bar("sensitivity", int64_t(blocks) * per_block * int64_t(a.candidates.size()), a.progress);
+  Progress bar("sensitivity",
+               int64_t(blocks) * per_block * int64_t(a.candidates.size()) + int64_t(a.embedding_candidates.size()),
+               a.progress);
   for (size_t l = 0; l < blocks; ++l) {
     const model::Block& fp = m.blocks[l];
     const torch::Tensor target = inputs[l + 1].to(torch::kFloat32);
@@ -175,7 +184,7 @@ std::vector<LayerCost> measure_layer_costs(model::Model& m, const torch::Tensor&
     }
     for (const auto& [name, lin] : fp.linears()) {
       LayerCost cost;
-      cost.name = layer_name(int(l), name);
+      cost.name = model::layer_name(l, name);
       cost.widths = a.candidates;
       for (int bits : a.candidates) {
         model::Block trial = fp;  // shares fp's tensors; one weight is replaced
@@ -192,8 +201,8 @@ std::vector<LayerCost> measure_layer_costs(model::Model& m, const torch::Tensor&
       out.push_back(std::move(cost));
     }
   }
+  if (!a.embedding_candidates.empty()) out.push_back(embedding_cost(m, o, a, tokens, inputs, logp, bar));
   bar.finish();
-  if (!a.embedding_candidates.empty()) out.push_back(embedding_cost(m, o, a, tokens, inputs, logp));
   return out;
 }
 

@@ -268,7 +268,7 @@ class AwqMethod final : public BlockMethod {
     for (size_t i = 0; i < dst.size(); ++i) {
       dst[i].second->weight = src[i].second->weight;
       dst[i].second->bias = src[i].second->bias;
-      out.emplace("blk." + std::to_string(layer_) + "." + dst[i].first, std::move(awq_layers_.at(dst[i].first)));
+      out.emplace(model::layer_name(layer_, dst[i].first), std::move(awq_layers_.at(dst[i].first)));
     }
     awq_ = model::Block();
     rtn_.clear();

@@ -58,7 +58,7 @@ class FileStart final : public BlockMethod {
       auto want = tb.linears();
       auto have = sb.linears();
       for (size_t i = 0; i < want.size(); ++i) {
-        const std::string name = "blk." + std::to_string(l) + "." + want[i].first;
+        const std::string name = model::layer_name(l, want[i].first);
         const torch::Tensor& w = want[i].second->weight;
         const int64_t rows = have[i].second->out_features(), cols = have[i].second->in_features();
         LCQ_CHECK(rows == w.size(0) && cols == w.size(1), "{}: --init-from: {} has shape {}x{}, the model's is {}",
@@ -101,7 +101,7 @@ class FileStart final : public BlockMethod {
     auto src = s.linears();
     for (size_t i = 0; i < dst.size(); ++i) {
       dst[i].second->bias = src[i].second->bias;
-      const std::string name = "blk." + std::to_string(layer_) + "." + dst[i].first;
+      const std::string name = model::layer_name(layer_, dst[i].first);
       out.emplace(name, io::read_codebook_layer(src_, name, src[i].second->out_features(), src[i].second->in_features()));
     }
     return out;

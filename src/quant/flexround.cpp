@@ -102,7 +102,7 @@ std::unique_ptr<BlockMethod> make_flexround_method(const LcqOptions& o, const Fl
   validate(f);
   torch::Generator gen = at::detail::createCPUGenerator(seed);
   return std::make_unique<detail::PerLinearMethod<FlexRoundLinear>>(
-      [o, f, lrq, gen](int, const std::string&, const torch::Tensor& W) {
+      [o, f, lrq, gen](int, const std::string&, const torch::Tensor& W, const torch::Tensor&) {
         return FlexRoundLinear(W, o, lrq ? lrq_rank(W.size(0), W.size(1), f) : 0, gen);
       },
       std::vector<double>{lr}, train, gen);

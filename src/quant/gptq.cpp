@@ -219,7 +219,7 @@ class GptqMethod final : public BlockMethod {
     std::map<std::string, CodebookLayer> out;
     for (auto& [name, lin] : working.linears()) {
       lin->weight = detail::dequantized(gptq_.at(name), lin->weight);
-      out.emplace("blk." + std::to_string(layer_) + "." + name, std::move(gptq_.at(name)));
+      out.emplace(model::layer_name(layer_, name), std::move(gptq_.at(name)));
     }
     rtn_.clear();
     gptq_.clear();

@@ -60,6 +60,27 @@ torch::Tensor collect_input_stats(const model::BlockContext& ctx, const model::B
   return need_output ? torch::cat(outs, 0) : torch::Tensor();
 }
 
+std::map<std::string, torch::Tensor> input_energies(const model::BlockContext& ctx, const model::Block& block,
+                                                    const torch::Tensor& x) {
+  torch::NoGradGuard ng;
+  std::map<const model::Linear*, std::pair<torch::Tensor, int64_t>> sums;  // sum of x^2, tokens
+  for (const auto& [name, lin] : block.linears()) sums[lin] = {torch::zeros({lin->in_features()}, torch::kFloat32), 0};
+  model::LinearInputTap tap([&](const model::Linear& l, const torch::Tensor& in) {
+    auto it = sums.find(&l);
+    if (it == sums.end()) return;
+    const torch::Tensor x2 = in.reshape({-1, in.size(-1)}).to(torch::kFloat32);
+    it->second.first.add_(x2.square().sum(0));
+    it->second.second += x2.size(0);
+  });
+  run_block(ctx, block, x);
+  std::map<std::string, torch::Tensor> out;
+  for (const auto& [name, lin] : block.linears()) {
+    const auto& [sum, tokens] = sums.at(lin);
+    out.emplace(name, sum / double(std::max<int64_t>(tokens, 1)));
+  }
+  return out;
+}
+
 torch::Tensor run_block(const model::BlockContext& ctx, const model::Block& block, const torch::Tensor& x) {
   torch::NoGradGuard ng;
   std::vector<torch::Tensor> outs;

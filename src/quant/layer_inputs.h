@@ -38,6 +38,12 @@ torch::Tensor collect_input_stats(const model::BlockContext& ctx, const model::B
                                   const std::vector<std::string>& sites, std::map<std::string, InputStats>& stats,
                                   int64_t keep_samples = 0, bool need_output = true);
 
+// The mean square of every input column of each linear of `block` over x [N, L, dim], by
+// linear name ("attn_q", ...; layers that read the same tensor get the same values): the
+// column importance llama.cpp's imatrix weighs rounding errors by. One forward of the block.
+std::map<std::string, torch::Tensor> input_energies(const model::BlockContext& ctx, const model::Block& block,
+                                                    const torch::Tensor& x);
+
 // `block` over x in chunks, without gradients.
 torch::Tensor run_block(const model::BlockContext& ctx, const model::Block& block, const torch::Tensor& x);
 

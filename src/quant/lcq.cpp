@@ -93,24 +93,40 @@ CodebookGradient parse_codebook_gradient(const std::string& name) {
 
 std::string to_string(CodebookGradient g) { return name_of(kCodebookGradients, g); }
 
+const std::vector<std::string>& lcq_init_names() {
+  static const std::vector<std::string> v = {"rtn", "mse", "wmse", "gptq", "awq"};
+  return v;
+}
+
+bool is_grid_init(const std::string& init) { return init == "rtn" || init == "mse" || init == "wmse"; }
+
 void validate(const LcqOptions& o) {
   LCQ_CHECK(o.bits >= 1 && o.bits <= 8, "--bits must be between 1 and 8, got {}", o.bits);
   LCQ_CHECK(o.group >= 1, "--group must be >= 1, got {}", o.group);
   LCQ_CHECK(o.rank >= 1 && o.rank <= 64, "--rank must be between 1 and 64, got {}", o.rank);
-  LCQ_CHECK(o.init == "rtn" || o.init == "mse" || o.init == "gptq" || o.init == "awq",
-            "--init must be rtn, mse, gptq or awq, got '{}'", o.init);
+  const auto& inits = lcq_init_names();
+  LCQ_CHECK(std::find(inits.begin(), inits.end(), o.init) != inits.end(), "--init must be {}, got '{}'",
+            fmt::join(inits, ", "), o.init);
   LCQ_CHECK(o.start_codes == "keep" || o.start_codes == "nearest",
             "--init-codes must be keep or nearest, got '{}'", o.start_codes);
   LCQ_CHECK(o.dq_bits >= 0 && o.dq_bits <= 8, "--dq-bits must be between 0 (off) and 8, got {}", o.dq_bits);
   LCQ_CHECK(o.dq_group >= 1, "--dq-group must be >= 1, got {}", o.dq_group);
 }
 
-LcqLinear::LcqLinear(const torch::Tensor& W, const LcqOptions& o, torch::Generator gen) : o_(o) {
+LcqLinear::LcqLinear(const torch::Tensor& W, const LcqOptions& o, torch::Generator gen, const torch::Tensor& input_energy)
+    : o_(o) {
   validate(o);
   torch::NoGradGuard ng;
   gw_ = GroupedWeight::make(W.detach().to(torch::kFloat32), o.group);
   // gptq/awq starts come through the other constructor; here only the plain grids.
-  const UniformGrid grid = o.init == "rtn" ? minmax_grid(gw_, o.bits) : mse_grid(gw_, o.bits);
+  torch::Tensor column_weight;
+  if (o.init == "wmse" && input_energy.defined()) {
+    // Relative to the mean, floored so that a column never seen active still counts a little.
+    const torch::Tensor e = input_energy.to(torch::kFloat32);
+    column_weight = e / e.mean().clamp_min(1e-30) + 1e-3;
+  }
+  const UniformGrid grid =
+      o.init == "rtn" ? minmax_grid(gw_, o.bits) : weighted_mse_grid(gw_, o.bits, column_weight);
   init_parameters(grid.scale, grid.zero, gen);
 }
 

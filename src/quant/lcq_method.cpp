@@ -11,15 +11,19 @@
 namespace lcq::quant {
 
 std::unique_ptr<BlockMethod> make_lcq_method(const LcqOptions& o, std::vector<double> lrs, bool train,
-                                             torch::Generator gen, std::map<std::string, int> layer_bits) {
-  return std::make_unique<detail::PerLinearMethod<LcqLinear>>(
-      [o, gen, layer_bits = std::move(layer_bits)](int layer, const std::string& name, const torch::Tensor& W) {
+                                             torch::Generator gen, std::map<std::string, int> layer_bits,
+                                             const model::Model* inputs_of) {
+  auto method = std::make_unique<detail::PerLinearMethod<LcqLinear>>(
+      [o, gen, layer_bits = std::move(layer_bits)](int layer, const std::string& name, const torch::Tensor& W,
+                                                   const torch::Tensor& energy) {
         LcqOptions own = o;
-        const auto it = layer_bits.find("blk." + std::to_string(layer) + "." + name);
+        const auto it = layer_bits.find(model::layer_name(layer, name));
         if (it != layer_bits.end()) own.bits = it->second;
-        return LcqLinear(W, own, gen);
+        return LcqLinear(W, own, gen, energy);
       },
       std::move(lrs), train, gen);
+  if (o.init == "wmse" && inputs_of) method->weigh_inputs(inputs_of->context());
+  return method;
 }
 
 namespace {
@@ -35,7 +39,7 @@ class LcqFromStart final : public BlockMethod {
                torch::Generator gen)
       : start_(std::move(start)),
         starts_(std::make_shared<std::map<std::string, Start>>()),
-        lcq_([o, gen, starts = starts_](int, const std::string& name, const torch::Tensor&) {
+        lcq_([o, gen, starts = starts_](int, const std::string& name, const torch::Tensor&, const torch::Tensor&) {
                const Start& s = starts->at(name);
                return LcqLinear(s.weight, s.layer, o, gen);
              },
@@ -51,7 +55,7 @@ class LcqFromStart final : public BlockMethod {
     starts_->clear();
     for (const auto& [name, lin] : fp.linears()) {
       const auto it = weights.find(name);
-      const std::string full = "blk." + std::to_string(layer) + "." + name;
+      const std::string full = model::layer_name(layer, name);
       LCQ_CHECK(layers.count(full), "internal: the start method produced no layer {}", full);
       (*starts_)[name] = Start{it != weights.end() ? it->second : lin->weight, std::move(layers.at(full))};
     }

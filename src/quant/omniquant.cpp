@@ -46,7 +46,8 @@ CodebookLayer LwcLinear::finalize() const {
 
 std::unique_ptr<BlockMethod> make_omniquant_method(const LcqOptions& o, double lr, bool train) {
   return std::make_unique<detail::PerLinearMethod<LwcLinear>>(
-      [o](int, const std::string&, const torch::Tensor& W) { return LwcLinear(W, o); }, std::vector<double>{lr}, train);
+      [o](int, const std::string&, const torch::Tensor& W, const torch::Tensor&) { return LwcLinear(W, o); },
+      std::vector<double>{lr}, train);
 }
 
 }  // namespace lcq::quant

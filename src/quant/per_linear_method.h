@@ -10,6 +10,7 @@
 
 #include "lcq/core/error.h"
 #include "lcq/quant/reconstruct.h"
+#include "layer_inputs.h"
 
 #include <functional>
 #include <map>
@@ -23,19 +24,30 @@ namespace lcq::quant::detail {
 template <class Quantizer>
 class PerLinearMethod final : public BlockMethod {
  public:
-  // make(layer, name, W) builds the quantizer of linear `name` ("attn_q", ...) of block
-  // `layer` with weight W.
+  // make(layer, name, W, energy) builds the quantizer of linear `name` ("attn_q", ...) of
+  // block `layer` with weight W; `energy` is the mean square of each of its input columns on
+  // the calibration inputs when weigh_inputs() was called and the block has them, else undefined.
   // lrs[i] is the Adam learning rate of parameter set i; train = false: nothing is trained.
   // `gen`: the generator `make` draws from (a handle sharing its state), whose state is the
   // method's carried state.
-  using Factory = std::function<Quantizer(int layer, const std::string& name, const torch::Tensor& W)>;
+  using Factory = std::function<Quantizer(int layer, const std::string& name, const torch::Tensor& W,
+                                          const torch::Tensor& energy)>;
   PerLinearMethod(Factory make, std::vector<double> lrs, bool train, std::optional<torch::Generator> gen = {})
       : make_(std::move(make)), lrs_(std::move(lrs)), train_(train), gen_(std::move(gen)) {}
 
-  void begin_block(int layer, const model::Block& fp, const std::vector<torch::Tensor>&) override {
+  // Measure the input energies of each block's linears (one forward of the block over its
+  // calibration inputs) and give them to the factory.
+  void weigh_inputs(const model::BlockContext& ctx) { energy_ctx_ = ctx; }
+
+  void begin_block(int layer, const model::Block& fp, const std::vector<torch::Tensor>& inputs) override {
     layer_ = layer;
     quantizers_.clear();
-    for (const auto& [name, lin] : fp.linears()) quantizers_.emplace_back(name, make_(layer, name, lin->weight));
+    std::map<std::string, torch::Tensor> energies;
+    if (energy_ctx_ && !inputs.empty() && inputs[0].defined()) energies = input_energies(*energy_ctx_, fp, inputs[0]);
+    for (const auto& [name, lin] : fp.linears()) {
+      const auto it = energies.find(name);
+      quantizers_.emplace_back(name, make_(layer, name, lin->weight, it == energies.end() ? torch::Tensor() : it->second));
+    }
   }
 
   std::vector<torch::optim::OptimizerParamGroup> param_groups() override {
@@ -66,7 +78,7 @@ class PerLinearMethod final : public BlockMethod {
       cl.dequantize(w.data_ptr<float>());
       model::Linear& lin = *lins[i].second;
       lin.weight = w.to(lin.weight.options()).detach();
-      out.emplace("blk." + std::to_string(layer_) + "." + quantizers_[i].first, std::move(cl));
+      out.emplace(model::layer_name(layer_, quantizers_[i].first), std::move(cl));
     }
     quantizers_.clear();
     return out;
@@ -90,6 +102,7 @@ class PerLinearMethod final : public BlockMethod {
   bool train_;
   int layer_ = 0;
   std::optional<torch::Generator> gen_;
+  std::optional<model::BlockContext> energy_ctx_;
   std::vector<std::pair<std::string, Quantizer>> quantizers_;
 };
 

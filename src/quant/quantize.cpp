@@ -13,7 +13,6 @@ namespace lcq::quant {
 
 namespace {
 
-std::string layer_name(int layer, const std::string& linear) { return "blk." + std::to_string(layer) + "." + linear; }
 
 // Calls fn(name, tensor) for every weight of the model (canonical names; undefined tensors
 // included, e.g. absent biases).
@@ -54,17 +53,17 @@ void validate(const QuantizeOptions& o) {
   validate(o.flexround);
   validate(o.embedding);
   LCQ_CHECK(o.lr >= 0 && std::isfinite(o.lr), "--lr must be positive (0 = the method's default), got {}", o.lr);
-  LCQ_CHECK(o.method == "lcq" || o.lcq.init == "rtn" || o.lcq.init == "mse",
+  LCQ_CHECK(o.method == "lcq" || is_grid_init(o.lcq.init),
             "--init {} starts LCQ from that method's result: it needs --method lcq (got --method {})", o.lcq.init,
             o.method);
   LCQ_CHECK(o.init_from.empty() || o.method == "lcq", "--init-from starts LCQ from a file: it needs --method lcq (got --method {})",
             o.method);
-  LCQ_CHECK(o.init_from.empty() || o.lcq.init == "rtn" || o.lcq.init == "mse",
+  LCQ_CHECK(o.init_from.empty() || is_grid_init(o.lcq.init),
             "--init-from and --init {} both name LCQ's start: give one", o.lcq.init);
   LCQ_CHECK(o.layer_bits.empty() || ((o.method == "lcq" || o.method == "rtn") && o.init_from.empty() &&
-                                      (o.lcq.init == "rtn" || o.lcq.init == "mse")),
-            "a size target (--target-size, --target-bpw) allocates bits for --method lcq or rtn from the rtn or mse "
-            "start, not {}", o.method != "lcq" && o.method != "rtn" ? "--method " + o.method
+                                      is_grid_init(o.lcq.init)),
+            "a size target (--target-size, --target-bpw) allocates bits for --method lcq or rtn from the rtn, mse or "
+            "wmse start, not {}", o.method != "lcq" && o.method != "rtn" ? "--method " + o.method
                              : o.init_from.empty()                  ? "--init " + o.lcq.init
                                                                     : std::string("--init-from"));
   for (const auto& [name, bits] : o.layer_bits)
@@ -113,7 +112,7 @@ std::unique_ptr<BlockMethod> make_block_method(const QuantizeOptions& o, const m
                                       : make_awq_method(m, rank_one, o.awq, o.engine.progress);
     return make_lcq_method_from(std::move(start), lcq, lrs, train, gen);
   }
-  return make_lcq_method(lcq, lrs, train, gen, o.layer_bits);
+  return make_lcq_method(lcq, lrs, train, gen, o.layer_bits, &m);
 }
 
 namespace {
@@ -186,7 +185,7 @@ std::map<std::string, CodebookLayer> quantize_block_uncalibrated(BlockMethod& me
   auto layers = method.end_block(block);
   for (const auto& [name, lin] : block.linears())  // e.g. a grid overflowing on huge weights
     LCQ_CHECK(torch::isfinite(lin->weight).all().item<bool>(), "the quantized weight '{}' contains NaN or infinite values",
-              layer_name(l, name) + ".weight");
+              model::layer_name(l, name) + ".weight");
   return layers;
 }
 
@@ -360,7 +359,7 @@ uint64_t quantized_file_other_bytes(const model::Model& m, const tokenizer::Voca
   const bool embedding = o.embedding.bits > 0, tied = m.config.tie_embeddings;
   std::map<std::string, CodebookLayer> skip;  // what is not stored densely
   for (size_t l = 0; l < m.blocks.size(); ++l)
-    for (const auto& [name, lin] : m.blocks[l].linears()) skip.emplace(layer_name(int(l), name), CodebookLayer());
+    for (const auto& [name, lin] : m.blocks[l].linears()) skip.emplace(model::layer_name(l, name), CodebookLayer());
   if (embedding) {
     skip.emplace("token_embd", CodebookLayer());
     if (!tied) skip.emplace("output", CodebookLayer());

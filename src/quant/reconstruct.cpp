@@ -361,7 +361,7 @@ ReconstructResult reconstruct(model::Model& m, BlockStore& store, EngineState st
     auto wl = working.linears();
     for (const auto& [name, lin] : wl) {
       LayerReport lr;
-      lr.name = "blk." + std::to_string(l) + "." + name;
+      lr.name = model::layer_name(l, name);
       auto it_init = init_err.find(lin);
       auto it_final = final_err.find(lin);
       lr.init_error = it_init != init_err.end() ? it_init->second : NAN;

@@ -60,6 +60,11 @@ struct Block {
   std::vector<std::pair<std::string, const Linear*>> linears() const;
 };
 
+// A block linear's name in files and reports: layer_name(3, "attn_q") == "blk.3.attn_q".
+inline std::string layer_name(size_t layer, const std::string& linear) {
+  return "blk." + std::to_string(layer) + "." + linear;
+}
+
 // Keys and values of past positions, per layer: [batch, n_kv_heads, capacity, head_dim].
 class KVCache {
  public:

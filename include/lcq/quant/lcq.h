@@ -43,8 +43,10 @@ struct LcqOptions {
   int bits = 2;
   int group = 128;
   int rank = 2;
-  // Rank-one start: rtn (min-max) | mse (clipping search) | gptq | awq (that method's
-  // result on the block, see lcq/quant/quantize.h).
+  // Rank-one start: rtn (min-max) | mse (clipping search) | wmse (the clipping search with
+  // each input column's error weighted by its mean square on the calibration text, as
+  // llama.cpp's imatrix weighs it) | gptq | awq (that method's result on the block, see
+  // lcq/quant/quantize.h). lcq_init_names() lists them.
   std::string init = "mse";
   // With --init gptq|awq or --init-from: keep = train the codebook with the start's codes
   // held fixed (and store them); nearest = the start gives only the grid: every weight of
@@ -62,13 +64,22 @@ struct LcqOptions {
   bool bf16_steps = false;
 };
 
+// The accepted values of LcqOptions::init (--init), the one list.
+const std::vector<std::string>& lcq_init_names();
+// True for the starts that are a grid of the weights (rtn, mse, wmse), false for another
+// method's result (gptq, awq).
+bool is_grid_init(const std::string& init);
+
 // Checks the options; throws lcq::Error with a message for the user.
 void validate(const LcqOptions& o);
 
 class LcqLinear {
  public:
-  // W: the full-precision weight [m, n]. `gen` seeds the extra rows of V.
-  LcqLinear(const torch::Tensor& W, const LcqOptions& o, torch::Generator gen);
+  // W: the full-precision weight [m, n]. `gen` seeds the extra rows of V. `input_energy`
+  // [n] (the mean square of each input column on the calibration text) weighs the clipping
+  // search of init wmse; undefined, wmse is mse.
+  LcqLinear(const torch::Tensor& W, const LcqOptions& o, torch::Generator gen,
+            const torch::Tensor& input_energy = torch::Tensor());
   // Starts from another method's rank-one layer `start` (V = [0..K-1], same bits and group):
   // its per-group S and B become the rank-one row. W is the full-precision weight being
   // quantized (in start's basis if start folded scales into the norms, as AWQ does), never
@@ -111,11 +122,14 @@ class LcqLinear {
 };
 
 // The LCQ block method (the engine trains {S~, B~} at lrs[0] and {V} at lrs[1]), each layer
-// starting from the rtn or mse grid of o.init. One generator for the run: extra rows of V
+// starting from the rtn, mse or wmse grid of o.init. One generator for the run: extra rows of V
 // differ between layers but are the same for the same seed. `layer_bits` ("blk.3.attn_q" ->
-// bits) overrides o.bits for the layers it names (a mixed-precision allocation).
+// bits) overrides o.bits for the layers it names (a mixed-precision allocation). With init
+// wmse, each block's input energies are measured with `inputs_of`'s context (the model the
+// blocks belong to); without it, or without calibration inputs, wmse is mse.
 std::unique_ptr<BlockMethod> make_lcq_method(const LcqOptions& o, std::vector<double> lrs, bool train,
-                                             torch::Generator gen, std::map<std::string, int> layer_bits = {});
+                                             torch::Generator gen, std::map<std::string, int> layer_bits = {},
+                                             const model::Model* inputs_of = nullptr);
 // LCQ starting from another method's rank-one result (--init gptq|awq): per block, `start`
 // runs first (and may fold scales into the block's norms, as AWQ does: those folded norms
 // and biases are kept), then every layer's LcqLinear starts from start's layer and rounded
