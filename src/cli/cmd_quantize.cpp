@@ -208,10 +208,14 @@ void register_quantize(CLI::App& app) {
                   "Calibration samples (the first ones) each layer's sensitivity is measured on (default 4)");
   add_report_option(*cmd, a->report);
   cmd->footer(
-      "Example (2-bit, group 128, rank 2, 10 epochs on 128 x 512 tokens):\n"
+      "Example: at most the bytes of llama.cpp's IQ4_NL --imatrix file of SmolLM2-135M, widths chosen per\n"
+      "layer among 3/4/5 bits and for the embedding (on SmolLM2: lower perplexity than that file, BENCHMARKS.md):\n"
+      "  lcq quantize model.gguf -o model-lcq.gguf --group 64 --rank 2 --target-size 91726688B --target-bits 3,4,5 \\\n"
+      "      --calib ../shared/data/ptb/ptb.valid.txt --nsamples 128 --seqlen 512 --epochs 2\n"
+      "One width for every layer (2-bit, group 128, rank 2, 10 epochs on 128 x 512 tokens):\n"
       "  lcq quantize model.gguf -o model-lcq-w2.gguf --bits 2 --group 128 --rank 2 \\\n"
       "      --calib ../shared/data/ptb/ptb.valid.txt --nsamples 128 --seqlen 512\n"
-      "A size target (mixed 2/3/4 bits chosen per layer, 4-bit embedding), e.g. 3 bits per parameter overall:\n"
+      "A size target of 3 bits per parameter overall (mixed 2/3/4 bits, 4-bit embedding):\n"
       "  lcq quantize model.gguf -o model-lcq-3bpw.gguf --target-bpw 3 --embed-bits 4 \\\n"
       "      --calib ../shared/data/ptb/ptb.valid.txt --nsamples 128 --seqlen 512\n"
       "The baselines take the same calibration options, e.g.\n"
