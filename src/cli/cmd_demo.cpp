@@ -115,8 +115,8 @@ void register_demo(CLI::App& app) {
     fmt::print("   {} tokens, perplexity {:.3f}\n", r.scored_tokens + 1, r.ppl);
 
     // 4. The main job: quantize with RTN and with LCQ, and compare. The recipe is the
-    // smallest one whose quantized model still answers and writes like the original
-    // (measured, docs/quantization.md "The demo's recipe"): 3 bits or groups of 128 lose it.
+    // smallest one whose quantized model still answered and wrote like the original when it
+    // was chosen (commit f05b3aa): 3 bits or groups of 128 lost it.
     constexpr int kBits = 4, kGroup = 64, kRank = 2, kEpochs = 2, kEmbedBits = 8;
     fmt::print("\n== 4. Quantize every linear layer to {} bits (groups of {}), the embedding to {} bits\n", kBits,
                kGroup, kEmbedBits);
