@@ -61,7 +61,7 @@ quant::LcqOptions rtn_options(int bits, int group, int dq_bits) {
   o.bits = bits;
   o.group = group;
   o.rank = 1;
-  o.init = "rtn";
+  o.init = quant::LcqInit::kRtn;
   o.dq_bits = dq_bits;
   return o;
 }

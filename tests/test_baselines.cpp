@@ -385,7 +385,7 @@ TEST(Stories260K, LcqStartsExactlyFromGptqAndAwqAndImprovesOnThem) {
 
     quant::QuantizeOptions o = base;
     o.method = "lcq";
-    o.lcq.init = start;
+    o.lcq.init = quant::parse_lcq_init(start);
     o.lcq.rank = 1;
     o.engine.epochs = 0;
     model::LoadedModel q = load_stories();

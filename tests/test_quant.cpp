@@ -67,7 +67,7 @@ TEST(Lcq, RankOneWithLinearVReproducesRtnBitForBit) {
       o.bits = bits;
       o.group = group;
       o.rank = 1;
-      o.init = "rtn";
+      o.init = quant::LcqInit::kRtn;
       o.dq_bits = 0;
       quant::LcqLinear lcq(W, o, at::detail::createCPUGenerator(1));
       auto gw = quant::GroupedWeight::make(W, group);
@@ -104,7 +104,7 @@ TEST(Lcq, WeightedInitBeatsMseOnItsObjectiveAndIsMseWithoutEnergies) {
   torch::NoGradGuard ng;
   auto rank_one = [&](const std::string& init, const torch::Tensor& energy) {
     quant::LcqOptions o = lcq_options(3, 48, 1);
-    o.init = init;
+    o.init = quant::parse_lcq_init(init);
     o.dq_bits = 0;
     return quant::LcqLinear(W, o, at::detail::createCPUGenerator(1), energy).weight();
   };
@@ -201,7 +201,7 @@ TEST(Lcq, SteGradientIsLsqsOnAUniformGridAndKeepsTheForwardValue) {
   torch::manual_seed(1);
   const torch::Tensor W = torch::randn({5, 24});
   quant::LcqOptions o = lcq_options(3, 8, 1);
-  o.init = "rtn";
+  o.init = quant::LcqInit::kRtn;
   o.gradient = quant::CodebookGradient::kSte;
   quant::LcqLinear ste(W, o, at::detail::createCPUGenerator(0));
   {
@@ -542,10 +542,10 @@ TEST(Stories260K, WeightedInitUsesTheCalibrationInputsAndTrainsBeyondRtn) {
   const torch::Tensor calib = test::stories_calibration(fp);
   quant::QuantizeOptions o = test::stories_options("lcq", 3, 32, /*epochs=*/0);
   o.lcq.rank = 1;
-  o.lcq.init = "mse";
+  o.lcq.init = quant::LcqInit::kMse;
   model::LoadedModel mse = load_stories();
   const auto mq = quant::quantize_model(mse.model, calib, o);
-  o.lcq.init = "wmse";
+  o.lcq.init = quant::LcqInit::kWmse;
   model::LoadedModel wmse = load_stories();
   const auto wq = quant::quantize_model(wmse.model, calib, o);
   int differ = 0;

@@ -32,6 +32,7 @@ struct QuantizeArgs {
   quant::QuantizeOptions q;
   bool seqlen_given = false, epochs_given = false, embed_bits_given = false;
   double smoothquant = 0;  // alpha; 0 = off
+  std::string init;           // empty: LcqOptions' default
   std::string codebook_grad;  // empty: LcqOptions' default
   bool resume = false;
   std::string offload, max_memory;
@@ -82,7 +83,7 @@ void register_quantize(CLI::App& app) {
   cmd->add_option("--bits", a->q.lcq.bits, "Index bits per weight (codebook of 2^bits entries)");
   cmd->add_option("--group", a->q.lcq.group, "Weights per group (consecutive input columns; the last may be shorter)");
   cmd->add_option("--rank", a->q.lcq.rank, "Codebook rank r (1 = a uniform grid)");
-  cmd->add_option("--init", a->q.lcq.init,
+  cmd->add_option("--init", a->init,
                   "lcq: the rank-one start: rtn (min-max), mse (clipping search), wmse (the clipping search with\n"
                   "each input column's error weighted by its mean square on the calibration text, as llama.cpp's\n"
                   "imatrix does), or the result of gptq or awq on each block (their --gptq-*/--awq-* options\n"
@@ -227,6 +228,7 @@ void register_quantize(CLI::App& app) {
   cmd->callback([opts, a] {
     // Everything that can be checked without the model is checked before any work.
     a->q.engine.seed = a->c.seed;
+    if (!a->init.empty()) a->q.lcq.init = quant::parse_lcq_init(a->init);
     if (!a->codebook_grad.empty()) a->q.lcq.gradient = quant::parse_codebook_gradient(a->codebook_grad);
     a->q.embedding.dq_bits = a->q.lcq.dq_bits;  // the embedding's group parameters are stored like the layers'
     a->q.embedding.dq_group = a->q.lcq.dq_group;
@@ -329,7 +331,7 @@ void register_quantize(CLI::App& app) {
     const bool trained = quant::is_trained_method(a->q.method);
     nlohmann::json settings = {{"method", a->q.method}, {"bits", a->q.lcq.bits},   {"group", a->q.lcq.group},
                                {"rank", rank_one ? 1 : a->q.lcq.rank},
-                               {"init", trained ? a->q.lcq.init : "rtn"},
+                               {"init", trained ? quant::to_string(a->q.lcq.init) : "rtn"},
                                {"epochs", trained ? a->q.engine.epochs : 0}, {"loss", a->q.engine.loss},
                                {"train_dtype", quant::resolve_train_dtype(a->q.engine.train_dtype)},
                                {"dq_bits", a->q.lcq.dq_bits}, {"dq_group", a->q.lcq.dq_group},
@@ -342,7 +344,7 @@ void register_quantize(CLI::App& app) {
                             {"embed_bits", target_embed_bits},
                             {"measure", a->target_measure},
                             {"samples", a->target_samples}};
-    if (a->q.method == "lcq" && (a->q.lcq.init == "gptq" || a->q.lcq.init == "awq" || !a->q.init_from.empty()))
+    if (a->q.method == "lcq" && (!quant::is_grid_init(a->q.lcq.init) || !a->q.init_from.empty()))
       settings["init_codes"] = a->q.lcq.start_codes;
     if (a->q.method == "lcq") settings["codebook_grad"] = quant::to_string(a->q.lcq.gradient);
     if (!a->q.init_from.empty()) settings["init"] = "file:" + std::filesystem::path(a->q.init_from).filename().string();

@@ -170,7 +170,9 @@ class AwqMethod final : public BlockMethod {
     for (AwqSite site : kSites) stat_sites.push_back(detail::input_site(fp, awq_site_layers(fp, site)[0]));
     std::map<std::string, detail::InputStats> stats;
     const int64_t ns = a_.search_samples > 0 ? std::min(x.size(0), a_.search_samples) : x.size(0);
-    const torch::Tensor y = detail::collect_input_stats(ctx, fp, x, stat_sites, stats, ns);
+    detail::StatsOptions so;
+    so.keep_samples = ns;
+    const torch::Tensor y = detail::collect_input_stats(ctx, fp, x, stat_sites, stats, so);
 
     std::vector<AwqSite> sites;
     for (AwqSite site : kSites)

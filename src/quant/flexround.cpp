@@ -32,7 +32,7 @@ FlexRoundLinear::FlexRoundLinear(const torch::Tensor& W, const LcqOptions& o, in
   w_ = W.detach().to(torch::kFloat32).contiguous();
   const GroupedWeight gw = GroupedWeight::make(w_, o.group);
   group_ = gw.group;
-  const UniformGrid grid = o.init == "rtn" ? minmax_grid(gw, o.bits) : mse_grid(gw, o.bits);
+  const UniformGrid grid = o.init == LcqInit::kRtn ? minmax_grid(gw, o.bits) : mse_grid(gw, o.bits);
   s0_ = grid.scale.clone();
   zero_ = grid.zero.clone();
   d_ = torch::zeros_like(s0_).set_requires_grad(true);

@@ -191,7 +191,9 @@ class GptqMethod final : public BlockMethod {
         if (std::find(sites.begin(), sites.end(), s) == sites.end()) sites.push_back(s);
       }
       std::map<std::string, detail::InputStats> stats;
-      detail::collect_input_stats(ctx, work, inputs[0], sites, stats, /*keep_samples=*/0, /*need_output=*/false);
+      detail::StatsOptions so;
+      so.need_output = false;
+      detail::collect_input_stats(ctx, work, inputs[0], sites, stats, so);
       for (const auto& name : stage) {
         const detail::InputStats& st = stats.at(detail::input_site(fp, name));
         model::Linear& lin = detail::linear_named(work, name);

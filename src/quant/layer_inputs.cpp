@@ -20,15 +20,16 @@ struct StopForward {};
 
 torch::Tensor collect_input_stats(const model::BlockContext& ctx, const model::Block& block, const torch::Tensor& x,
                                   const std::vector<std::string>& sites, std::map<std::string, InputStats>& stats,
-                                  int64_t keep_samples, bool need_output) {
+                                  const StatsOptions& o) {
   torch::NoGradGuard ng;
   std::map<const model::Linear*, InputStats*> watched;
   for (const auto& [name, lin] : block.linears()) {
     if (std::find(sites.begin(), sites.end(), name) == sites.end()) continue;
     InputStats& s = stats[name];
     const int64_t n = lin->in_features();
-    s.gram = torch::zeros({n, n}, torch::kFloat32);
+    s.gram = o.gram ? torch::zeros({n, n}, torch::kFloat32) : torch::Tensor();
     s.abs_sum = torch::zeros({n}, torch::kFloat32);
+    s.sq_sum = torch::zeros({n}, torch::kFloat32);
     s.tokens = 0;
     watched[lin] = &s;
   }
@@ -39,12 +40,14 @@ torch::Tensor collect_input_stats(const model::BlockContext& ctx, const model::B
   model::LinearInputTap tap([&](const model::Linear& l, const torch::Tensor& in) {
     auto it = watched.find(&l);
     if (it == watched.end()) return;
+    InputStats& s = *it->second;
     const torch::Tensor x2 = in.reshape({-1, in.size(-1)}).to(torch::kFloat32);
-    it->second->gram.addmm_(x2.t(), x2);
-    it->second->abs_sum.add_(x2.abs().sum(0));
-    it->second->tokens += x2.size(0);
-    if (seen < keep_samples) kept[it->second].push_back(in.slice(0, 0, keep_samples - seen));
-    if (++seen_in_chunk == watched.size() && !need_output) throw StopForward{};
+    if (o.gram) s.gram.addmm_(x2.t(), x2);
+    s.abs_sum.add_(x2.abs().sum(0));
+    s.sq_sum.add_(x2.square().sum(0));
+    s.tokens += x2.size(0);
+    if (seen < o.keep_samples) kept[&s].push_back(in.slice(0, 0, o.keep_samples - seen));
+    if (++seen_in_chunk == watched.size() && !o.need_output) throw StopForward{};
   });
   std::vector<torch::Tensor> outs;
   for (int64_t i = 0; i < x.size(0); i += kChunkSamples) {
@@ -57,26 +60,25 @@ torch::Tensor collect_input_stats(const model::BlockContext& ctx, const model::B
     seen = j;
   }
   for (auto& [s, parts] : kept) s->inputs = torch::cat(parts, 0);
-  return need_output ? torch::cat(outs, 0) : torch::Tensor();
+  return o.need_output ? torch::cat(outs, 0) : torch::Tensor();
 }
 
 std::map<std::string, torch::Tensor> input_energies(const model::BlockContext& ctx, const model::Block& block,
                                                     const torch::Tensor& x) {
-  torch::NoGradGuard ng;
-  std::map<const model::Linear*, std::pair<torch::Tensor, int64_t>> sums;  // sum of x^2, tokens
-  for (const auto& [name, lin] : block.linears()) sums[lin] = {torch::zeros({lin->in_features()}, torch::kFloat32), 0};
-  model::LinearInputTap tap([&](const model::Linear& l, const torch::Tensor& in) {
-    auto it = sums.find(&l);
-    if (it == sums.end()) return;
-    const torch::Tensor x2 = in.reshape({-1, in.size(-1)}).to(torch::kFloat32);
-    it->second.first.add_(x2.square().sum(0));
-    it->second.second += x2.size(0);
-  });
-  run_block(ctx, block, x);
+  std::vector<std::string> sites;
+  for (const auto& [name, lin] : block.linears()) {
+    const std::string site = input_site(block, name);
+    if (std::find(sites.begin(), sites.end(), site) == sites.end()) sites.push_back(site);
+  }
+  std::map<std::string, InputStats> stats;
+  StatsOptions o;
+  o.need_output = false;
+  o.gram = false;
+  collect_input_stats(ctx, block, x, sites, stats, o);
   std::map<std::string, torch::Tensor> out;
   for (const auto& [name, lin] : block.linears()) {
-    const auto& [sum, tokens] = sums.at(lin);
-    out.emplace(name, sum / double(std::max<int64_t>(tokens, 1)));
+    const InputStats& s = stats.at(input_site(block, name));
+    out.emplace(name, s.sq_sum / double(std::max<int64_t>(s.tokens, 1)));
   }
   return out;
 }
@@ -98,7 +100,7 @@ torch::Tensor dequantized(const CodebookLayer& layer, const torch::Tensor& like)
 CodebookLayer rtn_layer(const torch::Tensor& W, const LcqOptions& o) {
   LcqOptions r = o;
   r.rank = 1;
-  r.init = "rtn";
+  r.init = LcqInit::kRtn;
   return LcqLinear(W, r, at::detail::createCPUGenerator(0)).finalize();
 }
 

@@ -23,24 +23,30 @@ constexpr int64_t kChunkSamples = 8;
 std::string input_site(const model::Block& block, const std::string& linear);
 
 struct InputStats {
-  torch::Tensor gram;     // sum over tokens of x^T x, [n, n] f32
+  torch::Tensor gram;     // sum over tokens of x^T x, [n, n] f32 (undefined without StatsOptions::gram)
   torch::Tensor abs_sum;  // sum over tokens of |x|, [n] f32
+  torch::Tensor sq_sum;   // sum over tokens of x^2, [n] f32 (the gram's diagonal)
   int64_t tokens = 0;
   torch::Tensor inputs;   // the inputs of the first `keep_samples` samples, [keep, L, n]
 };
 
+struct StatsOptions {
+  int64_t keep_samples = 0;  // keep the inputs themselves of this many first samples
+  bool need_output = true;   // false: each chunk's forward stops once every site has been seen
+  bool gram = true;          // false: no [n, n] gram (the vectors only)
+};
+
 // Runs `block` over x [N, L, dim] (in chunks, without gradients) and accumulates the
-// statistics of the inputs of the linears in `sites` (input_site names), keeping the inputs
-// themselves for the first `keep_samples` samples. Returns the block's output [N, L, dim];
-// without `need_output`, each chunk's forward stops once every site has been seen and the
-// result is undefined.
+// statistics of the inputs of the linears in `sites` (input_site names). Returns the block's
+// output [N, L, dim], undefined without `need_output`.
 torch::Tensor collect_input_stats(const model::BlockContext& ctx, const model::Block& block, const torch::Tensor& x,
                                   const std::vector<std::string>& sites, std::map<std::string, InputStats>& stats,
-                                  int64_t keep_samples = 0, bool need_output = true);
+                                  const StatsOptions& o = {});
 
 // The mean square of every input column of each linear of `block` over x [N, L, dim], by
 // linear name ("attn_q", ...; layers that read the same tensor get the same values): the
-// column importance llama.cpp's imatrix weighs rounding errors by. One forward of the block.
+// column importance llama.cpp's imatrix weighs rounding errors by. The inputs of one block
+// forward, stopped after the last linear's input.
 std::map<std::string, torch::Tensor> input_energies(const model::BlockContext& ctx, const model::Block& block,
                                                     const torch::Tensor& x);
 

@@ -93,20 +93,38 @@ CodebookGradient parse_codebook_gradient(const std::string& name) {
 
 std::string to_string(CodebookGradient g) { return name_of(kCodebookGradients, g); }
 
+namespace {
+constexpr Named<LcqInit> kInitNames[] = {{LcqInit::kRtn, "rtn"},
+                                         {LcqInit::kMse, "mse"},
+                                         {LcqInit::kWmse, "wmse"},
+                                         {LcqInit::kGptq, "gptq"},
+                                         {LcqInit::kAwq, "awq"}};
+}  // namespace
+
 const std::vector<std::string>& lcq_init_names() {
-  static const std::vector<std::string> v = {"rtn", "mse", "wmse", "gptq", "awq"};
+  static const auto v = names_of(kInitNames);
   return v;
 }
 
-bool is_grid_init(const std::string& init) { return init == "rtn" || init == "mse" || init == "wmse"; }
+LcqInit parse_lcq_init(const std::string& name) { return parse_named(kInitNames, name, "--init"); }
+
+std::string to_string(LcqInit i) { return name_of(kInitNames, i); }
+
+bool is_grid_init(LcqInit i) {
+  switch (i) {
+    case LcqInit::kRtn:
+    case LcqInit::kMse:
+    case LcqInit::kWmse: return true;
+    case LcqInit::kGptq:
+    case LcqInit::kAwq: return false;
+  }
+  fail("internal: an --init without a kind");
+}
 
 void validate(const LcqOptions& o) {
   LCQ_CHECK(o.bits >= 1 && o.bits <= 8, "--bits must be between 1 and 8, got {}", o.bits);
   LCQ_CHECK(o.group >= 1, "--group must be >= 1, got {}", o.group);
   LCQ_CHECK(o.rank >= 1 && o.rank <= 64, "--rank must be between 1 and 64, got {}", o.rank);
-  const auto& inits = lcq_init_names();
-  LCQ_CHECK(std::find(inits.begin(), inits.end(), o.init) != inits.end(), "--init must be {}, got '{}'",
-            fmt::join(inits, ", "), o.init);
   LCQ_CHECK(o.start_codes == "keep" || o.start_codes == "nearest",
             "--init-codes must be keep or nearest, got '{}'", o.start_codes);
   LCQ_CHECK(o.dq_bits >= 0 && o.dq_bits <= 8, "--dq-bits must be between 0 (off) and 8, got {}", o.dq_bits);
@@ -120,13 +138,13 @@ LcqLinear::LcqLinear(const torch::Tensor& W, const LcqOptions& o, torch::Generat
   gw_ = GroupedWeight::make(W.detach().to(torch::kFloat32), o.group);
   // gptq/awq starts come through the other constructor; here only the plain grids.
   torch::Tensor column_weight;
-  if (o.init == "wmse" && input_energy.defined()) {
+  if (o.init == LcqInit::kWmse && input_energy.defined()) {
     // Relative to the mean, floored so that a column never seen active still counts a little.
     const torch::Tensor e = input_energy.to(torch::kFloat32);
     column_weight = e / e.mean().clamp_min(1e-30) + 1e-3;
   }
   const UniformGrid grid =
-      o.init == "rtn" ? minmax_grid(gw_, o.bits) : weighted_mse_grid(gw_, o.bits, column_weight);
+      o.init == LcqInit::kRtn ? minmax_grid(gw_, o.bits) : weighted_mse_grid(gw_, o.bits, column_weight);
   init_parameters(grid.scale, grid.zero, gen);
 }
 

@@ -22,7 +22,7 @@ std::unique_ptr<BlockMethod> make_lcq_method(const LcqOptions& o, std::vector<do
         return LcqLinear(W, own, gen, energy);
       },
       std::move(lrs), train, gen);
-  if (o.init == "wmse" && inputs_of) method->weigh_inputs(inputs_of->context());
+  if (o.init == LcqInit::kWmse && inputs_of) method->weigh_inputs(inputs_of->context());
   return method;
 }
 

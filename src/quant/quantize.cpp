@@ -54,22 +54,22 @@ void validate(const QuantizeOptions& o) {
   validate(o.embedding);
   LCQ_CHECK(o.lr >= 0 && std::isfinite(o.lr), "--lr must be positive (0 = the method's default), got {}", o.lr);
   LCQ_CHECK(o.method == "lcq" || is_grid_init(o.lcq.init),
-            "--init {} starts LCQ from that method's result: it needs --method lcq (got --method {})", o.lcq.init,
+            "--init {} starts LCQ from that method's result: it needs --method lcq (got --method {})", to_string(o.lcq.init),
             o.method);
   LCQ_CHECK(o.init_from.empty() || o.method == "lcq", "--init-from starts LCQ from a file: it needs --method lcq (got --method {})",
             o.method);
   LCQ_CHECK(o.init_from.empty() || is_grid_init(o.lcq.init),
-            "--init-from and --init {} both name LCQ's start: give one", o.lcq.init);
+            "--init-from and --init {} both name LCQ's start: give one", to_string(o.lcq.init));
   LCQ_CHECK(o.layer_bits.empty() || ((o.method == "lcq" || o.method == "rtn") && o.init_from.empty() &&
                                       is_grid_init(o.lcq.init)),
             "a size target (--target-size, --target-bpw) allocates bits for --method lcq or rtn from the rtn, mse or "
             "wmse start, not {}", o.method != "lcq" && o.method != "rtn" ? "--method " + o.method
-                             : o.init_from.empty()                  ? "--init " + o.lcq.init
+                             : o.init_from.empty()                  ? "--init " + to_string(o.lcq.init)
                                                                     : std::string("--init-from"));
   for (const auto& [name, bits] : o.layer_bits)
     LCQ_CHECK(bits >= 1 && bits <= 8, "layer {}: {} bits (1 to 8 allowed)", name, bits);
-  if (o.method == "gptq" || o.lcq.init == "gptq") validate(o.gptq, o.lcq);
-  if (o.method == "awq" || o.lcq.init == "awq") validate(o.awq, o.lcq);
+  if (o.method == "gptq" || o.lcq.init == LcqInit::kGptq) validate(o.gptq, o.lcq);
+  if (o.method == "awq" || o.lcq.init == LcqInit::kAwq) validate(o.awq, o.lcq);
   LCQ_CHECK(o.lr_scale > 0 && o.lr_codebook > 0 && std::isfinite(o.lr_scale) && std::isfinite(o.lr_codebook),
             "learning rates must be positive and finite, got --lr-scale {} and --lr-codebook {}", o.lr_scale,
             o.lr_codebook);
@@ -104,11 +104,11 @@ std::unique_ptr<BlockMethod> make_block_method(const QuantizeOptions& o, const m
   LcqOptions lcq = o.lcq;
   lcq.bf16_steps = resolve_train_dtype(o.engine.train_dtype) == "bf16";
   if (!o.init_from.empty()) return make_lcq_method_from(make_file_start(o.init_from, m, o.lcq), lcq, lrs, train, gen);
-  if (o.lcq.init == "gptq" || o.lcq.init == "awq") {
+  if (!is_grid_init(o.lcq.init)) {
     LcqOptions rank_one = o.lcq;
     rank_one.rank = 1;
-    rank_one.init = "rtn";
-    auto start = o.lcq.init == "gptq" ? make_gptq_method(m, rank_one, o.gptq, o.engine.progress)
+    rank_one.init = LcqInit::kRtn;
+    auto start = o.lcq.init == LcqInit::kGptq ? make_gptq_method(m, rank_one, o.gptq, o.engine.progress)
                                       : make_awq_method(m, rank_one, o.awq, o.engine.progress);
     return make_lcq_method_from(std::move(start), lcq, lrs, train, gen);
   }
@@ -143,14 +143,14 @@ void prepare(QuantizeOptions& o, bool calibrated) {
   validate(o);
   if (is_rank_one_method(o.method)) {  // RTN is rank-one LCQ from the min-max grid, untrained; GPTQ and AWQ start there
     o.lcq.rank = 1;
-    o.lcq.init = "rtn";
+    o.lcq.init = LcqInit::kRtn;
     o.engine.epochs = 0;
   }
   if (is_learned_grid(o.method)) o.lcq.rank = 1;
   LCQ_CHECK(calibrated || (o.method != "gptq" && o.method != "awq"), "--method {} needs calibration data (--calib FILE)",
             o.method);
-  LCQ_CHECK(calibrated || (o.lcq.init != "gptq" && o.lcq.init != "awq"), "--init {} needs calibration data (--calib FILE)",
-            o.lcq.init);
+  LCQ_CHECK(calibrated || is_grid_init(o.lcq.init), "--init {} needs calibration data (--calib FILE)",
+            to_string(o.lcq.init));
   LCQ_CHECK(calibrated || o.engine.epochs == 0, "method '{}' needs calibration data (--calib)", o.method);
 }
 

@@ -39,15 +39,25 @@ const std::vector<std::string>& codebook_gradient_names();
 CodebookGradient parse_codebook_gradient(const std::string& name);
 std::string to_string(CodebookGradient g);
 
+// LCQ's rank-one start (--init): a grid of the weights (rtn: min-max; mse: the clipping
+// search; wmse: the clipping search with each input column's error weighted by its mean
+// square on the calibration text, as llama.cpp's imatrix weighs it), or another method's
+// result on each block (gptq, awq; see lcq/quant/quantize.h).
+enum class LcqInit { kRtn, kMse, kWmse, kGptq, kAwq };
+// The one list of the accepted names, their parsing (throws lcq::Error naming the valid
+// ones) and the name of a value.
+const std::vector<std::string>& lcq_init_names();
+LcqInit parse_lcq_init(const std::string& name);
+std::string to_string(LcqInit i);
+// True for the starts that are a grid of the weights (rtn, mse, wmse), false for another
+// method's result (gptq, awq).
+bool is_grid_init(LcqInit i);
+
 struct LcqOptions {
   int bits = 2;
   int group = 128;
   int rank = 2;
-  // Rank-one start: rtn (min-max) | mse (clipping search) | wmse (the clipping search with
-  // each input column's error weighted by its mean square on the calibration text, as
-  // llama.cpp's imatrix weighs it) | gptq | awq (that method's result on the block, see
-  // lcq/quant/quantize.h). lcq_init_names() lists them.
-  std::string init = "mse";
+  LcqInit init = LcqInit::kMse;  // the rank-one start
   // With --init gptq|awq or --init-from: keep = train the codebook with the start's codes
   // held fixed (and store them); nearest = the start gives only the grid: every weight of
   // the full-precision model is assigned to its nearest entry at each step, as plain LCQ
@@ -63,12 +73,6 @@ struct LcqOptions {
   // f32 W_hat to, without the f32 copy: 4 of about 14 bytes per weight of a step's memory).
   bool bf16_steps = false;
 };
-
-// The accepted values of LcqOptions::init (--init), the one list.
-const std::vector<std::string>& lcq_init_names();
-// True for the starts that are a grid of the weights (rtn, mse, wmse), false for another
-// method's result (gptq, awq).
-bool is_grid_init(const std::string& init);
 
 // Checks the options; throws lcq::Error with a message for the user.
 void validate(const LcqOptions& o);
