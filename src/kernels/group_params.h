@@ -5,7 +5,9 @@
 // wherever `at(g, p)` says (p = 0 .. rank - 1: S_p of group g; p = rank: B).
 #pragma once
 
+#include "lcq/core/half.h"
 #include "lcq/kernels/codebook_layer.h"
+#include "lcq/kernels/packed_params.h"
 
 #include <cstddef>
 #include <cstdint>
@@ -65,6 +67,42 @@ void gather_group_params(CodebookLayer& l, At at, const std::vector<uint8_t>& co
       l.b_f32[size_t(g)] = f32[at(g, l.rank)];
     }
   }
+}
+
+// A layer's parameters in a layout of n per-group entries (`at` as above), V included, with
+// the decoded copies; the decoded block arrays get `pad` zero floats more (for kernels that
+// load whole vectors from a block's start).
+template <class At>
+PackedGroupParams pack_group_params(const CodebookLayer& l, size_t n, At at, size_t pad = 0) {
+  PackedGroupParams p;
+  scatter_group_params(l, n, at, p.coef_codes, p.coef_f32, p.blk_scale, p.blk_offset);
+  p.blk_scale_f.assign(p.blk_scale.size() + pad, 0.f);
+  p.blk_offset_f.assign(p.blk_offset.size() + pad, 0.f);
+  f16_to_f32_n(p.blk_scale.data(), p.blk_scale_f.data(), p.blk_scale.size());
+  f16_to_f32_n(p.blk_offset.data(), p.blk_offset_f.data(), p.blk_offset.size());
+  p.v = l.v;
+  p.v_f.resize(p.v.size());
+  f16_to_f32_n(p.v.data(), p.v_f.data(), p.v.size());
+  return p;
+}
+
+// The reverse, into l (its shape, rank and dq fields set).
+template <class At>
+void unpack_group_params(const PackedGroupParams& p, At at, CodebookLayer& l) {
+  gather_group_params(l, at, p.coef_codes, p.coef_f32, p.blk_scale, p.blk_offset);
+  l.v = p.v;
+}
+
+// Points a kernel view's parameter fields (coef_codes, coef_f32, blk_scale, blk_offset, v,
+// n_blocks) at the decoded arrays.
+template <class View>
+void view_group_params(const PackedGroupParams& p, int rank, int dq_bits, View& v) {
+  v.n_blocks = dq_bits > 0 ? p.n_blocks(rank) : 0;
+  v.coef_codes = p.coef_codes.data();
+  v.coef_f32 = p.coef_f32.data();
+  v.blk_scale = p.blk_scale_f.data();
+  v.blk_offset = p.blk_offset_f.data();
+  v.v = p.v_f.data();
 }
 
 }  // namespace lcq::kernels::detail

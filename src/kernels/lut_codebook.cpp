@@ -29,13 +29,8 @@ struct LutAccess {
     v.dq_bits = m.dq_bits_;
     v.layout = m.layout_;
     v.dq_group = m.dq_group_;
-    v.n_blocks = m.dq_bits_ > 0 ? int64_t(m.blk_scale_.size()) / (m.rank_ + 1) : 0;
     v.idx = m.idx_.get();
-    v.coef_codes = m.coef_codes_.data();
-    v.coef_f32 = m.coef_f32_.data();
-    v.blk_scale = m.blk_scale_f_.data();
-    v.blk_offset = m.blk_offset_f_.data();
-    v.v = m.v_f_.data();
+    detail::view_group_params(m.params_, m.rank_, m.dq_bits_, v);
     return v;
   }
 };
@@ -77,15 +72,8 @@ LutCodebookMatrix LutCodebookMatrix::pack(const CodebookLayer& layer) {
     const int64_t i = g / gpr;
     return size_t(detail::lut_coef_index(v, i / detail::kLutTileRows, g % gpr, p, int(i % detail::kLutTileRows)));
   };
-  detail::scatter_group_params(layer, ncoef, at, m.coef_codes_, m.coef_f32_, m.blk_scale_, m.blk_offset_);
   // 32 floats of padding: the kernel loads two vectors of block parameters from a tile's first block.
-  m.blk_scale_f_.assign(m.blk_scale_.size() + 32, 0.f);
-  m.blk_offset_f_.assign(m.blk_offset_.size() + 32, 0.f);
-  f16_to_f32_n(m.blk_scale_.data(), m.blk_scale_f_.data(), m.blk_scale_.size());
-  f16_to_f32_n(m.blk_offset_.data(), m.blk_offset_f_.data(), m.blk_offset_.size());
-  m.v_ = layer.v;
-  m.v_f_.resize(m.v_.size());
-  f16_to_f32_n(m.v_.data(), m.v_f_.data(), m.v_.size());
+  m.params_ = detail::pack_group_params(layer, ncoef, at, /*pad=*/32);
   return m;
 }
 
@@ -104,14 +92,7 @@ LutCodebookMatrix LutCodebookMatrix::clone() const {
   const size_t n = index_bytes();
   m.idx_ = allocate_aligned(n);
   std::memcpy(m.idx_.get(), idx_.get(), n);
-  m.coef_codes_ = coef_codes_;
-  m.coef_f32_ = coef_f32_;
-  m.blk_scale_ = blk_scale_;
-  m.blk_offset_ = blk_offset_;
-  m.v_ = v_;
-  m.blk_scale_f_ = blk_scale_f_;
-  m.blk_offset_f_ = blk_offset_f_;
-  m.v_f_ = v_f_;
+  m.params_ = params_;
   return m;
 }
 
@@ -137,16 +118,12 @@ CodebookLayer LutCodebookMatrix::unpack() const {
     const int64_t i = g / gpr;
     return size_t(detail::lut_coef_index(v, i / detail::kLutTileRows, g % gpr, p, int(i % detail::kLutTileRows)));
   };
-  detail::gather_group_params(l, at, coef_codes_, coef_f32_, blk_scale_, blk_offset_);
-  l.v = v_;
+  detail::unpack_group_params(params_, at, l);
   return l;
 }
 
 size_t LutCodebookMatrix::nbytes() const {
-  const int64_t G = rows_ * ((cols_ + group_ - 1) / group_);
-  const size_t coef = size_t(G * (rank_ + 1)) * (dq_bits_ > 0 ? 1 : 4);
-  return index_bytes() + coef + 2 * (blk_scale_.size() + blk_offset_.size()) +
-         2 * v_.size();
+  return index_bytes() + params_.nbytes(rows_ * ((cols_ + group_ - 1) / group_), rank_);
 }
 
 namespace detail {
@@ -361,16 +338,16 @@ void LutCodebookMatrix::dequantize_rows(int64_t r0, int64_t r1, float* out) cons
       // CodebookLayer::codebook's arithmetic: parameters as offset + scale * code (no fma).
       auto param = [&](int p) {
         const int64_t at = detail::lut_coef_index(m, i / detail::kLutTileRows, j, p, r);
-        if (dq_bits_ == 0) return coef_f32_[size_t(at)];
+        if (dq_bits_ == 0) return params_.coef_f32[size_t(at)];
         const int64_t blk = p * m.n_blocks + (i * m.groups_per_row + j) / dq_group_;
-        const float scaled = blk_scale_f_[size_t(blk)] * float(coef_codes_[size_t(at)]);
-        return blk_offset_f_[size_t(blk)] + scaled;
+        const float scaled = params_.blk_scale_f[size_t(blk)] * float(params_.coef_codes[size_t(at)]);
+        return params_.blk_offset_f[size_t(blk)] + scaled;
       };
       const float b = param(rank_);
       for (int t = 0; t < K; ++t) cb[t] = -b;
       for (int p = 0; p < rank_; ++p) {
         const float sp = param(p);
-        for (int t = 0; t < K; ++t) cb[t] += sp * v_f_[size_t(p * K + t)];
+        for (int t = 0; t < K; ++t) cb[t] += sp * params_.v_f[size_t(p * K + t)];
       }
       if (pairs)  // a nibble holds a column pair: both weights from one table
         for (int n = 0; n < 16; ++n) pair[n][0] = cb[n & 3], pair[n][1] = cb[n >> 2];

@@ -27,6 +27,11 @@ AlignedBytes allocate_aligned(size_t nbytes) {
   return AlignedBytes(static_cast<uint8_t*>(p));
 }
 
+size_t PackedGroupParams::nbytes(int64_t n_groups, int rank) const {
+  const size_t per_entry = coef_codes.empty() ? sizeof(float) : 1;
+  return size_t(n_groups * (rank + 1)) * per_entry + (blk_scale.size() + blk_offset.size() + v.size()) * sizeof(uint16_t);
+}
+
 struct PackedAccess {
   static detail::MatrixView view(const PackedCodebookMatrix& m) {
     detail::MatrixView v{};
@@ -45,12 +50,7 @@ struct PackedAccess {
     v.idx = m.idx_.get();
     v.dq_bits = m.dq_bits_;
     v.dq_group = m.dq_group_;
-    v.n_blocks = m.dq_bits_ > 0 ? int64_t(m.blk_scale_f_.size()) / (m.rank_ + 1) : 0;
-    v.coef_codes = m.coef_codes_.data();
-    v.coef_f32 = m.coef_f32_.data();
-    v.blk_scale = m.blk_scale_f_.data();
-    v.blk_offset = m.blk_offset_f_.data();
-    v.v = m.v_f_.data();
+    detail::view_group_params(m.params_, m.rank_, m.dq_bits_, v);
     v.int8_col = m.int8_col_.empty() ? nullptr : m.int8_col_.data();
     v.int8_block_group = m.int8_block_group_.empty() ? nullptr : m.int8_block_group_.data();
     return v;
@@ -102,14 +102,7 @@ PackedCodebookMatrix PackedCodebookMatrix::pack(const CodebookLayer& layer) {
   auto at = [&](int64_t g, int p) { return size_t(detail::coef_position(g, p, gpr, np)); };
   m.dq_bits_ = layer.dq_bits;
   m.dq_group_ = layer.dq_group;
-  detail::scatter_group_params(layer, size_t(G * np), at, m.coef_codes_, m.coef_f32_, m.blk_scale_, m.blk_offset_);
-  m.blk_scale_f_.resize(m.blk_scale_.size());
-  m.blk_offset_f_.resize(m.blk_offset_.size());
-  f16_to_f32_n(m.blk_scale_.data(), m.blk_scale_f_.data(), m.blk_scale_.size());
-  f16_to_f32_n(m.blk_offset_.data(), m.blk_offset_f_.data(), m.blk_offset_.size());
-  m.v_ = layer.v;
-  m.v_f_.resize(m.v_.size());
-  f16_to_f32_n(m.v_.data(), m.v_f_.data(), m.v_.size());
+  m.params_ = detail::pack_group_params(layer, size_t(G * np), at);
   if (detail::int8_applies(m.format_, m.group_)) {
     m.int8_col_ = detail::int8_columns(m.format_, m.cols_);
     m.int8_block_group_ = detail::int8_block_groups(m.format_, m.cols_, m.group_);
@@ -133,8 +126,7 @@ CodebookLayer PackedCodebookMatrix::unpack() const {
   auto at = [&](int64_t g, int p) { return size_t(detail::coef_position(g, p, gpr, np)); };
   l.dq_bits = dq_bits_;
   l.dq_group = dq_group_;
-  detail::gather_group_params(l, at, coef_codes_, coef_f32_, blk_scale_, blk_offset_);
-  l.v = v_;
+  detail::unpack_group_params(params_, at, l);
   return l;
 }
 
@@ -154,14 +146,7 @@ PackedCodebookMatrix PackedCodebookMatrix::clone() const {
   if (index_bytes() > 0) std::memcpy(m.idx_.get(), idx_.get(), index_bytes());
   m.dq_bits_ = dq_bits_;
   m.dq_group_ = dq_group_;
-  m.coef_codes_ = coef_codes_;
-  m.coef_f32_ = coef_f32_;
-  m.blk_scale_ = blk_scale_;
-  m.blk_offset_ = blk_offset_;
-  m.v_ = v_;
-  m.blk_scale_f_ = blk_scale_f_;
-  m.blk_offset_f_ = blk_offset_f_;
-  m.v_f_ = v_f_;
+  m.params_ = params_;
   m.int8_col_ = int8_col_;
   m.int8_block_group_ = int8_block_group_;
   return m;
@@ -170,8 +155,7 @@ PackedCodebookMatrix PackedCodebookMatrix::clone() const {
 bool PackedCodebookMatrix::int8_simd_runs() const { return int8_applies() && int8_simd_available(bits_); }
 
 size_t PackedCodebookMatrix::nbytes() const {
-  return index_bytes() + coef_codes_.size() + coef_f32_.size() * sizeof(float) +
-         (blk_scale_.size() + blk_offset_.size() + v_.size()) * sizeof(uint16_t);
+  return index_bytes() + params_.nbytes(rows_ * ((cols_ + group_ - 1) / group_), rank_);
 }
 
 int PackedCodebookMatrix::index_at(int64_t row, int64_t col) const {

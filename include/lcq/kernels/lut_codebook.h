@@ -19,6 +19,7 @@
 #pragma once
 
 #include "lcq/kernels/codebook_layer.h"
+#include "lcq/kernels/packed_params.h"
 #include "lcq/kernels/packed_codebook.h"  // AlignedBytes
 
 #include <cstddef>
@@ -85,11 +86,9 @@ class LutCodebookMatrix {
   int bits_ = 0, group_ = 0, rank_ = 0, dq_bits_ = 0, dq_group_ = 0;
   int layout_ = 0;                      // detail::LutLayout: the SIMD kernel's, chosen by pack()
   AlignedBytes idx_;                   // [tiles][chunks][32 * bits] (lut_internal.h)
-  std::vector<uint8_t> coef_codes_;    // [tiles / 4][groups_per_row][4][rank + 1][16] (dq)
-  std::vector<float> coef_f32_;        // same order (no dq)
-  std::vector<uint16_t> blk_scale_, blk_offset_;  // fp16 [rank + 1][n_dq_blocks]: S rows, then B
-  std::vector<uint16_t> v_;                       // fp16 [rank][2^bits]
-  std::vector<float> blk_scale_f_, blk_offset_f_, v_f_;  // decoded copies (block arrays padded by 32)
+  // Per-group entries [tiles / 4][groups_per_row][4][rank + 1][16]; decoded block arrays
+  // padded by 32 floats.
+  PackedGroupParams params_;
 };
 
 // Whether this CPU runs the SIMD LUT kernel at every width (x86 with AVX-512 VBMI and VNNI).

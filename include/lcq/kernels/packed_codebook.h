@@ -9,6 +9,7 @@
 #pragma once
 
 #include "lcq/kernels/codebook_layer.h"
+#include "lcq/kernels/packed_params.h"
 
 #include <cstddef>
 #include <cstdint>
@@ -88,12 +89,7 @@ class PackedCodebookMatrix {
   int tail_fields_ = 0;      // 8-column fields in the short tail block (0 = none)
   AlignedBytes idx_;         // rows * row_bytes_
   int dq_bits_ = 0, dq_group_ = 0;
-  std::vector<uint8_t> coef_codes_;   // [rows][groups_per_row][rank + 1] (dq): S codes, then B
-  std::vector<float> coef_f32_;       // same order (no dq)
-  std::vector<uint16_t> blk_scale_, blk_offset_;  // fp16 [rank + 1][n_dq_blocks]: S rows, then B
-  std::vector<uint16_t> v_;           // fp16 [rank][K]
-  // Decoded copies of the small fp16 arrays, so the kernels never convert them per call.
-  std::vector<float> blk_scale_f_, blk_offset_f_, v_f_;
+  PackedGroupParams params_;  // per-group entries [rows][rank + 1][groups_per_row] (S rows, then B)
   std::vector<int32_t> int8_col_;  // integer path: column of each activation byte (empty: no path)
   std::vector<int32_t> int8_block_group_;  // integer path: group of each full index block (3 bits: of each
                                            // block half), then the tail's
