@@ -59,7 +59,7 @@ LutCodebookMatrix LutCodebookMatrix::pack(const CodebookLayer& layer) {
   const int64_t step_rows = int64_t(detail::kLutTileRows) * detail::kLutStepTiles;
   m.tiles_ = (m.rows_ + step_rows - 1) / step_rows * detail::kLutStepTiles;
   m.chunks_ = (m.cols_ + detail::kLutChunkCols - 1) / detail::kLutChunkCols;
-  m.idx_ = allocate_aligned(m.index_bytes());
+  m.idx_ = AlignedBytes(m.index_bytes());
   for (int64_t i = 0; i < m.rows_; ++i)
     for (int64_t c = 0; c < m.cols_; ++c)
       detail::lut_put(m.idx_.get(), m.bits_, detail::lut_bit(m.bits_, m.layout_, m.chunks_, i, c),
@@ -77,38 +77,12 @@ LutCodebookMatrix LutCodebookMatrix::pack(const CodebookLayer& layer) {
   return m;
 }
 
-LutCodebookMatrix LutCodebookMatrix::clone() const {
-  LutCodebookMatrix m;
-  m.rows_ = rows_;
-  m.cols_ = cols_;
-  m.bits_ = bits_;
-  m.tiles_ = tiles_;
-  m.chunks_ = chunks_;
-  m.group_ = group_;
-  m.rank_ = rank_;
-  m.dq_bits_ = dq_bits_;
-  m.dq_group_ = dq_group_;
-  m.layout_ = layout_;
-  const size_t n = index_bytes();
-  m.idx_ = allocate_aligned(n);
-  std::memcpy(m.idx_.get(), idx_.get(), n);
-  m.params_ = params_;
-  return m;
-}
-
 int LutCodebookMatrix::index_at(int64_t row, int64_t col) const {
   return detail::lut_get(idx_.get(), bits_, detail::lut_bit(bits_, layout_, chunks_, row, col));
 }
 
 CodebookLayer LutCodebookMatrix::unpack() const {
-  CodebookLayer l;
-  l.rows = rows_;
-  l.cols = cols_;
-  l.bits = bits_;
-  l.group = group_;
-  l.rank = rank_;
-  l.dq_bits = dq_bits_;
-  l.dq_group = dq_group_;
+  CodebookLayer l = CodebookLayer::shaped(rows_, cols_, bits_, group_, rank_, dq_bits_, dq_group_);
   l.indices.resize(size_t(rows_ * cols_));
   for (int64_t i = 0; i < rows_; ++i)
     for (int64_t c = 0; c < cols_; ++c) l.indices[size_t(i * cols_ + c)] = uint8_t(index_at(i, c));

@@ -17,14 +17,23 @@
 
 namespace lcq::kernels {
 
-void AlignedFree::operator()(void* p) const { std::free(p); }
+void AlignedBytes::Free::operator()(void* p) const { std::free(p); }
 
-AlignedBytes allocate_aligned(size_t nbytes) {
+AlignedBytes::AlignedBytes(size_t nbytes) : n_(nbytes) {
   const size_t rounded = std::max<size_t>(64, (nbytes + 63) / 64 * 64);
   void* p = std::aligned_alloc(64, rounded);
   if (!p) fail("out of memory allocating {} bytes for packed weights", nbytes);
   std::memset(p, 0, rounded);
-  return AlignedBytes(static_cast<uint8_t*>(p));
+  p_.reset(static_cast<uint8_t*>(p));
+}
+
+AlignedBytes::AlignedBytes(const AlignedBytes& o) : AlignedBytes(o.n_) {
+  if (n_ > 0) std::memcpy(p_.get(), o.p_.get(), n_);
+}
+
+AlignedBytes& AlignedBytes::operator=(const AlignedBytes& o) {
+  if (this != &o) *this = AlignedBytes(o);
+  return *this;
 }
 
 size_t PackedGroupParams::nbytes(int64_t n_groups, int rank) const {
@@ -91,7 +100,7 @@ PackedCodebookMatrix PackedCodebookMatrix::pack(const CodebookLayer& layer) {
   m.row_bytes_ = s.row_bytes;
   m.padded_cols_ = s.padded_cols;
 
-  m.idx_ = allocate_aligned(size_t(m.rows_ * m.row_bytes_));
+  m.idx_ = AlignedBytes(size_t(m.rows_ * m.row_bytes_));
   for (int64_t i = 0; i < m.rows_; ++i)
     encode_row(m.format_, m.bits_, s, m.cols_, layer.indices.data() + i * m.cols_, m.idx_.get() + i * m.row_bytes_);
 
@@ -111,12 +120,7 @@ PackedCodebookMatrix PackedCodebookMatrix::pack(const CodebookLayer& layer) {
 }
 
 CodebookLayer PackedCodebookMatrix::unpack() const {
-  CodebookLayer l;
-  l.rows = rows_;
-  l.cols = cols_;
-  l.bits = bits_;
-  l.group = group_;
-  l.rank = rank_;
+  CodebookLayer l = CodebookLayer::shaped(rows_, cols_, bits_, group_, rank_, dq_bits_, dq_group_);
   l.indices.resize(size_t(rows_ * cols_));
   const detail::RowShape s = shape_of(*this, format_);
   for (int64_t i = 0; i < rows_; ++i)
@@ -124,32 +128,8 @@ CodebookLayer PackedCodebookMatrix::unpack() const {
   const int64_t gpr = l.groups_per_row();
   const int np = rank_ + 1;
   auto at = [&](int64_t g, int p) { return size_t(detail::coef_position(g, p, gpr, np)); };
-  l.dq_bits = dq_bits_;
-  l.dq_group = dq_group_;
   detail::unpack_group_params(params_, at, l);
   return l;
-}
-
-PackedCodebookMatrix PackedCodebookMatrix::clone() const {
-  PackedCodebookMatrix m;
-  m.rows_ = rows_;
-  m.cols_ = cols_;
-  m.padded_cols_ = padded_cols_;
-  m.row_bytes_ = row_bytes_;
-  m.bits_ = bits_;
-  m.group_ = group_;
-  m.rank_ = rank_;
-  m.format_ = format_;
-  m.full_blocks_ = full_blocks_;
-  m.tail_fields_ = tail_fields_;
-  m.idx_ = allocate_aligned(index_bytes());
-  if (index_bytes() > 0) std::memcpy(m.idx_.get(), idx_.get(), index_bytes());
-  m.dq_bits_ = dq_bits_;
-  m.dq_group_ = dq_group_;
-  m.params_ = params_;
-  m.int8_col_ = int8_col_;
-  m.int8_block_group_ = int8_block_group_;
-  return m;
 }
 
 bool PackedCodebookMatrix::int8_simd_runs() const { return int8_applies() && int8_simd_available(bits_); }

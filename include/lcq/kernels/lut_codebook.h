@@ -20,7 +20,6 @@
 
 #include "lcq/kernels/codebook_layer.h"
 #include "lcq/kernels/packed_params.h"
-#include "lcq/kernels/packed_codebook.h"  // AlignedBytes
 
 #include <cstddef>
 #include <cstdint>
@@ -45,7 +44,7 @@ class LutCodebookMatrix {
   // The exact layer back: pack(layer).unpack() == layer.
   CodebookLayer unpack() const;
   // A deep copy (the class is move-only because the index buffer is large).
-  LutCodebookMatrix clone() const;
+  LutCodebookMatrix clone() const { return LutCodebookMatrix(*this); }
 
   int64_t rows() const { return rows_; }
   int64_t cols() const { return cols_; }
@@ -80,6 +79,7 @@ class LutCodebookMatrix {
 
  private:
   friend struct LutAccess;
+  LutCodebookMatrix(const LutCodebookMatrix&) = default;  // clone()
   bool simd_runs() const;               // whether this CPU has the SIMD kernel of the layout
   bool use_simd(LutPath path) const;    // whether `path` runs it (lcq::Error for kSimd without one)
   int64_t rows_ = 0, cols_ = 0, tiles_ = 0, chunks_ = 0;

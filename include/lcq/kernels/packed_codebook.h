@@ -26,13 +26,6 @@ namespace lcq::kernels {
 // scalar reference; both throw lcq::Error where they do not apply (int8_applies()).
 enum class KernelPath { kAuto, kScalar, kSimd, kInt8, kInt8Scalar };
 
-// 64-byte aligned byte storage (for packed indices).
-struct AlignedFree {
-  void operator()(void* p) const;
-};
-using AlignedBytes = std::unique_ptr<uint8_t[], AlignedFree>;
-AlignedBytes allocate_aligned(size_t nbytes);  // zero-filled
-
 struct PreparedActivations;  // packed_codebook.cpp
 
 class PackedCodebookMatrix {
@@ -46,7 +39,7 @@ class PackedCodebookMatrix {
   // The exact layer back (indices, codes, scales, V): pack(layer).unpack() == layer.
   CodebookLayer unpack() const;
   // A deep copy (the class is move-only because the index buffer is large).
-  PackedCodebookMatrix clone() const;
+  PackedCodebookMatrix clone() const { return PackedCodebookMatrix(*this); }
 
   int64_t rows() const { return rows_; }
   int64_t cols() const { return cols_; }
@@ -83,6 +76,7 @@ class PackedCodebookMatrix {
 
  private:
   friend struct PackedAccess;
+  PackedCodebookMatrix(const PackedCodebookMatrix&) = default;  // clone()
   int64_t rows_ = 0, cols_ = 0, padded_cols_ = 0, row_bytes_ = 0;
   int bits_ = 0, group_ = 0, rank_ = 0, format_ = 0;
   int64_t full_blocks_ = 0;  // full index blocks per row (see docs/packed-format.md)

@@ -1,5 +1,5 @@
-// The group parameters of a codebook layer as both packed layouts (PackedCodebookMatrix,
-// LutCodebookMatrix) keep them: each group's S and B as 8-bit codes (double quantization)
+// What both packed layouts (PackedCodebookMatrix, LutCodebookMatrix) store besides their
+// layout facts: the index bytes, and the group parameters of the codebook layer: each group's S and B as 8-bit codes (double quantization)
 // or f32 values, in the order of the layout's kernel; the double-quantization block scales
 // and offsets as fp16 [rank + 1][n_dq_blocks] (the S rows, then B); V as fp16 [rank][2^bits];
 // and decoded f32 copies of the fp16 arrays, so that kernels never convert them per call.
@@ -7,9 +7,31 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 namespace lcq::kernels {
+
+// 64-byte aligned, zero-filled bytes (the packed indices, which SIMD loads read whole
+// vectors of). Copies are deep.
+class AlignedBytes {
+ public:
+  AlignedBytes() = default;
+  explicit AlignedBytes(size_t nbytes);
+  AlignedBytes(const AlignedBytes& o);
+  AlignedBytes& operator=(const AlignedBytes& o);
+  AlignedBytes(AlignedBytes&&) noexcept = default;
+  AlignedBytes& operator=(AlignedBytes&&) noexcept = default;
+  uint8_t* get() const { return p_.get(); }
+  size_t size() const { return n_; }
+
+ private:
+  struct Free {
+    void operator()(void* p) const;
+  };
+  std::unique_ptr<uint8_t[], Free> p_;
+  size_t n_ = 0;
+};
 
 struct PackedGroupParams {
   std::vector<uint8_t> coef_codes;              // with double quantization
