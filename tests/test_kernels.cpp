@@ -90,6 +90,26 @@ TEST(PackedCodebook, PackUnpackRoundTrip) {
   }
 }
 
+// clone() copies the index bytes and parameters: the copy outlives its original and computes
+// what it computed.
+TEST(PackedCodebook, CloneIsADeepCopy) {
+  for (const Config& c : kernel_configs()) {
+    const CodebookLayer l = random_layer(c, 23);
+    std::vector<float> x(size_t(c.cols)), want(size_t(c.rows)), got(size_t(c.rows));
+    for (size_t i = 0; i < x.size(); ++i) x[i] = std::sin(0.37f * float(i));
+    PackedCodebookMatrix copy;
+    {
+      const PackedCodebookMatrix m = PackedCodebookMatrix::pack(l);
+      m.gemv(x.data(), want.data(), KernelPath::kScalar);
+      copy = m.clone();
+    }
+    copy.gemv(x.data(), got.data(), KernelPath::kScalar);
+    EXPECT_EQ(got, want) << describe(c);
+    EXPECT_EQ(copy.unpack().indices, l.indices) << describe(c);
+    EXPECT_EQ(copy.nbytes(), PackedCodebookMatrix::pack(l).nbytes()) << describe(c);
+  }
+}
+
 TEST(PackedCodebook, MemoryStaysAtBitWidth) {
   const Config c{64, 4096, 2, 128, 2, 8};
   const CodebookLayer l = random_layer(c, 3, 64);

@@ -85,6 +85,24 @@ TEST(LutCodebook, RoundTripIsExact) {
   }
 }
 
+TEST(LutCodebook, CloneIsADeepCopy) {
+  uint32_t seed = 40;
+  for (const LutCase& k : lut_cases()) {
+    const CodebookLayer l = random_layer(k.c, seed++, k.dq_group);
+    std::vector<float> x(size_t(l.cols)), want(size_t(l.rows)), got(size_t(l.rows));
+    for (size_t i = 0; i < x.size(); ++i) x[i] = std::cos(0.29f * float(i));
+    LutCodebookMatrix copy;
+    {
+      const LutCodebookMatrix m = LutCodebookMatrix::pack(l);
+      m.gemv(x.data(), want.data(), LutPath::kScalar);
+      copy = m.clone();
+    }
+    copy.gemv(x.data(), got.data(), LutPath::kScalar);
+    EXPECT_EQ(got, want) << describe(k.c);
+    EXPECT_EQ(copy.unpack().indices, l.indices) << describe(k.c);
+  }
+}
+
 TEST(LutCodebook, SizeCountsPaddedRowsAndCodes) {
   // 4096 x 4096, group 128, rank 2, 8-bit codes in blocks of 64: the same bytes as the
   // lane-word layout (docs/packed-format.md's example), since 4096 rows need no padding.
