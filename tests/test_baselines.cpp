@@ -63,7 +63,7 @@ TEST(Gptq, IdentityHessianIsRtnExactly) {
             o.group = group;
             o.dq_bits = dq;
             quant::GptqOptions g;
-            g.groups = groups;
+            g.groups = quant::parse_gptq_groups(groups);
             g.act_order = act_order;
             g.block = 16;
             const CodebookLayer q = quant::gptq_quantize(W, torch::eye(172), o, g);
@@ -90,7 +90,7 @@ TEST(Gptq, LazyBatchSizeOnlyChangesFloatRounding) {
   for (const std::string groups : {"static", "lazy"}) {
     o.dq_bits = groups == "lazy" ? 0 : 8;
     quant::GptqOptions g;
-    g.groups = groups;
+    g.groups = quant::parse_gptq_groups(groups);
     g.block = 96;
     const CodebookLayer a = quant::gptq_quantize(W, H, o, g);
     g.block = 7;  // batches that do not line up with the groups
@@ -144,16 +144,19 @@ TEST(Gptq, DeadColumnsBecomeZeroAndImpossibleSettingsAreRefused) {
     }
   };
   quant::GptqOptions lazy;
-  lazy.groups = "lazy";
+  lazy.groups = quant::GptqGroups::kLazy;
   refused(lazy, 8, "--dq-bits 0");
   lazy.act_order = true;
   refused(lazy, 0, "--act-order");
   quant::GptqOptions bad;
   bad.damp = -1;
   refused(bad, 8, "--gptq-damp");
-  bad = {};
-  bad.groups = "dynamic";
-  refused(bad, 8, "--gptq-groups");
+  try {
+    quant::parse_gptq_groups("dynamic");
+    ADD_FAILURE() << "expected --gptq-groups dynamic to be refused";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("--gptq-groups must be static or lazy"), std::string::npos) << e.what();
+  }
 }
 
 // --- AWQ scale folding --------------------------------------------------------------------
@@ -300,7 +303,7 @@ TEST(Stories260K, GptqBeatsRtnOnEveryLayerAndIsStoredExactly) {
   settings[1] = {"act-order", {}, 8};
   settings[1].g.act_order = true;
   settings[2] = {"lazy", {}, 0};
-  settings[2].g.groups = "lazy";
+  settings[2].g.groups = quant::GptqGroups::kLazy;
   settings[3] = {"not sequential", {}, 8};
   settings[3].g.true_sequential = false;
 
@@ -347,7 +350,7 @@ TEST(Stories260K, AwqFoldsIntoTheFileAndIsStoredExactly) {
   o.lcq.group = 32;
   o.engine.progress = false;
   for (const std::string inputs : {"fp", "quantized"}) {
-    o.awq.inputs = inputs;
+    o.awq.inputs = quant::parse_awq_inputs(inputs);
     model::LoadedModel q = load_stories();
     const quant::QuantizeResult res = quant::quantize_model(q.model, calib, o);
     ASSERT_EQ(res.layers.size(), 35u);

@@ -175,7 +175,7 @@ TEST(Stories260K, LcqStartsFromAFlexRoundFileAndImprovesOnIt) {
   // rounding is not.
   o.lcq.rank = 1;
   o.engine.epochs = 0;
-  o.lcq.start_codes = "nearest";
+  o.lcq.start_codes = quant::StartCodes::kNearest;
   model::LoadedModel near = load_stories();
   const quant::QuantizeResult nq = quant::quantize_model(near.model, calib, o);
   ASSERT_EQ(nq.layers.size(), fq.layers.size());

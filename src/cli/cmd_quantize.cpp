@@ -32,7 +32,8 @@ struct QuantizeArgs {
   quant::QuantizeOptions q;
   bool seqlen_given = false, epochs_given = false, embed_bits_given = false;
   double smoothquant = 0;  // alpha; 0 = off
-  std::string init;           // empty: LcqOptions' default
+  // Closed choices as given (empty: the options' defaults), parsed into q by the callback.
+  std::string init, init_codes, gptq_groups, awq_inputs;
   std::string codebook_grad;  // empty: LcqOptions' default
   bool resume = false;
   std::string offload, max_memory;
@@ -93,10 +94,10 @@ void register_quantize(CLI::App& app) {
                   "lcq: start from the rank-one layers of this quantized model of the same model, bits and group\n"
                   "(e.g. the output of --method flexround); its codes are kept unless --init-codes nearest")
       ->check(CLI::ExistingFile);
-  cmd->add_option("--init-codes", a->q.lcq.start_codes,
+  cmd->add_option("--init-codes", a->init_codes,
                   "lcq with --init gptq|awq or --init-from: keep (train the codebook on the start's codes, stored as they are)\n"
                   "or nearest (re-assign every weight to its nearest entry, as plain LCQ)")
-      ->check(CLI::IsMember({"keep", "nearest"}));
+      ->check(CLI::IsMember(quant::start_codes_names()));
   cmd->add_option("--codebook-grad", a->codebook_grad,
                   "lcq: gradient through the nearest-entry assignment: gather (each entry gets the gradients of the\n"
                   "weights assigned to it) or ste (plus a straight-through term for the rounding, as LSQ's; default: " +
@@ -143,11 +144,11 @@ void register_quantize(CLI::App& app) {
       ->check(finite_range(0, 100));
   cmd->add_option("--gptq-block", a->q.gptq.block, "gptq: columns per lazy batch update (speed only)");
   cmd->add_flag("--act-order", a->q.gptq.act_order, "gptq: quantize columns in order of decreasing activation energy");
-  cmd->add_option("--gptq-groups", a->q.gptq.groups,
+  cmd->add_option("--gptq-groups", a->gptq_groups,
                   "gptq: static = each group's grid from the original weights, before the sweep (works with "
                   "--dq-bits and --act-order); lazy = from the updated weights when the sweep reaches the group "
                   "(the reference's default; needs --dq-bits 0)")
-      ->check(CLI::IsMember({"static", "lazy"}));
+      ->check(CLI::IsMember(quant::gptq_groups_names()));
   cmd->add_flag("--true-sequential,!--no-true-sequential", a->q.gptq.true_sequential,
                 "gptq: within a block quantize q,k,v -> o -> gate,up -> down, each from the inputs the quantized "
                 "earlier layers produce (default on); off: all from the full-precision block");
@@ -157,10 +158,10 @@ void register_quantize(CLI::App& app) {
       ->check(finite_range(0, 1));
   cmd->add_flag("!--no-awq-clip", a->q.awq.clip, "awq: skip the clipping search");
   cmd->add_flag("--awq-clip-qk", a->q.awq.clip_qk, "awq: also clip q and k (the reference does not)");
-  cmd->add_option("--awq-inputs", a->q.awq.inputs,
+  cmd->add_option("--awq-inputs", a->awq_inputs,
                   "awq: activation statistics from the full-precision model (fp, the reference) or after the "
                   "already-quantized blocks (quantized)")
-      ->check(CLI::IsMember({"fp", "quantized"}));
+      ->check(CLI::IsMember(quant::awq_inputs_names()));
   cmd->add_option("--awq-search-samples", a->q.awq.search_samples,
                   "awq: calibration samples for the attention and MLP output errors of the scale search (0 = all)");
   cmd->add_option("--calib", a->calib, "Calibration text file (required for lcq, gptq and awq)");
@@ -229,6 +230,9 @@ void register_quantize(CLI::App& app) {
     // Everything that can be checked without the model is checked before any work.
     a->q.engine.seed = a->c.seed;
     if (!a->init.empty()) a->q.lcq.init = quant::parse_lcq_init(a->init);
+    if (!a->init_codes.empty()) a->q.lcq.start_codes = quant::parse_start_codes(a->init_codes);
+    if (!a->gptq_groups.empty()) a->q.gptq.groups = quant::parse_gptq_groups(a->gptq_groups);
+    if (!a->awq_inputs.empty()) a->q.awq.inputs = quant::parse_awq_inputs(a->awq_inputs);
     if (!a->codebook_grad.empty()) a->q.lcq.gradient = quant::parse_codebook_gradient(a->codebook_grad);
     a->q.embedding.dq_bits = a->q.lcq.dq_bits;  // the embedding's group parameters are stored like the layers'
     a->q.embedding.dq_group = a->q.lcq.dq_group;
@@ -345,7 +349,7 @@ void register_quantize(CLI::App& app) {
                             {"measure", a->target_measure},
                             {"samples", a->target_samples}};
     if (a->q.method == "lcq" && (!quant::is_grid_init(a->q.lcq.init) || !a->q.init_from.empty()))
-      settings["init_codes"] = a->q.lcq.start_codes;
+      settings["init_codes"] = quant::to_string(a->q.lcq.start_codes);
     if (a->q.method == "lcq") settings["codebook_grad"] = quant::to_string(a->q.lcq.gradient);
     if (!a->q.init_from.empty()) settings["init"] = "file:" + std::filesystem::path(a->q.init_from).filename().string();
     if (trained && rank_one)  // omniquant, flexround, lrq: their Adam learning rate
@@ -357,12 +361,12 @@ void register_quantize(CLI::App& app) {
                                  {"smoothquant", a->smoothquant}};
     if (a->q.method == "gptq")
       settings["gptq"] = {{"damp", a->q.gptq.damp},           {"block", a->q.gptq.block},
-                          {"act_order", a->q.gptq.act_order}, {"groups", a->q.gptq.groups},
+                          {"act_order", a->q.gptq.act_order}, {"groups", quant::to_string(a->q.gptq.groups)},
                           {"true_sequential", a->q.gptq.true_sequential}};
     if (a->q.method == "awq")
       settings["awq"] = {{"grid", a->q.awq.grid},           {"clip", a->q.awq.clip},
                          {"clip_grid", a->q.awq.clip_grid}, {"max_shrink", a->q.awq.max_shrink},
-                         {"clip_qk", a->q.awq.clip_qk},     {"inputs", a->q.awq.inputs},
+                         {"clip_qk", a->q.awq.clip_qk},     {"inputs", quant::to_string(a->q.awq.inputs)},
                          {"search_samples", a->q.awq.search_samples}};
     nlohmann::json meta = {{"general.source", model_path}, {"lcq.method", a->q.method}, {"lcq.settings", settings.dump()}};
     meta.update(model::act_quant_metadata(act));

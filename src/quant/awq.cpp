@@ -2,6 +2,7 @@
 
 #include "layer_inputs.h"
 #include "lcq/core/error.h"
+#include "lcq/core/named.h"
 #include "lcq/core/progress.h"
 #include "lcq/quant/uniform.h"
 
@@ -14,12 +15,24 @@
 
 namespace lcq::quant {
 
+namespace {
+constexpr Named<AwqInputs> kAwqInputs[] = {{AwqInputs::kFp, "fp"}, {AwqInputs::kQuantized, "quantized"}};
+}  // namespace
+
+const std::vector<std::string>& awq_inputs_names() {
+  static const auto v = names_of(kAwqInputs);
+  return v;
+}
+
+AwqInputs parse_awq_inputs(const std::string& name) { return parse_named(kAwqInputs, name, "--awq-inputs"); }
+
+std::string to_string(AwqInputs i) { return name_of(kAwqInputs, i); }
+
 void validate(const AwqOptions& a, const LcqOptions& o) {
   validate(o);
   LCQ_CHECK(a.grid >= 1, "--awq-grid must be >= 1, got {}", a.grid);
   LCQ_CHECK(a.clip_grid >= 1, "--awq-clip-grid must be >= 1, got {}", a.clip_grid);
   LCQ_CHECK(a.max_shrink >= 0 && a.max_shrink < 1, "--awq-max-shrink must be in [0, 1), got {}", a.max_shrink);
-  LCQ_CHECK(a.inputs == "fp" || a.inputs == "quantized", "--awq-inputs must be fp or quantized, got '{}'", a.inputs);
   LCQ_CHECK(a.search_samples >= 0, "--awq-search-samples must be >= 0 (0 = all), got {}", a.search_samples);
 }
 
@@ -159,8 +172,8 @@ class AwqMethod final : public BlockMethod {
     torch::NoGradGuard ng;
     layer_ = layer;
     const model::BlockContext ctx = model_->context();
-    if (a_.inputs == "fp" && (layer == 0 || !x_fp_.defined())) x_fp_ = inputs[0];  // the embeddings
-    const torch::Tensor x = a_.inputs == "fp" ? x_fp_ : inputs[0];
+    if (a_.inputs == AwqInputs::kFp && (layer == 0 || !x_fp_.defined())) x_fp_ = inputs[0];  // the embeddings
+    const torch::Tensor x = a_.inputs == AwqInputs::kFp ? x_fp_ : inputs[0];
     rtn_.clear();
     awq_layers_.clear();
     scaled_.clear();
@@ -238,7 +251,7 @@ class AwqMethod final : public BlockMethod {
       bar.add(1, name);
     }
     bar.finish("alpha" + alphas);
-    if (a_.inputs == "fp") x_fp_ = y;  // the next block's full-precision inputs
+    if (a_.inputs == AwqInputs::kFp) x_fp_ = y;  // the next block's full-precision inputs
   }
 
   std::vector<torch::optim::OptimizerParamGroup> param_groups() override { return {}; }

@@ -44,7 +44,7 @@ class FileStart final : public BlockMethod {
     // the grid must be in the model's basis. A start that folded scales into the norms (AWQ,
     // or a SmoothQuant the run does not repeat) has its grid in another basis; AWQ also folds
     // scales between linears (up -> down), which the norms do not show.
-    const bool nearest = o.start_codes == "nearest";
+    const bool nearest = o.start_codes == StartCodes::kNearest;
     if (nearest) {
       const auto method = src_.metadata.find("lcq.method");
       LCQ_CHECK(method == src_.metadata.end() || !method->is_string() || method->get<std::string>() != "awq",

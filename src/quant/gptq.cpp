@@ -2,6 +2,7 @@
 
 #include "layer_inputs.h"
 #include "lcq/core/error.h"
+#include "lcq/core/named.h"
 #include "lcq/core/half.h"
 #include "lcq/core/progress.h"
 #include "lcq/quant/uniform.h"
@@ -15,17 +16,29 @@
 
 namespace lcq::quant {
 
+namespace {
+constexpr Named<GptqGroups> kGptqGroups[] = {{GptqGroups::kStatic, "static"}, {GptqGroups::kLazy, "lazy"}};
+}  // namespace
+
+const std::vector<std::string>& gptq_groups_names() {
+  static const auto v = names_of(kGptqGroups);
+  return v;
+}
+
+GptqGroups parse_gptq_groups(const std::string& name) { return parse_named(kGptqGroups, name, "--gptq-groups"); }
+
+std::string to_string(GptqGroups g) { return name_of(kGptqGroups, g); }
+
 void validate(const GptqOptions& g, const LcqOptions& o) {
   validate(o);
   LCQ_CHECK(std::isfinite(g.damp) && g.damp >= 0, "--gptq-damp must be >= 0 (a fraction of mean(diag H)), got {}",
             g.damp);
   LCQ_CHECK(g.block >= 1, "--gptq-block must be >= 1, got {}", g.block);
-  LCQ_CHECK(g.groups == "static" || g.groups == "lazy", "--gptq-groups must be static or lazy, got '{}'", g.groups);
-  LCQ_CHECK(g.groups == "static" || o.dq_bits == 0,
+  LCQ_CHECK(g.groups == GptqGroups::kStatic || o.dq_bits == 0,
             "--gptq-groups lazy needs --dq-bits 0: a double-quantization block's scale is known only once all "
             "its groups are, so GPTQ could not round against the grid the file stores (got --dq-bits {})",
             o.dq_bits);
-  LCQ_CHECK(g.groups == "static" || !g.act_order,
+  LCQ_CHECK(g.groups == GptqGroups::kStatic || !g.act_order,
             "--act-order needs --gptq-groups static: lazy groups in activation order are sets of scattered "
             "columns, which a file of contiguous groups cannot hold");
 }
@@ -57,7 +70,7 @@ CodebookLayer gptq_quantize(const torch::Tensor& W_in, const torch::Tensor& H_in
   LCQ_CHECK(W_in.dim() == 2 && H_in.dim() == 2 && H_in.size(0) == W_in.size(1) && H_in.size(1) == W_in.size(1),
             "GPTQ: H must be [{0}, {0}] for a weight of {0} columns", W_in.dim() == 2 ? W_in.size(1) : 0);
   const int64_t m = W_in.size(0), n = W_in.size(1);
-  const bool lazy = g.groups == "lazy";
+  const bool lazy = g.groups == GptqGroups::kLazy;
   torch::Tensor W = W_in.detach().to(torch::kFloat32).clone(at::MemoryFormat::Contiguous);
   torch::Tensor H = H_in.detach().to(torch::kFloat64).clone();
   LCQ_CHECK(torch::isfinite(H).all().item<bool>(), "GPTQ: the layer's inputs contain NaN or infinite values");

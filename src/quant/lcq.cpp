@@ -101,6 +101,17 @@ constexpr Named<LcqInit> kInitNames[] = {{LcqInit::kRtn, "rtn"},
                                          {LcqInit::kAwq, "awq"}};
 }  // namespace
 
+constexpr Named<StartCodes> kStartCodes[] = {{StartCodes::kKeep, "keep"}, {StartCodes::kNearest, "nearest"}};
+
+const std::vector<std::string>& start_codes_names() {
+  static const auto v = names_of(kStartCodes);
+  return v;
+}
+
+StartCodes parse_start_codes(const std::string& name) { return parse_named(kStartCodes, name, "--init-codes"); }
+
+std::string to_string(StartCodes c) { return name_of(kStartCodes, c); }
+
 const std::vector<std::string>& lcq_init_names() {
   static const auto v = names_of(kInitNames);
   return v;
@@ -125,8 +136,6 @@ void validate(const LcqOptions& o) {
   LCQ_CHECK(o.bits >= 1 && o.bits <= 8, "--bits must be between 1 and 8, got {}", o.bits);
   LCQ_CHECK(o.group >= 1, "--group must be >= 1, got {}", o.group);
   LCQ_CHECK(o.rank >= 1 && o.rank <= 64, "--rank must be between 1 and 64, got {}", o.rank);
-  LCQ_CHECK(o.start_codes == "keep" || o.start_codes == "nearest",
-            "--init-codes must be keep or nearest, got '{}'", o.start_codes);
   LCQ_CHECK(o.dq_bits >= 0 && o.dq_bits <= 8, "--dq-bits must be between 0 (off) and 8, got {}", o.dq_bits);
   LCQ_CHECK(o.dq_group >= 1, "--dq-group must be >= 1, got {}", o.dq_group);
 }
@@ -171,7 +180,7 @@ LcqLinear::LcqLinear(const torch::Tensor& W, const CodebookLayer& start, const L
     zp[k] = -c[0] / sp[k];
   }
   init_parameters(scale, zero, gen);
-  if (o.start_codes == "keep") {
+  if (o.start_codes == StartCodes::kKeep) {
     torch::Tensor codes = torch::from_blob(const_cast<uint8_t*>(start.indices.data()), {m, start.cols}, torch::kUInt8);
     fixed_q_ = GroupedWeight::make(codes.to(torch::kFloat32), o.group).w.to(torch::kUInt8);
   }

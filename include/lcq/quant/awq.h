@@ -36,15 +36,21 @@
 
 namespace lcq::quant {
 
+// Where AWQ's activation statistics come from (--awq-inputs): kFp ("fp") the full-precision
+// model's activations (the reference); kQuantized ("quantized") the engine's inputs, i.e.
+// after the already-quantized blocks.
+enum class AwqInputs { kFp, kQuantized };
+const std::vector<std::string>& awq_inputs_names();
+AwqInputs parse_awq_inputs(const std::string& name);
+std::string to_string(AwqInputs i);
+
 struct AwqOptions {
   int grid = 20;                // alpha candidates k / grid, k = 0 .. grid-1 (alpha 0 = plain RTN)
   bool clip = true;             // the clipping search after scaling
   int clip_grid = 20;           // clipping ranges max|w| * (1 - k / clip_grid) ...
   double max_shrink = 0.5;      // ... for k < max_shrink * clip_grid: 1, 0.95, ..., 0.55
   bool clip_qk = false;         // the reference leaves q and k unclipped (their error passes through q k^T)
-  // Where the activation statistics come from: fp = the full-precision model's activations
-  // (the reference); quantized = the engine's inputs, i.e. after the already-quantized blocks.
-  std::string inputs = "fp";
+  AwqInputs inputs = AwqInputs::kFp;
   int64_t search_samples = 0;   // calibration samples for the sub-layer errors of the scale search (0 = all)
 };
 

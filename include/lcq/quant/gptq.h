@@ -29,14 +29,20 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace lcq::quant {
+
+enum class GptqGroups { kStatic, kLazy };  // --gptq-groups static | lazy (see above)
+const std::vector<std::string>& gptq_groups_names();
+GptqGroups parse_gptq_groups(const std::string& name);
+std::string to_string(GptqGroups g);
 
 struct GptqOptions {
   double damp = 0.01;             // adds damp * mean(diag H) to the diagonal of H
   int64_t block = 128;            // columns per lazy batch update
   bool act_order = false;         // quantize columns in order of decreasing diag(H)
-  std::string groups = "static";  // static | lazy (see above)
+  GptqGroups groups = GptqGroups::kStatic;
   // Within a block, quantize q,k,v -> o -> gate,up -> down in turn, each layer's H taken from
   // the inputs the already-quantized earlier layers produce (the reference's
   // --true-sequential, AutoGPTQ's default). Off: every H from the full-precision block.

@@ -53,16 +53,22 @@ std::string to_string(LcqInit i);
 // method's result (gptq, awq).
 bool is_grid_init(LcqInit i);
 
+// With a start from another method (--init gptq|awq, --init-from), what becomes of its codes
+// (--init-codes): kKeep ("keep") trains the codebook with them held fixed (and stores them);
+// kNearest ("nearest") takes only the grid from the start: every weight of the
+// full-precision model is assigned to its nearest entry at each step, as plain LCQ does
+// (from GPTQ that is RTN's codes at step 0). keep is better (docs/quantization.md).
+enum class StartCodes { kKeep, kNearest };
+const std::vector<std::string>& start_codes_names();
+StartCodes parse_start_codes(const std::string& name);
+std::string to_string(StartCodes c);
+
 struct LcqOptions {
   int bits = 2;
   int group = 128;
   int rank = 2;
   LcqInit init = LcqInit::kMse;  // the rank-one start
-  // With --init gptq|awq or --init-from: keep = train the codebook with the start's codes
-  // held fixed (and store them); nearest = the start gives only the grid: every weight of
-  // the full-precision model is assigned to its nearest entry at each step, as plain LCQ
-  // does (from GPTQ that is RTN's codes at step 0). keep is better (docs/quantization.md).
-  std::string start_codes = "keep";
+  StartCodes start_codes = StartCodes::kKeep;  // with a start from another method
   double v_init = 0.5;       // extra rows of V start uniform in [-v_init, v_init]
   int dq_bits = 8;           // double quantization of S and B; 0 = keep f32
   int dq_group = 64;
@@ -87,10 +93,10 @@ class LcqLinear {
   // Starts from another method's rank-one layer `start` (V = [0..K-1], same bits and group):
   // its per-group S and B become the rank-one row. W is the full-precision weight being
   // quantized (in start's basis if start folded scales into the norms, as AWQ does), never
-  // start's rounded weight. With o.start_codes == "keep" the codes are start's for good
+  // start's rounded weight. With StartCodes::kKeep the codes are start's for good
   // (step 0 reproduces `start`; training fits the codebook to them, finalize() stores them)
   // and W is not used: the training target is the full-precision block's output, not W.
-  // With "nearest", W is assigned to the nearest entries of the codebook, as plain LCQ.
+  // With kNearest, W is assigned to the nearest entries of the codebook, as plain LCQ.
   LcqLinear(const torch::Tensor& W, const CodebookLayer& start, const LcqOptions& o, torch::Generator gen);
 
   torch::Tensor codebook() const;                       // [m, Gr, K], differentiable
@@ -145,7 +151,7 @@ std::unique_ptr<BlockMethod> make_lcq_method_from(std::unique_ptr<BlockMethod> s
 // holds (with their codes, and the file's norms and biases), so LCQ can start from a method
 // whose result needs its own calibration pass (FlexRound, LRQ, OmniQuant). Checks before any
 // work that every linear of `model` is in the file as a rank-one layer of o.bits and
-// o.group, and, for o.start_codes == "nearest", that the file's norms and biases are the
+// o.group, and, for StartCodes::kNearest, that the file's norms and biases are the
 // model's (a start that folded scales into them, as AWQ, has its grid in another basis than
 // the model's weights); holds the file's norms and biases meanwhile.
 std::unique_ptr<BlockMethod> make_file_start(const std::string& path, const model::Model& model, const LcqOptions& o);
