@@ -147,6 +147,32 @@ TEST(Allocation, ByteArithmeticMatchesTheWrittenFile) {
   }
 }
 
+// With --init wmse the sensitivities are those of the weighted grids the run starts from:
+// the same widths and bytes as with mse, other errors (the energies reach the trials).
+TEST(Allocation, WeightedStartIsWhatTheSensitivitiesMeasure) {
+  model::LoadedModel m = test::load_stories();
+  const torch::Tensor calib = test::stories_calibration(m, 4, 64);
+  quant::QuantizeOptions o = test::stories_options("lcq", 3, 32, 0);
+  quant::AllocationOptions a;
+  a.measure = quant::SensitivityMeasure::kBlock;
+  a.progress = false;
+  o.lcq.init = quant::LcqInit::kMse;
+  const auto mse = quant::measure_layer_costs(m.model, calib, o, a);
+  o.lcq.init = quant::LcqInit::kWmse;
+  const auto wmse = quant::measure_layer_costs(m.model, calib, o, a);
+  ASSERT_EQ(mse.size(), wmse.size());
+  size_t differ = 0;
+  for (size_t i = 0; i < mse.size(); ++i) {
+    EXPECT_EQ(mse[i].name, wmse[i].name);
+    EXPECT_EQ(mse[i].bytes, wmse[i].bytes) << mse[i].name;
+    for (size_t w = 0; w < mse[i].error.size(); ++w) {
+      EXPECT_TRUE(std::isfinite(wmse[i].error[w]) && wmse[i].error[w] >= 0) << wmse[i].name;
+      differ += wmse[i].error[w] != mse[i].error[w];
+    }
+  }
+  EXPECT_GT(differ, mse.size()) << "the weighted grids should change most layers' measured errors";
+}
+
 TEST(TargetCli, FilesNeverExceedTheirTargetAndHoldTheAllocation) {
   const std::string dir = test::scratch_dir();
   const std::string base = "quantize " + stories_bin() + " --tokenizer " + stories_tok() + " --calib " +

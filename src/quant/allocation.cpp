@@ -158,11 +158,13 @@ std::vector<LayerCost> measure_layer_costs(model::Model& m, const torch::Tensor&
     for (size_t k = l + 1; k < blocks; ++k) h = detail::run_block(ctx, m.blocks[k], h);
     return mean_kl(m, logp, h);
   };
-  auto rank_one = [&](const torch::Tensor& W, int bits) {
+  // The grid the run starts from at `bits` (with --init wmse weighted by the energies of the
+  // block's inputs on these samples, as the run weighs it by those on all of its own).
+  auto rank_one = [&](const torch::Tensor& W, int bits, const torch::Tensor& energy) {
     LcqOptions start = o.lcq;
     start.bits = bits;
     start.rank = 1;
-    const CodebookLayer q = LcqLinear(W, start, at::detail::createCPUGenerator(0)).finalize();
+    const CodebookLayer q = LcqLinear(W, start, at::detail::createCPUGenerator(0), energy).finalize();
     return detail::dequantized(q, W);
   };
 
@@ -174,10 +176,16 @@ std::vector<LayerCost> measure_layer_costs(model::Model& m, const torch::Tensor&
   for (size_t l = 0; l < blocks; ++l) {
     const model::Block& fp = m.blocks[l];
     const torch::Tensor target = inputs[l + 1].to(torch::kFloat32);
+    std::map<std::string, torch::Tensor> energies;  // by linear name; empty unless --init wmse
+    if (o.lcq.init == LcqInit::kWmse) energies = detail::input_energies(ctx, fp, inputs[l]);
+    auto energy_of = [&](const std::string& name) {
+      const auto it = energies.find(name);
+      return it == energies.end() ? torch::Tensor() : it->second;
+    };
     double gain = 1;
     if (scaled) {  // one probe: every linear of the block at the narrowest width
       model::Block probe = fp;
-      for (auto& [name, lin] : probe.linears()) lin->weight = rank_one(lin->weight, a.candidates.front());
+      for (auto& [name, lin] : probe.linears()) lin->weight = rank_one(lin->weight, a.candidates.front(), energy_of(name));
       torch::Tensor h;
       const double kl = model_kl_of(probe, l, &h);
       gain = kl / std::max(relative_error(h.to(torch::kFloat32), target), 1e-30);
@@ -188,7 +196,7 @@ std::vector<LayerCost> measure_layer_costs(model::Model& m, const torch::Tensor&
       cost.widths = a.candidates;
       for (int bits : a.candidates) {
         model::Block trial = fp;  // shares fp's tensors; one weight is replaced
-        detail::linear_named(trial, name).weight = rank_one(lin->weight, bits);
+        detail::linear_named(trial, name).weight = rank_one(lin->weight, bits, energy_of(name));
         if (model_kl)
           cost.error.push_back(model_kl_of(trial, l, nullptr));
         else
