@@ -61,6 +61,26 @@ TEST(FlexRound, StepZeroIsRtnBitForBitForBothScalings) {
   }
 }
 
+// --init wmse reaches FlexRound and LRQ too: step 0 is the energy-weighted grid, which differs
+// from mse's when the energies are uneven; without energies it is mse's.
+TEST(FlexRound, WeightedStartIsTheWeightedGrid) {
+  torch::manual_seed(3);
+  const torch::Tensor W = torch::randn({24, 70});
+  const torch::Tensor energy = torch::rand({70}).pow(4) * 10;  // a few columns dominate
+  quant::LcqOptions o = rtn_options(3, 32, 8);
+  const auto gw = quant::GroupedWeight::make(W, 32);
+  o.init = quant::LcqInit::kWmse;
+  const torch::Tensor weighted = quant::fake_quantize(gw, quant::start_grid(gw, o, energy), 3);
+  const torch::Tensor plain = quant::fake_quantize(gw, quant::mse_grid(gw, 3), 3);
+  ASSERT_FALSE(weighted.equal(plain)) << "the energies should move some group's clipping";
+  for (int64_t rank : {0, 2}) {
+    EXPECT_TRUE(quant::FlexRoundLinear(W, o, rank, at::detail::createCPUGenerator(2), energy).weight().equal(weighted))
+        << "rank " << rank;
+    EXPECT_TRUE(quant::FlexRoundLinear(W, o, rank, at::detail::createCPUGenerator(2)).weight().equal(plain))
+        << "rank " << rank;
+  }
+}
+
 TEST(FlexRound, StoredLayerIsExactlyTheTrainedWeight) {
   torch::manual_seed(3);
   const torch::Tensor W = torch::randn({24, 100});

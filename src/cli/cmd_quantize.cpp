@@ -85,10 +85,10 @@ void register_quantize(CLI::App& app) {
   cmd->add_option("--group", a->q.lcq.group, "Weights per group (consecutive input columns; the last may be shorter)");
   cmd->add_option("--rank", a->q.lcq.rank, "Codebook rank r (1 = a uniform grid)");
   cmd->add_option("--init", a->init,
-                  "lcq: the rank-one start: rtn (min-max), mse (clipping search), wmse (the clipping search with\n"
-                  "each input column's error weighted by its mean square on the calibration text, as llama.cpp's\n"
-                  "imatrix does), or the result of gptq or awq on each block (their --gptq-*/--awq-* options\n"
-                  "apply); training starts from it")
+                  "The rank-one start: rtn (min-max), mse (clipping search), wmse (the clipping search with each\n"
+                  "input column's error weighted by its mean square on the calibration text, as llama.cpp's imatrix\n"
+                  "does; lcq, flexround and lrq), or, for lcq, the result of gptq or awq on each block (their\n"
+                  "--gptq-*/--awq-* options apply); training starts from it")
       ->check(CLI::IsMember(quant::lcq_init_names()));
   cmd->add_option("--init-from", a->q.init_from,
                   "lcq: start from the rank-one layers of this quantized model of the same model, bits and group\n"

@@ -25,14 +25,15 @@ torch::Tensor round_ste(const torch::Tensor& x) { return x + (torch::round(x) - 
 
 }  // namespace
 
-FlexRoundLinear::FlexRoundLinear(const torch::Tensor& W, const LcqOptions& o, int64_t rank, torch::Generator gen)
+FlexRoundLinear::FlexRoundLinear(const torch::Tensor& W, const LcqOptions& o, int64_t rank, torch::Generator gen,
+                                 const torch::Tensor& input_energy)
     : o_(o) {
   validate(o);
   torch::NoGradGuard ng;
   w_ = W.detach().to(torch::kFloat32).contiguous();
   const GroupedWeight gw = GroupedWeight::make(w_, o.group);
   group_ = gw.group;
-  const UniformGrid grid = o.init == LcqInit::kRtn ? minmax_grid(gw, o.bits) : mse_grid(gw, o.bits);
+  const UniformGrid grid = start_grid(gw, o, input_energy);
   s0_ = grid.scale.clone();
   zero_ = grid.zero.clone();
   d_ = torch::zeros_like(s0_).set_requires_grad(true);
@@ -98,14 +99,16 @@ CodebookLayer FlexRoundLinear::finalize() const {
 }
 
 std::unique_ptr<BlockMethod> make_flexround_method(const LcqOptions& o, const FlexRoundOptions& f, bool lrq, double lr,
-                                                   bool train, uint64_t seed) {
+                                                   bool train, uint64_t seed, const model::Model* inputs_of) {
   validate(f);
   torch::Generator gen = at::detail::createCPUGenerator(seed);
-  return std::make_unique<detail::PerLinearMethod<FlexRoundLinear>>(
-      [o, f, lrq, gen](int, const std::string&, const torch::Tensor& W, const torch::Tensor&) {
-        return FlexRoundLinear(W, o, lrq ? lrq_rank(W.size(0), W.size(1), f) : 0, gen);
+  auto method = std::make_unique<detail::PerLinearMethod<FlexRoundLinear>>(
+      [o, f, lrq, gen](int, const std::string&, const torch::Tensor& W, const torch::Tensor& energy) {
+        return FlexRoundLinear(W, o, lrq ? lrq_rank(W.size(0), W.size(1), f) : 0, gen, energy);
       },
       std::vector<double>{lr}, train, gen);
+  if (o.init == LcqInit::kWmse && inputs_of) method->weigh_inputs(inputs_of->context());
+  return method;
 }
 
 }  // namespace lcq::quant

@@ -140,20 +140,25 @@ void validate(const LcqOptions& o) {
   LCQ_CHECK(o.dq_group >= 1, "--dq-group must be >= 1, got {}", o.dq_group);
 }
 
-LcqLinear::LcqLinear(const torch::Tensor& W, const LcqOptions& o, torch::Generator gen, const torch::Tensor& input_energy)
-    : o_(o) {
-  validate(o);
-  torch::NoGradGuard ng;
-  gw_ = GroupedWeight::make(W.detach().to(torch::kFloat32), o.group);
-  // gptq/awq starts come through the other constructor; here only the plain grids.
+UniformGrid start_grid(const GroupedWeight& gw, const LcqOptions& o, const torch::Tensor& input_energy) {
+  LCQ_CHECK(is_grid_init(o.init), "internal: --init {} is not a grid of the weights", to_string(o.init));
+  if (o.init == LcqInit::kRtn) return minmax_grid(gw, o.bits);
   torch::Tensor column_weight;
   if (o.init == LcqInit::kWmse && input_energy.defined()) {
     // Relative to the mean, floored so that a column never seen active still counts a little.
     const torch::Tensor e = input_energy.to(torch::kFloat32);
     column_weight = e / e.mean().clamp_min(1e-30) + 1e-3;
   }
-  const UniformGrid grid =
-      o.init == LcqInit::kRtn ? minmax_grid(gw_, o.bits) : weighted_mse_grid(gw_, o.bits, column_weight);
+  return weighted_mse_grid(gw, o.bits, column_weight);
+}
+
+LcqLinear::LcqLinear(const torch::Tensor& W, const LcqOptions& o, torch::Generator gen, const torch::Tensor& input_energy)
+    : o_(o) {
+  validate(o);
+  torch::NoGradGuard ng;
+  gw_ = GroupedWeight::make(W.detach().to(torch::kFloat32), o.group);
+  // gptq/awq starts come through the other constructor; here only the plain grids.
+  const UniformGrid grid = start_grid(gw_, o, input_energy);
   init_parameters(grid.scale, grid.zero, gen);
 }
 

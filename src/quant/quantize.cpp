@@ -94,7 +94,7 @@ std::unique_ptr<BlockMethod> make_block_method(const QuantizeOptions& o, const m
   const double lr = o.lr > 0 ? o.lr : default_lr(o.method);
   if (o.method == "omniquant") return make_omniquant_method(o.lcq, lr, train);
   if (o.method == "flexround" || o.method == "lrq")
-    return make_flexround_method(o.lcq, o.flexround, o.method == "lrq", lr, train, o.engine.seed);
+    return make_flexround_method(o.lcq, o.flexround, o.method == "lrq", lr, train, o.engine.seed, &m);
   if (o.method == "gptq") return make_gptq_method(m, o.lcq, o.gptq, o.engine.progress);
   if (o.method == "awq") return make_awq_method(m, o.lcq, o.awq, o.engine.progress);
   // lcq, and rtn as untrained rank-one lcq. One generator for the whole run (a handle:

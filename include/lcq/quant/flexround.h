@@ -32,7 +32,8 @@ int64_t lrq_rank(int64_t m, int64_t n, const FlexRoundOptions& f);
 class FlexRoundLinear {
  public:
   // rank 0: FlexRound (full S2); rank >= 1: LRQ. Grid options (bits, group, init, dq) from `o`.
-  FlexRoundLinear(const torch::Tensor& W, const LcqOptions& o, int64_t rank, torch::Generator gen);
+  FlexRoundLinear(const torch::Tensor& W, const LcqOptions& o, int64_t rank, torch::Generator gen,
+                  const torch::Tensor& input_energy = {});
 
   std::vector<std::vector<torch::Tensor>> parameter_sets();  // one set: all learned tensors
   torch::Tensor log_scales() const;                           // S2 [m, n]
@@ -55,7 +56,10 @@ class FlexRoundLinear {
 };
 
 // The block method for --method flexround (lrq = false) or lrq; lr is Adam's learning rate.
+// With --init wmse the grids are weighted by each block's input energies, measured with
+// `inputs_of`'s context (as make_lcq_method does).
 std::unique_ptr<BlockMethod> make_flexround_method(const LcqOptions& o, const FlexRoundOptions& f, bool lrq, double lr,
-                                                   bool train, uint64_t seed);
+                                                   bool train, uint64_t seed,
+                                                   const model::Model* inputs_of = nullptr);
 
 }  // namespace lcq::quant

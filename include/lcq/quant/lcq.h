@@ -83,6 +83,11 @@ struct LcqOptions {
 // Checks the options; throws lcq::Error with a message for the user.
 void validate(const LcqOptions& o);
 
+// The rank-one grid of a plain start (o.init rtn, mse or wmse) at o.bits. wmse weighs each
+// column's error by `input_energy` [cols] (the mean square of that input column on the
+// calibration text) relative to its mean; without energies it is mse.
+UniformGrid start_grid(const GroupedWeight& gw, const LcqOptions& o, const torch::Tensor& input_energy = {});
+
 class LcqLinear {
  public:
   // W: the full-precision weight [m, n]. `gen` seeds the extra rows of V. `input_energy`
