@@ -88,7 +88,7 @@ void register_quantize(CLI::App& app) {
                   "The rank-one start: rtn (min-max), mse (clipping search), wmse (the clipping search with each\n"
                   "input column's error weighted by its mean square on the calibration text, as llama.cpp's imatrix\n"
                   "does; lcq, flexround and lrq), or, for lcq, the result of gptq or awq on each block (their\n"
-                  "--gptq-*/--awq-* options apply); training starts from it")
+                  "--gptq-*/--awq-* options apply); training starts from it. Default wmse (mse without --calib)")
       ->check(CLI::IsMember(quant::lcq_init_names()));
   cmd->add_option("--init-from", a->q.init_from,
                   "lcq: start from the rank-one layers of this quantized model of the same model, bits and group\n"

@@ -67,7 +67,9 @@ struct LcqOptions {
   int bits = 2;
   int group = 128;
   int rank = 2;
-  LcqInit init = LcqInit::kMse;  // the rank-one start
+  // wmse: on SmolLM2 W3 g64 its untrained start halves mse's perplexity (BENCHMARKS.md); without
+  // calibration data it is mse.
+  LcqInit init = LcqInit::kWmse;
   StartCodes start_codes = StartCodes::kKeep;  // with a start from another method
   double v_init = 0.5;       // extra rows of V start uniform in [-v_init, v_init]
   int dq_bits = 8;           // double quantization of S and B; 0 = keep f32
