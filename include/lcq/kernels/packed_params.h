@@ -1,7 +1,8 @@
 // What both packed layouts (PackedCodebookMatrix, LutCodebookMatrix) store besides their
-// layout facts: the index bytes, and the group parameters of the codebook layer: each group's S and B as 8-bit codes (double quantization)
-// or f32 values, in the order of the layout's kernel; the double-quantization block scales
-// and offsets as fp16 [rank + 1][n_dq_blocks] (the S rows, then B); V as fp16 [rank][2^bits];
+// layout facts: the index bytes (AlignedBytes) and the codebook layer's group parameters
+// (PackedGroupParams): each group's S and B as 8-bit codes (double quantization) or f32
+// values, in the order of the layout's kernel; the double-quantization block scales and
+// offsets as fp16 [rank + 1][n_dq_blocks] (the S rows, then B); V as fp16 [rank][2^bits];
 // and decoded f32 copies of the fp16 arrays, so that kernels never convert them per call.
 #pragma once
 
