@@ -227,7 +227,9 @@ TEST(TargetCli, FilesNeverExceedTheirTargetAndHoldTheAllocation) {
       const auto [rows, cols] = linear_shape(src.config, name);
       EXPECT_EQ(io::read_codebook_layer(src, name, rows, cols).bits, bits) << name;
     }
-    if (!embedding) EXPECT_EQ(src.find("token_embd.weight")->dtype, io::DType::F16);
+    if (!embedding)  // not allocated: the default recipe's width
+      EXPECT_EQ(io::read_codebook_layer(src, quant::kEmbeddingEntry, src.config.vocab_size, src.config.dim).bits,
+                quant::default_recipe().embedding.bits);
     auto ppl = test::run_lcq("perplexity " + out + " --text " + tinystories() + " --limit 2 --seqlen 64 --json");
     ASSERT_EQ(ppl.exit_code, 0) << ppl.err;
     EXPECT_TRUE(std::isfinite(nlohmann::json::parse(ppl.out).at("perplexity").get<double>()));

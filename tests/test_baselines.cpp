@@ -7,6 +7,7 @@
 #include "lcq/quant/gptq.h"
 #include "lcq/quant/lcq.h"
 #include "lcq/quant/quantize.h"
+#include "../src/quant/layer_inputs.h"  // detail::collect_input_stats, input_energies
 #include "stories_fixture.h"
 #include "test_util.h"
 
@@ -221,6 +222,44 @@ TEST(Awq, FoldingThroughVIntoOWhenEveryHeadHasItsOwnValues) {
 }
 
 // --- stories260K end to end -----------------------------------------------------------------
+
+// The input statistics GPTQ, AWQ and the wmse start read, against the inputs a tap sees: the
+// gram is X^T X, its diagonal the square sums (also when no gram is kept), the energies the
+// mean squares, shared by the layers that read one tensor.
+TEST(InputStats, MatchTheInputsOfEachLinear) {
+  model::LoadedModel m = load_stories();
+  const torch::Tensor x = m.model.embed(stories_calibration(m, 10, 32));  // 10 samples: two chunks of 8 and 2
+  const model::BlockContext ctx = m.model.context();
+  const model::Block& block = m.model.blocks[1];
+  std::map<const model::Linear*, std::vector<torch::Tensor>> seen;
+  {
+    torch::NoGradGuard ng;
+    model::LinearInputTap tap([&](const model::Linear& l, const torch::Tensor& in) { seen[&l].push_back(in); });
+    model::block_forward(ctx, block, x, 0);
+  }
+  const std::vector<std::string> sites = {"attn_q", "attn_output", "ffn_gate", "ffn_down"};
+  std::map<std::string, quant::detail::InputStats> with_gram, without_gram;
+  quant::detail::collect_input_stats(ctx, block, x, sites, with_gram);
+  quant::detail::StatsOptions vectors_only;
+  vectors_only.gram = false;
+  vectors_only.need_output = false;
+  quant::detail::collect_input_stats(ctx, block, x, sites, without_gram, vectors_only);
+  const auto energies = quant::detail::input_energies(ctx, block, x);
+  for (const auto& [name, lin] : block.linears()) {
+    const std::string site = quant::detail::input_site(block, name);
+    const torch::Tensor X = torch::cat(seen.at(lin), 0).reshape({-1, lin->in_features()});
+    const auto& g = with_gram.at(site);
+    const auto& v = without_gram.at(site);
+    EXPECT_EQ(g.tokens, X.size(0)) << name;
+    EXPECT_EQ(v.tokens, X.size(0)) << name;
+    EXPECT_TRUE(torch::allclose(g.gram, X.t().mm(X), 1e-4, 1e-3)) << name;
+    EXPECT_TRUE(g.sq_sum.equal(g.gram.diagonal())) << name;
+    EXPECT_FALSE(v.gram.defined()) << name;
+    EXPECT_TRUE(torch::allclose(v.sq_sum, X.square().sum(0), 1e-4, 1e-3)) << name;
+    EXPECT_TRUE(torch::allclose(v.abs_sum, X.abs().sum(0), 1e-4, 1e-3)) << name;
+    EXPECT_TRUE(torch::allclose(energies.at(name), X.square().mean(0), 1e-4, 1e-6)) << name;
+  }
+}
 
 namespace {
 

@@ -368,11 +368,10 @@ TEST(ReconstructOptions, ClosedChoicesParseTheirNamesOnly) {
   }
   EXPECT_THROW(quant::parse_loss("l1"), Error);
   EXPECT_THROW(quant::parse_train_dtype("fp16"), Error);
-  // The defaults are among them.
-  const quant::ReconstructOptions d;
-  EXPECT_NO_THROW(quant::parse_loss(d.loss));
-  EXPECT_NO_THROW(quant::parse_schedule(d.schedule));
-  EXPECT_NO_THROW(quant::parse_train_dtype(d.train_dtype));
+  // Every value's name parses back to it.
+  for (const std::string& n : quant::loss_names()) EXPECT_EQ(quant::to_string(quant::parse_loss(n)), n);
+  for (const std::string& n : quant::schedule_names()) EXPECT_EQ(quant::to_string(quant::parse_schedule(n)), n);
+  for (const std::string& n : quant::train_dtype_names()) EXPECT_EQ(quant::to_string(quant::parse_train_dtype(n)), n);
 }
 
 // --- stories260K end to end ---------------------------------------------------------------
@@ -497,7 +496,7 @@ TEST(Stories260K, TokenRelativeLossTrainsEveryBlockAndBeatsRtn) {
   model::LoadedModel fp = load_stories();
   const std::vector<int> eval_tokens = test::stories_eval_tokens(fp);
   quant::QuantizeOptions o = test::stories_options("lcq", 3, 32);
-  o.engine.loss = "token-relative";
+  o.engine.loss = quant::TrainingLoss::TokenRelative;
   model::LoadedModel lcq = load_stories();
   auto lq = quant::quantize_model(lcq.model, test::stories_calibration(fp), o);
   for (const auto& b : lq.blocks) EXPECT_LT(b.trained_loss, b.init_loss) << "block " << b.layer;
@@ -613,11 +612,10 @@ TEST(Stories260K, ReportedLossesUseTheFirstLossSamplesAndTrainingUsesAll) {
 }
 
 TEST(TrainDtype, AutoIsFp32OrBf16AndExplicitChoicesStay) {
-  const std::string a = quant::resolve_train_dtype("auto");
-  EXPECT_TRUE(a == "fp32" || a == "bf16") << a;
-  EXPECT_EQ(quant::resolve_train_dtype("fp32"), "fp32");
-  EXPECT_EQ(quant::resolve_train_dtype("bf16"), "bf16");
-  EXPECT_THROW(quant::resolve_train_dtype("fp16"), Error);
+  const quant::TrainDtype a = quant::resolve_train_dtype(quant::TrainDtype::Auto);
+  EXPECT_TRUE(a == quant::TrainDtype::Fp32 || a == quant::TrainDtype::Bf16) << quant::to_string(a);
+  EXPECT_EQ(quant::resolve_train_dtype(quant::TrainDtype::Fp32), quant::TrainDtype::Fp32);
+  EXPECT_EQ(quant::resolve_train_dtype(quant::TrainDtype::Bf16), quant::TrainDtype::Bf16);
 }
 
 // bf16 training products change the arithmetic of the steps only: the model still trains
@@ -626,10 +624,10 @@ TEST(TrainDtype, AutoIsFp32OrBf16AndExplicitChoicesStay) {
 TEST(Stories260K, Bf16TrainingStepsTrainLikeFp32) {
   const torch::Tensor calib = test::stories_calibration(load_stories(), 8, 64);
   quant::QuantizeOptions o = test::stories_options("lcq", 2, 32, 2);
-  o.engine.train_dtype = "fp32";
+  o.engine.train_dtype = quant::TrainDtype::Fp32;
   model::LoadedModel a = load_stories(), b = load_stories();
   auto f32 = quant::quantize_model(a.model, calib, o);
-  o.engine.train_dtype = "bf16";
+  o.engine.train_dtype = quant::TrainDtype::Bf16;
   auto bf16 = quant::quantize_model(b.model, calib, o);
   EXPECT_FALSE(at::autocast::is_cpu_enabled());
   bool any_differs = false;
@@ -723,6 +721,36 @@ TEST(QuantizeCli, WritesAModelEveryCommandRunsAndAFakeQuantizedCopy) {
     for (size_t i = 0; i < a.size(); ++i)
       EXPECT_TRUE(a[i].second->dense_weight().equal(b[i].second->weight)) << a[i].first;  // q is packed
   }
+}
+
+// `lcq quantize MODEL -o OUT --calib FILE` with no other option runs the default recipe
+// (quant::default_recipe(), the configuration BENCHMARKS.md measured best on SmolLM2) and says
+// so in the file's settings.
+TEST(QuantizeCli, NoOptionsRunTheDefaultRecipe) {
+  const std::string dir = test::scratch_dir();
+  const std::string out = dir + "/default.gguf";
+  auto r = test::run_lcq("quantize " + stories_bin() + " --tokenizer " + stories_tok() + " -o " + out + " --calib " +
+                         tinystories() + " --json --quiet");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto s = nlohmann::json::parse(r.out).at("settings");
+  EXPECT_EQ(s.at("method"), "lcq");
+  EXPECT_EQ(s.at("bits"), 4);
+  EXPECT_EQ(s.at("group"), 64);
+  EXPECT_EQ(s.at("rank"), 2);
+  EXPECT_EQ(s.at("init"), "wmse");
+  EXPECT_EQ(s.at("epochs"), 2);
+  EXPECT_EQ(s.at("embed_bits"), 6);
+  EXPECT_EQ(s.at("nsamples"), 128);
+  EXPECT_EQ(s.at("seqlen"), 512);  // the recipe's windows, within stories260K's context of 512
+  const quant::QuantizeOptions recipe = quant::default_recipe();
+  EXPECT_EQ(s.at("bits"), recipe.lcq.bits);
+  EXPECT_EQ(s.at("embed_bits"), recipe.embedding.bits);
+  EXPECT_EQ(s.at("epochs"), recipe.engine.epochs);
+  // The settings the file carries are the report's, and the embedding is stored quantized.
+  const io::ModelSource src = io::load_model_source(out);
+  EXPECT_EQ(nlohmann::json::parse(src.metadata.at("lcq.settings").get<std::string>()), s);
+  const model::LoadedModel q = model::load_model(out);
+  EXPECT_NE(q.model.tok_embd_packed, nullptr) << "the token embedding should be a 6-bit codebook";
 }
 
 TEST(QuantizeCli, ImpossibleSettingsFailBeforeAnyWorkAndWriteNothing) {

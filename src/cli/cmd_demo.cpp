@@ -114,15 +114,15 @@ void register_demo(CLI::App& app) {
     auto r = eval::perplexity(lm.model, tokens, po);
     fmt::print("   {} tokens, perplexity {:.3f}\n", r.scored_tokens + 1, r.ppl);
 
-    // 4. The main job: quantize with RTN and with LCQ, and compare. The recipe is the
-    // smallest one whose quantized model still answered and wrote like the original when it
-    // was chosen (commit f05b3aa): 3 bits or groups of 128 lost it.
-    constexpr int kBits = 4, kGroup = 64, kRank = 2, kEpochs = 2, kEmbedBits = 8;
-    fmt::print("\n== 4. Quantize every linear layer to {} bits (groups of {}), the embedding to {} bits\n", kBits,
-               kGroup, kEmbedBits);
-    fmt::print("   (LCQ rank {}, calibrated for {} epochs on 8 windows of 128 tokens of a second built-in text, not\n"
-               "    the one scored: a demonstration, not a benchmark; BENCHMARKS.md has real figures)\n",
-               kRank, kEpochs);
+    // 4. The main job: quantize with RTN and with LCQ, and compare. lcq quantize's default
+    // recipe (quant::default_recipe()) with a demonstration's calibration budget.
+    const quant::QuantizeOptions recipe = quant::default_recipe();
+    fmt::print("\n== 4. Quantize every linear layer to {} bits (groups of {}), the embedding to {} bits\n",
+               recipe.lcq.bits, recipe.lcq.group, recipe.embedding.bits);
+    fmt::print("   (lcq quantize's default recipe: LCQ rank {}, {} epochs, here calibrated on 8 windows of 128 tokens\n"
+               "    of a second built-in text, not the one scored: a demonstration, not a benchmark; BENCHMARKS.md\n"
+               "    has real figures)\n",
+               recipe.lcq.rank, recipe.engine.epochs);
     quant::CalibrationOptions co;
     co.nsamples = 8;
     co.seqlen = 128;
@@ -132,16 +132,11 @@ void register_demo(CLI::App& app) {
     fs::create_directories(out_dir);
     for (const char* method : {"rtn", "lcq"}) {
       model::LoadedModel q = model::load_model(path, {}, rt);
-      quant::QuantizeOptions qo;
+      quant::QuantizeOptions qo = recipe;
       qo.method = method;
-      qo.lcq.bits = kBits;
-      qo.lcq.group = kGroup;
-      qo.lcq.rank = kRank;
-      qo.engine.epochs = kEpochs;
-      qo.embedding.bits = kEmbedBits;
       // RTN needs no calibration (with it, the engine would only measure its block losses).
       auto res = quant::quantize_model(q.model, std::string(method) == "rtn" ? torch::Tensor() : calib, qo);
-      const std::string out = fmt::format("{}/smollm2-{}-w{}g{}.gguf", out_dir, method, kBits, kGroup);
+      const std::string out = fmt::format("{}/smollm2-{}-w{}g{}.gguf", out_dir, method, qo.lcq.bits, qo.lcq.group);
       quant::write_quantized_model(out, q.model, q.tok().vocab(), res, {{"lcq.method", method}});
       auto qr = eval::perplexity(q.model, tokens, po);
       fmt::print("   {}: {:.3f} bits/weight in the linear layers, {:.1f} s, perplexity {:.3f}, file {} ({})\n", method,

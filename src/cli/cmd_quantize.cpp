@@ -29,12 +29,9 @@ bool ends_with(const std::string& s, const std::string& suffix) {
 struct QuantizeArgs {
   std::string out, calib, export_fake, export_type = "f16", report;
   quant::CalibrationOptions c;
-  quant::QuantizeOptions q;
+  quant::QuantizeOptions q = quant::default_recipe();  // what runs when no option says otherwise
   bool seqlen_given = false, epochs_given = false, embed_bits_given = false;
   double smoothquant = 0;  // alpha; 0 = off
-  // Closed choices as given (empty: the options' defaults), parsed into q by the callback.
-  std::string init, init_codes, gptq_groups, awq_inputs;
-  std::string codebook_grad;  // empty: LcqOptions' default
   bool resume = false;
   std::string offload, max_memory;
   std::string target_size, target_bits = "2,3,4", target_embed_bits = "4,6,8";
@@ -80,42 +77,40 @@ void register_quantize(CLI::App& app) {
                   "with Hessian-based error feedback; awq: activation-aware scales folded into the previous "
                   "operation, clipping, then RTN; omniquant: learned weight clipping; flexround: learned rounding "
                   "by element-wise division; lrq: flexround with low-rank scales. All but lcq store rank-1 grids")
-      ->check(CLI::IsMember({"lcq", "rtn", "gptq", "awq", "omniquant", "flexround", "lrq"}));
-  cmd->add_option("--bits", a->q.lcq.bits, "Index bits per weight (codebook of 2^bits entries)");
-  cmd->add_option("--group", a->q.lcq.group, "Weights per group (consecutive input columns; the last may be shorter)");
-  cmd->add_option("--rank", a->q.lcq.rank, "Codebook rank r (1 = a uniform grid)");
-  cmd->add_option("--init", a->init,
-                  "The rank-one start: rtn (min-max), mse (clipping search), wmse (the clipping search with each\n"
-                  "input column's error weighted by its mean square on the calibration text, as llama.cpp's imatrix\n"
-                  "does; lcq, flexround and lrq), or, for lcq, the result of gptq or awq on each block (their\n"
-                  "--gptq-*/--awq-* options apply); training starts from it. Default wmse (mse without --calib)")
-      ->check(CLI::IsMember(quant::lcq_init_names()));
+      ->check(CLI::IsMember({"lcq", "rtn", "gptq", "awq", "omniquant", "flexround", "lrq"}))
+      ->capture_default_str();
+  cmd->add_option("--bits", a->q.lcq.bits, "Index bits per weight (codebook of 2^bits entries)")->capture_default_str();
+  cmd->add_option("--group", a->q.lcq.group, "Weights per group (consecutive input columns; the last may be shorter)")
+      ->capture_default_str();
+  cmd->add_option("--rank", a->q.lcq.rank, "Codebook rank r (1 = a uniform grid)")->capture_default_str();
+  add_choice(*cmd, "--init", a->q.lcq.init, quant::lcq_init_names(), quant::parse_lcq_init,
+             "The rank-one start: rtn (min-max), mse (clipping search), wmse (the clipping search with each\n"
+             "input column's error weighted by its mean square on the calibration text, as llama.cpp's imatrix\n"
+             "does; lcq, flexround and lrq; mse without --calib), or, for lcq, the result of gptq or awq on each\n"
+             "block (their --gptq-*/--awq-* options apply); training starts from it");
   cmd->add_option("--init-from", a->q.init_from,
                   "lcq: start from the rank-one layers of this quantized model of the same model, bits and group\n"
                   "(e.g. the output of --method flexround); its codes are kept unless --init-codes nearest")
       ->check(CLI::ExistingFile);
-  cmd->add_option("--init-codes", a->init_codes,
-                  "lcq with --init gptq|awq or --init-from: keep (train the codebook on the start's codes, stored as they are)\n"
-                  "or nearest (re-assign every weight to its nearest entry, as plain LCQ)")
-      ->check(CLI::IsMember(quant::start_codes_names()));
-  cmd->add_option("--codebook-grad", a->codebook_grad,
-                  "lcq: gradient through the nearest-entry assignment: gather (each entry gets the gradients of the\n"
-                  "weights assigned to it) or ste (plus a straight-through term for the rounding, as LSQ's; default: " +
-                      quant::to_string(quant::LcqOptions().gradient) + ")")
-      ->check(CLI::IsMember(quant::codebook_gradient_names()));
+  add_choice(*cmd, "--init-codes", a->q.lcq.start_codes, quant::start_codes_names(), quant::parse_start_codes,
+             "lcq with --init gptq|awq or --init-from: keep (train the codebook on the start's codes, stored as they are)\n"
+             "or nearest (re-assign every weight to its nearest entry, as plain LCQ)");
+  add_choice(*cmd, "--codebook-grad", a->q.lcq.gradient, quant::codebook_gradient_names(),
+             quant::parse_codebook_gradient,
+             "lcq: gradient through the nearest-entry assignment: gather (each entry gets the gradients of the\n"
+             "weights assigned to it) or ste (plus a straight-through term for the rounding, as LSQ's)");
   cmd->add_option("--epochs", a->q.engine.epochs,
-                  "Passes over the calibration set per block (default: the method's paper: lcq 10, omniquant 20 "
-                  "(40 below 3 bits), flexround and lrq 20)")
+                  "Passes over the calibration set per block (default: lcq 2, measured to generalize better than\n"
+                  "the paper's 10; omniquant 20 (40 below 3 bits), flexround and lrq 20, their papers')")
       ->each([a](const std::string&) { a->epochs_given = true; });
   cmd->add_option("--batch-size", a->q.engine.batch_size, "Calibration samples per Adam step");
   cmd->add_option("--loss-samples", a->q.engine.loss_samples,
                   "Calibration samples (the first ones) on which each block's reported losses are measured; "
                   "0 = all (training always uses all)");
-  cmd->add_option("--train-dtype", a->q.engine.train_dtype,
-                  "Precision of the block training steps' matrix products: fp32, bf16 (about 3x faster on CPUs\n"
-                  "with AVX512-BF16 or AMX; the quantizer, Adam, targets and reported losses stay fp32), or auto\n"
-                  "(bf16 where the CPU has those instructions, else fp32)")
-      ->check(CLI::IsMember(quant::train_dtype_names()));
+  add_choice(*cmd, "--train-dtype", a->q.engine.train_dtype, quant::train_dtype_names(), quant::parse_train_dtype,
+             "Precision of the block training steps' matrix products: fp32, bf16 (about 3x faster on CPUs\n"
+             "with AVX512-BF16 or AMX; the quantizer, Adam, targets and reported losses stay fp32), or auto\n"
+             "(bf16 where the CPU has those instructions, else fp32)");
   // Learning rates above 1 only make Adam diverge: such a run is refused here, not trained into NaN.
   cmd->add_option("--lr-scale", a->q.lr_scale, "Adam learning rate of the reparameterized S and B")
       ->check(finite_range(0, 1));
@@ -126,29 +121,29 @@ void register_quantize(CLI::App& app) {
   cmd->add_option("--lrq-rank-frac", a->q.flexround.lrq_rank_frac,
                   "lrq: rank as a fraction of min(rows, cols) of each layer (default 0.25, as the official 1024 of 4096)")
       ->check(finite_range(0, 1));
-  cmd->add_option("--schedule", a->q.engine.schedule, "Learning-rate schedule: cosine (to 0) or constant")
-      ->check(CLI::IsMember(quant::schedule_names()));
-  cmd->add_option("--loss", a->q.engine.loss,
-                  "Block training loss: mse (output MSE, the papers') or token-relative (each position's error\n"
-                  "relative to its own norm; for models whose first position carries a massive activation)")
-      ->check(CLI::IsMember(quant::loss_names()));
+  add_choice(*cmd, "--schedule", a->q.engine.schedule, quant::schedule_names(), quant::parse_schedule,
+             "Learning-rate schedule: cosine (to 0) or constant");
+  add_choice(*cmd, "--loss", a->q.engine.loss, quant::loss_names(), quant::parse_loss,
+             "Block training loss: mse (output MSE, the papers') or token-relative (each position's error\n"
+             "relative to its own norm; for models whose first position carries a massive activation)");
   cmd->add_option("--embed-bits", a->q.embedding.bits,
                   "Bits of the token embedding and output head, quantized as rank-one codebooks whose grids\n"
                   "minimise the error weighted by the head's input energy on the calibration text (0 = keep\n"
                   "them fp16). With a size target and no --embed-bits, the width is allocated (--target-embed-bits)")
+      ->capture_default_str()
       ->each([a](const std::string&) { a->embed_bits_given = true; });
-  cmd->add_option("--embed-group", a->q.embedding.group, "Weights per group of the embedding and head");
+  cmd->add_option("--embed-group", a->q.embedding.group, "Weights per group of the embedding and head")
+      ->capture_default_str();
   cmd->add_option("--dq-bits", a->q.lcq.dq_bits, "Double quantization of S and B (0 = keep them f32)");
   cmd->add_option("--dq-group", a->q.lcq.dq_group, "Groups per double-quantization block");
   cmd->add_option("--gptq-damp", a->q.gptq.damp, "gptq: dampening added to H's diagonal, as a fraction of its mean")
       ->check(finite_range(0, 100));
   cmd->add_option("--gptq-block", a->q.gptq.block, "gptq: columns per lazy batch update (speed only)");
   cmd->add_flag("--act-order", a->q.gptq.act_order, "gptq: quantize columns in order of decreasing activation energy");
-  cmd->add_option("--gptq-groups", a->gptq_groups,
-                  "gptq: static = each group's grid from the original weights, before the sweep (works with "
-                  "--dq-bits and --act-order); lazy = from the updated weights when the sweep reaches the group "
-                  "(the reference's default; needs --dq-bits 0)")
-      ->check(CLI::IsMember(quant::gptq_groups_names()));
+  add_choice(*cmd, "--gptq-groups", a->q.gptq.groups, quant::gptq_groups_names(), quant::parse_gptq_groups,
+             "gptq: static = each group's grid from the original weights, before the sweep (works with "
+             "--dq-bits and --act-order); lazy = from the updated weights when the sweep reaches the group "
+             "(the reference's default; needs --dq-bits 0)");
   cmd->add_flag("--true-sequential,!--no-true-sequential", a->q.gptq.true_sequential,
                 "gptq: within a block quantize q,k,v -> o -> gate,up -> down, each from the inputs the quantized "
                 "earlier layers produce (default on); off: all from the full-precision block");
@@ -158,15 +153,15 @@ void register_quantize(CLI::App& app) {
       ->check(finite_range(0, 1));
   cmd->add_flag("!--no-awq-clip", a->q.awq.clip, "awq: skip the clipping search");
   cmd->add_flag("--awq-clip-qk", a->q.awq.clip_qk, "awq: also clip q and k (the reference does not)");
-  cmd->add_option("--awq-inputs", a->awq_inputs,
-                  "awq: activation statistics from the full-precision model (fp, the reference) or after the "
-                  "already-quantized blocks (quantized)")
-      ->check(CLI::IsMember(quant::awq_inputs_names()));
+  add_choice(*cmd, "--awq-inputs", a->q.awq.inputs, quant::awq_inputs_names(), quant::parse_awq_inputs,
+             "awq: activation statistics from the full-precision model (fp, the reference) or after the "
+             "already-quantized blocks (quantized)");
   cmd->add_option("--awq-search-samples", a->q.awq.search_samples,
                   "awq: calibration samples for the attention and MLP output errors of the scale search (0 = all)");
   cmd->add_option("--calib", a->calib, "Calibration text file (required for lcq, gptq and awq)");
-  cmd->add_option("--nsamples", a->c.nsamples, "Calibration windows");
-  cmd->add_option("--seqlen", a->c.seqlen, "Tokens per calibration window (default: 2048, capped by the context)")
+  cmd->add_option("--nsamples", a->c.nsamples, "Calibration windows")->capture_default_str();
+  cmd->add_option("--seqlen", a->c.seqlen, "Tokens per calibration window (capped by the model's context)")
+      ->capture_default_str()
       ->each([a](const std::string&) { a->seqlen_given = true; });
   cmd->add_option("--seed", a->c.seed, "Seed for calibration windows and initialization");
   cmd->add_option("--export-fake", a->export_fake,
@@ -210,30 +205,28 @@ void register_quantize(CLI::App& app) {
                   "Calibration samples (the first ones) each layer's sensitivity is measured on (default 4)");
   add_report_option(*cmd, a->report);
   cmd->footer(
-      "Example: at most the bytes of llama.cpp's IQ4_NL --imatrix file of SmolLM2-135M, widths chosen per\n"
-      "layer among 3/4/5 bits and for the embedding (on SmolLM2: lower perplexity than that file, BENCHMARKS.md):\n"
-      "  lcq quantize model.gguf -o model-lcq.gguf --group 64 --rank 2 --target-size 91726688B --target-bits 3,4,5 \\\n"
-      "      --calib ../shared/data/ptb/ptb.valid.txt --nsamples 128 --seqlen 512 --epochs 2\n"
-      "One width for every layer (2-bit, group 128, rank 2, 10 epochs on 128 x 512 tokens):\n"
-      "  lcq quantize model.gguf -o model-lcq-w2.gguf --bits 2 --group 128 --rank 2 \\\n"
-      "      --calib ../shared/data/ptb/ptb.valid.txt --nsamples 128 --seqlen 512\n"
+      "With no other option, `lcq quantize model.gguf -o model-lcq.gguf --calib FILE` runs the recipe that\n"
+      "measured best on SmolLM2 (BENCHMARKS.md): LCQ rank 2, 4 bits in groups of 64 from the activation-\n"
+      "weighted start, 2 epochs on 128 x 512 calibration tokens, the embedding and head at 6 bits.\n"
+      "At most the bytes of llama.cpp's IQ4_NL --imatrix file of SmolLM2-135M, widths chosen per layer among\n"
+      "3/4/5 bits and for the embedding (on SmolLM2: lower perplexity than that file, BENCHMARKS.md):\n"
+      "  lcq quantize model.gguf -o model-lcq.gguf --target-size 91726688B --target-bits 3,4,5 \\\n"
+      "      --calib ../shared/data/ptb/ptb.valid.txt\n"
+      "One width for every layer, 2 bits in groups of 128, the paper's 10 epochs:\n"
+      "  lcq quantize model.gguf -o model-lcq-w2.gguf --bits 2 --group 128 --epochs 10 \\\n"
+      "      --calib ../shared/data/ptb/ptb.valid.txt\n"
       "A size target of 3 bits per parameter overall (mixed 2/3/4 bits, 4-bit embedding):\n"
       "  lcq quantize model.gguf -o model-lcq-3bpw.gguf --target-bpw 3 --embed-bits 4 \\\n"
-      "      --calib ../shared/data/ptb/ptb.valid.txt --nsamples 128 --seqlen 512\n"
+      "      --calib ../shared/data/ptb/ptb.valid.txt\n"
       "The baselines take the same calibration options, e.g.\n"
       "  lcq quantize model.gguf -o model-gptq-w3.gguf --method gptq --bits 3 --group 128 --act-order \\\n"
-      "      --calib ../shared/data/ptb/ptb.valid.txt --nsamples 128 --seqlen 512\n"
+      "      --calib ../shared/data/ptb/ptb.valid.txt\n"
       "  lcq quantize model.gguf -o model-awq-w3.gguf --method awq --bits 3 --group 128 \\\n"
-      "      --calib ../shared/data/ptb/ptb.valid.txt --nsamples 128 --seqlen 512\n"
-      "The output runs in every command: lcq perplexity model-lcq-w2.gguf --text FILE");
+      "      --calib ../shared/data/ptb/ptb.valid.txt\n"
+      "The output runs in every command: lcq perplexity model-lcq.gguf --text FILE");
   cmd->callback([opts, a] {
     // Everything that can be checked without the model is checked before any work.
     a->q.engine.seed = a->c.seed;
-    if (!a->init.empty()) a->q.lcq.init = quant::parse_lcq_init(a->init);
-    if (!a->init_codes.empty()) a->q.lcq.start_codes = quant::parse_start_codes(a->init_codes);
-    if (!a->gptq_groups.empty()) a->q.gptq.groups = quant::parse_gptq_groups(a->gptq_groups);
-    if (!a->awq_inputs.empty()) a->q.awq.inputs = quant::parse_awq_inputs(a->awq_inputs);
-    if (!a->codebook_grad.empty()) a->q.lcq.gradient = quant::parse_codebook_gradient(a->codebook_grad);
     a->q.embedding.dq_bits = a->q.lcq.dq_bits;  // the embedding's group parameters are stored like the layers'
     a->q.embedding.dq_group = a->q.lcq.dq_group;
     if (!a->epochs_given) a->q.engine.epochs = quant::default_epochs(a->q.method, a->q.lcq.bits);
@@ -317,7 +310,7 @@ void register_quantize(CLI::App& app) {
     files.check();
     const ModelConfig config = src.config;
     if (!calib_text.empty()) {
-      if (!a->seqlen_given) a->c.seqlen = std::min<int64_t>(2048, config.max_seq_len);
+      if (!a->seqlen_given) a->c.seqlen = std::min<int64_t>(a->c.seqlen, config.max_seq_len);
       LCQ_CHECK(a->c.seqlen <= config.max_seq_len, "--seqlen {} exceeds the model's context of {}", a->c.seqlen,
                 config.max_seq_len);
     }
@@ -336,8 +329,8 @@ void register_quantize(CLI::App& app) {
     nlohmann::json settings = {{"method", a->q.method}, {"bits", a->q.lcq.bits},   {"group", a->q.lcq.group},
                                {"rank", rank_one ? 1 : a->q.lcq.rank},
                                {"init", trained ? quant::to_string(a->q.lcq.init) : "rtn"},
-                               {"epochs", trained ? a->q.engine.epochs : 0}, {"loss", a->q.engine.loss},
-                               {"train_dtype", quant::resolve_train_dtype(a->q.engine.train_dtype)},
+                               {"epochs", trained ? a->q.engine.epochs : 0}, {"loss", quant::to_string(a->q.engine.loss)},
+                               {"train_dtype", quant::to_string(quant::resolve_train_dtype(a->q.engine.train_dtype))},
                                {"dq_bits", a->q.lcq.dq_bits}, {"dq_group", a->q.lcq.dq_group},
                                {"embed_bits", a->q.embedding.bits}, {"embed_group", a->q.embedding.group},
                                {"calib", a->calib},     {"nsamples", !calib_text.empty() ? a->c.nsamples : 0},

@@ -48,6 +48,19 @@ CLI::Validator finite_range(double lo, double hi);
 // message, 300 digits).
 CLI::Validator non_negative();
 
+// An option whose value is one of a closed choice's names, parsed straight into the enum
+// `target` by the choice's one table (`names`, `parse`); --help shows the names and the
+// default, `target`'s value now (named by the enum's to_string).
+template <typename E>
+CLI::Option* add_choice(CLI::App& cmd, const std::string& flag, E& target, const std::vector<std::string>& names,
+                        E (*parse)(const std::string&), const std::string& help) {
+  CLI::Option* opt =
+      cmd.add_option_function<std::string>(flag, [&target, parse](const std::string& s) { target = parse(s); }, help);
+  opt->check(CLI::IsMember(names));
+  opt->default_str(to_string(target));
+  return opt;
+}
+
 // A model a command reads (a Hugging Face directory also when named by one of its files).
 void add_model_input(FilePlan& plan, const std::string& path);
 // A model a command writes: a .gguf file, else a Hugging Face directory.

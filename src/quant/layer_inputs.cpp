@@ -29,7 +29,7 @@ torch::Tensor collect_input_stats(const model::BlockContext& ctx, const model::B
     const int64_t n = lin->in_features();
     s.gram = o.gram ? torch::zeros({n, n}, torch::kFloat32) : torch::Tensor();
     s.abs_sum = torch::zeros({n}, torch::kFloat32);
-    s.sq_sum = torch::zeros({n}, torch::kFloat32);
+    s.sq_sum = o.gram ? torch::Tensor() : torch::zeros({n}, torch::kFloat32);  // with a gram: its diagonal
     s.tokens = 0;
     watched[lin] = &s;
   }
@@ -42,9 +42,11 @@ torch::Tensor collect_input_stats(const model::BlockContext& ctx, const model::B
     if (it == watched.end()) return;
     InputStats& s = *it->second;
     const torch::Tensor x2 = in.reshape({-1, in.size(-1)}).to(torch::kFloat32);
-    if (o.gram) s.gram.addmm_(x2.t(), x2);
+    if (o.gram)
+      s.gram.addmm_(x2.t(), x2);
+    else
+      s.sq_sum.add_(x2.square().sum(0));
     s.abs_sum.add_(x2.abs().sum(0));
-    s.sq_sum.add_(x2.square().sum(0));
     s.tokens += x2.size(0);
     if (seen < o.keep_samples) kept[&s].push_back(in.slice(0, 0, o.keep_samples - seen));
     if (++seen_in_chunk == watched.size() && !o.need_output) throw StopForward{};
@@ -60,6 +62,8 @@ torch::Tensor collect_input_stats(const model::BlockContext& ctx, const model::B
     seen = j;
   }
   for (auto& [s, parts] : kept) s->inputs = torch::cat(parts, 0);
+  if (o.gram)
+    for (auto& [lin, s] : watched) s->sq_sum = s->gram.diagonal().clone();
   return o.need_output ? torch::cat(outs, 0) : torch::Tensor();
 }
 

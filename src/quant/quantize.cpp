@@ -76,15 +76,25 @@ void validate(const QuantizeOptions& o) {
   LCQ_CHECK(o.engine.epochs >= 0, "--epochs must be >= 0, got {}", o.engine.epochs);
   LCQ_CHECK(o.engine.batch_size >= 1, "--batch-size must be >= 1, got {}", o.engine.batch_size);
   LCQ_CHECK(o.engine.loss_samples >= 0, "--loss-samples must be >= 0, got {}", o.engine.loss_samples);
-  parse_train_dtype(o.engine.train_dtype);
-  parse_schedule(o.engine.schedule);
-  parse_loss(o.engine.loss);
 }
 
 int default_epochs(const std::string& method, int bits) {
   if (method == "omniquant") return bits < 3 ? 40 : 20;
   if (method == "flexround" || method == "lrq") return 20;
-  return 10;
+  return 2;
+}
+
+QuantizeOptions default_recipe() {
+  QuantizeOptions o;
+  o.method = "lcq";
+  o.lcq.bits = 4;
+  o.lcq.group = 64;
+  o.lcq.rank = 2;
+  o.lcq.init = LcqInit::kWmse;
+  o.embedding.bits = 6;
+  o.embedding.group = 64;
+  o.engine.epochs = default_epochs(o.method, o.lcq.bits);
+  return o;
 }
 
 double default_lr(const std::string& method) { return method == "omniquant" ? 1e-2 : 3e-3; }
@@ -102,7 +112,7 @@ std::unique_ptr<BlockMethod> make_block_method(const QuantizeOptions& o, const m
   torch::Generator gen = at::detail::createCPUGenerator(o.engine.seed);
   std::vector<double> lrs = {o.lr_scale, o.lr_codebook};
   LcqOptions lcq = o.lcq;
-  lcq.bf16_steps = resolve_train_dtype(o.engine.train_dtype) == "bf16";
+  lcq.bf16_steps = resolve_train_dtype(o.engine.train_dtype) == TrainDtype::Bf16;
   if (!o.init_from.empty()) return make_lcq_method_from(make_file_start(o.init_from, m, o.lcq), lcq, lrs, train, gen);
   if (!is_grid_init(o.lcq.init)) {
     LcqOptions rank_one = o.lcq;

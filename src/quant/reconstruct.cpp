@@ -147,10 +147,13 @@ const std::vector<std::string>& train_dtype_names() {
 TrainingLoss parse_loss(const std::string& name) { return parse_named(kLosses, name, "--loss"); }
 LrSchedule parse_schedule(const std::string& name) { return parse_named(kSchedules, name, "--schedule"); }
 TrainDtype parse_train_dtype(const std::string& name) { return parse_named(kTrainDtypes, name, "--train-dtype"); }
+std::string to_string(TrainingLoss l) { return name_of(kLosses, l); }
+std::string to_string(LrSchedule s) { return name_of(kSchedules, s); }
+std::string to_string(TrainDtype d) { return name_of(kTrainDtypes, d); }
 
-std::string resolve_train_dtype(const std::string& train_dtype) {
-  if (parse_train_dtype(train_dtype) != TrainDtype::Auto) return train_dtype;
-  return cpu_has_native_bf16() ? "bf16" : "fp32";
+TrainDtype resolve_train_dtype(TrainDtype d) {
+  if (d != TrainDtype::Auto) return d;
+  return cpu_has_native_bf16() ? TrainDtype::Bf16 : TrainDtype::Fp32;
 }
 
 nlohmann::json to_json(const BlockReport& r) {
@@ -234,9 +237,9 @@ ReconstructResult reconstruct(model::Model& m, BlockStore& store, EngineState st
   LCQ_CHECK(o.epochs >= 0, "--epochs must be >= 0, got {}", o.epochs);
   LCQ_CHECK(o.batch_size >= 1, "--batch-size must be >= 1, got {}", o.batch_size);
   LCQ_CHECK(o.loss_samples >= 0, "--loss-samples must be >= 0, got {}", o.loss_samples);
-  const bool bf16_steps = resolve_train_dtype(o.train_dtype) == "bf16";
-  const TrainingLoss loss_kind = parse_loss(o.loss);
-  const bool cosine = parse_schedule(o.schedule) == LrSchedule::Cosine;
+  const bool bf16_steps = resolve_train_dtype(o.train_dtype) == TrainDtype::Bf16;
+  const TrainingLoss loss_kind = o.loss;
+  const bool cosine = o.schedule == LrSchedule::Cosine;
   const int64_t N = state.x_q.size(0), chunk = std::max<int64_t>(o.batch_size, 8);
   m.ensure_positions(state.x_q.size(1));
   const model::BlockContext ctx = m.context();

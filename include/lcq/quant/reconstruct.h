@@ -66,16 +66,36 @@ class BlockMethod {
   virtual void restore_state(const std::map<std::string, torch::Tensor>& state) {}
 };
 
+// The closed choices of ReconstructOptions. Each has one name table: the CLI's accepted
+// values (*_names()), the parsing (parse_*(), which throws lcq::Error naming the option and
+// the accepted values) and the names files and reports carry (to_string) all come from it.
+enum class TrainingLoss { Mse, TokenRelative };        // --loss mse | token-relative
+enum class LrSchedule { Cosine, Constant };            // --schedule cosine | constant
+enum class TrainDtype { Fp32, Bf16, Auto };            // --train-dtype fp32 | bf16 | auto
+const std::vector<std::string>& loss_names();
+const std::vector<std::string>& schedule_names();
+const std::vector<std::string>& train_dtype_names();
+TrainingLoss parse_loss(const std::string& name);
+LrSchedule parse_schedule(const std::string& name);
+TrainDtype parse_train_dtype(const std::string& name);
+std::string to_string(TrainingLoss l);
+std::string to_string(LrSchedule s);
+std::string to_string(TrainDtype d);
+
+// Fp32 or Bf16: what `d` means on this CPU (Auto: Bf16 where the CPU has native bf16 dot
+// products).
+TrainDtype resolve_train_dtype(TrainDtype d);
+
 struct ReconstructOptions {
   int epochs = 10;
   int64_t batch_size = 4;       // calibration samples per Adam step
-  std::string schedule = "cosine";  // cosine (to 0) | constant
+  LrSchedule schedule = LrSchedule::Cosine;  // cosine (to 0) | constant
   // Training objective. mse: mean squared error of the block output (the papers').
   // token-relative: each position's squared error divided by its target's mean square, so
   // every position weighs the same whatever its norm. Models with an attention-sink massive
   // activation (SmolLM2: 71-98 % of a block's output energy at the first position) otherwise
   // spend the whole loss on one position; the next block's RMSNorm sees only relative error.
-  std::string loss = "mse";
+  TrainingLoss loss = TrainingLoss::Mse;
   bool targets_from_quantized_inputs = false;
   uint64_t seed = 0;
   bool progress = true;
@@ -90,25 +110,8 @@ struct ReconstructOptions {
   // accumulated in fp32 by oneDNN: about 3x the fp32 speed on CPUs with AVX512-BF16 or AMX),
   // or auto (bf16 where the CPU has such instructions, else fp32). The quantizer, Adam, the
   // elementwise operations, the targets and every reported loss stay fp32.
-  std::string train_dtype = "auto";
+  TrainDtype train_dtype = TrainDtype::Auto;
 };
-
-// The closed choices of ReconstructOptions. Each has one name table: the CLI's accepted
-// values (*_names()) and the validation (parse_*(), which throws lcq::Error naming the option
-// and the accepted values) both come from it. Options and files keep the names as strings.
-enum class TrainingLoss { Mse, TokenRelative };        // --loss mse | token-relative
-enum class LrSchedule { Cosine, Constant };            // --schedule cosine | constant
-enum class TrainDtype { Fp32, Bf16, Auto };            // --train-dtype fp32 | bf16 | auto
-const std::vector<std::string>& loss_names();
-const std::vector<std::string>& schedule_names();
-const std::vector<std::string>& train_dtype_names();
-TrainingLoss parse_loss(const std::string& name);
-LrSchedule parse_schedule(const std::string& name);
-TrainDtype parse_train_dtype(const std::string& name);
-
-// "fp32" or "bf16": what `train_dtype` means on this CPU; throws lcq::Error for any value
-// other than fp32, bf16 and auto.
-std::string resolve_train_dtype(const std::string& train_dtype);
 
 // What the engine hands from one block to the next: everything block next_block needs to run
 // as it would have in an uninterrupted run.
