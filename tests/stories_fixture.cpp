@@ -42,7 +42,7 @@ double stories_ppl(const model::LoadedModel& m) { return stories_ppl(m.model, st
 
 quant::QuantizeOptions stories_options(const std::string& method, int bits, int group, int epochs) {
   quant::QuantizeOptions o;
-  o.method = method;
+  o.method = quant::parse_method(method);
   o.lcq.bits = bits;
   o.lcq.group = group;
   o.engine.epochs = epochs;

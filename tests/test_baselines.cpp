@@ -351,7 +351,7 @@ TEST(Stories260K, GptqBeatsRtnOnEveryLayerAndIsStoredExactly) {
     const double ppl_rtn = test::stories_rtn_ppl(bits, 32, tokens);
     quant::QuantizeOptions o = test::stories_options("rtn", bits, 32);
 
-    o.method = "gptq";
+    o.method = quant::Method::kGptq;
     for (const auto& s : settings) {
       o.gptq = s.g;
       o.lcq.dq_bits = s.dq;
@@ -384,7 +384,7 @@ TEST(Stories260K, AwqFoldsIntoTheFileAndIsStoredExactly) {
   const torch::Tensor calib = stories_calibration(fp);
   const std::vector<int> tokens = stories_eval_tokens(fp);
   quant::QuantizeOptions o;
-  o.method = "awq";
+  o.method = quant::Method::kAwq;
   o.lcq.bits = 3;
   o.lcq.group = 32;
   o.engine.progress = false;
@@ -420,13 +420,13 @@ TEST(Stories260K, LcqStartsExactlyFromGptqAndAwqAndImprovesOnThem) {
     base.lcq.bits = 3;
     base.lcq.group = 32;
     base.engine.progress = false;
-    base.method = start;
+    base.method = quant::parse_method(start);
     model::LoadedModel ref = load_stories();
     const quant::QuantizeResult rr = quant::quantize_model(ref.model, calib, base);
     const double ppl_ref = stories_ppl(ref.model, tokens);
 
     quant::QuantizeOptions o = base;
-    o.method = "lcq";
+    o.method = quant::Method::kLcq;
     o.lcq.init = quant::parse_lcq_init(start);
     o.lcq.rank = 1;
     o.engine.epochs = 0;

@@ -138,7 +138,7 @@ TEST(Stories260K, LearnedGridMethodsTrainLoadAndBeatRtn) {
   quant::QuantizeOptions o = test::stories_options("rtn", 3, 32);
 
   for (const std::string method : {"omniquant", "flexround", "lrq"}) {
-    o.method = method;
+    o.method = quant::parse_method(method);
     model::LoadedModel m = load_stories();
     auto q = quant::quantize_model(m.model, calib, o);
     for (const auto& b : q.blocks) EXPECT_LT(b.trained_loss, b.init_loss) << method << " block " << b.layer;
@@ -169,7 +169,7 @@ TEST(Stories260K, LcqStartsFromAFlexRoundFileAndImprovesOnIt) {
   quant::write_quantized_model(start, fr.model, fr.tok().vocab(), fq, {});
   const double ppl_fr = test::stories_ppl(fr.model, tokens);
 
-  o.method = "lcq";
+  o.method = quant::Method::kLcq;
   o.init_from = start;
   o.lcq.rank = 1;
   o.engine.epochs = 0;

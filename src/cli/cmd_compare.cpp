@@ -248,7 +248,7 @@ class Runner {
       v.insert(v.end(), {"--calib", a_.calib, "--nsamples", std::to_string(a_.nsamples), "--seed", std::to_string(a_.seed)});
       if (a_.seqlen > 0) v.insert(v.end(), {"--seqlen", std::to_string(a_.seqlen)});
     }
-    const bool trained = lcq || quant::is_trained_method(c.method);
+    const bool trained = lcq || quant::is_trained_method(quant::parse_method(c.method));
     if (trained && a_.epochs > 0) v.insert(v.end(), {"--epochs", std::to_string(a_.epochs)});
     if (a_.act_bits > 0) v.insert(v.end(), {"--act-bits", std::to_string(a_.act_bits), "--act-scheme", a_.act_scheme});
     if (a_.kv_bits > 0) v.insert(v.end(), {"--kv-bits", std::to_string(a_.kv_bits)});

@@ -130,16 +130,17 @@ void register_demo(CLI::App& app) {
     const torch::Tensor calib = quant::sample_calibration(lm.tok().encode(kCalibText, true), co);
     const std::string out_dir = cache_dir() + "/demo";
     fs::create_directories(out_dir);
-    for (const char* method : {"rtn", "lcq"}) {
+    for (const quant::Method method : {quant::Method::kRtn, quant::Method::kLcq}) {
       model::LoadedModel q = model::load_model(path, {}, rt);
       quant::QuantizeOptions qo = recipe;
       qo.method = method;
       // RTN needs no calibration (with it, the engine would only measure its block losses).
-      auto res = quant::quantize_model(q.model, std::string(method) == "rtn" ? torch::Tensor() : calib, qo);
-      const std::string out = fmt::format("{}/smollm2-{}-w{}g{}.gguf", out_dir, method, qo.lcq.bits, qo.lcq.group);
-      quant::write_quantized_model(out, q.model, q.tok().vocab(), res, {{"lcq.method", method}});
+      auto res = quant::quantize_model(q.model, method == quant::Method::kRtn ? torch::Tensor() : calib, qo);
+      const std::string name = quant::to_string(method);
+      const std::string out = fmt::format("{}/smollm2-{}-w{}g{}.gguf", out_dir, name, qo.lcq.bits, qo.lcq.group);
+      quant::write_quantized_model(out, q.model, q.tok().vocab(), res, {{"lcq.method", name}});
       auto qr = eval::perplexity(q.model, tokens, po);
-      fmt::print("   {}: {:.3f} bits/weight in the linear layers, {:.1f} s, perplexity {:.3f}, file {} ({})\n", method,
+      fmt::print("   {}: {:.3f} bits/weight in the linear layers, {:.1f} s, perplexity {:.3f}, file {} ({})\n", name,
                  res.bits_per_weight, res.seconds, qr.ppl, out, human_bytes(double(fs::file_size(out))));
       for (const char* prompt : {"The capital of France is", "Here is a short poem about the sea:\n"}) {
         model::GenerateOptions go;

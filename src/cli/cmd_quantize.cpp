@@ -72,13 +72,11 @@ void register_quantize(CLI::App& app) {
   auto a = std::make_shared<QuantizeArgs>();
   opts->add_to(*cmd);
   cmd->add_option("-o,--output", a->out, "Output GGUF file (written atomically)")->required();
-  cmd->add_option("--method", a->q.method,
-                  "lcq: learned low-rank codebooks on block reconstruction; rtn: round to nearest; gptq: rounding "
-                  "with Hessian-based error feedback; awq: activation-aware scales folded into the previous "
-                  "operation, clipping, then RTN; omniquant: learned weight clipping; flexround: learned rounding "
-                  "by element-wise division; lrq: flexround with low-rank scales. All but lcq store rank-1 grids")
-      ->check(CLI::IsMember({"lcq", "rtn", "gptq", "awq", "omniquant", "flexround", "lrq"}))
-      ->capture_default_str();
+  add_choice(*cmd, "--method", a->q.method, quant::method_names(), quant::parse_method,
+             "lcq: learned low-rank codebooks on block reconstruction; rtn: round to nearest; gptq: rounding\n"
+             "with Hessian-based error feedback; awq: activation-aware scales folded into the previous\n"
+             "operation, clipping, then RTN; omniquant: learned weight clipping; flexround: learned rounding\n"
+             "by element-wise division; lrq: flexround with low-rank scales. All but lcq store rank-1 grids");
   cmd->add_option("--bits", a->q.lcq.bits, "Index bits per weight (codebook of 2^bits entries)")->capture_default_str();
   cmd->add_option("--group", a->q.lcq.group, "Weights per group (consecutive input columns; the last may be shorter)")
       ->capture_default_str();
@@ -235,7 +233,7 @@ void register_quantize(CLI::App& app) {
     LCQ_CHECK(!a->out.empty(), "-o: the output path is empty");
     LCQ_CHECK(ends_with(a->out, ".gguf"), "{}: the output must be a .gguf file", a->out);
     LCQ_CHECK(!a->seqlen_given || a->c.seqlen >= 2, "--seqlen must be >= 2, got {}", a->c.seqlen);
-    LCQ_CHECK(a->q.method == "rtn" || !a->calib.empty(), "--method {} needs --calib FILE", a->q.method);
+    LCQ_CHECK(a->q.method == quant::Method::kRtn || !a->calib.empty(), "--method {} needs --calib FILE", quant::to_string(a->q.method));
     LCQ_CHECK(a->c.nsamples >= 1, "--nsamples must be >= 1, got {}", a->c.nsamples);
     // Weight-activation schemes: the block training runs with the activation quantization the
     // output will be evaluated with; static ranges come from the full-precision activations.
@@ -259,9 +257,9 @@ void register_quantize(CLI::App& app) {
         target_embed_bits = quant::parse_bit_candidates(a->target_embed_bits, "--target-embed-bits");
       for (int b : target_embed_bits)
         LCQ_CHECK(b >= 2, "--target-embed-bits: the embedding takes 2 to 8 bits, got {}", b);
-      LCQ_CHECK(a->q.method == "lcq" || a->q.method == "rtn",
+      LCQ_CHECK(a->q.method == quant::Method::kLcq || a->q.method == quant::Method::kRtn,
                 "a size target (--target-size, --target-bpw) allocates bits for --method lcq or rtn, not {}",
-                a->q.method);
+                quant::to_string(a->q.method));
       LCQ_CHECK(!a->calib.empty(), "a size target needs --calib FILE: each layer's sensitivity is measured on it");
       LCQ_CHECK(act.bits == 0 && act.kv_bits == 0 && a->smoothquant == 0,
                 "a size target is for weight-only quantization (no --act-bits, --kv-bits or --smoothquant)");
@@ -324,9 +322,9 @@ void register_quantize(CLI::App& app) {
                                                                   "90 (MiB), 85.5M, 1G or 92000000B"));
     }
 
-    const bool rank_one = a->q.method != "lcq";
+    const bool rank_one = a->q.method != quant::Method::kLcq;
     const bool trained = quant::is_trained_method(a->q.method);
-    nlohmann::json settings = {{"method", a->q.method}, {"bits", a->q.lcq.bits},   {"group", a->q.lcq.group},
+    nlohmann::json settings = {{"method", quant::to_string(a->q.method)}, {"bits", a->q.lcq.bits},   {"group", a->q.lcq.group},
                                {"rank", rank_one ? 1 : a->q.lcq.rank},
                                {"init", trained ? quant::to_string(a->q.lcq.init) : "rtn"},
                                {"epochs", trained ? a->q.engine.epochs : 0}, {"loss", quant::to_string(a->q.engine.loss)},
@@ -341,27 +339,27 @@ void register_quantize(CLI::App& app) {
                             {"embed_bits", target_embed_bits},
                             {"measure", a->target_measure},
                             {"samples", a->target_samples}};
-    if (a->q.method == "lcq" && (!quant::is_grid_init(a->q.lcq.init) || !a->q.init_from.empty()))
+    if (a->q.method == quant::Method::kLcq && (!quant::is_grid_init(a->q.lcq.init) || !a->q.init_from.empty()))
       settings["init_codes"] = quant::to_string(a->q.lcq.start_codes);
-    if (a->q.method == "lcq") settings["codebook_grad"] = quant::to_string(a->q.lcq.gradient);
+    if (a->q.method == quant::Method::kLcq) settings["codebook_grad"] = quant::to_string(a->q.lcq.gradient);
     if (!a->q.init_from.empty()) settings["init"] = "file:" + std::filesystem::path(a->q.init_from).filename().string();
     if (trained && rank_one)  // omniquant, flexround, lrq: their Adam learning rate
       settings["lr"] = a->q.lr > 0 ? a->q.lr : quant::default_lr(a->q.method);
-    if (a->q.method == "lrq")
+    if (a->q.method == quant::Method::kLrq)
       settings["lrq"] = {{"rank", a->q.flexround.lrq_rank}, {"rank_frac", a->q.flexround.lrq_rank_frac}};
     if (act.bits > 0 || act.kv_bits > 0 || a->smoothquant > 0)
       settings["activations"] = {{"bits", act.bits}, {"scheme", act.scheme}, {"kv_bits", act.kv_bits},
                                  {"smoothquant", a->smoothquant}};
-    if (a->q.method == "gptq")
+    if (a->q.method == quant::Method::kGptq)
       settings["gptq"] = {{"damp", a->q.gptq.damp},           {"block", a->q.gptq.block},
                           {"act_order", a->q.gptq.act_order}, {"groups", quant::to_string(a->q.gptq.groups)},
                           {"true_sequential", a->q.gptq.true_sequential}};
-    if (a->q.method == "awq")
+    if (a->q.method == quant::Method::kAwq)
       settings["awq"] = {{"grid", a->q.awq.grid},           {"clip", a->q.awq.clip},
                          {"clip_grid", a->q.awq.clip_grid}, {"max_shrink", a->q.awq.max_shrink},
                          {"clip_qk", a->q.awq.clip_qk},     {"inputs", quant::to_string(a->q.awq.inputs)},
                          {"search_samples", a->q.awq.search_samples}};
-    nlohmann::json meta = {{"general.source", model_path}, {"lcq.method", a->q.method}, {"lcq.settings", settings.dump()}};
+    nlohmann::json meta = {{"general.source", model_path}, {"lcq.method", quant::to_string(a->q.method)}, {"lcq.settings", settings.dump()}};
     meta.update(model::act_quant_metadata(act));
 
     torch::Tensor calib;

@@ -1,6 +1,7 @@
 #include "lcq/quant/quantize.h"
 
 #include "lcq/core/error.h"
+#include "lcq/core/named.h"
 #include "lcq/io/codebook_tensors.h"
 #include "lcq/io/writers.h"
 #include "per_linear_method.h"
@@ -37,39 +38,46 @@ void for_each_tensor(const model::Model& m, Fn fn) {
   if (!m.config.tie_embeddings) fn("output.weight", m.output.weight);
 }
 
-bool is_learned_grid(const std::string& method) {
-  return method == "omniquant" || method == "flexround" || method == "lrq";
-}
+const Named<Method> kMethods[] = {{Method::kLcq, "lcq"},           {Method::kRtn, "rtn"},
+                                  {Method::kGptq, "gptq"},         {Method::kAwq, "awq"},
+                                  {Method::kOmniQuant, "omniquant"}, {Method::kFlexRound, "flexround"},
+                                  {Method::kLrq, "lrq"}};
 
 }  // namespace
 
-bool is_rank_one_method(const std::string& method) { return method == "rtn" || method == "gptq" || method == "awq"; }
-bool is_trained_method(const std::string& method) { return method == "lcq" || is_learned_grid(method); }
+const std::vector<std::string>& method_names() {
+  static const auto v = names_of(kMethods);
+  return v;
+}
+Method parse_method(const std::string& name) { return parse_named(kMethods, name, "--method"); }
+std::string to_string(Method m) { return name_of(kMethods, m); }
+
+bool is_learned_grid(Method m) { return m == Method::kOmniQuant || m == Method::kFlexRound || m == Method::kLrq; }
+bool is_rank_one_method(Method m) { return m == Method::kRtn || m == Method::kGptq || m == Method::kAwq; }
+bool is_trained_method(Method m) { return m == Method::kLcq || is_learned_grid(m); }
 
 void validate(const QuantizeOptions& o) {
-  LCQ_CHECK(o.method == "lcq" || is_rank_one_method(o.method) || is_learned_grid(o.method),
-            "--method must be lcq, rtn, gptq, awq, omniquant, flexround or lrq, got '{}'", o.method);
   validate(o.lcq);
   validate(o.flexround);
   validate(o.embedding);
   LCQ_CHECK(o.lr >= 0 && std::isfinite(o.lr), "--lr must be positive (0 = the method's default), got {}", o.lr);
-  LCQ_CHECK(o.method == "lcq" || is_grid_init(o.lcq.init),
+  LCQ_CHECK(o.method == Method::kLcq || is_grid_init(o.lcq.init),
             "--init {} starts LCQ from that method's result: it needs --method lcq (got --method {})", to_string(o.lcq.init),
-            o.method);
-  LCQ_CHECK(o.init_from.empty() || o.method == "lcq", "--init-from starts LCQ from a file: it needs --method lcq (got --method {})",
-            o.method);
+            to_string(o.method));
+  LCQ_CHECK(o.init_from.empty() || o.method == Method::kLcq, "--init-from starts LCQ from a file: it needs --method lcq (got --method {})",
+            to_string(o.method));
   LCQ_CHECK(o.init_from.empty() || is_grid_init(o.lcq.init),
             "--init-from and --init {} both name LCQ's start: give one", to_string(o.lcq.init));
-  LCQ_CHECK(o.layer_bits.empty() || ((o.method == "lcq" || o.method == "rtn") && o.init_from.empty() &&
+  LCQ_CHECK(o.layer_bits.empty() || ((o.method == Method::kLcq || o.method == Method::kRtn) && o.init_from.empty() &&
                                       is_grid_init(o.lcq.init)),
             "a size target (--target-size, --target-bpw) allocates bits for --method lcq or rtn from the rtn, mse or "
-            "wmse start, not {}", o.method != "lcq" && o.method != "rtn" ? "--method " + o.method
+            "wmse start, not {}", o.method != Method::kLcq && o.method != Method::kRtn ? "--method " + to_string(o.method)
                              : o.init_from.empty()                  ? "--init " + to_string(o.lcq.init)
                                                                     : std::string("--init-from"));
   for (const auto& [name, bits] : o.layer_bits)
     LCQ_CHECK(bits >= 1 && bits <= 8, "layer {}: {} bits (1 to 8 allowed)", name, bits);
-  if (o.method == "gptq" || o.lcq.init == LcqInit::kGptq) validate(o.gptq, o.lcq);
-  if (o.method == "awq" || o.lcq.init == LcqInit::kAwq) validate(o.awq, o.lcq);
+  if (o.method == Method::kGptq || o.lcq.init == LcqInit::kGptq) validate(o.gptq, o.lcq);
+  if (o.method == Method::kAwq || o.lcq.init == LcqInit::kAwq) validate(o.awq, o.lcq);
   LCQ_CHECK(o.lr_scale > 0 && o.lr_codebook > 0 && std::isfinite(o.lr_scale) && std::isfinite(o.lr_codebook),
             "learning rates must be positive and finite, got --lr-scale {} and --lr-codebook {}", o.lr_scale,
             o.lr_codebook);
@@ -78,15 +86,15 @@ void validate(const QuantizeOptions& o) {
   LCQ_CHECK(o.engine.loss_samples >= 0, "--loss-samples must be >= 0, got {}", o.engine.loss_samples);
 }
 
-int default_epochs(const std::string& method, int bits) {
-  if (method == "omniquant") return bits < 3 ? 40 : 20;
-  if (method == "flexround" || method == "lrq") return 20;
+int default_epochs(Method m, int bits) {
+  if (m == Method::kOmniQuant) return bits < 3 ? 40 : 20;
+  if (m == Method::kFlexRound || m == Method::kLrq) return 20;
   return 2;
 }
 
 QuantizeOptions default_recipe() {
   QuantizeOptions o;
-  o.method = "lcq";
+  o.method = Method::kLcq;
   o.lcq.bits = 4;
   o.lcq.group = 64;
   o.lcq.rank = 2;
@@ -97,16 +105,16 @@ QuantizeOptions default_recipe() {
   return o;
 }
 
-double default_lr(const std::string& method) { return method == "omniquant" ? 1e-2 : 3e-3; }
+double default_lr(Method m) { return m == Method::kOmniQuant ? 1e-2 : 3e-3; }
 
 std::unique_ptr<BlockMethod> make_block_method(const QuantizeOptions& o, const model::Model& m) {
   const bool train = o.engine.epochs > 0;
   const double lr = o.lr > 0 ? o.lr : default_lr(o.method);
-  if (o.method == "omniquant") return make_omniquant_method(o.lcq, lr, train);
-  if (o.method == "flexround" || o.method == "lrq")
-    return make_flexround_method(o.lcq, o.flexround, o.method == "lrq", lr, train, o.engine.seed, &m);
-  if (o.method == "gptq") return make_gptq_method(m, o.lcq, o.gptq, o.engine.progress);
-  if (o.method == "awq") return make_awq_method(m, o.lcq, o.awq, o.engine.progress);
+  if (o.method == Method::kOmniQuant) return make_omniquant_method(o.lcq, lr, train);
+  if (o.method == Method::kFlexRound || o.method == Method::kLrq)
+    return make_flexround_method(o.lcq, o.flexround, o.method == Method::kLrq, lr, train, o.engine.seed, &m);
+  if (o.method == Method::kGptq) return make_gptq_method(m, o.lcq, o.gptq, o.engine.progress);
+  if (o.method == Method::kAwq) return make_awq_method(m, o.lcq, o.awq, o.engine.progress);
   // lcq, and rtn as untrained rank-one lcq. One generator for the whole run (a handle:
   // copies share its state).
   torch::Generator gen = at::detail::createCPUGenerator(o.engine.seed);
@@ -157,11 +165,11 @@ void prepare(QuantizeOptions& o, bool calibrated) {
     o.engine.epochs = 0;
   }
   if (is_learned_grid(o.method)) o.lcq.rank = 1;
-  LCQ_CHECK(calibrated || (o.method != "gptq" && o.method != "awq"), "--method {} needs calibration data (--calib FILE)",
-            o.method);
+  LCQ_CHECK(calibrated || (o.method != Method::kGptq && o.method != Method::kAwq), "--method {} needs calibration data (--calib FILE)",
+            to_string(o.method));
   LCQ_CHECK(calibrated || is_grid_init(o.lcq.init), "--init {} needs calibration data (--calib FILE)",
             to_string(o.lcq.init));
-  LCQ_CHECK(calibrated || o.engine.epochs == 0, "method '{}' needs calibration data (--calib)", o.method);
+  LCQ_CHECK(calibrated || o.engine.epochs == 0, "method '{}' needs calibration data (--calib)", to_string(o.method));
 }
 
 namespace {

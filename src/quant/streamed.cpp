@@ -223,9 +223,9 @@ MemoryEstimate estimate_memory(const ModelConfig& c, int64_t nsamples, int64_t s
   // of code, measured at 14.5 bytes per weight in bf16 steps and 15.5 in f32 steps on 4096 x
   // 11008 blocks (BENCHMARKS.md, "Quantizing beyond RAM"). The other methods: seven f32
   // copies (not measured as closely). GPTQ adds the Hessian of the widest input.
-  const bool plain_lcq = o.method == "lcq" && o.init_from.empty() && is_grid_init(o.lcq.init);
+  const bool plain_lcq = o.method == Method::kLcq && o.init_from.empty() && is_grid_init(o.lcq.init);
   m.block = linears * (plain_lcq ? 16.0 : 4.0 * 7);
-  if (o.method == "gptq" || o.lcq.init == LcqInit::kGptq) m.block += F * F * 4 * 2;
+  if (o.method == Method::kGptq || o.lcq.init == LcqInit::kGptq) m.block += F * F * 4 * 2;
   // Activation sets [N, L, D] f32 alive at once: inputs (quantized and full-precision), the
   // targets and the next inputs; and what one batch's forward and backward keep (MLP and
   // attention intermediates of batch_size samples).

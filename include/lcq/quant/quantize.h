@@ -20,9 +20,16 @@
 
 namespace lcq::quant {
 
+// The quantization methods (--method). All but kLcq store rank-one grids: kRtn, kGptq and
+// kAwq compute them once (rank-one methods), kOmniQuant, kFlexRound and kLrq learn them by
+// block reconstruction (learned grids).
+enum class Method { kLcq, kRtn, kGptq, kAwq, kOmniQuant, kFlexRound, kLrq };
+const std::vector<std::string>& method_names();  // lcq, rtn, gptq, awq, omniquant, flexround, lrq
+Method parse_method(const std::string& name);    // lcq::Error naming --method for other names
+std::string to_string(Method m);
+
 struct QuantizeOptions {
-  // lcq | rtn | gptq | awq | omniquant | flexround | lrq; all but lcq store rank-one grids.
-  std::string method = "lcq";
+  Method method = Method::kLcq;
   LcqOptions lcq;              // bits, group, rank, init, double quantization
   GptqOptions gptq;            // --method gptq
   AwqOptions awq;              // --method awq
@@ -45,8 +52,9 @@ void validate(const QuantizeOptions& o);
 
 // How a method gets its weights: trained by block reconstruction (lcq, omniquant, flexround,
 // lrq; these take --epochs) or computed once (rtn, gptq, awq, the rank-one baselines).
-bool is_trained_method(const std::string& method);
-bool is_rank_one_method(const std::string& method);  // rtn, gptq, awq
+bool is_trained_method(Method m);
+bool is_rank_one_method(Method m);  // rtn, gptq, awq
+bool is_learned_grid(Method m);     // omniquant, flexround, lrq
 
 // What `lcq quantize MODEL -o OUT --calib FILE` runs when no option says otherwise: the
 // configuration that measured best on SmolLM2-135M (BENCHMARKS.md, "The default recipe"): LCQ
@@ -63,8 +71,8 @@ QuantizeOptions default_recipe();
 // papers' or official code: omniquant 20, 40 below 3 bits; flexround and lrq 20 (about the
 // official 5000 steps of batch 2 on 512 samples). The learning rate of omniquant (1e-2),
 // flexround and lrq (3e-3, a starting point not yet settled by a sweep).
-int default_epochs(const std::string& method, int bits);
-double default_lr(const std::string& method);
+int default_epochs(Method m, int bits);
+double default_lr(Method m);
 
 // The block method for o.method (after quantize_model's adjustments: rank 1 and no training
 // for the rank-one methods). `model` must outlive it. Each method lives in its own file.
