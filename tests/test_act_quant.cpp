@@ -56,7 +56,7 @@ TEST(ActQuant, MetadataRoundTripsAndStaticNeedsEveryRange) {
   model::LoadedModel m = load_stories();
   model::ActQuantConfig a;
   a.bits = 8;
-  a.scheme = "per-tensor-static";
+  a.scheme = model::ActQuant::Scheme::PerTensorStatic;
   a.kv_bits = 8;
   for (size_t l = 0; l < m.model.blocks.size(); ++l)
     for (const auto& [name, lin] : m.model.blocks[l].linears())
@@ -65,13 +65,23 @@ TEST(ActQuant, MetadataRoundTripsAndStaticNeedsEveryRange) {
   const model::ActQuantConfig back = model::activation_quant(m.model);
   EXPECT_EQ(back.bits, 8);
   EXPECT_EQ(back.kv_bits, 8);
-  EXPECT_EQ(back.scheme, "per-tensor-static");
+  EXPECT_EQ(back.scheme, model::ActQuant::Scheme::PerTensorStatic);
   for (const auto& [k, v] : a.static_absmax) EXPECT_NEAR(back.static_absmax.at(k), v, 1e-5) << k;
   const auto md = model::act_quant_metadata(a);
   const auto parsed = model::act_quant_from_metadata(md, "x.gguf");
   ASSERT_TRUE(parsed.has_value());
   EXPECT_EQ(parsed->static_absmax, a.static_absmax);
   EXPECT_FALSE(model::act_quant_from_metadata(nlohmann::json::object(), "x.gguf").has_value());
+  // A file naming an unknown scheme is refused, naming the file and the key.
+  nlohmann::json unknown = md;
+  unknown["lcq.act.scheme"] = "per-channel";
+  try {
+    model::act_quant_from_metadata(unknown, "x.gguf");
+    FAIL() << "an unknown scheme was accepted";
+  } catch (const Error& e) {
+    EXPECT_STREQ(e.what(),
+                 "x.gguf: lcq.act.scheme must be per-tensor-static or per-token-dynamic, got 'per-channel'");
+  }
 
   a.static_absmax.erase("blk.2.ffn_up");
   try {
@@ -116,7 +126,7 @@ TEST(Stories260K, EightBitActivationsCostLittleAndFourBitsMuchMore) {
   model::set_activation_quant(m.model, a);
   const double a4 = stories_ppl(m);
   a.bits = 8;
-  a.scheme = "per-tensor-static";
+  a.scheme = model::ActQuant::Scheme::PerTensorStatic;
   a.static_absmax = quant::calibrate_input_absmax(m.model, stories_calibration(m), false);
   model::set_activation_quant(m.model, a);
   const double a8_static = stories_ppl(m);

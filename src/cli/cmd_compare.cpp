@@ -14,6 +14,7 @@
 #include "lcq/core/atomic_file.h"
 #include "lcq/core/error.h"
 #include "lcq/eval/compare_report.h"
+#include "lcq/model/act_quant.h"
 #include "lcq/quant/quantize.h"
 
 #include <fmt/format.h>
@@ -243,7 +244,7 @@ class Runner {
     else if (c.method.rfind("lcq/", 0) == 0)
       v.insert(v.end(), {"--init", c.method.substr(4)});
     // RTN takes no calibration, unless the activation scheme needs it (SmoothQuant, static ranges).
-    const bool act_calib = a_.smoothquant > 0 || (a_.act_bits > 0 && a_.act_scheme == "per-tensor-static");
+    const bool act_calib = a_.smoothquant > 0 || (a_.act_bits > 0 && model::parse_act_scheme(a_.act_scheme) == model::ActQuant::Scheme::PerTensorStatic);
     if (c.method != "rtn" || act_calib) {
       v.insert(v.end(), {"--calib", a_.calib, "--nsamples", std::to_string(a_.nsamples), "--seed", std::to_string(a_.seed)});
       if (a_.seqlen > 0) v.insert(v.end(), {"--seqlen", std::to_string(a_.seqlen)});
@@ -326,7 +327,7 @@ void register_compare(CLI::App& app) {
                   "Weight-activation scheme for every run (0 = weight-only), e.g. 8 for LRQ's W8A8/W4A8")
       ->check(CLI::Range(0, 16));
   cmd->add_option("--act-scheme", a->act_scheme, "per-token-dynamic or per-tensor-static")
-      ->check(CLI::IsMember({"per-token-dynamic", "per-tensor-static"}));
+      ->check(CLI::IsMember(model::act_scheme_names()));
   cmd->add_option("--kv-bits", a->kv_bits, "Also quantize the k/v projections' outputs (0 = off)")->check(CLI::Range(0, 16));
   cmd->add_option("--smoothquant", a->smoothquant, "SmoothQuant alpha before every quantization (0 = off)")
       ->check(finite_range(0, 1));
@@ -365,7 +366,7 @@ void register_compare(CLI::App& app) {
     LCQ_CHECK(a->seqlen == 0 || a->seqlen >= 2, "--seqlen must be >= 2, got {}", a->seqlen);
     LCQ_CHECK(a->eval_seqlen == 0 || a->eval_seqlen >= 2, "--eval-seqlen must be >= 2, got {}", a->eval_seqlen);
     const bool needs_calib = std::any_of(methods.begin(), methods.end(), [](auto& m) { return m != "rtn"; }) ||
-                             a->smoothquant > 0 || (a->act_bits > 0 && a->act_scheme == "per-tensor-static");
+                             a->smoothquant > 0 || (a->act_bits > 0 && model::parse_act_scheme(a->act_scheme) == model::ActQuant::Scheme::PerTensorStatic);
     LCQ_CHECK(!needs_calib || !a->calib.empty(), "--calib FILE is needed by every method but rtn");
     LCQ_CHECK(a->calib.empty() || fs::exists(a->calib), "{}: no such calibration file", a->calib);
     LCQ_CHECK(fs::exists(a->model), "{}: no such model", a->model);

@@ -240,9 +240,9 @@ void register_quantize(CLI::App& app) {
     model::ActQuantConfig act;
     act.bits = std::max(opts->act_bits, 0);
     act.kv_bits = std::max(opts->kv_bits, 0);
-    if (!opts->act_scheme.empty()) act.scheme = opts->act_scheme;
+    if (!opts->act_scheme.empty()) act.scheme = model::parse_act_scheme(opts->act_scheme);
     model::validate(act, "--act-bits/--act-scheme/--kv-bits");
-    const bool static_act = act.bits > 0 && act.scheme == "per-tensor-static";
+    const bool static_act = act.bits > 0 && act.scheme == model::ActQuant::Scheme::PerTensorStatic;
     LCQ_CHECK(!static_act || !a->calib.empty(), "--act-scheme per-tensor-static needs --calib FILE to calibrate ranges");
     LCQ_CHECK(a->smoothquant == 0 || !a->calib.empty(), "--smoothquant needs --calib FILE");
 
@@ -348,7 +348,7 @@ void register_quantize(CLI::App& app) {
     if (a->q.method == quant::Method::kLrq)
       settings["lrq"] = {{"rank", a->q.flexround.lrq_rank}, {"rank_frac", a->q.flexround.lrq_rank_frac}};
     if (act.bits > 0 || act.kv_bits > 0 || a->smoothquant > 0)
-      settings["activations"] = {{"bits", act.bits}, {"scheme", act.scheme}, {"kv_bits", act.kv_bits},
+      settings["activations"] = {{"bits", act.bits}, {"scheme", model::to_string(act.scheme)}, {"kv_bits", act.kv_bits},
                                  {"smoothquant", a->smoothquant}};
     if (a->q.method == quant::Method::kGptq)
       settings["gptq"] = {{"damp", a->q.gptq.damp},           {"block", a->q.gptq.block},

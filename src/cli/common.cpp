@@ -5,6 +5,7 @@
 #include "lcq/core/memory.h"
 #include "lcq/core/progress.h"
 #include "lcq/io/writers.h"
+#include "lcq/model/act_quant.h"
 
 #include <fmt/format.h>
 
@@ -31,7 +32,7 @@ void ModelOptions::add_to(CLI::App& cmd, bool with_runtime) {
     cmd.add_option("--act-scheme", act_scheme,
                    "per-token-dynamic (asymmetric min-max per token, LRQ's W4A8) or per-tensor-static (one\n"
                    "calibrated range per linear, stored by lcq quantize; LRQ's W8A8)")
-        ->check(CLI::IsMember({"per-token-dynamic", "per-tensor-static"}));
+        ->check(CLI::IsMember(model::act_scheme_names()));
     cmd.add_option("--kv-bits", kv_bits, "Also quantize the k and v projections' outputs per token (0 = off)")
         ->check(CLI::Range(0, 16));
     cmd.add_option("--kernel", kernel,
@@ -60,7 +61,7 @@ model::RuntimeOptions ModelOptions::runtime() const {
   r.dtype = dtype == "bf16" ? torch::kBFloat16 : torch::kFloat32;
   r.threads = threads;
   r.act_bits = act_bits;
-  r.act_scheme = act_scheme;
+  if (!act_scheme.empty()) r.act_scheme = model::parse_act_scheme(act_scheme);
   r.kv_bits = kv_bits;
   r.kernel = kernels::parse_kernel_choice(kernel);
   r.prompt_dtype = model::resolve_prompt_dtype(prompt_dtype);

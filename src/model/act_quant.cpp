@@ -1,6 +1,7 @@
 #include "lcq/model/act_quant.h"
 
 #include "lcq/core/error.h"
+#include "lcq/core/named.h"
 
 #include <fmt/format.h>
 
@@ -10,19 +11,27 @@ namespace lcq::model {
 
 namespace {
 
-constexpr const char* kStatic = "per-tensor-static";
-constexpr const char* kDynamic = "per-token-dynamic";
+using Scheme = ActQuant::Scheme;
+const Named<Scheme> kSchemes[] = {{Scheme::PerTensorStatic, "per-tensor-static"},
+                                  {Scheme::PerTokenDynamic, "per-token-dynamic"}};
 
 
 }  // namespace
+
+const std::vector<std::string>& act_scheme_names() {
+  static const auto v = names_of(kSchemes);
+  return v;
+}
+ActQuant::Scheme parse_act_scheme(const std::string& name, const std::string& what) {
+  return parse_named(kSchemes, name, what.c_str());
+}
+std::string to_string(ActQuant::Scheme s) { return name_of(kSchemes, s); }
 
 void validate(const ActQuantConfig& a, const std::string& what) {
   LCQ_CHECK(a.bits == 0 || (a.bits >= 2 && a.bits <= 16), "{}: activation bits must be 0 (off) or 2..16, got {}",
             what, a.bits);
   LCQ_CHECK(a.kv_bits == 0 || (a.kv_bits >= 2 && a.kv_bits <= 16), "{}: k/v bits must be 0 (off) or 2..16, got {}",
             what, a.kv_bits);
-  LCQ_CHECK(a.scheme == kStatic || a.scheme == kDynamic,
-            "{}: activation scheme must be per-tensor-static or per-token-dynamic, got '{}'", what, a.scheme);
 }
 
 void set_activation_quant(Model& m, const ActQuantConfig& a) {
@@ -38,7 +47,7 @@ void set_activation_quant(Block& b, int l, const ActQuantConfig& a) {
     if (a.bits > 0) {
       auto q = std::make_shared<ActQuant>();
       q->bits = a.bits;
-      if (a.scheme == kStatic) {
+      if (a.scheme == Scheme::PerTensorStatic) {
         const std::string full = layer_name(l, name);
         auto it = a.static_absmax.find(full);
         LCQ_CHECK(it != a.static_absmax.end() && std::isfinite(it->second) && it->second > 0,
@@ -68,7 +77,7 @@ ActQuantConfig activation_quant(const Model& m) {
       if (lin->input_quant && lin->input_quant->bits > 0) {
         a.bits = lin->input_quant->bits;
         if (lin->input_quant->scheme == ActQuant::Scheme::PerTensorStatic) {
-          a.scheme = kStatic;
+          a.scheme = Scheme::PerTensorStatic;
           a.static_absmax[layer_name(l, name)] =
               float(double(lin->input_quant->static_scale) * double((1 << (a.bits - 1)) - 1));
         }
@@ -80,8 +89,8 @@ ActQuantConfig activation_quant(const Model& m) {
 
 nlohmann::json act_quant_metadata(const ActQuantConfig& a) {
   if (a.bits == 0 && a.kv_bits == 0) return nlohmann::json::object();
-  nlohmann::json j = {{"lcq.act.bits", a.bits}, {"lcq.act.scheme", a.scheme}, {"lcq.act.kv_bits", a.kv_bits}};
-  if (a.scheme == kStatic) j["lcq.act.static_absmax"] = nlohmann::json(a.static_absmax).dump();
+  nlohmann::json j = {{"lcq.act.bits", a.bits}, {"lcq.act.scheme", to_string(a.scheme)}, {"lcq.act.kv_bits", a.kv_bits}};
+  if (a.scheme == Scheme::PerTensorStatic) j["lcq.act.static_absmax"] = nlohmann::json(a.static_absmax).dump();
   return j;
 }
 
@@ -90,7 +99,8 @@ std::optional<ActQuantConfig> act_quant_from_metadata(const nlohmann::json& md, 
   ActQuantConfig a;
   try {
     a.bits = md.at("lcq.act.bits").get<int>();
-    a.scheme = md.value("lcq.act.scheme", std::string(kDynamic));
+    a.scheme = parse_act_scheme(md.value("lcq.act.scheme", to_string(Scheme::PerTokenDynamic)),
+                                path + ": lcq.act.scheme");
     a.kv_bits = md.value("lcq.act.kv_bits", 0);
     if (md.contains("lcq.act.static_absmax"))
       a.static_absmax =
@@ -104,7 +114,7 @@ std::optional<ActQuantConfig> act_quant_from_metadata(const nlohmann::json& md, 
 
 std::string describe(const ActQuantConfig& a) {
   if (a.bits == 0 && a.kv_bits == 0) return "weight-only";
-  std::string s = a.bits > 0 ? fmt::format("A{} {}", a.bits, a.scheme) : "A16";
+  std::string s = a.bits > 0 ? fmt::format("A{} {}", a.bits, to_string(a.scheme)) : "A16";
   if (a.kv_bits > 0) s += fmt::format(" + KV{}", a.kv_bits);
   return s;
 }

@@ -136,7 +136,7 @@ void TensorReader::check_block(int l) const {
 ActQuantConfig file_activation_quant(const io::ModelSource& src, const RuntimeOptions& opts) {
   ActQuantConfig act = act_quant_from_metadata(src.metadata, src.path).value_or(ActQuantConfig{});
   if (opts.act_bits >= 0) act.bits = opts.act_bits;
-  if (!opts.act_scheme.empty()) act.scheme = opts.act_scheme;
+  if (opts.act_scheme) act.scheme = *opts.act_scheme;
   if (opts.kv_bits >= 0) act.kv_bits = opts.kv_bits;
   return act;
 }

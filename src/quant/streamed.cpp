@@ -89,7 +89,7 @@ std::string streaming_obstacle(const QuantizeOptions& o, const model::ActQuantCo
   if (!o.init_from.empty()) return "--init-from";
   if (export_fake) return "--export-fake";
   if (smoothquant) return "--smoothquant";
-  if (act.bits > 0 && act.scheme == "per-tensor-static") return "--act-scheme per-tensor-static";
+  if (act.bits > 0 && act.scheme == model::ActQuant::Scheme::PerTensorStatic) return "--act-scheme per-tensor-static";
   return "";
 }
 

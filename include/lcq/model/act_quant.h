@@ -17,19 +17,26 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace lcq::model {
 
+// The schemes' names (--act-scheme, the lcq.act.scheme key): per-tensor-static,
+// per-token-dynamic. parse_act_scheme() throws lcq::Error naming `what` for other names.
+const std::vector<std::string>& act_scheme_names();
+ActQuant::Scheme parse_act_scheme(const std::string& name, const std::string& what = "--act-scheme");
+std::string to_string(ActQuant::Scheme s);
+
 struct ActQuantConfig {
-  int bits = 0;                              // 0: activations stay in full precision
-  std::string scheme = "per-token-dynamic";  // or per-tensor-static
+  int bits = 0;  // 0: activations stay in full precision
+  ActQuant::Scheme scheme = ActQuant::Scheme::PerTokenDynamic;
   int kv_bits = 0;                           // k/v projection outputs, per-token dynamic; 0: off
   // "blk.3.attn_q" -> the largest |input| on the calibration set (per-tensor-static). Kept as
   // a range, not a scale, so that one calibration serves any bit width.
   std::map<std::string, float> static_absmax;
 };
 
-// Checks bits (0 or 2..16), scheme and kv_bits; throws lcq::Error naming `what`.
+// Checks bits (0 or 2..16) and kv_bits; throws lcq::Error naming `what`.
 void validate(const ActQuantConfig& a, const std::string& what);
 
 // Sets every block linear's input (and k/v output) quantizer from `a`, replacing what was

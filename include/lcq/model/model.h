@@ -11,6 +11,7 @@
 #include <torch/types.h>
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -29,10 +30,10 @@ struct RuntimeOptions {
   // BLAS on dequantized rows in this type: kFloat32 (exact) or kBFloat16 (faster where the CPU
   // multiplies bf16 natively; inputs rounded to bf16, sums in f32).
   torch::ScalarType prompt_dtype = torch::kFloat32;
-  // Activation quantization (lcq/model/act_quant.h). -1 / "": as the file says (its lcq.act.*
-  // keys; none for an ordinary model); act_bits 0 turns it off, kv_bits 0 too.
+  // Activation quantization (lcq/model/act_quant.h). -1 / nullopt: as the file says (its
+  // lcq.act.* keys; none for an ordinary model); act_bits 0 turns it off, kv_bits 0 too.
   int act_bits = -1;
-  std::string act_scheme;
+  std::optional<ActQuant::Scheme> act_scheme;
   int kv_bits = -1;
 };
 
