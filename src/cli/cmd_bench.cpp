@@ -175,7 +175,7 @@ nlohmann::json run_bench(const BenchArgs& a) {
   int64_t model_rss = 0;
   if (!a.model.empty()) {
     model::RuntimeOptions rt;
-    rt.dtype = a.dtype == "bf16" ? torch::kBFloat16 : torch::kFloat32;
+    rt.dtype = model::parse_compute_dtype(a.dtype);
     rt.packed = !a.dense_runtime;
     rt.kernel = kernels::parse_kernel_choice(a.kernel);
     rt.prompt_dtype = model::resolve_prompt_dtype(a.prompt_dtype);
@@ -285,7 +285,9 @@ void register_bench(CLI::App& app) {
       ->check(CLI::Range(1, 1 << 16));
   cmd->add_option("--prefill", a->prefill, "Prompt tokens for the prefill timing")->check(CLI::Range(1, 1 << 20));
   cmd->add_option("--decode", a->decode, "Generated tokens for the decode timing")->check(CLI::Range(1, 1 << 20));
-  cmd->add_option("--dtype", a->dtype, "Runtime compute type for the model")->check(CLI::IsMember({"f32", "bf16"}));
+  cmd->add_option("--dtype", a->dtype, "Runtime compute type for the model")
+      ->check(CLI::IsMember(model::compute_dtype_names()))
+      ->capture_default_str();
   cmd->add_flag("--dense", a->dense_runtime, "Dequantize LCQ layers on load instead of running them packed");
   cmd->add_option("--kernel", a->kernel, "Kernel of the model's packed layers (see lcq generate --help)")
       ->check(CLI::IsMember(kernels::kernel_choice_names()))

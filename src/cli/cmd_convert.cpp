@@ -26,7 +26,9 @@ void register_convert(CLI::App& app) {
   cmd->add_option("out", o->out, "Output: a .gguf file or a directory (Hugging Face layout)")->required();
   cmd->add_option("--to", o->to, "Output format (default: gguf if OUT ends with .gguf, else hf)")
       ->check(CLI::IsMember({"gguf", "hf"}));
-  cmd->add_option("--type", o->type, "Stored type of the weights")->check(CLI::IsMember({"f32", "f16", "bf16"}));
+  cmd->add_option("--type", o->type, "Stored type of the weights")
+      ->check(CLI::IsMember(io::float_type_names()))
+      ->capture_default_str();
   cmd->footer(
       "Quantized source tensors (Q4_1, Q8_0, ...) are dequantized. Norms and biases stay f32.\n"
       "Example: lcq convert stories260K.bin stories260K.gguf --type f32");
@@ -40,7 +42,7 @@ void register_convert(CLI::App& app) {
     io::ModelSource src = io::load_model_source(opts->path, opts->load_options());
     files.input("the model's tokenizer", src.vocab.source_path);  // e.g. a tokenizer.bin found beside it
     files.check();
-    const io::DType type = o->type == "f16" ? io::DType::F16 : o->type == "bf16" ? io::DType::BF16 : io::DType::F32;
+    const io::DType type = io::parse_float_type(o->type, "--type");
     LCQ_CHECK(!src.vocab.empty(), "{}: no tokenizer to write with the model; pass --tokenizer FILE", opts->path);
 
     std::vector<std::vector<float>> buffers;

@@ -164,7 +164,9 @@ void register_quantize(CLI::App& app) {
   cmd->add_option("--seed", a->c.seed, "Seed for calibration windows and initialization");
   cmd->add_option("--export-fake", a->export_fake,
                   "Also write the dequantized weights as an ordinary model (.gguf file or HF directory)");
-  cmd->add_option("--export-type", a->export_type, "Type of --export-fake weights")->check(CLI::IsMember({"f16", "f32", "bf16"}));
+  cmd->add_option("--export-type", a->export_type, "Type of --export-fake weights")
+      ->check(CLI::IsMember(io::float_type_names()))
+      ->capture_default_str();
   cmd->add_option("--smoothquant", a->smoothquant,
                   "Before quantizing, migrate activation outliers into the weights with SmoothQuant at this alpha\n"
                   "(LRQ uses 0.8 for W8A8/W4A8; 0 = off). Needs --calib")
@@ -443,8 +445,8 @@ void register_quantize(CLI::App& app) {
       meta.update(model::act_quant_metadata(act));  // static ranges
       quant::write_quantized_model(a->out, m, src.vocab, r, meta);
       if (!a->export_fake.empty()) {
-        const io::DType t = a->export_type == "f32" ? io::DType::F32 : a->export_type == "bf16" ? io::DType::BF16 : io::DType::F16;
-        quant::write_dense_model(a->export_fake, m, src.vocab, t, {{"general.source", a->out}});
+        quant::write_dense_model(a->export_fake, m, src.vocab, io::parse_float_type(a->export_type, "--export-type"),
+                                 {{"general.source", a->out}});
       }
     }
 

@@ -24,7 +24,9 @@ void ModelOptions::add_to(CLI::App& cmd, bool with_runtime) {
                  "Tokenizer file (tokenizer.bin, *.model or tokenizer.json) when the model carries none");
   if (with_runtime) {
     cmd.add_option("-t,--threads", threads, "Worker threads (default: all cores)")->check(CLI::Range(0, 1024));
-    cmd.add_option("--dtype", dtype, "Compute type of the runtime")->check(CLI::IsMember({"f32", "bf16"}));
+    cmd.add_option("--dtype", dtype, "Compute type of the runtime")
+        ->check(CLI::IsMember(model::compute_dtype_names()))
+        ->capture_default_str();
     cmd.add_option("--act-bits", act_bits,
                    "Quantize the inputs of every block linear to this many bits (0 = off; default: what the\n"
                    "file was quantized for, else off)")
@@ -58,7 +60,7 @@ void ModelOptions::add_to(CLI::App& cmd, bool with_runtime) {
 
 model::RuntimeOptions ModelOptions::runtime() const {
   model::RuntimeOptions r;
-  r.dtype = dtype == "bf16" ? torch::kBFloat16 : torch::kFloat32;
+  r.dtype = model::parse_compute_dtype(dtype);
   r.threads = threads;
   r.act_bits = act_bits;
   if (!act_scheme.empty()) r.act_scheme = model::parse_act_scheme(act_scheme);

@@ -6,6 +6,7 @@
 
 #include "lcq/core/error.h"
 #include "lcq/core/half.h"
+#include "lcq/core/named.h"
 
 #include <cstring>
 #include <limits>
@@ -178,6 +179,16 @@ void dequant_q6_k(const uint8_t* src, float* out, int64_t n_blocks) {
 }
 
 }  // namespace
+
+namespace {
+const Named<DType> kFloatTypes[] = {{DType::F32, "f32"}, {DType::F16, "f16"}, {DType::BF16, "bf16"}};
+}  // namespace
+
+const std::vector<std::string>& float_type_names() {
+  static const auto v = names_of(kFloatTypes);
+  return v;
+}
+DType parse_float_type(const std::string& name, const char* option) { return parse_named(kFloatTypes, name, option); }
 
 const char* dtype_name(DType t) {
   const char* name = traits(t).name;

@@ -2,6 +2,7 @@
 
 #include "lcq/core/cpu.h"
 #include "lcq/core/error.h"
+#include "lcq/core/named.h"
 
 #include <torch/torch.h>
 
@@ -15,6 +16,16 @@ const std::vector<std::string>& prompt_dtype_names() {
   static const std::vector<std::string> names = {"auto", "f32", "bf16"};
   return names;
 }
+
+namespace {
+const Named<torch::ScalarType> kComputeTypes[] = {{torch::kFloat32, "f32"}, {torch::kBFloat16, "bf16"}};
+}  // namespace
+
+const std::vector<std::string>& compute_dtype_names() {
+  static const auto v = names_of(kComputeTypes);
+  return v;
+}
+torch::ScalarType parse_compute_dtype(const std::string& name) { return parse_named(kComputeTypes, name, "--dtype"); }
 
 torch::ScalarType resolve_prompt_dtype(const std::string& name) {
   LCQ_CHECK(name == "auto" || name == "f32" || name == "bf16", "unknown prompt dtype '{}' (expected auto, f32 or bf16)",

@@ -18,6 +18,11 @@ enum class DType : int {
 };
 
 const char* dtype_name(DType t);
+// The float types weights can be written in, by their option names (lcq convert --type, lcq
+// quantize --export-type): f32, f16, bf16. parse_float_type() throws lcq::Error naming
+// `option` for any other name.
+const std::vector<std::string>& float_type_names();
+DType parse_float_type(const std::string& name, const char* option);
 // Bytes for numel elements (quantized types need numel % block_size == 0, else throws).
 size_t dtype_nbytes(DType t, int64_t numel, const std::string& where);
 int64_t dtype_block_size(DType t);

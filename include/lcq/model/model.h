@@ -40,6 +40,9 @@ struct RuntimeOptions {
 // --prompt-dtype: its accepted names ("auto", "f32", "bf16") and what one means on this CPU
 // (auto: bf16 where the CPU multiplies bf16 natively, else f32); lcq::Error for other names.
 const std::vector<std::string>& prompt_dtype_names();
+// --dtype, the runtime's compute type: its names ("f32", "bf16") and the type one names.
+const std::vector<std::string>& compute_dtype_names();
+torch::ScalarType parse_compute_dtype(const std::string& name);  // lcq::Error naming --dtype otherwise
 torch::ScalarType resolve_prompt_dtype(const std::string& name);
 
 // RMSNorm (weight only) or LayerNorm (weight and bias).
