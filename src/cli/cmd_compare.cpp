@@ -54,6 +54,10 @@ bool known_method(const std::string& m) {
   return m.rfind("lcq/", 0) == 0 && std::find(kLcqStarts.begin(), kLcqStarts.end(), m.substr(4)) != kLcqStarts.end();
 }
 bool is_lcq(const std::string& m) { return m == "lcq" || m.rfind("lcq/", 0) == 0; }
+// Whether an --act-scheme needs ranges calibrated on the calibration set.
+bool static_ranges(const std::string& scheme) {
+  return model::parse_act_scheme(scheme) == model::ActQuant::Scheme::PerTensorStatic;
+}
 
 struct CompareArgs {
   std::string model, tokenizer, methods = "rtn,gptq,awq,omniquant,flexround,lrq,lcq", bits = "2,3,4",
@@ -244,7 +248,7 @@ class Runner {
     else if (c.method.rfind("lcq/", 0) == 0)
       v.insert(v.end(), {"--init", c.method.substr(4)});
     // RTN takes no calibration, unless the activation scheme needs it (SmoothQuant, static ranges).
-    const bool act_calib = a_.smoothquant > 0 || (a_.act_bits > 0 && model::parse_act_scheme(a_.act_scheme) == model::ActQuant::Scheme::PerTensorStatic);
+    const bool act_calib = a_.smoothquant > 0 || (a_.act_bits > 0 && static_ranges(a_.act_scheme));
     if (c.method != "rtn" || act_calib) {
       v.insert(v.end(), {"--calib", a_.calib, "--nsamples", std::to_string(a_.nsamples), "--seed", std::to_string(a_.seed)});
       if (a_.seqlen > 0) v.insert(v.end(), {"--seqlen", std::to_string(a_.seqlen)});
@@ -366,7 +370,7 @@ void register_compare(CLI::App& app) {
     LCQ_CHECK(a->seqlen == 0 || a->seqlen >= 2, "--seqlen must be >= 2, got {}", a->seqlen);
     LCQ_CHECK(a->eval_seqlen == 0 || a->eval_seqlen >= 2, "--eval-seqlen must be >= 2, got {}", a->eval_seqlen);
     const bool needs_calib = std::any_of(methods.begin(), methods.end(), [](auto& m) { return m != "rtn"; }) ||
-                             a->smoothquant > 0 || (a->act_bits > 0 && model::parse_act_scheme(a->act_scheme) == model::ActQuant::Scheme::PerTensorStatic);
+                             a->smoothquant > 0 || (a->act_bits > 0 && static_ranges(a->act_scheme));
     LCQ_CHECK(!needs_calib || !a->calib.empty(), "--calib FILE is needed by every method but rtn");
     LCQ_CHECK(a->calib.empty() || fs::exists(a->calib), "{}: no such calibration file", a->calib);
     LCQ_CHECK(fs::exists(a->model), "{}: no such model", a->model);

@@ -30,7 +30,7 @@ std::string to_string(ActQuant::Scheme s);
 struct ActQuantConfig {
   int bits = 0;  // 0: activations stay in full precision
   ActQuant::Scheme scheme = ActQuant::Scheme::PerTokenDynamic;
-  int kv_bits = 0;                           // k/v projection outputs, per-token dynamic; 0: off
+  int kv_bits = 0;  // k/v projection outputs, per-token dynamic; 0: off
   // "blk.3.attn_q" -> the largest |input| on the calibration set (per-tensor-static). Kept as
   // a range, not a scale, so that one calibration serves any bit width.
   std::map<std::string, float> static_absmax;
