@@ -5,6 +5,7 @@
 #include "lcq/io/codebook_tensors.h"
 #include "lcq/io/model_source.h"
 #include "lcq/io/safetensors.h"
+#include "lcq/kernels/packed_codebook.h"
 
 #include <gtest/gtest.h>
 
@@ -68,6 +69,35 @@ TEST(FuzzFindings, CodebookWithNonFiniteEntries) {
     expect_error([&] { io::read_codebook_layer(src, "blk.0.attn_q", q_rows, cols); },
                  {path, "layer 'blk.0.attn_q'", "codebook entry", c.value});
   }
+}
+
+// fuzz_codebook: a layer stored with a group wider than its row (a mutated group_size of
+// 12582928 for 16 columns) was read as it was, but packing stores the row's width (one group
+// per row, as CodebookLayer::shaped() makes it), so the packed layer unpacked to another
+// group size than the file's. The reader now stores such a group as the row's width; the
+// layer means the same either way (one group per row).
+TEST(FuzzFindings, CodebookGroupWiderThanTheRow) {
+  const std::string dir = scratch_dir();
+  const TinyModel m = tiny_model("llama");
+  const int64_t q_rows = int64_t(m.c.n_heads) * m.c.head_dim, cols = m.c.dim;
+  CodebookLayer wide = small_layer(q_rows, cols, {-1, 0, 0.5f, 1});
+  wide.group = 12582928;  // one group per row: n_groups() is q_rows, as for group = cols
+  wide.s_f32.assign(size_t(wide.n_groups()), 1.0f);
+  wide.b_f32.assign(size_t(wide.n_groups()), 0.0f);
+  const std::string path = model_with_codebook_layer(dir, wide);
+  const io::ModelSource src = io::load_model_source(path);
+  const CodebookLayer read = io::read_codebook_layer(src, "blk.0.attn_q", q_rows, cols);
+  EXPECT_EQ(read.group, cols);
+  EXPECT_EQ(read.n_groups(), q_rows);
+  const CodebookLayer back = kernels::PackedCodebookMatrix::pack(read).unpack();
+  EXPECT_EQ(back.group, read.group);
+  EXPECT_EQ(back.indices, read.indices);
+  EXPECT_EQ(back.s_f32, read.s_f32);
+  EXPECT_EQ(back.v, read.v);
+  std::vector<float> a(size_t(q_rows * cols)), b(a.size());
+  read.dequantize(a.data());
+  back.dequantize(b.data());
+  EXPECT_EQ(a, b);
 }
 
 // fuzz_safetensors: a tensor name holding a newline was quoted as it was, so the error about

@@ -142,12 +142,16 @@ CodebookLayer read_codebook_layer(const ModelSource& src, const std::string& nam
   CodebookLayer l;
   l.rows = rows;
   l.cols = cols;
+  const std::string where = src.path + ": layer '" + name + "'";
   l.bits = int(layer_param(src, name, "bits"));
-  l.group = int(layer_param(src, name, "group_size"));
+  // A group wider than the row is one group per row: stored as the row's width, as
+  // CodebookLayer::shaped() and the writers make it (so the layer packs and unpacks unchanged).
+  const int64_t group = layer_param(src, name, "group_size");
+  LCQ_CHECK(group >= 1, "{}: invalid codebook group size {}", where, group);
+  l.group = int(std::min(group, std::max<int64_t>(cols, 1)));
   l.rank = int(layer_param(src, name, "rank"));
   l.dq_bits = int(layer_param(src, name, "dq_bits"));
   l.dq_group = int(layer_param(src, name, "dq_group"));
-  const std::string where = src.path + ": layer '" + name + "'";
   LCQ_CHECK(l.bits >= 1 && l.bits <= 8, "{}: invalid index bits {}", where, l.bits);
   LCQ_CHECK(l.group >= 1 && l.rank >= 1 && l.rank <= 64 && l.dq_bits >= 0 && l.dq_bits <= 8 && l.dq_group >= 1,
             "{}: invalid codebook parameters (group {}, rank {}, dq {} bits / {} groups)", where, l.group, l.rank,
