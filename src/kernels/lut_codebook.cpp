@@ -31,18 +31,21 @@ struct LutAccess {
     v.dq_group = m.dq_group_;
     v.idx = m.idx_.get();
     detail::view_group_params(m.params_, m.rank_, m.dq_bits_, v);
+    v.levels = m.levels_.data();
+    v.level_mid = m.level_mid_;
+    v.level_step = m.level_step_;
     return v;
   }
 };
 
 bool LutCodebookMatrix::applies(const CodebookLayer& l) {
-  return l.bits >= 2 && l.bits <= 4 && l.group > 0 && l.group % detail::kLutChunkCols == 0 && l.rank >= 1 && l.rank <= 4;
+  return l.bits >= 2 && l.bits <= 8 && l.group > 0 && l.group % detail::kLutChunkCols == 0 && l.rank >= 1 && l.rank <= 4;
 }
 
 LutCodebookMatrix LutCodebookMatrix::pack(const CodebookLayer& layer) {
   layer.validate("packing codebook layer for the LUT kernel");
   LCQ_CHECK(applies(layer),
-            "the LUT kernel needs 2-, 3- or 4-bit indices, groups of a multiple of 16 columns and rank 1-4 "
+            "the LUT kernel needs 2- to 8-bit indices, groups of a multiple of 16 columns and rank 1-4 "
             "(this layer: {} bits, group {}, rank {})",
             layer.bits, layer.group, layer.rank);
   LutCodebookMatrix m;
@@ -54,16 +57,19 @@ LutCodebookMatrix LutCodebookMatrix::pack(const CodebookLayer& layer) {
   m.dq_bits_ = layer.dq_bits;
   m.dq_group_ = layer.dq_group;
   // The layout of the kernel this CPU runs: AVX-512 VBMI's, else AVX2's where it has one.
-  m.layout_ = !lut_simd_available() && m.bits_ != 3 && detail::lut_shuffle_available() ? detail::kLutLayoutShuffle
-                                                                                         : detail::kLutLayoutPermute;
+  const bool shuffle = !lut_simd_available() && (m.bits_ == 2 || m.bits_ == 4) && detail::lut_shuffle_available();
+  m.layout_ = shuffle ? detail::kLutLayoutShuffle : detail::kLutLayoutPermute;
   const int64_t step_rows = int64_t(detail::kLutTileRows) * detail::kLutStepTiles;
   m.tiles_ = (m.rows_ + step_rows - 1) / step_rows * detail::kLutStepTiles;
   m.chunks_ = (m.cols_ + detail::kLutChunkCols - 1) / detail::kLutChunkCols;
   m.idx_ = AlignedBytes(m.index_bytes());
+  const bool levels = detail::lut_levels(m.bits_);
   for (int64_t i = 0; i < m.rows_; ++i)
-    for (int64_t c = 0; c < m.cols_; ++c)
-      detail::lut_put(m.idx_.get(), m.bits_, detail::lut_bit(m.bits_, m.layout_, m.chunks_, i, c),
-                      layer.indices[size_t(i * m.cols_ + c)]);
+    for (int64_t c = 0; c < m.cols_; ++c) {
+      const int q = layer.indices[size_t(i * m.cols_ + c)];
+      if (levels) detail::lut_level_put(m.idx_.get(), m.chunks_, m.bits_, i, c, q);
+      else detail::lut_put(m.idx_.get(), m.bits_, detail::lut_bit(m.bits_, m.layout_, m.chunks_, i, c), q);
+    }
   const detail::LutView v = LutAccess::view(m);  // only the shape fields are valid yet
   const int64_t gpr = layer.groups_per_row();
   const int np = m.rank_ + 1;
@@ -74,10 +80,31 @@ LutCodebookMatrix LutCodebookMatrix::pack(const CodebookLayer& layer) {
   };
   // 32 floats of padding: the kernel loads two vectors of block parameters from a tile's first block.
   m.params_ = detail::pack_group_params(layer, ncoef, at, /*pad=*/32);
+  if (levels) m.make_levels();
   return m;
 }
 
+// V[r] to 8-bit levels: centered on its mid-range, one step per rank (max |V - mid| / 127), so
+// the levels are 128 + round((V - mid) / step) in [1, 255], unsigned for vpdpbusd.
+void LutCodebookMatrix::make_levels() {
+  const int K = 1 << bits_;
+  levels_.assign(size_t(rank_) * 256, 0);
+  for (int r = 0; r < rank_; ++r) {
+    const float* V = params_.v_f.data() + size_t(r * K);
+    const auto [lo, hi] = std::minmax_element(V, V + K);
+    const float mid = 0.5f * (*lo + *hi);
+    float amax = 0.f;
+    for (int k = 0; k < K; ++k) amax = std::max(amax, std::fabs(V[k] - mid));
+    level_mid_[r] = mid;
+    level_step_[r] = amax / 127.f;
+    const float inv = amax > 0.f ? 127.f / amax : 0.f;
+    for (int k = 0; k < K; ++k)
+      levels_[size_t(r * 256 + k)] = uint8_t(128 + std::clamp(std::nearbyint((V[k] - mid) * inv), -127.f, 127.f));
+  }
+}
+
 int LutCodebookMatrix::index_at(int64_t row, int64_t col) const {
+  if (detail::lut_levels(bits_)) return detail::lut_level_get(idx_.get(), chunks_, bits_, row, col);
   return detail::lut_get(idx_.get(), bits_, detail::lut_bit(bits_, layout_, chunks_, row, col));
 }
 
@@ -129,6 +156,39 @@ void prepare_lut(const LutView& m, const float* x, LutTables& L) {
   }
 }
 
+void build_levels(const LutView& m, const float* x, LutTables& L) {
+  const int64_t cpg = m.group / kLutChunkCols;
+  L.xpad.assign(size_t(m.chunks * kLutChunkCols), 0.f);
+  std::copy(x, x + m.cols, L.xpad.begin());
+  L.t.resize(size_t(m.chunks * kLutChunkCols));
+  L.d.resize(size_t(m.groups_per_row * m.rank));
+  L.sumx.resize(size_t(m.groups_per_row));
+  L.shift.resize(size_t(m.groups_per_row * m.rank));
+  const float* xp = L.xpad.data();
+  for (int64_t j = 0; j < m.groups_per_row; ++j) {
+    const int64_t c0 = j * cpg * kLutChunkCols, c1 = std::min(m.chunks, (j + 1) * cpg) * kLutChunkCols;
+    float lanes[kLutChunkCols] = {}, xm = 0.f;
+    for (int64_t c = c0; c < c1; ++c) {
+      lanes[c % kLutChunkCols] += xp[c];
+      xm = std::max(xm, std::fabs(xp[c]));
+    }
+    const float s = lut_lane_sum(lanes);
+    L.sumx[size_t(j)] = s;
+    const float inv = xm > 0.f ? 127.f / xm : 0.f;
+    int32_t sxq = 0;
+    for (int64_t c = c0; c < c1; ++c) {
+      const int8_t q = lut_round(xp[c] * inv);
+      L.t[size_t(c)] = q;
+      sxq += q;
+    }
+    for (int r = 0; r < m.rank; ++r) {
+      const float d = (xm / 127.f) * m.level_step[r];
+      L.d[size_t(j * m.rank + r)] = d;
+      L.shift[size_t(j * m.rank + r)] = std::fma(m.level_mid[r], s, -128.f * d * float(sxq));
+    }
+  }
+}
+
 void build_lut_scalar(const LutView& m, LutTables& L) {
   const int64_t cpg = m.group / kLutChunkCols;
   const int nt = lut_chunk_tables(m.bits);
@@ -171,12 +231,19 @@ void build_lut_scalar(const LutView& m, LutTables& L) {
 void lut_rows_scalar(const LutView& m, const LutTables& L, float* y, int64_t tile0, int64_t tile1) {
   const int64_t cpg = m.group / kLutChunkCols;
   const int nt = lut_chunk_tables(m.bits);
+  const bool levels = lut_levels(m.bits);
   for (int64_t i = tile0 * kLutTileRows; i < std::min(m.rows, tile1 * kLutTileRows); ++i) {
     float acc_y = 0.f;
     for (int64_t j = 0; j < m.groups_per_row; ++j) {
       int32_t acc[4] = {};
       for (int64_t ch = j * cpg; ch < std::min(m.chunks, (j + 1) * cpg); ++ch)
         for (int cc = 0; cc < kLutChunkCols; ++cc) {
+          if (levels) {  // the row's level times the token's int8 activation
+            const int64_t c = ch * kLutChunkCols + cc;
+            const int q = lut_level_get(m.idx, m.chunks, m.bits, i, c);
+            for (int r = 0; r < m.rank; ++r) acc[r] += int32_t(m.levels[r * 256 + q]) * int32_t(L.t[size_t(c)]);
+            continue;
+          }
           // Table h of the chunk and the entry column cc looks up:
           // 2 bits: pair cc / 2 (even cc only) of table cc / 8, entry 16 * (pair % 4) + both indices;
           // 3 bits: table cc / 8, entry 8 * (cc % 8) + the index; 4 bits: table cc / 4, entry 16 * (cc % 4) + the index.
@@ -225,7 +292,7 @@ bool LutCodebookMatrix::use_simd(LutPath path) const {
 }
 
 bool lut_simd_available(int bits) {
-  return bits >= 2 && bits <= 4 && (lut_simd_available() || (bits != 3 && detail::lut_shuffle_available()));
+  return bits >= 2 && bits <= 8 && (lut_simd_available() || ((bits == 2 || bits == 4) && detail::lut_shuffle_available()));
 }
 
 static_assert(LutCodebookMatrix::kUnitRows == detail::kLutTileRows * detail::kLutStepTiles);
@@ -244,6 +311,11 @@ void LutCodebookMatrix::gemv_units(const float* x, float* y, int64_t u0, int64_t
   const detail::LutView m = LutAccess::view(*this);
   const int64_t tile0 = u0 * detail::kLutStepTiles, tile1 = u1 * detail::kLutStepTiles;
   thread_local detail::LutTables L;  // the calling thread's (an OpenMP worker's own inside a region)
+  if (detail::lut_levels(bits_)) {  // the activations' int8 form is the only per-token work
+    detail::build_levels(m, x, L);
+    if (!simd || !detail::lut_rows_simd(m, L, y, tile0, tile1)) detail::lut_rows_scalar(m, L, y, tile0, tile1);
+    return;
+  }
   detail::prepare_lut(m, x, L);
   const bool shuffle = layout_ == detail::kLutLayoutShuffle;
   if (!simd || !(shuffle ? detail::build_lut_shuffle(m, L) : detail::build_lut_simd(m, L))) detail::build_lut_scalar(m, L);
@@ -285,6 +357,10 @@ void decode_lut_chunk(const detail::LutView& m, int64_t i, int64_t ch, uint8_t* 
     }
     return;
   }
+  if (lut_levels(m.bits)) {
+    for (int cc = 0; cc < kLutChunkCols; ++cc) v[cc] = uint8_t(lut_level_get(m.idx, m.chunks, m.bits, i, ch * kLutChunkCols + cc));
+    return;
+  }
   if (m.layout == kLutLayoutPermute && m.bits == 4) {
     // Column quad k: bytes 64 (k / 2) + 4r .. + 3, low nibbles for even k, high for odd.
     for (int k = 0; k < 4; ++k)
@@ -304,7 +380,7 @@ void LutCodebookMatrix::dequantize_rows(int64_t r0, int64_t r1, float* out) cons
   const int K = 1 << bits_;
   const int64_t cpg = group_ / kLutChunkCols;  // groups are whole chunks
   const bool pairs = bits_ == 2 && layout_ == detail::kLutLayoutPermute;
-  float cb[16], pair[16][2], chunk[kLutChunkCols];
+  float cb[256], pair[16][2], chunk[kLutChunkCols];
   for (int64_t i = r0; i < r1; ++i) {
     float* row = out + (i - r0) * cols_;
     const int r = int(i % detail::kLutTileRows);

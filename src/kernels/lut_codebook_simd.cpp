@@ -70,9 +70,9 @@ namespace {
 #define LCQ_LUT_HINT _MM_HINT_T1
 #endif
 template <int kBits>
-constexpr int kPrefetchBytes = kBits == 4 ? 2048 : LCQ_LUT_PREFETCH;
+constexpr int kPrefetchBytes = kBits >= 4 ? 2048 : LCQ_LUT_PREFETCH;
 template <int kBits>
-constexpr int kL1PrefetchBytes = kBits == 4 ? 512 : LCQ_LUT_L1_PREFETCH;
+constexpr int kL1PrefetchBytes = kBits >= 4 ? 512 : LCQ_LUT_L1_PREFETCH;
 
 // Prefetches the `lines` cache lines at l2 into L2 and those at l1 into L1.
 template <int lines, bool kL1>
@@ -209,6 +209,79 @@ struct TileBlocks {
   }
 };
 
+// The level form's indices of column quad k (64 positions p = 4m + column % 4 of a tile's 16
+// rows) from the chunk's low-nibble half w (quads 2h, 2h + 1: k % 2 picks the nibble) and the
+// high-bit planes (lut_internal.h, lut_level_place()); bits past the width may be left set
+// where the look-up ignores them (vpermb reads 6 bits, vpermt2b 7).
+template <int kBits>
+HWY_INLINE __m512i LevelIndices(const uint8_t* chunk, __m512i w, __m512i h2, __m512i wh, int k) {
+  const __m512i nib = _mm512_set1_epi8(0x0F);
+  const __m512i lo = k % 2 ? _mm512_srli_epi16(w, 4) : w;
+  if constexpr (kBits == 5 || kBits == 7) {
+    __m512i idx;
+    if constexpr (kBits == 5) {
+      idx = _mm512_and_si512(lo, nib);
+    } else {  // bits 4-5 as at 6 bits, then bits 6-7 cleared
+      const __m512i hi = k == 0 ? _mm512_slli_epi16(h2, 4) : k == 1 ? _mm512_slli_epi16(h2, 2) : k == 2 ? h2 : _mm512_srli_epi16(h2, 2);
+      idx = _mm512_and_si512(_mm512_ternarylogic_epi32(lo, hi, nib, 0xE4), _mm512_set1_epi8(0x3F));
+    }
+    uint64_t bits;  // one bit per position: bit 4 (5 bits) or 6 (7 bits)
+    std::memcpy(&bits, chunk + (kBits == 5 ? 128 : 192) + 8 * k, 8);
+    return _mm512_mask_add_epi8(idx, _cvtu64_mask64(bits), idx, _mm512_set1_epi8(kBits == 5 ? 0x10 : 0x40));
+  } else if constexpr (kBits == 6) {
+    const __m512i hi = k == 0 ? _mm512_slli_epi16(h2, 4) : k == 1 ? _mm512_slli_epi16(h2, 2) : k == 2 ? h2 : _mm512_srli_epi16(h2, 2);
+    return _mm512_ternarylogic_epi32(lo, hi, nib, 0xE4);  // nib ? lo : hi
+  } else {  // 8 bits: the high nibble plane
+    return _mm512_ternarylogic_epi32(lo, k % 2 ? wh : _mm512_slli_epi16(wh, 4), nib, 0xE4);
+  }
+}
+
+// The levels of rank r at the 64 indices.
+template <int kBits, int kRegs>
+HWY_INLINE __m512i LookUpLevels(__m512i idx, const __m512i (&lv)[kRegs]) {
+  if constexpr (kBits <= 6) {
+    return _mm512_permutexvar_epi8(idx, lv[0]);
+  } else if constexpr (kBits == 7) {
+    return _mm512_permutex2var_epi8(lv[0], idx, lv[1]);
+  } else {  // index bit 7 picks levels 128-255
+    const __m512i lo = _mm512_permutex2var_epi8(lv[0], idx, lv[1]);
+    const __m512i hi = _mm512_permutex2var_epi8(lv[2], idx, lv[3]);
+    return _mm512_mask_blend_epi8(_mm512_movepi8_mask(idx), lo, hi);
+  }
+}
+
+// One 16-column chunk of the level form for the 4 tiles of a step: per column quad k, each
+// tile's 64 indices look up each rank's levels, and vpdpbusd adds level * activation over the
+// quad's 4 columns into each row's int32 lane.
+template <int kBits, int R, int kRegs>
+HWY_INLINE void LevelChunk(const uint8_t* p, int64_t tile_bytes, const int8_t* xq, const __m512i (&lv)[R][kRegs],
+                           __m512i (&acc)[detail::kLutStepTiles][R], const uint8_t* pf2, const uint8_t* pf1) {
+  constexpr int NT = detail::kLutStepTiles, kLines = (32 * kBits + 63) / 64;
+  int32_t xw[4];
+  std::memcpy(xw, xq, sizeof xw);
+  __m512i xb[4];
+#pragma GCC unroll 4
+  for (int k = 0; k < 4; ++k) xb[k] = _mm512_set1_epi32(xw[k]);  // columns 4k .. 4k + 3 in every lane
+#pragma GCC unroll 4
+  for (int u = 0; u < NT; ++u) {
+    const uint8_t* pu = p + u * tile_bytes;
+    PrefetchWeights<kLines, true>(pf2 + u * tile_bytes, pf1 + u * tile_bytes);
+    const __m512i h2 = kBits == 6 || kBits == 7 ? _mm512_loadu_si512(pu + 128) : _mm512_setzero_si512();
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; ++h) {
+      const __m512i w = _mm512_loadu_si512(pu + 64 * h);
+      const __m512i wh = kBits == 8 ? _mm512_loadu_si512(pu + 128 + 64 * h) : _mm512_setzero_si512();
+#pragma GCC unroll 2
+      for (int e = 0; e < 2; ++e) {
+        const __m512i idx = LevelIndices<kBits>(pu, w, h2, wh, 2 * h + e);
+#pragma GCC unroll 4
+        for (int r = 0; r < R; ++r)
+          acc[u][r] = _mm512_dpbusd_epi32(acc[u][r], LookUpLevels<kBits>(idx, lv[r]), xb[2 * h + e]);
+      }
+    }
+  }
+}
+
 // Tiles [tile0, tile1) of kBits-bit indices with rank R; kDq: parameters are codes with block
 // scales and offsets.
 template <int kBits, int R, bool kDq>
@@ -225,6 +298,15 @@ void RowsR(const detail::LutView& m, const detail::LutTables& L, float* y, int64
   const __m512i ones = _mm512_set1_epi8(1);
   const __m512i nib = _mm512_set1_epi8(0x0F);
   constexpr int kChunkBytes = 32 * kBits, kTables = kBits == 4 ? 4 : 2;  // lut_chunk_bytes(), lut_chunk_tables()
+  // Level form (5-8 bits): per chunk, the token's 16 int8 activations instead of tables; each
+  // rank's levels stay in 1 (up to 6 bits: vpermb), 2 (7 bits: vpermt2b) or 4 registers.
+  constexpr bool kLevels = kBits >= 5;
+  constexpr int kTableStep = kLevels ? kLutChunkCols : R * kTables * kLutTableBytes;
+  constexpr int kLevelRegs = kBits <= 6 ? 1 : kBits == 7 ? 2 : 4;
+  __m512i lv[R][kLevelRegs];
+  if constexpr (kLevels)
+    for (int r = 0; r < R; ++r)
+      for (int v = 0; v < kLevelRegs; ++v) lv[r][v] = _mm512_loadu_si512(m.levels + r * 256 + 64 * v);
   // 2 and 4 bits: byte 4m + p looks up table entry 16p + n. 3 bits: slot 4m + p of column group k
   // looks up entry 8 * (4 * (k % 2) + p) + n of table k / 2.
   const __m512i offs = _mm512_set1_epi32(0x30201000);
@@ -270,10 +352,14 @@ void RowsR(const detail::LutView& m, const detail::LutTables& L, float* y, int64
 #pragma GCC unroll 4
         for (int r = 0; r < R; ++r) acc[u][r] = _mm512_setzero_si512();
       const int64_t nch = std::min(cpg, chunks - j * cpg);
-      for (int64_t ch = 0; ch < nch; ++ch, lt += R * kTables * kLutTableBytes, p += kChunkBytes, off += kChunkBytes) {
+      for (int64_t ch = 0; ch < nch; ++ch, lt += kTableStep, p += kChunkBytes, off += kChunkBytes) {
         constexpr int kPf2 = kPrefetchBytes<kBits>, kPf1 = kL1PrefetchBytes<kBits>;
         const uint8_t* pf2 = p + kPf2 + (off + kPf2 >= tile_bytes ? wrap : 0);
         const uint8_t* pf1 = p + kPf1 + (off + kPf1 >= tile_bytes ? wrap : 0);
+        if constexpr (kLevels) {
+          LevelChunk<kBits, R>(p, tile_bytes, lt, lv, acc, pf2, pf1);
+          continue;
+        }
         if constexpr (kBits == 4) {
           // Half h of the chunk (column quads 2h, 2h + 1) for the 4 tiles, then the next half:
           // only that half's 2 * R tables are held, so rank 4 fits the 32 registers.
@@ -397,6 +483,10 @@ bool LutRows(const detail::LutView& m, const detail::LutTables& L, float* y, int
     case 2: return run(std::integral_constant<int, 2>());
     case 3: return run(std::integral_constant<int, 3>());
     case 4: return run(std::integral_constant<int, 4>());
+    case 5: return run(std::integral_constant<int, 5>());
+    case 6: return run(std::integral_constant<int, 6>());
+    case 7: return run(std::integral_constant<int, 7>());
+    case 8: return run(std::integral_constant<int, 8>());
     default: return false;
   }
 }

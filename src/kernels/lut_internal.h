@@ -14,8 +14,13 @@ constexpr int kLutStepTiles = 4;    // tiles worked on together (they share each
 constexpr int kLutChunkCols = 16;   // columns per tile chunk
 constexpr int kLutTableBytes = 64;  // one table: 64 int8 entries (4 column pairs, 8 or 4 columns)
 
-// Bytes of one tile chunk (16 rows x 16 columns): 64 at 2 bits, 96 at 3, 128 at 4.
+// Bytes of one tile chunk (16 rows x 16 columns): 64 at 2 bits, 96 at 3, 128 at 4 ... 256 at 8.
 inline int lut_chunk_bytes(int bits) { return 2 * kLutChunkCols * bits; }
+
+// 5- to 8-bit layers take the *level* form of the kernel (docs/packed-format.md, "Levels at
+// 5-8 bits"): V is rounded to 8-bit levels once per layer, the activations to int8 once per
+// token and group, and every row looks its weights' levels up; 2-4 bits use activation tables.
+inline bool lut_levels(int bits) { return bits >= 5; }
 // Tables per chunk and rank: 2 at 2 and 3 bits (8 columns each), 4 at 4 bits (4 columns of 16 entries).
 inline int lut_chunk_tables(int bits) { return bits == 4 ? 4 : 2; }
 
@@ -35,6 +40,10 @@ struct LutView {
   const float* blk_scale;     // [rank + 1][n_blocks] (+ 32 zero floats)
   const float* blk_offset;
   const float* v;             // [rank][2^bits]
+  // Level form (5-8 bits): V[r][k] ~ level_mid[r] + level_step[r] * (levels[r * 256 + k] - 128).
+  const uint8_t* levels;      // [rank][256], entries past 2^bits zero
+  const float* level_mid;
+  const float* level_step;
 };
 
 // Where row i, column c's index is: the returned bit (counted from bit 0 of byte 0 of the
@@ -70,6 +79,53 @@ inline int64_t lut_bit(int bits, int layout, int64_t chunks, int64_t i, int64_t 
   if (bits == 4) return 8 * (base + 64 * (cc / 8) + 4 * m + cc % 4) + 4 * ((cc / 4) % 2);
   const int k = cc / 4, b = 4 * m + cc % 4;
   return 8 * (base + 24 * k + 3 * (b / 8)) + 3 * (b % 8);
+}
+
+// The level form's index layout (5-8 bits). A chunk (32 * bits bytes) starts with the 4-bit
+// permute layout of the indices' low 4 bits (128 bytes: column quad k = cc / 4 in the 64-byte
+// half k / 2, byte 4m + cc % 4, low nibble for even k), then the high bits as planes of the
+// same 64 positions p = 4m + cc % 4 per quad, in the order the kernel adds them:
+//  - bits 4-5 (6 and 7 bits): 64 bytes; byte p holds quad k's two bits at bits 2k, 2k + 1;
+//  - one bit (5 bits: bit 4; 7 bits: bit 6): 32 bytes; the 64-bit word k holds quad k's bit
+//    of position p at bit p (a mask register's worth);
+//  - bits 4-7 (8 bits): 128 bytes, a second nibble plane laid out as the first.
+// Writes the byte offsets of row i, column c's pieces: `nib` (the nibble's byte; its shift is
+// 4 * (quad % 2)), and returns the quad k and position p. The planes' offsets are fixed per width.
+struct LutLevelPlace {
+  int64_t chunk;  // byte offset of the chunk
+  int quad, pos;
+};
+inline LutLevelPlace lut_level_place(int64_t chunks, int bits, int64_t i, int64_t c) {
+  const int64_t tile = i / kLutTileRows, chunk = c / kLutChunkCols;
+  const int m = int(i % kLutTileRows), cc = int(c % kLutChunkCols);
+  return {(tile * chunks + chunk) * lut_chunk_bytes(bits), cc / 4, 4 * m + cc % 4};
+}
+inline int lut_level_get(const uint8_t* idx, int64_t chunks, int bits, int64_t i, int64_t c) {
+  const LutLevelPlace at = lut_level_place(chunks, bits, i, c);
+  const uint8_t* ch = idx + at.chunk;
+  const int k = at.quad, p = at.pos;
+  int q = (ch[64 * (k / 2) + p] >> (4 * (k % 2))) & 15;
+  if (bits == 8) return q | ((ch[128 + 64 * (k / 2) + p] >> (4 * (k % 2))) & 15) << 4;
+  int at_bit = 4;
+  if (bits >= 6) q |= ((ch[128 + p] >> (2 * k)) & 3) << 4, at_bit = 6;
+  if (bits == 5 || bits == 7) q |= ((ch[(bits == 5 ? 128 : 192) + 8 * k + p / 8] >> (p % 8)) & 1) << at_bit;
+  return q;
+}
+inline void lut_level_put(uint8_t* idx, int64_t chunks, int bits, int64_t i, int64_t c, int q) {
+  const LutLevelPlace at = lut_level_place(chunks, bits, i, c);
+  uint8_t* ch = idx + at.chunk;
+  const int k = at.quad, p = at.pos;
+  ch[64 * (k / 2) + p] = uint8_t(ch[64 * (k / 2) + p] | (q & 15) << (4 * (k % 2)));
+  if (bits == 8) {
+    ch[128 + 64 * (k / 2) + p] = uint8_t(ch[128 + 64 * (k / 2) + p] | ((q >> 4) & 15) << (4 * (k % 2)));
+    return;
+  }
+  int at_bit = 4;
+  if (bits >= 6) ch[128 + p] = uint8_t(ch[128 + p] | ((q >> 4) & 3) << (2 * k)), at_bit = 6;
+  if (bits == 5 || bits == 7) {
+    uint8_t& b = ch[(bits == 5 ? 128 : 192) + 8 * k + p / 8];
+    b = uint8_t(b | ((q >> at_bit) & 1) << (p % 8));
+  }
 }
 
 // The index at `bit` of the buffer (it may straddle two bytes at 3 bits).
@@ -139,6 +195,14 @@ struct LutTables {
 
 // Sizes the tables for one token, copies x (cols floats) into xpad and centers V.
 void prepare_lut(const LutView& m, const float* x, LutTables& L);
+// The level form's "tables" of one token (5-8 bits), one definition for the scalar reference
+// and the SIMD kernel: t[c] = the int8 activations, xq_c = lut_round(x_c * 127 / xm_j) with
+// xm_j the largest |x_c| of group j; sumx[j] = lut_lane_sum() of the group's x, and per rank
+// d[j * rank + r] = (xm_j / 127) * level_step[r],
+// shift[j * rank + r] = fma(level_mid[r], sumx[j], -128 * d * sum_c xq_c), so that the group's
+// sum_c V[r][q_c] x_c ~ fma(d, acc_r, shift) with acc_r = sum_c levels[r][q_c] * xq_c, the
+// same scale-back as the tables' (lut_rows_scalar()).
+void build_levels(const LutView& m, const float* x, LutTables& L);
 // Fills the tables from L.xpad: the scalar definition and the SIMD version (returns false
 // where there is none); both give the same bytes.
 void build_lut_scalar(const LutView& m, LutTables& L);
@@ -149,7 +213,8 @@ float lut_param(const LutView& m, int64_t i, int64_t j, int p);
 
 // y[i] for rows of tiles [tile0, tile1) (multiples of 4, rows past m.rows are not written):
 // per group j, y = fma(S_r, fma(d_r, float(acc_r), shift_r), y) for r = 0.., then
-// y = fma(B, -sumx, y), where acc_r is the exact int32 sum of the group's looked-up entries.
+// y = fma(B, -sumx, y), where acc_r is the exact int32 sum of the group's looked-up entries
+// (level form: of levels[r][q_c] * t[c]).
 void lut_rows_scalar(const LutView& m, const LutTables& L, float* y, int64_t tile0, int64_t tile1);
 bool lut_rows_simd(const LutView& m, const LutTables& L, float* y, int64_t tile0, int64_t tile1);
 

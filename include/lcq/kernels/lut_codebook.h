@@ -1,20 +1,22 @@
-// LutCodebookMatrix: a 2-, 3- or 4-bit LCQ codebook layer laid out for the activation
-// look-up-table (LUT) kernel, docs/packed-format.md "The look-up-table path".
+// LutCodebookMatrix: an LCQ codebook layer of 2 to 8 bits laid out for the look-up-table
+// (LUT) kernel, docs/packed-format.md "The look-up-table path".
 //
 // In LCQ the codebook of group g is C_g = S_g^T V - B_g with V shared by the whole layer, so
 //   sum_c C_g[q_c] x_c = sum_r S_g[r] * (sum_c V[r][q_c] x_c) - B_g * sum_c x_c.
-// The inner sums depend only on the activations and the indices: at 2 bits, for every pair
-// of columns the 16 values V[r][a] x_0 + V[r][b] x_1 (a, b = the pair's two indices), at 3
-// and 4 bits for every column the 8 or 16 values V[r][a] x, are tabulated once per token and
-// then looked up by every row, 64 (row, pair or column) bytes per instruction (AVX-512 VBMI
-// vpermb), and summed in int32 (VNNI vpdpbusd); on x86 CPUs without VBMI, 2- and 4-bit layers
-// run an AVX2 form (vpshufb, 32 look-ups per instruction). The tables are rounded to int8
-// with one step per token, group and rank; S and B stay exact and are applied once per group.
-// No per-row codebook is built, which is what made the int8 kernel compute-bound.
+// The inner sums need no per-row codebook, and S and B are applied once per group and row.
+// At 2-4 bits they come from look-up tables: for every pair of columns the 16 values
+// V[r][a] x_0 + V[r][b] x_1 (2 bits), for every column the 8 or 16 values V[r][a] x (3 and 4
+// bits), tabulated once per token and looked up by every row, 64 bytes per instruction
+// (AVX-512 VBMI vpermb), summed in int32 (VNNI vpdpbusd); on x86 CPUs without VBMI, 2- and
+// 4-bit layers run an AVX2 form (vpshufb). The tables are rounded to int8 with one step per
+// token, group and rank. At 5-8 bits a column's table would be as large as its group's
+// weights, so the kernel looks up V itself instead ("levels"): V[r] rounded once per layer to
+// 8-bit levels, the activations to int8 per token and group, and vpdpbusd multiplies the
+// looked-up levels by the activations (AVX-512 VBMI/VNNI only).
 //
 // The indices are stored in tiles of 16 rows (4 tiles side by side per step of 64 rows), so
 // this is a layout of its own, not PackedCodebookMatrix's; unpack() gives the exact layer
-// back. It applies to 2-, 3- and 4-bit layers with groups of a multiple of 16 columns and
+// back. It applies to layers of 2 to 8 bits with groups of a multiple of 16 columns and
 // rank <= 4.
 #pragma once
 
@@ -37,7 +39,7 @@ class LutCodebookMatrix {
   LutCodebookMatrix(LutCodebookMatrix&&) noexcept = default;
   LutCodebookMatrix& operator=(LutCodebookMatrix&&) noexcept = default;
 
-  // Whether the layout holds this layer (2, 3 or 4 bits, group % 16 == 0, rank 1..4).
+  // Whether the layout holds this layer (2 to 8 bits, group % 16 == 0, rank 1..4).
   static bool applies(const CodebookLayer& layer);
   // Validates the layer and packs it; lcq::Error when it does not apply.
   static LutCodebookMatrix pack(const CodebookLayer& layer);
@@ -55,7 +57,7 @@ class LutCodebookMatrix {
   // parameters), fp16 block scales and offsets, and V.
   size_t nbytes() const;
   double bits_per_weight() const { return 8.0 * double(nbytes()) / (double(rows_) * double(cols_)); }
-  size_t index_bytes() const { return size_t(tiles_ * chunks_ * 2 * 16 * bits_); }
+  size_t index_bytes() const { return size_t(tiles_ * chunks_ * 2 * 16 * bits_); }  // exactly bits per index
   int index_at(int64_t row, int64_t col) const;
 
   // y[rows] = W_hat x[cols] (approximately: the look-up tables are int8).
@@ -82,6 +84,7 @@ class LutCodebookMatrix {
   LutCodebookMatrix(const LutCodebookMatrix&) = default;  // clone()
   bool simd_runs() const;               // whether this CPU has the SIMD kernel of the layout
   bool use_simd(LutPath path) const;    // whether `path` runs it (lcq::Error for kSimd without one)
+  void make_levels();                   // levels_ from V (5-8 bits)
   int64_t rows_ = 0, cols_ = 0, tiles_ = 0, chunks_ = 0;
   int bits_ = 0, group_ = 0, rank_ = 0, dq_bits_ = 0, dq_group_ = 0;
   int layout_ = 0;                      // detail::LutLayout: the SIMD kernel's, chosen by pack()
@@ -89,12 +92,15 @@ class LutCodebookMatrix {
   // Per-group entries [tiles / 4][groups_per_row][4][rank + 1][16]; decoded block arrays
   // padded by 32 floats.
   PackedGroupParams params_;
+  // Level form (5-8 bits): V[r] as 8-bit levels, [rank][256], and each rank's mid and step.
+  std::vector<uint8_t> levels_;
+  float level_mid_[4] = {}, level_step_[4] = {};
 };
 
 // Whether this CPU runs the SIMD LUT kernel at every width (x86 with AVX-512 VBMI and VNNI).
 bool lut_simd_available();
-// Whether it runs a SIMD LUT kernel for `bits`-bit layers: the AVX-512 one, or on x86 CPUs
-// without it the AVX2 one at 2 and 4 bits.
+// Whether it runs a SIMD LUT kernel for `bits`-bit layers: the AVX-512 one (2-8 bits), or on
+// x86 CPUs without it the AVX2 one at 2 and 4 bits.
 bool lut_simd_available(int bits);
 
 }  // namespace lcq::kernels
