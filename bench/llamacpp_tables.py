@@ -13,6 +13,7 @@
 Every figure shown is a median of the runs recorded.
 """
 import json
+import math
 import os
 import resource
 import statistics
@@ -162,24 +163,39 @@ def speed_table(path):
     for r in rows:
         if r["runtime"] != "lcq" and r.get("reference"):
             ref[r["model"]] = r
+    def same_size(r):
+        """The llama.cpp row of r's model whose file is nearest r's in size, if within 20 %."""
+        best = None
+        for o in rows:
+            if o["runtime"] == "lcq" or o["model"] != r["model"]:
+                continue
+            gap = abs(math.log(o["file_bytes"] / r["file_bytes"]))
+            if gap <= math.log(1.2) and (best is None or gap < best[0]):
+                best = (gap, o)
+        return best[1] if best else None
+
     print(f"| model | runtime | file | MiB | decode tok/s ({ts} thr) | prefill tok/s ({ts} thr) | peak RSS MiB "
-          f"| lcq/llama.cpp decode | lcq/llama.cpp prefill |")
-    print("|---|---|---|---:|---:|---:|---:|---|---|")
+          f"| lcq/llama.cpp decode | lcq/llama.cpp prefill | decode vs the same size |")
+    print("|---|---|---|---:|---:|---:|---:|---|---|---|")
     for r in rows:
         dec = [_med(r["decode"].get(t, [])) for t in threads]
         pre = [_med(r["prefill"].get(t, [])) for t in threads]
-        ratio_d = ratio_p = ""
+        ratio_d = ratio_p = ratio_s = ""
+        q = lambda a, b: "–" if a is None or not b else f"{a / b:.2f}x"
         base = ref.get(r["model"])
         if r["runtime"] == "lcq" and base:
             bd = [_med(base["decode"].get(t, [])) for t in threads]
             bp = [_med(base["prefill"].get(t, [])) for t in threads]
-            q = lambda a, b: "–" if a is None or not b else f"{a / b:.2f}x"
             ratio_d = " / ".join(q(a, b) for a, b in zip(dec, bd)) + f" (vs {base['label']})"
             ratio_p = " / ".join(q(a, b) for a, b in zip(pre, bp))
+        twin = same_size(r) if r["runtime"] == "lcq" else None
+        if twin:
+            sd = [_med(twin["decode"].get(t, [])) for t in threads]
+            ratio_s = " / ".join(q(a, b) for a, b in zip(dec, sd)) + f" (vs {twin['label']})"
         rss = _fmt(r["peak_rss_bytes"] / MIB, 0) if r.get("peak_rss_bytes") else "–"
         print(f"| {r['model']} | {r['runtime']} | {r['label']} | {r['file_bytes'] / MIB:.1f} "
               f"| {' / '.join(_fmt(x) for x in dec)} | {' / '.join(_fmt(x) for x in pre)} | {rss} "
-              f"| {ratio_d} | {ratio_p} |")
+              f"| {ratio_d} | {ratio_p} | {ratio_s} |")
 
 
 def quality_table(path):

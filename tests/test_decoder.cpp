@@ -138,9 +138,11 @@ TEST_P(QuantizedDecode, EveryKernelMatchesTheReferencePath) {
   }
 }
 
-// 4 bits in groups of 64: whole index blocks, so the integer kernel runs them.
+// 4 bits in groups of 64: whole index blocks, so the integer kernel runs them; 5, 6 and 8 bits:
+// the LUT family's level form.
 INSTANTIATE_TEST_SUITE_P(Bits, QuantizedDecode,
-                         ::testing::Values(std::pair{2, 32}, std::pair{3, 32}, std::pair{4, 64}));
+                         ::testing::Values(std::pair{2, 32}, std::pair{3, 32}, std::pair{4, 64}, std::pair{5, 32},
+                                           std::pair{6, 32}, std::pair{8, 16}));
 
 // The quantized embedding and head: stored as codebook layers "token_embd" (tied head), their
 // rows are exactly the layer's dequantized rows, the runtime's logits equal those of the same
@@ -189,18 +191,22 @@ TEST(QuantizedEmbedding, RowsAndLogitsMatchTheDequantizedReference) {
   }
 }
 
-// SmolLM2 (when available), W4 g64 with a 4-bit head: a model with massive activations,
-// where rounding inputs to int8 per group costs most (src/kernels/outlier_split.h). Over 144
-// decode steps of WikiText-2, the float family's logits equal the reference path's; the
-// int8-rounded families (int8, lut; auto picks one of them) stay within 3 % of the exact
-// perplexity of the same tokens.
-TEST(SmolLM2, EveryKernelStaysWithinItsBoundOfTheExactModel) {
+// SmolLM2 (when available), W4 g64 with a 4-bit head and W6 g64 with a 6-bit head (the LUT
+// family's level form, head included): a model with massive activations, where rounding
+// inputs to int8 per group costs most (src/kernels/outlier_split.h). Over 144 decode steps of
+// WikiText-2, the float family's logits equal the reference path's; the int8-rounded families
+// (int8, lut; auto picks one of them) stay within 3 % of the exact perplexity of the same tokens.
+class SmolLM2Decode : public ::testing::TestWithParam<int> {};
+
+TEST_P(SmolLM2Decode, EveryKernelStaysWithinItsBoundOfTheExactModel) {
+  const int bits = GetParam();
   const std::string gguf = test::smollm2_gguf();
   if (gguf.empty()) GTEST_SKIP() << "LCQ_SMOLLM2_GGUF not set";
   const std::string dir = test::scratch_dir();
-  const std::string path = dir + "/w4.gguf";
-  const test::CommandResult r = test::run_lcq("quantize '" + gguf + "' -o '" + path +
-                                              "' --method rtn --bits 4 --group 64 --embed-bits 4 --quiet");
+  const std::string path = dir + "/w" + std::to_string(bits) + ".gguf";
+  const test::CommandResult r =
+      test::run_lcq("quantize '" + gguf + "' -o '" + path + "' --method rtn --bits " + std::to_string(bits) +
+                    " --group 64 --embed-bits " + std::to_string(bits) + " --quiet");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   auto load = [&](kernels::KernelChoice k) {
     model::RuntimeOptions rt;
@@ -217,8 +223,8 @@ TEST(SmolLM2, EveryKernelStaysWithinItsBoundOfTheExactModel) {
     const model::LoadedModel m = load(k);
     const std::string family = m.model.blocks[0].down.packed->kernel_name();
     const Divergence d = compare_decode(m.model, exact.model, tokens, 16);
-    std::printf("SmolLM2 W4 g64 + 4-bit head, %s: perplexity decoder %.4f, exact %.4f; logits vs exact %.3g\n",
-                family.c_str(), d.ppl, d.ref_ppl, d.max_rel);
+    std::printf("SmolLM2 W%d g64 + %d-bit head, %s: perplexity decoder %.4f, exact %.4f; logits vs exact %.3g\n",
+                bits, bits, family.c_str(), d.ppl, d.ref_ppl, d.max_rel);
     if (family == "float") {
       EXPECT_LT(d.max_rel, 1e-4);
       EXPECT_EQ(d.argmax_differs, 0);
@@ -227,6 +233,8 @@ TEST(SmolLM2, EveryKernelStaysWithinItsBoundOfTheExactModel) {
     }
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(Bits, SmolLM2Decode, ::testing::Values(4, 6));
 
 }  // namespace
 }  // namespace lcq

@@ -87,6 +87,12 @@ TEST(PackedCodebook, PackUnpackRoundTrip) {
     std::vector<float> part(size_t((r1 - r0) * c.cols));
     m.dequantize_rows(r0, r1, part.data());
     EXPECT_TRUE(std::equal(part.begin(), part.end(), want.begin() + r0 * c.cols)) << describe(c);
+    std::vector<float> column(size_t(c.rows));  // a column alone (the outlier split's columns)
+    for (int64_t col : {int64_t(0), c.cols / 2, c.cols - 1}) {
+      m.dequantize_column(col, column.data());
+      for (int64_t i = 0; i < c.rows; ++i)
+        ASSERT_EQ(column[size_t(i)], want[size_t(i * c.cols + col)]) << describe(c) << " column " << col;
+    }
   }
 }
 

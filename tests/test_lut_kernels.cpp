@@ -97,6 +97,12 @@ TEST(LutCodebook, RoundTripIsExact) {
     std::vector<float> got(size_t((r1 - r0) * l.cols));
     m.dequantize_rows(r0, r1, got.data());
     EXPECT_TRUE(std::equal(got.begin(), got.end(), want.begin() + r0 * l.cols)) << describe(k.c);
+    std::vector<float> column(size_t(l.rows));  // a column alone (the outlier split's columns)
+    for (int64_t col : {int64_t(0), l.cols / 2, l.cols - 1}) {
+      m.dequantize_column(col, column.data());
+      for (int64_t i = 0; i < l.rows; ++i)
+        ASSERT_EQ(column[size_t(i)], want[size_t(i * l.cols + col)]) << describe(k.c) << " column " << col;
+    }
   }
 }
 

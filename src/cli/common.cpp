@@ -42,7 +42,8 @@ void ModelOptions::add_to(CLI::App& cmd, bool with_runtime) {
                    "dequantized weights through BLAS): auto (the fastest this CPU has for each layer: lut,\n"
                    "else int8, else float), float (the exact product of the dequantized weights), int8\n"
                    "(activations rounded to int8 per group; 2-4 bits), lut (look-up tables of int8-rounded\n"
-                   "activation sums; 2-4 bits on AVX-512 VBMI/VNNI CPUs, 2 and 4 bits on AVX2). A kernel that does\n"
+                   "activation sums at 2-4 bits, 8-bit levels of V times int8 activations at 5-8 bits; on\n"
+                   "AVX-512 VBMI/VNNI CPUs, and at 2 and 4 bits on AVX2). A kernel that does\n"
                    "not apply to a layer falls back to the next: lut, int8, float")
         ->check(CLI::IsMember(kernels::kernel_choice_names()))
         ->capture_default_str();

@@ -373,6 +373,33 @@ void decode_lut_chunk(const detail::LutView& m, int64_t i, int64_t ch, uint8_t* 
 
 }  // namespace
 
+namespace {
+
+// Parameter p of row i's group j with CodebookLayer::codebook's arithmetic: offset + scale *
+// code (no fma), or the f32 value.
+float exact_param(const detail::LutView& m, int64_t i, int64_t j, int p) {
+  const int64_t at = detail::lut_coef_index(m, i / detail::kLutTileRows, j, p, int(i % detail::kLutTileRows));
+  if (m.dq_bits == 0) return m.coef_f32[at];
+  const int64_t blk = p * m.n_blocks + (i * m.groups_per_row + j) / m.dq_group;
+  const float scaled = m.blk_scale[blk] * float(m.coef_codes[at]);
+  return m.blk_offset[blk] + scaled;
+}
+
+}  // namespace
+
+void LutCodebookMatrix::dequantize_column(int64_t c, float* out) const {
+  LCQ_CHECK(0 <= c && c < cols_, "dequantize_column({}) outside a matrix of {} columns", c, cols_);
+  const detail::LutView m = LutAccess::view(*this);
+  const int K = 1 << bits_;
+  const int64_t j = c / group_;
+  for (int64_t i = 0; i < rows_; ++i) {
+    const int q = index_at(i, c);
+    float w = -exact_param(m, i, j, rank_);  // as dequantize_rows: -B, then + S_p * V_p in order
+    for (int p = 0; p < rank_; ++p) w += exact_param(m, i, j, p) * params_.v_f[size_t(p * K + q)];
+    out[i] = w;
+  }
+}
+
 void LutCodebookMatrix::dequantize_rows(int64_t r0, int64_t r1, float* out) const {
   using detail::kLutChunkCols;
   LCQ_CHECK(0 <= r0 && r0 <= r1 && r1 <= rows_, "dequantize_rows({}, {}) outside a matrix of {} rows", r0, r1, rows_);
@@ -385,14 +412,7 @@ void LutCodebookMatrix::dequantize_rows(int64_t r0, int64_t r1, float* out) cons
     float* row = out + (i - r0) * cols_;
     const int r = int(i % detail::kLutTileRows);
     for (int64_t j = 0; j < m.groups_per_row; ++j) {
-      // CodebookLayer::codebook's arithmetic: parameters as offset + scale * code (no fma).
-      auto param = [&](int p) {
-        const int64_t at = detail::lut_coef_index(m, i / detail::kLutTileRows, j, p, r);
-        if (dq_bits_ == 0) return params_.coef_f32[size_t(at)];
-        const int64_t blk = p * m.n_blocks + (i * m.groups_per_row + j) / dq_group_;
-        const float scaled = params_.blk_scale_f[size_t(blk)] * float(params_.coef_codes[size_t(at)]);
-        return params_.blk_offset_f[size_t(blk)] + scaled;
-      };
+      auto param = [&](int p) { return exact_param(m, i, j, p); };
       const float b = param(rank_);
       for (int t = 0; t < K; ++t) cb[t] = -b;
       for (int p = 0; p < rank_; ++p) {

@@ -79,6 +79,17 @@ void Matrix::gemm(const float* X, int64_t n, float* Y) const {
   }
 }
 
+void Matrix::dequantize_column(int64_t c, float* out) const {
+  LCQ_CHECK(0 <= c && c < cols(), "dequantize_column({}) outside a matrix of {} columns", c, cols());
+  constexpr int64_t kRowsAtOnce = 64;
+  std::vector<float> block(size_t(kRowsAtOnce * cols()));
+  for (int64_t r0 = 0; r0 < rows(); r0 += kRowsAtOnce) {
+    const int64_t r1 = std::min(rows(), r0 + kRowsAtOnce);
+    dequantize_rows(r0, r1, block.data());
+    for (int64_t r = r0; r < r1; ++r) out[r] = block[size_t((r - r0) * cols() + c)];
+  }
+}
+
 namespace {
 
 // Rows of the packed float and integer kernels are handed out in units of 8 (the float
@@ -99,6 +110,7 @@ class PackedMatrix final : public Matrix {
   }
   void gemm(const float* X, int64_t n, float* Y) const override { m_.gemm(X, n, Y, path_); }
   void dequantize_rows(int64_t r0, int64_t r1, float* out) const override { m_.dequantize_rows(r0, r1, out); }
+  void dequantize_column(int64_t c, float* out) const override { m_.dequantize_column(c, out); }
 
  private:
   PackedCodebookMatrix m_;
@@ -116,6 +128,7 @@ class LutMatrix final : public Matrix {
   void gemv_units(const float* x, float* y, int64_t u0, int64_t u1) const override { m_.gemv_units(x, y, u0, u1); }
   void gemm(const float* X, int64_t n, float* Y) const override { m_.gemm(X, n, Y); }
   void dequantize_rows(int64_t r0, int64_t r1, float* out) const override { m_.dequantize_rows(r0, r1, out); }
+  void dequantize_column(int64_t c, float* out) const override { m_.dequantize_column(c, out); }
 
  private:
   LutCodebookMatrix m_;

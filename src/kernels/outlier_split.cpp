@@ -36,6 +36,7 @@ class OutlierSplitMatrix final : public Matrix {
   int64_t work_units() const override { return inner_->work_units(); }
   int64_t row_of_unit(int64_t u) const override { return inner_->row_of_unit(u); }
   void dequantize_rows(int64_t r0, int64_t r1, float* out) const override { inner_->dequantize_rows(r0, r1, out); }
+  void dequantize_column(int64_t c, float* out) const override { inner_->dequantize_column(c, out); }
 
   void gemv_units(const float* x, float* y, int64_t u0, int64_t u1) const override {
     if (u0 >= u1) return;
@@ -66,13 +67,7 @@ class OutlierSplitMatrix final : public Matrix {
     if (const float* p = columns_[size_t(c)].load(std::memory_order_relaxed)) return p;
     if (kept_.size() >= max_columns_) return nullptr;
     std::vector<float> col(static_cast<size_t>(rows()));
-    constexpr int64_t kRowsAtOnce = 64;
-    std::vector<float> block(size_t(kRowsAtOnce * cols()));
-    for (int64_t r0 = 0; r0 < rows(); r0 += kRowsAtOnce) {
-      const int64_t r1 = std::min(rows(), r0 + kRowsAtOnce);
-      inner_->dequantize_rows(r0, r1, block.data());
-      for (int64_t r = r0; r < r1; ++r) col[size_t(r)] = block[size_t((r - r0) * cols() + c)];
-    }
+    inner_->dequantize_column(c, col.data());  // only the column's indices (not the whole matrix)
     kept_.push_back(std::move(col));
     columns_[size_t(c)].store(kept_.back().data(), std::memory_order_release);
     return kept_.back().data();

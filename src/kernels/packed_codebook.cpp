@@ -284,6 +284,16 @@ void PackedCodebookMatrix::dequantize_rows(int64_t r0, int64_t r1, float* out) c
   }
 }
 
+void PackedCodebookMatrix::dequantize_column(int64_t c, float* out) const {
+  LCQ_CHECK(0 <= c && c < cols_, "dequantize_column({}) outside a matrix of {} columns", c, cols_);
+  const detail::MatrixView m = PackedAccess::view(*this);
+  std::vector<float> cb(static_cast<size_t>(m.levels));
+  for (int64_t i = 0; i < rows_; ++i) {
+    detail::reference_codebook(m, i * m.groups_per_row + c / group_, cb.data());
+    out[i] = cb[size_t(index_at(i, c))];
+  }
+}
+
 void PackedCodebookMatrix::gemv(const float* x, float* y, KernelPath path) const { run(x, 1, y, path); }
 
 void PackedCodebookMatrix::gemm(const float* X, int64_t n, float* Y, KernelPath path) const { run(X, n, Y, path); }

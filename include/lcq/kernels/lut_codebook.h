@@ -68,6 +68,8 @@ class LutCodebookMatrix {
   // Rows [r0, r1) of the exact dequantized weights ((r1 - r0) x cols floats), as
   // CodebookLayer::dequantize() computes them.
   void dequantize_rows(int64_t r0, int64_t r1, float* out) const;
+  // Column c of the exact dequantized weights (rows floats), reading only that column's indices.
+  void dequantize_column(int64_t c, float* out) const;
 
   // For callers that split products between threads themselves (one parallel region per
   // token, not per product): the rows form work_units() independent units (steps of

@@ -22,7 +22,8 @@ namespace lcq::kernels {
 // The kernel families of packed LCQ layers.
 //  kFloat: the float product of the dequantized weights (exact up to float summation order).
 //  kInt8:  activations rounded to int8 per group, codebooks to 7-bit levels (2-4 bits).
-//  kLut:   int8 look-up tables of activation sums shared by every row (AVX-512 VBMI/VNNI).
+//  kLut:   int8 look-up tables of activation sums shared by every row (2-4 bits), or 8-bit
+//          levels of V times int8 activations (5-8 bits); AVX-512 VBMI/VNNI (AVX2: 2, 4 bits).
 enum class Family { kFloat, kInt8, kLut };
 
 // What a user asks for (--kernel): a family, or kAuto, the fastest family this CPU runs for
@@ -65,6 +66,9 @@ class Matrix {
   // Rows [r0, r1) of W as floats, row-major: the weights the float family multiplies
   // (embedding lookups; panels for prefill through BLAS).
   virtual void dequantize_rows(int64_t r0, int64_t r1, float* out) const = 0;
+  // Column c of W (rows floats), the same values as dequantize_rows() gives. The default reads
+  // the whole matrix; packed layers read only the column's indices.
+  virtual void dequantize_column(int64_t c, float* out) const;
 
  protected:
   Matrix(int64_t rows, int64_t cols) : rows_(rows), cols_(cols) {}

@@ -63,6 +63,8 @@ class PackedCodebookMatrix {
   void dequantize(float* out) const;
   // Rows [r0, r1) of the same, (r1 - r0) x cols floats.
   void dequantize_rows(int64_t r0, int64_t r1, float* out) const;
+  // Column c of the same (rows floats), reading only that column's indices.
+  void dequantize_column(int64_t c, float* out) const;
 
   // Layout facts (used by the kernels and tests).
   int64_t row_bytes() const { return row_bytes_; }
