@@ -156,14 +156,19 @@ void prepare_lut(const LutView& m, const float* x, LutTables& L) {
   }
 }
 
-void build_levels(const LutView& m, const float* x, LutTables& L) {
-  const int64_t cpg = m.group / kLutChunkCols;
-  L.xpad.assign(size_t(m.chunks * kLutChunkCols), 0.f);
+void prepare_levels(const LutView& m, const float* x, LutTables& L) {
+  L.xpad.resize(size_t(m.chunks * kLutChunkCols));
   std::copy(x, x + m.cols, L.xpad.begin());
+  std::fill(L.xpad.begin() + m.cols, L.xpad.end(), 0.f);
   L.t.resize(size_t(m.chunks * kLutChunkCols));
   L.d.resize(size_t(m.groups_per_row * m.rank));
   L.sumx.resize(size_t(m.groups_per_row));
   L.shift.resize(size_t(m.groups_per_row * m.rank));
+}
+
+void build_levels(const LutView& m, const float* x, LutTables& L) {
+  const int64_t cpg = m.group / kLutChunkCols;
+  prepare_levels(m, x, L);
   const float* xp = L.xpad.data();
   for (int64_t j = 0; j < m.groups_per_row; ++j) {
     const int64_t c0 = j * cpg * kLutChunkCols, c1 = std::min(m.chunks, (j + 1) * cpg) * kLutChunkCols;
@@ -172,8 +177,6 @@ void build_levels(const LutView& m, const float* x, LutTables& L) {
       lanes[c % kLutChunkCols] += xp[c];
       xm = std::max(xm, std::fabs(xp[c]));
     }
-    const float s = lut_lane_sum(lanes);
-    L.sumx[size_t(j)] = s;
     const float inv = xm > 0.f ? 127.f / xm : 0.f;
     int32_t sxq = 0;
     for (int64_t c = c0; c < c1; ++c) {
@@ -181,11 +184,7 @@ void build_levels(const LutView& m, const float* x, LutTables& L) {
       L.t[size_t(c)] = q;
       sxq += q;
     }
-    for (int r = 0; r < m.rank; ++r) {
-      const float d = (xm / 127.f) * m.level_step[r];
-      L.d[size_t(j * m.rank + r)] = d;
-      L.shift[size_t(j * m.rank + r)] = std::fma(m.level_mid[r], s, -128.f * d * float(sxq));
-    }
+    level_group_scales(m, L, j, lut_lane_sum(lanes), xm, sxq);
   }
 }
 
@@ -312,7 +311,8 @@ void LutCodebookMatrix::gemv_units(const float* x, float* y, int64_t u0, int64_t
   const int64_t tile0 = u0 * detail::kLutStepTiles, tile1 = u1 * detail::kLutStepTiles;
   thread_local detail::LutTables L;  // the calling thread's (an OpenMP worker's own inside a region)
   if (detail::lut_levels(bits_)) {  // the activations' int8 form is the only per-token work
-    detail::build_levels(m, x, L);
+    if (!simd) detail::build_levels(m, x, L);
+    else if (detail::prepare_levels(m, x, L), !detail::build_levels_simd(m, L)) detail::build_levels(m, x, L);
     if (!simd || !detail::lut_rows_simd(m, L, y, tile0, tile1)) detail::lut_rows_scalar(m, L, y, tile0, tile1);
     return;
   }

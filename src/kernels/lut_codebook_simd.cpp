@@ -152,6 +152,35 @@ void BuildLut(const detail::LutView& m, detail::LutTables& L) {
   }
 }
 
+// build_levels() on 16 columns at a time: the same lane sums, maximum, products, rounding
+// (vcvtps2dq: nearest even) and saturation (vpmovsdb), so the same bytes and floats.
+void BuildLevels(const detail::LutView& m, detail::LutTables& L) {
+  using namespace detail;
+  const int64_t cpg = m.group / kLutChunkCols;
+  const float* x = L.xpad.data();
+  for (int64_t j = 0; j < m.groups_per_row; ++j) {
+    const int64_t ch0 = j * cpg, ch1 = std::min(m.chunks, ch0 + cpg);
+    __m512 sum = _mm512_setzero_ps(), xmax = _mm512_setzero_ps();
+    for (int64_t ch = ch0; ch < ch1; ++ch) {
+      const __m512 xv = _mm512_loadu_ps(x + ch * kLutChunkCols);
+      sum = _mm512_add_ps(sum, xv);
+      xmax = _mm512_max_ps(xmax, _mm512_abs_ps(xv));
+    }
+    alignas(64) float lanes[16];
+    _mm512_store_ps(lanes, sum);
+    const float xm = _mm512_reduce_max_ps(xmax);
+    const __m512 inv = _mm512_set1_ps(xm > 0.f ? 127.f / xm : 0.f);
+    __m512i sq = _mm512_setzero_si512();
+    for (int64_t ch = ch0; ch < ch1; ++ch) {
+      const __m512i q = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x + ch * kLutChunkCols), inv));
+      const __m512i qs = _mm512_max_epi32(_mm512_min_epi32(q, _mm512_set1_epi32(127)), _mm512_set1_epi32(-128));
+      sq = _mm512_add_epi32(sq, qs);
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(L.t.data() + ch * kLutChunkCols), _mm512_cvtepi32_epi8(qs));
+    }
+    level_group_scales(m, L, j, lut_lane_sum(lanes), xm, _mm512_reduce_add_epi32(sq));
+  }
+}
+
 // acc += the sums of 4 consecutive signed bytes of v (vpdpbusd with a vector of ones).
 HWY_INLINE __m512i SumBytes(__m512i acc, __m512i ones, __m512i v) {
   return _mm512_dpbusd_epi32(acc, ones, v);
@@ -459,6 +488,11 @@ void RowsR(const detail::LutView& m, const detail::LutTables& L, float* y, int64
 
 bool LutAvailable() { return true; }
 
+bool LevelsBuild(const detail::LutView& m, detail::LutTables& L) {
+  BuildLevels(m, L);
+  return true;
+}
+
 bool LutBuild(const detail::LutView& m, detail::LutTables& L) {
   BuildLut(m, L);
   return true;
@@ -494,6 +528,7 @@ bool LutRows(const detail::LutView& m, const detail::LutTables& L, float* y, int
 #else  // no LUT kernel on this target
 
 bool LutAvailable() { return false; }
+bool LevelsBuild(const detail::LutView&, detail::LutTables&) { return false; }
 bool LutBuild(const detail::LutView&, detail::LutTables&) { return false; }
 bool LutRows(const detail::LutView&, const detail::LutTables&, float*, int64_t, int64_t) { return false; }
 
@@ -509,11 +544,13 @@ namespace lcq::kernels {
 HWY_EXPORT(LutAvailable);
 HWY_EXPORT(LutBuild);
 HWY_EXPORT(LutRows);
+HWY_EXPORT(LevelsBuild);
 
 namespace detail {
 bool build_lut_simd(const LutView& m, LutTables& L) {
   return HWY_DYNAMIC_DISPATCH(LutBuild)(m, L);
 }
+bool build_levels_simd(const LutView& m, LutTables& L) { return HWY_DYNAMIC_DISPATCH(LevelsBuild)(m, L); }
 bool lut_rows_simd(const LutView& m, const LutTables& L, float* y, int64_t tile0, int64_t tile1) {
   return HWY_DYNAMIC_DISPATCH(LutRows)(m, L, y, tile0, tile1);
 }

@@ -203,6 +203,19 @@ void prepare_lut(const LutView& m, const float* x, LutTables& L);
 // sum_c V[r][q_c] x_c ~ fma(d, acc_r, shift) with acc_r = sum_c levels[r][q_c] * xq_c, the
 // same scale-back as the tables' (lut_rows_scalar()).
 void build_levels(const LutView& m, const float* x, LutTables& L);
+// Its SIMD form (same bytes and floats; false where the CPU has none), and the pieces both share:
+// sizing the tables (with x copied into xpad) and group j's sumx, d and shift from the group's
+// lane sums' total s, its largest |x| xm and the sum of its int8 activations sxq.
+bool build_levels_simd(const LutView& m, LutTables& L);
+void prepare_levels(const LutView& m, const float* x, LutTables& L);
+inline void level_group_scales(const LutView& m, LutTables& L, int64_t j, float s, float xm, int32_t sxq) {
+  L.sumx[size_t(j)] = s;
+  for (int r = 0; r < m.rank; ++r) {
+    const float d = (xm / 127.f) * m.level_step[r];
+    L.d[size_t(j * m.rank + r)] = d;
+    L.shift[size_t(j * m.rank + r)] = std::fma(m.level_mid[r], s, -128.f * d * float(sxq));
+  }
+}
 // Fills the tables from L.xpad: the scalar definition and the SIMD version (returns false
 // where there is none); both give the same bytes.
 void build_lut_scalar(const LutView& m, LutTables& L);
