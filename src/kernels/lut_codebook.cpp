@@ -357,8 +357,17 @@ void decode_lut_chunk(const detail::LutView& m, int64_t i, int64_t ch, uint8_t* 
     }
     return;
   }
-  if (lut_levels(m.bits)) {
-    for (int cc = 0; cc < kLutChunkCols; ++cc) v[cc] = uint8_t(lut_level_get(m.idx, m.chunks, m.bits, i, ch * kLutChunkCols + cc));
+  if (lut_levels(m.bits)) {  // lut_level_get() unrolled: column 4k + j is position p = 4r + j of quad k
+    for (int k = 0; k < 4; ++k)
+      for (int j = 0; j < 4; ++j) {
+        const int p = 4 * r + j, nib = 4 * (k % 2);
+        int q = (base[64 * (k / 2) + p] >> nib) & 15;
+        if (m.bits == 8) q |= ((base[128 + 64 * (k / 2) + p] >> nib) & 15) << 4;
+        if (m.bits == 6 || m.bits == 7) q |= ((base[128 + p] >> (2 * k)) & 3) << 4;
+        if (m.bits == 5) q |= ((base[128 + 8 * k + p / 8] >> (p % 8)) & 1) << 4;
+        if (m.bits == 7) q |= ((base[192 + 8 * k + p / 8] >> (p % 8)) & 1) << 6;
+        v[4 * k + j] = uint8_t(q);
+      }
     return;
   }
   if (m.layout == kLutLayoutPermute && m.bits == 4) {

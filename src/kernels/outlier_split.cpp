@@ -9,16 +9,17 @@
 namespace lcq::kernels::detail {
 namespace {
 
-// Eight running sums so that the compiler vectorizes the loop (a single float or double sum
-// would be kept in order).
-float mean_square(const float* x, int64_t n) {
-  float acc[8] = {};
+// The mean of x^2 and the largest |x|, in eight running sums and maxima so that the compiler
+// vectorizes the loop (a single float or double sum would be kept in order).
+float mean_square(const float* x, int64_t n, float* amax) {
+  float acc[8] = {}, mx[8] = {};
   int64_t c = 0;
   for (; c + 8 <= n; c += 8)
-    for (int l = 0; l < 8; ++l) acc[l] += x[c + l] * x[c + l];
-  for (; c < n; ++c) acc[0] += x[c] * x[c];
+    for (int l = 0; l < 8; ++l) acc[l] += x[c + l] * x[c + l], mx[l] = std::max(mx[l], std::fabs(x[c + l]));
+  for (; c < n; ++c) acc[0] += x[c] * x[c], mx[0] = std::max(mx[0], std::fabs(x[c]));
   float s = 0;
-  for (float a : acc) s += a;
+  *amax = 0.f;
+  for (int l = 0; l < 8; ++l) s += acc[l], *amax = std::max(*amax, mx[l]);
   return s / float(n);
 }
 
@@ -41,7 +42,9 @@ class OutlierSplitMatrix final : public Matrix {
   void gemv_units(const float* x, float* y, int64_t u0, int64_t u1) const override {
     if (u0 >= u1) return;
     const int64_t n = cols();
-    const float limit = kOutlierRatio * std::sqrt(mean_square(x, n));
+    float amax;
+    const float limit = kOutlierRatio * std::sqrt(mean_square(x, n, &amax));
+    if (!(amax > limit)) return inner_->gemv_units(x, y, u0, u1);  // most tokens of most layers
     int64_t idx[kMaxOutliers];
     int count = 0;
     for (int64_t c = 0; c < n && count < kMaxOutliers; ++c)
