@@ -422,7 +422,8 @@ TEST(LutCodebook, Avx2KernelEqualsTheScalarReference) {
     TargetGuard guard(target.id);
     ASSERT_FALSE(lut_simd_available()) << name;
     ASSERT_TRUE(lut_simd_available(2) && lut_simd_available(4)) << name;
-    for (int bits : {3, 5, 6, 7, 8}) ASSERT_FALSE(lut_simd_available(bits)) << name << " " << bits;
+    ASSERT_FALSE(lut_simd_available(3)) << name;
+    for (int bits : {5, 6, 7, 8}) ASSERT_TRUE(lut_simd_available(bits)) << name << " " << bits;  // the level form
     ++tested;
     uint32_t seed = 500;
     for (const LutCase& k : lut_cases()) {
@@ -432,7 +433,7 @@ TEST(LutCodebook, Avx2KernelEqualsTheScalarReference) {
       EXPECT_EQ(m.unpack().indices, l.indices) << name << " " << describe(c);
       const std::vector<float> x1 = random_vector(size_t(c.cols), seed++);
       std::vector<float> y1(size_t(c.rows));
-      if (c.bits != 2 && c.bits != 4) {  // AVX2 has a kernel for these two widths only
+      if (c.bits == 3) {  // AVX2 has no 3-bit kernel
         EXPECT_THROW(m.gemv(x1.data(), y1.data(), LutPath::kSimd), Error) << name;
         continue;
       }
@@ -442,7 +443,7 @@ TEST(LutCodebook, Avx2KernelEqualsTheScalarReference) {
         std::vector<double> want, scale;
         reference_product(W, c.rows, c.cols, x1, 1, want, scale);
         m.gemv(x1.data(), y1.data(), LutPath::kScalar);
-        EXPECT_EQ(check_bound(l, x1, 1, y1, want, scale, name + " " + describe(c)), 0);
+        EXPECT_LE(check_bound(l, x1, 1, y1, want, scale, name + " " + describe(c)), c.bits >= 5 ? c.rows / 20 : 0);
       }
       for (int64_t n : {1, 3}) {
         const std::vector<float> X = random_vector(size_t(n * c.cols), seed++);
@@ -461,8 +462,9 @@ TEST(LutCodebook, Avx2KernelEqualsTheScalarReference) {
         }
       }
     }
-    // The head's shape at 4 bits, and a group of 512 columns (int16 sums widened mid-group).
-    for (const Config& c : {Config{49152, 576, 4, 64, 2, 8}, Config{100, 1024, 4, 512, 2, 0}, Config{70, 2048, 2, 1024, 1, 8}}) {
+    // The head's shape at 4 and 6 bits, and a group of 512 columns (int16 sums widened mid-group).
+    for (const Config& c : {Config{49152, 576, 4, 64, 2, 8}, Config{49152, 576, 6, 64, 1, 8}, Config{100, 1024, 4, 512, 2, 0},
+                            Config{70, 2048, 2, 1024, 1, 8}}) {
       const LutCodebookMatrix m = LutCodebookMatrix::pack(random_layer(c, seed++, 64));
       const std::vector<float> x = random_vector(size_t(c.cols), seed++);
       std::vector<float> ref(size_t(c.rows)), got(size_t(c.rows));

@@ -9,6 +9,7 @@
 // passes.
 #include "common.h"
 
+#include "lcq/core/error.h"
 #include "lcq/core/progress.h"
 #include "lcq/kernels/dense.h"
 #include "lcq/kernels/lut_codebook.h"
@@ -18,6 +19,7 @@
 #include "lcq/model/generate.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <omp.h>
 #include <torch/torch.h>
 
@@ -47,6 +49,7 @@ struct BenchArgs {
   bool dense_runtime = false;
   std::string dtype = "f32";
   std::string kernel = "auto", prompt_dtype = "auto";
+  std::string simd_target;  // empty: the best this CPU runs
   bool json = false, quiet = false;
 };
 
@@ -298,6 +301,9 @@ void register_bench(CLI::App& app) {
   cmd->add_flag("!--no-kernels", a->kernels, "Skip the GEMV tables (model timing only)");
   cmd->add_flag("--json", a->json, "Print machine-readable JSON on stdout");
   cmd->add_flag("-q,--quiet", a->quiet, "No progress bars");
+  cmd->add_option("--simd-target", a->simd_target,
+                  "Run as on a CPU with only this SIMD target (e.g. AVX2 on an AVX-512 machine; one this CPU runs:\n"
+                  "see the table's first line), to measure the kernels other CPUs would run");
   cmd->footer(
       "Examples:\n"
       "  lcq bench                                 # kernels on 4096x4096, 1 and 2 threads\n"
@@ -305,6 +311,16 @@ void register_bench(CLI::App& app) {
       "  lcq bench model.gguf --dtype bf16 --no-kernels   # the dense bf16 runtime, for comparison");
   cmd->callback([a] {
     Progress::set_globally_enabled(!a->quiet && !a->json);
+    if (!a->simd_target.empty()) {  // before any layer is packed: layouts follow the target's kernels
+      std::vector<std::string> names;
+      int64_t id = 0;
+      for (const kernels::SimdTarget& t : kernels::available_simd_targets()) {
+        names.push_back(t.name);
+        if (a->simd_target == t.name) id = t.id;
+      }
+      LCQ_CHECK(id != 0, "--simd-target must be one this CPU runs ({}), got '{}'", fmt::join(names, ", "), a->simd_target);
+      kernels::force_simd_target(id);
+    }
     const nlohmann::json j = run_bench(*a);
     if (a->json)
       print_json(j);

@@ -43,7 +43,7 @@ void ModelOptions::add_to(CLI::App& cmd, bool with_runtime) {
                    "else int8, else float), float (the exact product of the dequantized weights), int8\n"
                    "(activations rounded to int8 per group; 2-4 bits), lut (look-up tables of int8-rounded\n"
                    "activation sums at 2-4 bits, 8-bit levels of V times int8 activations at 5-8 bits; on\n"
-                   "AVX-512 VBMI/VNNI CPUs, and at 2 and 4 bits on AVX2). A kernel that does\n"
+                   "AVX-512 VBMI/VNNI CPUs, and at all widths but 3 bits on AVX2). A kernel that does\n"
                    "not apply to a layer falls back to the next: lut, int8, float")
         ->check(CLI::IsMember(kernels::kernel_choice_names()))
         ->capture_default_str();

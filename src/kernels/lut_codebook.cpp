@@ -163,6 +163,7 @@ void prepare_levels(const LutView& m, const float* x, LutTables& L) {
   L.t.resize(size_t(m.chunks * kLutChunkCols));
   L.d.resize(size_t(m.groups_per_row * m.rank));
   L.sumx.resize(size_t(m.groups_per_row));
+  L.sxq.resize(size_t(m.groups_per_row));
   L.shift.resize(size_t(m.groups_per_row * m.rank));
 }
 
@@ -278,6 +279,7 @@ void lut_rows_scalar(const LutView& m, const LutTables& L, float* y, int64_t til
 void LutCodebookMatrix::gemv(const float* x, float* y, LutPath path) const { gemm(x, 1, y, path); }
 
 bool LutCodebookMatrix::simd_runs() const {
+  if (detail::lut_levels(bits_)) return lut_simd_available() || detail::lut_shuffle_available();
   return layout_ == detail::kLutLayoutShuffle ? detail::lut_shuffle_available() : lut_simd_available();
 }
 
@@ -285,13 +287,13 @@ bool LutCodebookMatrix::use_simd(LutPath path) const {
   const bool simd = path != LutPath::kScalar && simd_runs();
   LCQ_CHECK(simd || path != LutPath::kSimd,
             "this CPU has no SIMD LUT kernel for this {}-bit layer (it needs AVX-512 VBMI and VNNI, or AVX2 at 2 and "
-            "4 bits)",
+            "4-8 bits)",
             bits_);
   return simd;
 }
 
 bool lut_simd_available(int bits) {
-  return bits >= 2 && bits <= 8 && (lut_simd_available() || ((bits == 2 || bits == 4) && detail::lut_shuffle_available()));
+  return bits >= 2 && bits <= 8 && (lut_simd_available() || (bits != 3 && detail::lut_shuffle_available()));
 }
 
 static_assert(LutCodebookMatrix::kUnitRows == detail::kLutTileRows * detail::kLutStepTiles);
@@ -313,7 +315,8 @@ void LutCodebookMatrix::gemv_units(const float* x, float* y, int64_t u0, int64_t
   if (detail::lut_levels(bits_)) {  // the activations' int8 form is the only per-token work
     if (!simd) detail::build_levels(m, x, L);
     else if (detail::prepare_levels(m, x, L), !detail::build_levels_simd(m, L)) detail::build_levels(m, x, L);
-    if (!simd || !detail::lut_rows_simd(m, L, y, tile0, tile1)) detail::lut_rows_scalar(m, L, y, tile0, tile1);
+    if (!simd || !(detail::lut_rows_simd(m, L, y, tile0, tile1) || detail::lut_level_rows_avx2(m, L, y, tile0, tile1)))
+      detail::lut_rows_scalar(m, L, y, tile0, tile1);
     return;
   }
   detail::prepare_lut(m, x, L);

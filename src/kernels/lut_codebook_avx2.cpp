@@ -1,5 +1,6 @@
-// The AVX2 look-up-table kernel of LutCodebookMatrix, for x86 CPUs without AVX-512 VBMI: 2-
-// and 4-bit layers in the shuffle layout (lut_internal.h). Its 16-entry tables are the scalar
+// The AVX2 look-up-table kernels of LutCodebookMatrix, for x86 CPUs without AVX-512 VBMI: 2-
+// and 4-bit layers in the shuffle layout (lut_internal.h), and the level form of 5-8-bit
+// layers (LevelRowsR, below). Its 16-entry tables are the scalar
 // reference's (a column's 16 levels at 4 bits, a column pair's 16 index combinations at 2
 // bits; the same bytes as the AVX-512 kernel's tables), so it computes the same int32 sums
 // and, with the same float epilogue, the same result bit for bit.
@@ -279,9 +280,169 @@ void RowsR(const detail::LutView& m, const detail::LutTables& L, float* y, int64
   }
 }
 
+// The level form (5-8 bits) on AVX2, from the same index layout as the AVX-512 kernel
+// (lut_internal.h, lut_level_place()). A 32-byte half of a nibble plane holds 8 rows x 4
+// columns of a column quad (byte 4m + column % 4); the indices' high bits come from their
+// planes as at AVX-512. vpshufb looks 16 entries up, so a 2^b-entry row of levels is 2^(b-4)
+// tables of 16: table t answers the indices whose high part is t, the others get index bit 7
+// (vpshufb then gives 0) from one xor and one saturating add, and the tables' answers are ORed.
+// The levels are looked up as signed bytes s = u - 128 (|s| <= 127), so that vpmaddubsw can
+// multiply them by |x| with x's sign moved onto them (vpsignb) without saturating its int16
+// pair sums (at most 2 * 128 * 127); vpmaddwd adds each row's two pairs into its int32 lane.
+// sum_c u[q_c] xq_c = sum_c s xq_c + 128 * sum_c xq_c (LutTables::sxq) gives the scalar
+// reference's int32 sums exactly, and the epilogue is its own.
+template <int kBits>
+HWY_INLINE __m256i LevelIndices8(const uint8_t* chunk, int half, int k) {
+  const __m256i nib = _mm256_set1_epi8(0x0F);
+  const __m256i w = _mm256_load_si256(reinterpret_cast<const __m256i*>(chunk + 64 * (k / 2) + 32 * half));
+  __m256i idx = _mm256_and_si256(k % 2 ? _mm256_srli_epi16(w, 4) : w, nib);
+  if constexpr (kBits == 8) {
+    const __m256i wh = _mm256_load_si256(reinterpret_cast<const __m256i*>(chunk + 128 + 64 * (k / 2) + 32 * half));
+    return _mm256_or_si256(idx, _mm256_andnot_si256(nib, k % 2 ? wh : _mm256_slli_epi16(wh, 4)));
+  }
+  if constexpr (kBits == 6 || kBits == 7) {  // bits 4-5: byte p holds quad k's at bits 2k, 2k + 1
+    const __m256i h2 = _mm256_load_si256(reinterpret_cast<const __m256i*>(chunk + 128 + 32 * half));
+    const __m256i hi = k == 0 ? _mm256_slli_epi16(h2, 4) : k == 1 ? _mm256_slli_epi16(h2, 2) : k == 2 ? h2 : _mm256_srli_epi16(h2, 2);
+    idx = _mm256_or_si256(idx, _mm256_and_si256(hi, _mm256_set1_epi8(0x30)));
+  }
+  if constexpr (kBits == 5 || kBits == 7) {  // one bit per position: the 32 bits of this half
+    uint32_t bits;
+    std::memcpy(&bits, chunk + (kBits == 5 ? 128 : 192) + 8 * k + 4 * half, 4);
+    const __m256i spread = _mm256_shuffle_epi8(
+        _mm256_set1_epi32(int32_t(bits)),
+        _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3));
+    const __m256i select = _mm256_set1_epi64x(int64_t(0x8040201008040201));
+    const __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(spread, select), select);
+    idx = _mm256_or_si256(idx, _mm256_and_si256(set, _mm256_set1_epi8(kBits == 5 ? 0x10 : 0x40)));
+  }
+  return idx;
+}
+
+template <int kBits, int R, bool kDq>
+void LevelRowsR(const detail::LutView& m, const detail::LutTables& L, float* y, int64_t tile0, int64_t tile1) {
+  using namespace detail;
+  constexpr int NT = kLutStepTiles, NP = R + 1, kTabs = 1 << (kBits - 4);
+  constexpr int64_t kCoefStride = NP * kLutTileRows;
+  constexpr int kChunkBytes = 32 * kBits;
+  const int64_t cpg = m.group / kLutChunkCols, gpr = m.groups_per_row, chunks = m.chunks, rows = m.rows;
+  const bool stepping = kDq && m.dq_group % gpr != 0;
+  const int64_t tile_bytes = chunks * kChunkBytes, wrap = (NT - 1) * tile_bytes;
+  // Table t of rank r: levels 16t .. 16t + 15 as signed bytes, in both 128-bit lanes.
+  alignas(32) int8_t tabs[R][kTabs][32];
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < kTabs; ++t)
+      for (int e = 0; e < 32; ++e) tabs[r][t][e] = int8_t(m.levels[r * 256 + 16 * t + e % 16] ^ 0x80);
+  const __m256i ones16 = _mm256_set1_epi16(1), bias = _mm256_set1_epi8(0x70);
+  for (int64_t t0 = tile0; t0 < tile1; t0 += NT) {
+    TileBlocks tb[NT];
+    if constexpr (kDq)
+      for (int u = 0; u < NT; ++u) tb[u].start(m, t0 + u);
+    const uint8_t* codes = m.coef_codes + t0 * gpr * kCoefStride;
+    const float* coef = m.coef_f32 + t0 * gpr * kCoefStride;
+    alignas(32) float yy[NT][16] = {};
+    for (int64_t j = 0; j < gpr; ++j, codes += NT * kCoefStride, coef += NT * kCoefStride) {
+      const int64_t nch = std::min(cpg, chunks - j * cpg), off0 = j * cpg * kChunkBytes;
+      const int8_t* xq0 = L.t.data() + j * cpg * kLutChunkCols;
+      for (int u = 0; u < NT; ++u) {
+        const uint8_t* p = m.idx + (t0 + u) * tile_bytes + off0;
+        __m256i acc[R][2];  // int32 sums of rows 0-7 and 8-15
+#pragma GCC unroll 4
+        for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_si256();
+        for (int64_t ch = 0; ch < nch; ++ch) {
+          const uint8_t* pc = p + ch * kChunkBytes;
+          const int64_t off = off0 + ch * kChunkBytes;
+          const uint8_t* pf2 = pc + 2048 + (off + 2048 >= tile_bytes ? wrap : 0);
+          const uint8_t* pf1 = pc + 512 + (off + 512 >= tile_bytes ? wrap : 0);
+#pragma GCC unroll 4
+          for (int l = 0; l < (kChunkBytes + 63) / 64; ++l) {
+            _mm_prefetch(reinterpret_cast<const char*>(pf2) + 64 * l, _MM_HINT_T1);
+            _mm_prefetch(reinterpret_cast<const char*>(pf1) + 64 * l, _MM_HINT_T0);
+          }
+          int32_t xw[4];
+          std::memcpy(xw, xq0 + ch * kLutChunkCols, sizeof xw);
+#pragma GCC unroll 4
+          for (int k = 0; k < 4; ++k) {
+            const __m256i xb = _mm256_set1_epi32(xw[k]), xabs = _mm256_abs_epi8(xb);
+#pragma GCC unroll 2
+            for (int half = 0; half < 2; ++half) {
+              const __m256i idx = LevelIndices8<kBits>(pc, half, k);
+              __m256i sel[kTabs];
+#pragma GCC unroll 16
+              for (int t = 0; t < kTabs; ++t)
+                sel[t] = _mm256_adds_epu8(t == 0 ? idx : _mm256_xor_si256(idx, _mm256_set1_epi8(char(16 * t))), bias);
+#pragma GCC unroll 4
+              for (int r = 0; r < R; ++r) {
+                __m256i v = _mm256_shuffle_epi8(_mm256_load_si256(reinterpret_cast<const __m256i*>(tabs[r][0])), sel[0]);
+#pragma GCC unroll 16
+                for (int t = 1; t < kTabs; ++t)
+                  v = _mm256_or_si256(v, _mm256_shuffle_epi8(_mm256_load_si256(reinterpret_cast<const __m256i*>(tabs[r][t])), sel[t]));
+                const __m256i pairs = _mm256_maddubs_epi16(xabs, _mm256_sign_epi8(v, xb));
+                acc[r][half] = _mm256_add_epi32(acc[r][half], _mm256_madd_epi16(pairs, ones16));
+              }
+            }
+          }
+        }
+        // The group's scale-back, as lut_rows_scalar(), with acc_r = sum s xq + 128 sum xq.
+        const __m256i offset128 = _mm256_set1_epi32(128 * L.sxq[size_t(j)]);
+        for (int h = 0; h < 2; ++h) {
+          __m256 yv = _mm256_load_ps(yy[u] + 8 * h);
+#pragma GCC unroll 5
+          for (int q = 0; q < NP; ++q) {
+            __m256 s;
+            if constexpr (kDq) {
+              const __m128i c8 = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(codes + u * kCoefStride + q * kLutTileRows + 8 * h));
+              s = _mm256_fmadd_ps(tb[u].scale[q][h], _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(c8)), tb[u].offset[q][h]);
+            } else {
+              s = _mm256_loadu_ps(coef + u * kCoefStride + q * kLutTileRows + 8 * h);
+            }
+            if (q < R)
+              yv = _mm256_fmadd_ps(s,
+                                   _mm256_fmadd_ps(_mm256_set1_ps(L.d[size_t(j * R + q)]),
+                                                   _mm256_cvtepi32_ps(_mm256_add_epi32(acc[q][h], offset128)),
+                                                   _mm256_set1_ps(L.shift[size_t(j * R + q)])),
+                                   yv);
+            else
+              yv = _mm256_fmadd_ps(s, _mm256_set1_ps(-L.sumx[size_t(j)]), yv);
+          }
+          _mm256_store_ps(yy[u] + 8 * h, yv);
+        }
+        if (stepping) tb[u].step(m);
+      }
+    }
+    for (int u = 0; u < NT; ++u) {
+      const int64_t r0 = (t0 + u) * kLutTileRows;
+      if (r0 >= rows) break;
+      std::memcpy(y + r0, yy[u], sizeof(float) * size_t(std::min<int64_t>(kLutTileRows, rows - r0)));
+    }
+  }
+}
+
 }  // namespace
 
 bool ShuffleAvailable() { return true; }
+
+bool LevelRows(const detail::LutView& m, const detail::LutTables& L, float* y, int64_t tile0, int64_t tile1) {
+  if (!detail::lut_levels(m.bits) || (m.tiles * detail::kLutTileRows + 1) * m.groups_per_row >= (int64_t(1) << 31))
+    return false;
+  const bool dq = m.dq_bits > 0;
+  auto run = [&](auto bits_tag) {
+    constexpr int B = decltype(bits_tag)::value;
+    switch (m.rank) {
+      case 1: dq ? LevelRowsR<B, 1, true>(m, L, y, tile0, tile1) : LevelRowsR<B, 1, false>(m, L, y, tile0, tile1); return true;
+      case 2: dq ? LevelRowsR<B, 2, true>(m, L, y, tile0, tile1) : LevelRowsR<B, 2, false>(m, L, y, tile0, tile1); return true;
+      case 3: dq ? LevelRowsR<B, 3, true>(m, L, y, tile0, tile1) : LevelRowsR<B, 3, false>(m, L, y, tile0, tile1); return true;
+      case 4: dq ? LevelRowsR<B, 4, true>(m, L, y, tile0, tile1) : LevelRowsR<B, 4, false>(m, L, y, tile0, tile1); return true;
+      default: return false;
+    }
+  };
+  switch (m.bits) {
+    case 5: return run(std::integral_constant<int, 5>());
+    case 6: return run(std::integral_constant<int, 6>());
+    case 7: return run(std::integral_constant<int, 7>());
+    case 8: return run(std::integral_constant<int, 8>());
+    default: return false;
+  }
+}
 
 bool ShuffleBuild(const detail::LutView& m, detail::LutTables& L) {
   if (m.layout != detail::kLutLayoutShuffle || (m.bits != 2 && m.bits != 4)) return false;
@@ -314,6 +475,7 @@ bool ShuffleRows(const detail::LutView& m, const detail::LutTables& L, float* y,
 #else  // no AVX2
 
 bool ShuffleAvailable() { return false; }
+bool LevelRows(const detail::LutView&, const detail::LutTables&, float*, int64_t, int64_t) { return false; }
 bool ShuffleBuild(const detail::LutView&, detail::LutTables&) { return false; }
 bool ShuffleRows(const detail::LutView&, const detail::LutTables&, float*, int64_t, int64_t) { return false; }
 
@@ -329,10 +491,14 @@ namespace lcq::kernels {
 HWY_EXPORT(ShuffleAvailable);
 HWY_EXPORT(ShuffleBuild);
 HWY_EXPORT(ShuffleRows);
+HWY_EXPORT(LevelRows);
 
 namespace detail {
 bool lut_shuffle_available() { return HWY_DYNAMIC_DISPATCH(ShuffleAvailable)(); }
 bool build_lut_shuffle(const LutView& m, LutTables& L) { return HWY_DYNAMIC_DISPATCH(ShuffleBuild)(m, L); }
+bool lut_level_rows_avx2(const LutView& m, const LutTables& L, float* y, int64_t tile0, int64_t tile1) {
+  return HWY_DYNAMIC_DISPATCH(LevelRows)(m, L, y, tile0, tile1);
+}
 bool lut_rows_shuffle(const LutView& m, const LutTables& L, float* y, int64_t tile0, int64_t tile1) {
   return HWY_DYNAMIC_DISPATCH(ShuffleRows)(m, L, y, tile0, tile1);
 }

@@ -185,6 +185,7 @@ inline int8_t lut_round(float v) { return int8_t(std::clamp(std::nearbyint(v), -
 struct LutTables {
   std::vector<int8_t> t;
   std::vector<float> d, sumx, shift;
+  std::vector<int32_t> sxq;  // level form: per group, the sum of its int8 activations
   std::vector<float> xpad;  // the token padded to chunks * 16 columns
   // V[r] centered: u[r][k] = V[r][k] - mid[r] with mid[r] = (max_k V[r][k] + min_k V[r][k]) / 2,
   // umax[r] = max_k |u[r][k]|. The tables hold sums of the centered V, which halves their range
@@ -210,6 +211,7 @@ bool build_levels_simd(const LutView& m, LutTables& L);
 void prepare_levels(const LutView& m, const float* x, LutTables& L);
 inline void level_group_scales(const LutView& m, LutTables& L, int64_t j, float s, float xm, int32_t sxq) {
   L.sumx[size_t(j)] = s;
+  L.sxq[size_t(j)] = sxq;
   for (int r = 0; r < m.rank; ++r) {
     const float d = (xm / 127.f) * m.level_step[r];
     L.d[size_t(j * m.rank + r)] = d;
@@ -236,5 +238,7 @@ bool lut_rows_simd(const LutView& m, const LutTables& L, float* y, int64_t tile0
 bool lut_shuffle_available();
 bool build_lut_shuffle(const LutView& m, LutTables& L);
 bool lut_rows_shuffle(const LutView& m, const LutTables& L, float* y, int64_t tile0, int64_t tile1);
+// The level form's AVX2 kernel (5-8 bits, the same layout as AVX-512's; false where it does not run).
+bool lut_level_rows_avx2(const LutView& m, const LutTables& L, float* y, int64_t tile0, int64_t tile1);
 
 }  // namespace lcq::kernels::detail

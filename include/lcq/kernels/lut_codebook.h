@@ -12,7 +12,7 @@
 // token, group and rank. At 5-8 bits a column's table would be as large as its group's
 // weights, so the kernel looks up V itself instead ("levels"): V[r] rounded once per layer to
 // 8-bit levels, the activations to int8 per token and group, and vpdpbusd multiplies the
-// looked-up levels by the activations (AVX-512 VBMI/VNNI only).
+// looked-up levels by the activations (AVX-512 VBMI/VNNI, and an AVX2 form).
 //
 // The indices are stored in tiles of 16 rows (4 tiles side by side per step of 64 rows), so
 // this is a layout of its own, not PackedCodebookMatrix's; unpack() gives the exact layer
@@ -102,7 +102,7 @@ class LutCodebookMatrix {
 // Whether this CPU runs the SIMD LUT kernel at every width (x86 with AVX-512 VBMI and VNNI).
 bool lut_simd_available();
 // Whether it runs a SIMD LUT kernel for `bits`-bit layers: the AVX-512 one (2-8 bits), or on
-// x86 CPUs without it the AVX2 one at 2 and 4 bits.
+// x86 CPUs without it the AVX2 ones (2 and 4 bits, and the level form at 5-8 bits).
 bool lut_simd_available(int bits);
 
 }  // namespace lcq::kernels

@@ -23,7 +23,7 @@ namespace lcq::kernels {
 //  kFloat: the float product of the dequantized weights (exact up to float summation order).
 //  kInt8:  activations rounded to int8 per group, codebooks to 7-bit levels (2-4 bits).
 //  kLut:   int8 look-up tables of activation sums shared by every row (2-4 bits), or 8-bit
-//          levels of V times int8 activations (5-8 bits); AVX-512 VBMI/VNNI (AVX2: 2, 4 bits).
+//          levels of V times int8 activations (5-8 bits); AVX-512 VBMI/VNNI (AVX2: all but 3 bits).
 enum class Family { kFloat, kInt8, kLut };
 
 // What a user asks for (--kernel): a family, or kAuto, the fastest family this CPU runs for
