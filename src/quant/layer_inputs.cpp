@@ -29,7 +29,7 @@ torch::Tensor collect_input_stats(const model::BlockContext& ctx, const model::B
     const int64_t n = lin->in_features();
     s.gram = o.gram ? torch::zeros({n, n}, torch::kFloat32) : torch::Tensor();
     s.abs_sum = torch::zeros({n}, torch::kFloat32);
-    s.sq_sum = o.gram ? torch::Tensor() : torch::zeros({n}, torch::kFloat32);  // with a gram: its diagonal
+    s.sq_sum = o.gram ? torch::Tensor() : torch::zeros({n}, torch::kFloat32);  // with a gram: its diagonal, not kept
     s.tokens = 0;
     watched[lin] = &s;
   }
@@ -62,8 +62,6 @@ torch::Tensor collect_input_stats(const model::BlockContext& ctx, const model::B
     seen = j;
   }
   for (auto& [s, parts] : kept) s->inputs = torch::cat(parts, 0);
-  if (o.gram)
-    for (auto& [lin, s] : watched) s->sq_sum = s->gram.diagonal().clone();
   return o.need_output ? torch::cat(outs, 0) : torch::Tensor();
 }
 

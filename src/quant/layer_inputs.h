@@ -25,7 +25,7 @@ std::string input_site(const model::Block& block, const std::string& linear);
 struct InputStats {
   torch::Tensor gram;     // sum over tokens of x^T x, [n, n] f32 (undefined without StatsOptions::gram)
   torch::Tensor abs_sum;  // sum over tokens of |x|, [n] f32
-  torch::Tensor sq_sum;   // sum over tokens of x^2, [n] f32 (the gram's diagonal)
+  torch::Tensor sq_sum;   // sum over tokens of x^2, [n] f32; only without a gram (then it is the gram's diagonal)
   int64_t tokens = 0;
   torch::Tensor inputs;   // the inputs of the first `keep_samples` samples, [keep, L, n]
 };
