@@ -177,6 +177,45 @@ struct TileBlocks {
   }
 };
 
+// The group's scale-back of one tile, as lut_rows_scalar(): y = fma(S_r, fma(d_r, acc_r + add,
+// shift_r), y) per rank, then y = fma(B, -sumx, y), for rows 0-7 and 8-15. codes / coef point
+// at the tile's parameters of group j.
+template <int R, bool kDq>
+HWY_INLINE void ScaleBack(const detail::LutTables& L, int64_t j, const uint8_t* codes, const float* coef,
+                          const TileBlocks& tb, const __m256i (&acc)[R][2], __m256i add, float* yy) {
+  for (int h = 0; h < 2; ++h) {
+    __m256 yv = _mm256_load_ps(yy + 8 * h);
+#pragma GCC unroll 5
+    for (int q = 0; q <= R; ++q) {
+      __m256 s;
+      if constexpr (kDq) {
+        const __m128i c8 = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(codes + q * detail::kLutTileRows + 8 * h));
+        s = _mm256_fmadd_ps(tb.scale[q][h], _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(c8)), tb.offset[q][h]);
+      } else {
+        s = _mm256_loadu_ps(coef + q * detail::kLutTileRows + 8 * h);
+      }
+      if (q < R)
+        yv = _mm256_fmadd_ps(s,
+                             _mm256_fmadd_ps(_mm256_set1_ps(L.d[size_t(j * R + q)]),
+                                             _mm256_cvtepi32_ps(_mm256_add_epi32(acc[q][h], add)),
+                                             _mm256_set1_ps(L.shift[size_t(j * R + q)])),
+                             yv);
+      else
+        yv = _mm256_fmadd_ps(s, _mm256_set1_ps(-L.sumx[size_t(j)]), yv);
+    }
+    _mm256_store_ps(yy + 8 * h, yv);
+  }
+}
+
+// The rows of the step's 4 tiles that exist.
+HWY_INLINE void StoreTiles(float* y, const float (&yy)[detail::kLutStepTiles][16], int64_t t0, int64_t rows) {
+  for (int u = 0; u < detail::kLutStepTiles; ++u) {
+    const int64_t r0 = (t0 + u) * detail::kLutTileRows;
+    if (r0 >= rows) break;
+    std::memcpy(y + r0, yy[u], sizeof(float) * size_t(std::min<int64_t>(detail::kLutTileRows, rows - r0)));
+  }
+}
+
 // Tiles [tile0, tile1) of kBits-bit indices with rank R; kDq: parameters are codes with block
 // scales and offsets. Per step of 4 tiles and group, each tile in turn runs through the
 // group's chunks (the 4 streams advance a group at a time: 0.5-1 KiB at groups of 128), so the
@@ -247,36 +286,11 @@ void RowsR(const detail::LutView& m, const detail::LutTables& L, float* y, int64
               acc[r][h] = _mm256_add_epi32(acc[r][h], s);
             }
         }
-        // The group's scale-back, as lut_rows_scalar(): y = fma(S_r, fma(d_r, acc_r, shift_r), y), then B.
-        for (int h = 0; h < 2; ++h) {
-          __m256 yv = _mm256_load_ps(yy[u] + 8 * h);
-#pragma GCC unroll 5
-          for (int q = 0; q < NP; ++q) {
-            __m256 s;
-            if constexpr (kDq) {
-              const __m128i c8 = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(codes + u * kCoefStride + q * kLutTileRows + 8 * h));
-              s = _mm256_fmadd_ps(tb[u].scale[q][h], _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(c8)), tb[u].offset[q][h]);
-            } else {
-              s = _mm256_loadu_ps(coef + u * kCoefStride + q * kLutTileRows + 8 * h);
-            }
-            if (q < R)
-              yv = _mm256_fmadd_ps(s,
-                                   _mm256_fmadd_ps(_mm256_set1_ps(L.d[size_t(j * R + q)]), _mm256_cvtepi32_ps(acc[q][h]),
-                                                   _mm256_set1_ps(L.shift[size_t(j * R + q)])),
-                                   yv);
-            else
-              yv = _mm256_fmadd_ps(s, _mm256_set1_ps(-L.sumx[size_t(j)]), yv);
-          }
-          _mm256_store_ps(yy[u] + 8 * h, yv);
-        }
+        ScaleBack<R, kDq>(L, j, codes + u * kCoefStride, coef + u * kCoefStride, tb[u], acc, _mm256_setzero_si256(), yy[u]);
         if (stepping) tb[u].step(m);
       }
     }
-    for (int u = 0; u < NT; ++u) {
-      const int64_t r0 = (t0 + u) * kLutTileRows;
-      if (r0 >= rows) break;
-      std::memcpy(y + r0, yy[u], sizeof(float) * size_t(std::min<int64_t>(kLutTileRows, rows - r0)));
-    }
+    StoreTiles(y, yy, t0, rows);
   }
 }
 
@@ -382,38 +396,13 @@ void LevelRowsR(const detail::LutView& m, const detail::LutTables& L, float* y, 
             }
           }
         }
-        // The group's scale-back, as lut_rows_scalar(), with acc_r = sum s xq + 128 sum xq.
-        const __m256i offset128 = _mm256_set1_epi32(128 * L.sxq[size_t(j)]);
-        for (int h = 0; h < 2; ++h) {
-          __m256 yv = _mm256_load_ps(yy[u] + 8 * h);
-#pragma GCC unroll 5
-          for (int q = 0; q < NP; ++q) {
-            __m256 s;
-            if constexpr (kDq) {
-              const __m128i c8 = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(codes + u * kCoefStride + q * kLutTileRows + 8 * h));
-              s = _mm256_fmadd_ps(tb[u].scale[q][h], _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(c8)), tb[u].offset[q][h]);
-            } else {
-              s = _mm256_loadu_ps(coef + u * kCoefStride + q * kLutTileRows + 8 * h);
-            }
-            if (q < R)
-              yv = _mm256_fmadd_ps(s,
-                                   _mm256_fmadd_ps(_mm256_set1_ps(L.d[size_t(j * R + q)]),
-                                                   _mm256_cvtepi32_ps(_mm256_add_epi32(acc[q][h], offset128)),
-                                                   _mm256_set1_ps(L.shift[size_t(j * R + q)])),
-                                   yv);
-            else
-              yv = _mm256_fmadd_ps(s, _mm256_set1_ps(-L.sumx[size_t(j)]), yv);
-          }
-          _mm256_store_ps(yy[u] + 8 * h, yv);
-        }
+        // acc_r = sum s xq + 128 sum xq: the scalar reference's sums of level times activation.
+        ScaleBack<R, kDq>(L, j, codes + u * kCoefStride, coef + u * kCoefStride, tb[u], acc,
+                          _mm256_set1_epi32(128 * L.sxq[size_t(j)]), yy[u]);
         if (stepping) tb[u].step(m);
       }
     }
-    for (int u = 0; u < NT; ++u) {
-      const int64_t r0 = (t0 + u) * kLutTileRows;
-      if (r0 >= rows) break;
-      std::memcpy(y + r0, yy[u], sizeof(float) * size_t(std::min<int64_t>(kLutTileRows, rows - r0)));
-    }
+    StoreTiles(y, yy, t0, rows);
   }
 }
 
