@@ -93,7 +93,9 @@ TEST(Decoder, DenseModelMatchesTheReferencePath) {
 // float summation order. The int8 and LUT kernels round activations, so their outputs move
 // with the last bits of their inputs, which the two paths sum in different orders: there the
 // decoder's perplexity on the decoded tokens must match the reference path's on the same
-// model, and both stay within the family's bound of the exact model.
+// model (within 2 %; 3 % at 2 bits, where stories260K is nearly destroyed, perplexity ~330, and
+// the reference path alone moved 2.2 % between 1 and 2 threads: 324.0 against 331.3), and both
+// stay within the family's bound of the exact model.
 class QuantizedDecode : public ::testing::TestWithParam<std::pair<int, int>> {};
 
 TEST_P(QuantizedDecode, EveryKernelMatchesTheReferencePath) {
@@ -131,7 +133,7 @@ TEST_P(QuantizedDecode, EveryKernelMatchesTheReferencePath) {
         EXPECT_EQ(same.argmax_differs, 0);
         EXPECT_LT(vs_exact.max_rel, 1e-5);
       } else {
-        EXPECT_NEAR(same.ppl, same.ref_ppl, 0.02 * same.ref_ppl) << family;
+        EXPECT_NEAR(same.ppl, same.ref_ppl, (bits == 2 ? 0.03 : 0.02) * same.ref_ppl) << family;
         EXPECT_NEAR(same.ppl, vs_exact.ref_ppl, 0.03 * vs_exact.ref_ppl) << family;
       }
     }

@@ -1,5 +1,7 @@
 #include "outlier_split.h"
 
+#include "lcq/kernels/vec.h"
+
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -8,20 +10,6 @@
 
 namespace lcq::kernels::detail {
 namespace {
-
-// The mean of x^2 and the largest |x|, in eight running sums and maxima so that the compiler
-// vectorizes the loop (a single float or double sum would be kept in order).
-float mean_square(const float* x, int64_t n, float* amax) {
-  float acc[8] = {}, mx[8] = {};
-  int64_t c = 0;
-  for (; c + 8 <= n; c += 8)
-    for (int l = 0; l < 8; ++l) acc[l] += x[c + l] * x[c + l], mx[l] = std::max(mx[l], std::fabs(x[c + l]));
-  for (; c < n; ++c) acc[0] += x[c] * x[c], mx[0] = std::max(mx[0], std::fabs(x[c]));
-  float s = 0;
-  *amax = 0.f;
-  for (int l = 0; l < 8; ++l) s += acc[l], *amax = std::max(*amax, mx[l]);
-  return s / float(n);
-}
 
 class OutlierSplitMatrix final : public Matrix {
  public:
@@ -42,9 +30,9 @@ class OutlierSplitMatrix final : public Matrix {
   void gemv_units(const float* x, float* y, int64_t u0, int64_t u1) const override {
     if (u0 >= u1) return;
     const int64_t n = cols();
-    float amax;
-    const float limit = kOutlierRatio * std::sqrt(mean_square(x, n, &amax));
-    if (!(amax > limit)) return inner_->gemv_units(x, y, u0, u1);  // most tokens of most layers
+    float amax;  // one SIMD pass: most tokens of most layers have no input past the limit
+    const float limit = kOutlierRatio * std::sqrt(square_sum_max_abs(x, n, &amax) / float(n));
+    if (!(amax > limit)) return inner_->gemv_units(x, y, u0, u1);
     int64_t idx[kMaxOutliers];
     int count = 0;
     for (int64_t c = 0; c < n && count < kMaxOutliers; ++c)
@@ -55,11 +43,7 @@ class OutlierSplitMatrix final : public Matrix {
     for (int i = 0; i < count; ++i) rest[size_t(idx[i])] = 0.f;
     inner_->gemv_units(rest.data(), y, u0, u1);
     const int64_t r0 = row_of_unit(u0), r1 = row_of_unit(u1);
-    for (int i = 0; i < count; ++i) {
-      const float* w = column(idx[i]);
-      const float v = x[idx[i]];
-      for (int64_t r = r0; r < r1; ++r) y[r] += w[r] * v;
-    }
+    for (int i = 0; i < count; ++i) axpy(x[idx[i]], column(idx[i]) + r0, y + r0, r1 - r0);
   }
 
  private:

@@ -104,6 +104,31 @@ void AddInplace(float* y, const float* x, int64_t n) {
   for (; i < n; ++i) y[i] += x[i];
 }
 
+void Axpy(float a, const float* x, float* y, int64_t n) {
+  const DF d;
+  const int64_t N = int64_t(hn::Lanes(d));
+  const auto va = hn::Set(d, a);
+  int64_t i = 0;
+  for (; i + N <= n; i += N) hn::StoreU(hn::MulAdd(va, hn::LoadU(d, x + i), hn::LoadU(d, y + i)), d, y + i);
+  for (; i < n; ++i) y[i] += a * x[i];
+}
+
+float SquareSumMaxAbs(const float* x, int64_t n, float* amax) {
+  const DF d;
+  const int64_t N = int64_t(hn::Lanes(d));
+  auto s = hn::Zero(d), m = hn::Zero(d);
+  int64_t i = 0;
+  for (; i + N <= n; i += N) {
+    const auto v = hn::LoadU(d, x + i);
+    s = hn::MulAdd(v, v, s);
+    m = hn::Max(m, hn::Abs(v));
+  }
+  float sum = SumOf(d, s), mx = hn::GetLane(hn::MaxOfLanes(d, m));
+  for (; i < n; ++i) sum += x[i] * x[i], mx = std::max(mx, std::fabs(x[i]));
+  *amax = mx;
+  return sum;
+}
+
 void Attend(const float* q, const float* K, const float* V, int64_t len, int64_t hd, float scale, float* scores,
             float* out) {
   const DF d;
@@ -150,6 +175,8 @@ HWY_EXPORT(RopeRotateHalf);
 HWY_EXPORT(SiluMul);
 HWY_EXPORT(AddInplace);
 HWY_EXPORT(Attend);
+HWY_EXPORT(Axpy);
+HWY_EXPORT(SquareSumMaxAbs);
 
 void rms_norm(const float* x, const float* w, float eps, float* out, int64_t n) {
   HWY_DYNAMIC_DISPATCH(RmsNorm)(x, w, eps, out, n);
@@ -162,6 +189,10 @@ void rope_rotate_half(float* x, const float* cos, const float* sin, int64_t n) {
 }
 void silu_mul(const float* gate, const float* up, float* out, int64_t n) { HWY_DYNAMIC_DISPATCH(SiluMul)(gate, up, out, n); }
 void add_inplace(float* y, const float* x, int64_t n) { HWY_DYNAMIC_DISPATCH(AddInplace)(y, x, n); }
+void axpy(float a, const float* x, float* y, int64_t n) { HWY_DYNAMIC_DISPATCH(Axpy)(a, x, y, n); }
+float square_sum_max_abs(const float* x, int64_t n, float* amax) {
+  return HWY_DYNAMIC_DISPATCH(SquareSumMaxAbs)(x, n, amax);
+}
 void attend(const float* q, const float* K, const float* V, int64_t len, int64_t hd, float scale, float* scores,
             float* out) {
   HWY_DYNAMIC_DISPATCH(Attend)(q, K, V, len, hd, scale, scores, out);

@@ -18,6 +18,10 @@ void rope_rotate_half(float* x, const float* cos, const float* sin, int64_t n);
 void silu_mul(const float* gate, const float* up, float* out, int64_t n);
 // y[i] += x[i].
 void add_inplace(float* y, const float* x, int64_t n);
+// y[i] += a * x[i].
+void axpy(float a, const float* x, float* y, int64_t n);
+// sum x[i]^2, and the largest |x[i]| in *amax.
+float square_sum_max_abs(const float* x, int64_t n, float* amax);
 
 // One query head against `len` cached positions of its key/value head (rows of `hd` floats,
 // `len` x hd each, contiguous): out[hd] = softmax(scale * K q) V. `scores` holds len floats
