@@ -67,6 +67,17 @@ TEST(Stories260K, GreedyDecodeFromBosTellsTheKnownStory) {
   EXPECT_EQ(res.tokens, ref.greedy(40));
 }
 
+// Generation asks for the last position's logits only (the head on one row): the same logits
+// as the full forward's last row, up to the summation order of a one-row product.
+TEST(Stories260K, LastPositionLogitsEqualTheFullForwardsLastRow) {
+  LoadedModel lm = load_stories();
+  const torch::Tensor ids = torch::arange(1, 40, torch::kInt64).unsqueeze(0);
+  const torch::Tensor full = lm.model.forward(ids);
+  const torch::Tensor last = lm.model.forward(ids, nullptr, /*last_only=*/true);
+  ASSERT_EQ(last.sizes(), (std::vector<int64_t>{1, 1, full.size(2)}));
+  EXPECT_TRUE(torch::allclose(last[0][0], full[0][-1], 1e-4, 1e-4));
+}
+
 TEST(Stories260K, LogitsMatchTheNaiveReferenceAtEveryPosition) {
   LoadedModel lm = load_stories();
   std::vector<int> ids = lm.tok().encode(slurp(tinystories_val()).substr(0, 1500), true);

@@ -58,7 +58,7 @@ GenerateResult generate(const Model& model, const std::vector<int>& prompt, cons
 
   auto t0 = clock::now();
   auto ids = torch::tensor(std::vector<int64_t>(prompt.begin(), prompt.end()), torch::kInt64).unsqueeze(0);
-  auto logits = model.forward(ids, &cache);
+  auto logits = model.forward(ids, &cache, /*last_only=*/true);
   int next = sampler.sample(logits[0][-1]);
   auto t1 = clock::now();
   res.prefill_seconds = std::chrono::duration<double>(t1 - t0).count();

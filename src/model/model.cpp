@@ -240,7 +240,7 @@ void Model::ensure_positions(int64_t positions) {
     rope = Rope::make(config, std::max<int64_t>(positions, config.max_seq_len), tensor_options());
 }
 
-torch::Tensor Model::forward(const torch::Tensor& tokens, KVCache* cache) const {
+torch::Tensor Model::forward(const torch::Tensor& tokens, KVCache* cache, bool last_only) const {
   torch::NoGradGuard no_grad;
   const int64_t start = cache ? cache->length() : 0;
   LCQ_CHECK(config.arch == Arch::OPT || start + tokens.size(1) <= rope.cos.size(0),
@@ -249,7 +249,7 @@ torch::Tensor Model::forward(const torch::Tensor& tokens, KVCache* cache) const 
   const BlockContext ctx = context();
   for (size_t l = 0; l < blocks.size(); ++l) x = block_forward(ctx, blocks[l], x, start, cache, int(l));
   if (cache) cache->advance(tokens.size(1));
-  return head(x);
+  return head(last_only ? x.slice(1, x.size(1) - 1) : x);
 }
 
 KVCache Model::make_cache(int64_t batch, int64_t capacity) const {

@@ -137,7 +137,9 @@ class Model {
   // final norm + output head: [B, T, dim] -> logits [B, T, vocab] (float32)
   torch::Tensor head(const torch::Tensor& x) const;
   // Full forward. With a cache, continues after cache->length() and advances it.
-  torch::Tensor forward(const torch::Tensor& tokens, KVCache* cache = nullptr) const;
+  // last_only: the logits of the last position only ([B, 1, vocab]; what generation samples
+  // from): the head, a fifth of a small model's weights, runs on one row instead of all.
+  torch::Tensor forward(const torch::Tensor& tokens, KVCache* cache = nullptr, bool last_only = false) const;
 
   KVCache make_cache(int64_t batch, int64_t capacity) const;
   int64_t parameter_count() const;
