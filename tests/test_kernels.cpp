@@ -139,6 +139,25 @@ TEST(PackedCodebook, PackRejectsInconsistentLayers) {
   EXPECT_THROW(PackedCodebookMatrix::pack(l), Error);
 }
 
+// validate() skips its scan of every group's codebook when all inputs of a double-quantized
+// layer are finite fp16 (no sum of them can overflow); a NaN or infinity in any of them is
+// still found by the scan and named as the first bad codebook entry.
+TEST(CodebookLayer, NonFiniteFp16InputsAreFoundByTheScan) {
+  EXPECT_NO_THROW(random_layer({8, 64, 4, 32, 2, 8}, 3).validate("ok"));
+  const uint16_t nan = 0x7E00, inf = 0x7C00;
+  for (int which = 0; which < 5; ++which) {
+    CodebookLayer l = random_layer({8, 64, 4, 32, 2, 8}, 3);
+    std::vector<uint16_t>* a[] = {&l.v, &l.s_scale, &l.s_offset, &l.b_scale, &l.b_offset};
+    a[which]->back() = which % 2 ? inf : nan;
+    try {
+      l.validate("layer");
+      ADD_FAILURE() << "accepted a non-finite input " << which;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("codebook entry"), std::string::npos) << e.what();
+    }
+  }
+}
+
 TEST(PackedCodebook, LayerIndexPackingRoundTrip) {
   for (int bits : {2, 3, 4})
     for (int64_t cols : {1, 3, 7, 13, 129}) {
