@@ -198,8 +198,8 @@ struct TileBlocks {
 
   void start(const detail::LutView& m, int64_t tile) {
     alignas(64) int32_t gg[16], bb[16], nn[16];
-    // Row r's first group g0 and its block g0 / dq_group, one division per tile (divisions per
-    // row were a visible share of short rows' time): g0 grows by gpr = qstep * dq_group + rstep.
+    // Row r's first group g0 and its block g0 / dq_group, with one division per tile instead of
+    // two per row: g0 grows by gpr = qstep * dq_group + rstep.
     const int64_t qstep = m.groups_per_row / m.dq_group, rstep = m.groups_per_row % m.dq_group;
     int64_t g0 = tile * detail::kLutTileRows * m.groups_per_row, q = g0 / m.dq_group, rem = g0 % m.dq_group;
     for (int r = 0; r < 16; ++r) {
