@@ -11,6 +11,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -170,4 +171,17 @@ TEST(BenchCli, ReportsKernelAndPackedModelSpeedAsJson) {
   auto bad = test::run_lcq("bench " + dir + "/missing.gguf --no-kernels");
   EXPECT_EQ(bad.exit_code, 1);
   EXPECT_NE(bad.err.find("missing.gguf"), std::string::npos) << bad.err;
+
+  // --simd-target: the kernels of a lesser CPU (here AVX2 where this one has it), or one error line.
+  bool has_avx2 = false;
+  for (const auto& t : lcq::kernels::available_simd_targets()) has_avx2 |= std::string(t.name) == "AVX2";
+  if (has_avx2) {
+    auto avx2 = test::run_lcq("bench " + out + " --simd-target AVX2 --threads 1 --no-kernels --prefill 8 --decode 4 --json");
+    ASSERT_EQ(avx2.exit_code, 0) << avx2.err;
+    EXPECT_EQ(nlohmann::json::parse(avx2.out).at("simd_target").get<std::string>(), "AVX2");
+  }
+  auto no_target = test::run_lcq("bench --simd-target NOSUCH --no-kernels");
+  EXPECT_EQ(no_target.exit_code, 1);
+  EXPECT_NE(no_target.err.find("--simd-target must be one this CPU runs"), std::string::npos) << no_target.err;
+  EXPECT_EQ(std::count(no_target.err.begin(), no_target.err.end(), '\n'), 1) << no_target.err;
 }

@@ -302,8 +302,8 @@ void register_bench(CLI::App& app) {
   cmd->add_flag("--json", a->json, "Print machine-readable JSON on stdout");
   cmd->add_flag("-q,--quiet", a->quiet, "No progress bars");
   cmd->add_option("--simd-target", a->simd_target,
-                  "Run as on a CPU with only this SIMD target (e.g. AVX2 on an AVX-512 machine; one this CPU runs:\n"
-                  "see the table's first line), to measure the kernels other CPUs would run");
+                  "Run as on a CPU with only this SIMD target (e.g. AVX2 on an AVX-512 machine), to measure the\n"
+                  "kernels other CPUs would run; a name this CPU cannot run is refused with the list of those it can");
   cmd->footer(
       "Examples:\n"
       "  lcq bench                                 # kernels on 4096x4096, 1 and 2 threads\n"
