@@ -64,12 +64,20 @@ LutCodebookMatrix LutCodebookMatrix::pack(const CodebookLayer& layer) {
   m.chunks_ = (m.cols_ + detail::kLutChunkCols - 1) / detail::kLutChunkCols;
   m.idx_ = AlignedBytes(m.index_bytes());
   const bool levels = detail::lut_levels(m.bits_);
-  for (int64_t i = 0; i < m.rows_; ++i)
-    for (int64_t c = 0; c < m.cols_; ++c) {
-      const int q = layer.indices[size_t(i * m.cols_ + c)];
-      if (levels) detail::lut_level_put(m.idx_.get(), m.chunks_, m.bits_, i, c, q);
-      else detail::lut_put(m.idx_.get(), m.bits_, detail::lut_bit(m.bits_, m.layout_, m.chunks_, i, c), q);
+  for (int64_t i = 0; i < m.rows_; ++i) {
+    const uint8_t* row = layer.indices.data() + i * m.cols_;
+    if (levels) {  // lut_level_put() a chunk at a time (the placement arithmetic per index was most of it)
+      const int p0 = 4 * int(i % detail::kLutTileRows);
+      for (int64_t ch = 0; ch < m.chunks_; ++ch) {
+        uint8_t* chunk = m.idx_.get() + ((i / detail::kLutTileRows) * m.chunks_ + ch) * detail::lut_chunk_bytes(m.bits_);
+        const int64_t c0 = ch * detail::kLutChunkCols, n = std::min<int64_t>(detail::kLutChunkCols, m.cols_ - c0);
+        for (int cc = 0; cc < n; ++cc) detail::lut_level_put_at(chunk, m.bits_, cc / 4, p0 + cc % 4, row[c0 + cc]);
+      }
+      continue;
     }
+    for (int64_t c = 0; c < m.cols_; ++c)
+      detail::lut_put(m.idx_.get(), m.bits_, detail::lut_bit(m.bits_, m.layout_, m.chunks_, i, c), row[c]);
+  }
   const detail::LutView v = LutAccess::view(m);  // only the shape fields are valid yet
   const int64_t gpr = layer.groups_per_row();
   const int np = m.rank_ + 1;

@@ -111,10 +111,8 @@ inline int lut_level_get(const uint8_t* idx, int64_t chunks, int bits, int64_t i
   if (bits == 5 || bits == 7) q |= ((ch[(bits == 5 ? 128 : 192) + 8 * k + p / 8] >> (p % 8)) & 1) << at_bit;
   return q;
 }
-inline void lut_level_put(uint8_t* idx, int64_t chunks, int bits, int64_t i, int64_t c, int q) {
-  const LutLevelPlace at = lut_level_place(chunks, bits, i, c);
-  uint8_t* ch = idx + at.chunk;
-  const int k = at.quad, p = at.pos;
+// ORs index q into the chunk at `ch` as column quad k, position p (the buffer starts zeroed).
+inline void lut_level_put_at(uint8_t* ch, int bits, int k, int p, int q) {
   ch[64 * (k / 2) + p] = uint8_t(ch[64 * (k / 2) + p] | (q & 15) << (4 * (k % 2)));
   if (bits == 8) {
     ch[128 + 64 * (k / 2) + p] = uint8_t(ch[128 + 64 * (k / 2) + p] | ((q >> 4) & 15) << (4 * (k % 2)));
@@ -126,6 +124,10 @@ inline void lut_level_put(uint8_t* idx, int64_t chunks, int bits, int64_t i, int
     uint8_t& b = ch[(bits == 5 ? 128 : 192) + 8 * k + p / 8];
     b = uint8_t(b | ((q >> at_bit) & 1) << (p % 8));
   }
+}
+inline void lut_level_put(uint8_t* idx, int64_t chunks, int bits, int64_t i, int64_t c, int q) {
+  const LutLevelPlace at = lut_level_place(chunks, bits, i, c);
+  lut_level_put_at(idx + at.chunk, bits, at.quad, at.pos, q);
 }
 
 // The index at `bit` of the buffer (it may straddle two bytes at 3 bits).
