@@ -517,27 +517,9 @@ bool LutRows(const detail::LutView& m, const detail::LutTables& L, float* y, int
   if (m.layout != detail::kLutLayoutPermute) return false;
   // Group numbers are advanced in int32 lanes.
   if ((m.tiles * detail::kLutTileRows + 1) * m.groups_per_row >= (int64_t(1) << 31)) return false;
-  const bool dq = m.dq_bits > 0;
-  auto run = [&](auto bits_tag) {
-    constexpr int B = decltype(bits_tag)::value;
-    switch (m.rank) {
-      case 1: dq ? RowsR<B, 1, true>(m, L, y, tile0, tile1) : RowsR<B, 1, false>(m, L, y, tile0, tile1); return true;
-      case 2: dq ? RowsR<B, 2, true>(m, L, y, tile0, tile1) : RowsR<B, 2, false>(m, L, y, tile0, tile1); return true;
-      case 3: dq ? RowsR<B, 3, true>(m, L, y, tile0, tile1) : RowsR<B, 3, false>(m, L, y, tile0, tile1); return true;
-      case 4: dq ? RowsR<B, 4, true>(m, L, y, tile0, tile1) : RowsR<B, 4, false>(m, L, y, tile0, tile1); return true;
-      default: return false;
-    }
-  };
-  switch (m.bits) {
-    case 2: return run(std::integral_constant<int, 2>());
-    case 3: return run(std::integral_constant<int, 3>());
-    case 4: return run(std::integral_constant<int, 4>());
-    case 5: return run(std::integral_constant<int, 5>());
-    case 6: return run(std::integral_constant<int, 6>());
-    case 7: return run(std::integral_constant<int, 7>());
-    case 8: return run(std::integral_constant<int, 8>());
-    default: return false;
-  }
+  return detail::with_lut_shape<2, 3, 4, 5, 6, 7, 8>(m.bits, m.rank, m.dq_bits > 0, [&](auto b, auto r, auto dq) {
+    RowsR<decltype(b)::value, decltype(r)::value, decltype(dq)::value>(m, L, y, tile0, tile1);
+  });
 }
 
 #else  // no LUT kernel on this target

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 namespace lcq::kernels::detail {
@@ -29,6 +30,27 @@ enum LutLayout : int {
   kLutLayoutPermute = 0,  // for the AVX-512 VBMI kernel (vpermb: 64-byte tables)
   kLutLayoutShuffle = 1,  // 2 and 4 bits, for the AVX2 kernel (vpshufb: a 16-entry table per 128-bit lane)
 };
+
+// The kernels' one dispatch from run-time widths to their template instances: calls
+// rows(bits, rank, dq) with each as a compile-time constant (std::integral_constant) when bits
+// is one of Bits and rank is 1-4, and returns whether it did.
+template <int... Bits, class Rows>
+bool with_lut_shape(int bits, int rank, bool dq, Rows rows) {
+  auto with_rank = [&](auto b) {
+    auto with_dq = [&](auto r) {
+      dq ? rows(b, r, std::true_type()) : rows(b, r, std::false_type());
+      return true;
+    };
+    switch (rank) {
+      case 1: return with_dq(std::integral_constant<int, 1>());
+      case 2: return with_dq(std::integral_constant<int, 2>());
+      case 3: return with_dq(std::integral_constant<int, 3>());
+      case 4: return with_dq(std::integral_constant<int, 4>());
+      default: return false;
+    }
+  };
+  return ((bits == Bits && with_rank(std::integral_constant<int, Bits>())) || ...);
+}
 
 struct LutView {
   int64_t rows, cols, tiles, chunks, groups_per_row;
