@@ -47,10 +47,10 @@ void write_bytes(const std::string& path, const std::string& bytes) {
 
 namespace {
 
-CommandResult run_shell(const std::string& prefix, const std::string& args) {
+CommandResult run_shell(const std::string& prefix, const std::string& args, const std::string& program = "lcq") {
   char tmpl[] = "/tmp/lcq-cli-XXXXXX";  // not scratch_dir(): that one belongs to the test
   const std::string dir = mkdtemp(tmpl);
-  const std::string cmd = prefix + std::string(LCQ_BINARY_DIR) + "/src/lcq " + args + " >" + dir + "/out 2>" + dir + "/err";
+  const std::string cmd = prefix + std::string(LCQ_BINARY_DIR) + "/src/" + program + " " + args + " >" + dir + "/out 2>" + dir + "/err";
   const int status = std::system(cmd.c_str());
   CommandResult r;
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
@@ -63,6 +63,7 @@ CommandResult run_shell(const std::string& prefix, const std::string& args) {
 }  // namespace
 
 CommandResult run_lcq(const std::string& args) { return run_shell("", args); }
+CommandResult run_lcq_run(const std::string& args) { return run_shell("", args, "lcq-run"); }
 
 CommandResult run_lcq_bounded(const std::string& args) {
 #if defined(__SANITIZE_ADDRESS__)
@@ -78,12 +79,13 @@ std::string stories_bin() { return shared("models/stories260K/stories260K.bin");
 std::string stories_tok() { return shared("models/stories260K/tok512.bin"); }
 std::string tinystories() { return shared("data/tinystories/tinystories_val.txt"); }
 
-void expect_refused(const CommandResult& r, const std::string& part, const std::string& what, int code) {
+void expect_refused(const CommandResult& r, const std::string& part, const std::string& what, int code,
+                    const std::string& program) {
   if (code == 0)
     EXPECT_TRUE(r.exit_code == 1 || r.exit_code == 2) << what << ": exit " << r.exit_code << "\n" << r.err;
   else
     EXPECT_EQ(r.exit_code, code) << what << "\n" << r.err;
-  EXPECT_EQ(r.err.rfind("lcq: error: ", 0), 0u) << what << "\n" << r.err;
+  EXPECT_EQ(r.err.rfind(program + ": error: ", 0), 0u) << what << "\n" << r.err;
   EXPECT_EQ(r.err.find('\n'), r.err.size() - 1) << what << "\n" << r.err;
   EXPECT_NE(r.err.find(part), std::string::npos) << what << "\n" << r.err;
 }

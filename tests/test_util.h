@@ -22,11 +22,13 @@ struct CommandResult {
   std::string out, err;
 };
 CommandResult run_lcq(const std::string& args);
+CommandResult run_lcq_run(const std::string& args);  // the lcq-run binary (no libtorch)
 // The same under a 6 GiB address-space limit and a 5-minute timeout: for cases that used to
 // read or allocate without bound, so that a regression fails the test instead of the machine.
 CommandResult run_lcq_bounded(const std::string& args);
-// Expects one error line "lcq: error: ..." mentioning `part` and exit status `code` (0: any
-// failure, 1 for lcq::Error or 2 for a usage error); `what` names the case in failures.
-void expect_refused(const CommandResult& r, const std::string& part, const std::string& what, int code = 1);
+// Expects one error line "<program>: error: ..." mentioning `part` and exit status `code` (0:
+// any failure, 1 for lcq::Error or 2 for a usage error); `what` names the case in failures.
+void expect_refused(const CommandResult& r, const std::string& part, const std::string& what, int code = 1,
+                    const std::string& program = "lcq");
 
 }  // namespace lcq::test

@@ -92,22 +92,6 @@ void ModelOptions::add_inputs(FilePlan& plan) const {
   plan.input("--tokenizer", tokenizer);
 }
 
-CLI::Validator finite_range(double lo, double hi) {
-  return CLI::Validator(
-      [lo, hi](std::string& s) -> std::string {
-        const char* begin = s.c_str();
-        char* end = nullptr;
-        const double v = std::strtod(begin, &end);
-        if (end == begin || *end != '\0') return fmt::format("'{}' is not a number", s);
-        if (!std::isfinite(v)) return fmt::format("{} is not a finite number", s);
-        if (v < lo || v > hi) return fmt::format("{} is not in [{}, {}]", s, lo, hi);
-        return "";
-      },
-      fmt::format("FLOAT in [{}, {}]", lo, hi));
-}
-
-CLI::Validator non_negative() { return CLI::Range(int64_t(0), std::numeric_limits<int64_t>::max()); }
-
 void add_model_output(FilePlan& plan, const std::string& what, const std::string& path, bool gguf) {
   if (gguf)
     plan.output_file(what, path);

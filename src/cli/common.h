@@ -4,6 +4,7 @@
 
 #include "lcq/core/paths.h"
 #include "lcq/model/loader.h"
+#include "shared/generation.h"  // finite_range, non_negative
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
@@ -40,13 +41,6 @@ struct ModelOptions {
   io::LoadOptions load_options() const;
 };
 
-// The check of every floating-point option of every command: a finite number in [lo, hi].
-// (CLI::Range lets NaN through: NaN fails both of its comparisons.)
-CLI::Validator finite_range(double lo, double hi);
-
-// The check of a count option that may be 0 (CLI::NonNegativeNumber names DBL_MAX in its
-// message, 300 digits).
-CLI::Validator non_negative();
 
 // An option whose value is one of a closed choice's names, parsed straight into the enum
 // `target` by the choice's one table (`names`, `parse`); --help shows the names and the

@@ -77,34 +77,26 @@ std::pair<torch::Tensor, torch::Tensor> KVCache::append(int layer, const torch::
           v_[layer].index({Slice(), Slice(), Slice(0, length_ + t)})};
 }
 
-Rope Rope::make(const ModelConfig& c, int64_t positions, const torch::TensorOptions& opts) {
-  const int64_t half = c.head_dim / 2;
-  // Frequencies in double, as HF computes inv_freq in float32 from an int64 arange: we follow
-  // float32 rounding of inv_freq to match reference logits closely.
-  auto idx = torch::arange(0, c.head_dim, 2, torch::kInt64).to(torch::kFloat32);
-  auto inv_freq = 1.0 / torch::pow(torch::tensor(double(c.rope_theta), torch::kFloat32), idx / float(c.head_dim));
-  const RopeScaling& s = c.rope_scaling;
-  if (s.type == "llama3") {
-    // Llama 3.1: long wavelengths are divided by `factor`, short ones kept, smooth in between.
-    const double low_wavelen = s.original_max_position / s.low_freq_factor;
-    const double high_wavelen = s.original_max_position / s.high_freq_factor;
-    auto inv = inv_freq.accessor<float, 1>();
-    for (int64_t i = 0; i < half; ++i) {
-      const double wavelen = 2 * M_PI / inv[i];
-      if (wavelen > low_wavelen) {
-        inv[i] = float(inv[i] / s.factor);
-      } else if (wavelen >= high_wavelen) {
-        const double smooth = (s.original_max_position / wavelen - s.low_freq_factor) /
-                              (s.high_freq_factor - s.low_freq_factor);
-        inv[i] = float((1 - smooth) * inv[i] / s.factor + smooth * inv[i]);
-      }
-    }
+run::CacheView KVCache::view() {
+  run::CacheView v;
+  for (size_t l = 0; l < k_.size(); ++l) {
+    LCQ_CHECK(k_[l].size(0) == 1 && k_[l].scalar_type() == torch::kFloat32 && k_[l].is_contiguous() &&
+                  k_[l].device().is_cpu(),
+              "KV cache: the lean decode path needs one sequence of f32 on the CPU");
+    v.keys.push_back(k_[l].data_ptr<float>());
+    v.values.push_back(v_[l].data_ptr<float>());
   }
-  auto pos = torch::arange(positions, torch::kFloat32);
-  if (s.type == "linear") pos = pos / s.factor;
-  auto freqs = torch::outer(pos, inv_freq);             // [P, half]
-  auto emb = torch::cat({freqs, freqs}, -1);            // rotate-half layout
-  return {emb.cos().to(opts), emb.sin().to(opts)};
+  v.capacity = capacity_;
+  v.length = &length_;
+  return v;
+}
+
+Rope Rope::make(const ModelConfig& c, int64_t positions, const torch::TensorOptions& opts) {
+  run::RopeTables t = run::make_rope_tables(c, positions);  // the one definition, shared with lcq-run
+  auto table = [&](std::vector<float>& v) {
+    return torch::from_blob(v.data(), {positions, int64_t(c.head_dim)}, torch::kFloat32).clone().to(opts);
+  };
+  return {table(t.cos), table(t.sin)};
 }
 
 namespace {

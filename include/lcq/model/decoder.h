@@ -1,18 +1,16 @@
-// The lean decode path: one token at a time through a LLaMA-family model without framework
-// operations. Every buffer is allocated once; a token runs inside one OpenMP parallel region
-// in which the threads split every product by the matrices' work units (kernels::Matrix) and
-// the attention by heads, meeting at a barrier between dependent steps. Model::forward is the
-// reference it is tested against (tests/test_decoder.cpp); it shares the model's weights and
-// KV cache, so a prompt prefilled by Model::forward continues here.
+// The torch model on the lean decode path (lcq/run/decoder.h): the decoder runs on views of a
+// loaded Model's weights and of its KV cache, so a prompt prefilled by Model::forward continues
+// here. Model::forward is the reference it is tested against (tests/test_decoder.cpp).
 #pragma once
 
-#include "lcq/kernels/matrix.h"
 #include "lcq/model/model.h"
-
-#include <memory>
-#include <vector>
+#include "lcq/run/decoder.h"
 
 namespace lcq::model {
+
+// The weights of `m` as the lean runtime sees them: views (the matrices shared, norms and RoPE
+// tables pointed into), so `m` must outlive them. Requires Decoder::supports(m).
+run::Weights lean_weights(const Model& m);
 
 class Decoder {
  public:
@@ -22,26 +20,13 @@ class Decoder {
 
   // `m` and `cache` (batch 1, the model's tensor options) must outlive the decoder.
   Decoder(const Model& m, KVCache& cache);
-  ~Decoder();
-  Decoder(const Decoder&) = delete;
-  Decoder& operator=(const Decoder&) = delete;
 
   // Runs `token` at position cache.length(), appends its keys and values to the cache and
   // advances it. Returns the logits [vocab], valid until the next call.
-  const float* step(int token);
+  const float* step(int token) { return run_.step(token); }
 
  private:
-  struct Layer;
-  const Model& m_;
-  KVCache& cache_;
-  std::vector<Layer> layers_;
-  std::shared_ptr<const kernels::Matrix> embedding_, head_;
-  const float* out_norm_ = nullptr;
-  // Activations of the current token, shared by the threads (each writes only its rows).
-  std::vector<float> x_, q_, k_, v_, att_, proj_, gate_, up_, logits_;
-  // Per thread: the normalized input of the current product (each thread computes it for
-  // itself rather than waiting for one to) and attention scores.
-  std::vector<std::vector<float>> norm_, scores_;
+  run::Decoder run_;
 };
 
 }  // namespace lcq::model

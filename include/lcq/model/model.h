@@ -7,6 +7,7 @@
 
 #include "lcq/core/config.h"
 #include "lcq/model/linear.h"
+#include "lcq/run/weights.h"
 
 #include <torch/types.h>
 
@@ -84,6 +85,8 @@ class KVCache {
   // writes and reads it in place).
   const torch::Tensor& keys(int layer) const { return k_[size_t(layer)]; }
   const torch::Tensor& values(int layer) const { return v_[size_t(layer)]; }
+  // The cache as the lean decode path sees it (batch 1, f32, CPU; lcq/run/weights.h).
+  run::CacheView view();
 
  private:
   std::vector<torch::Tensor> k_, v_;

@@ -1,0 +1,36 @@
+// The lean decode path: one token at a time through a LLaMA-family model without framework
+// operations. Every buffer is allocated once; a token runs inside one OpenMP parallel region
+// in which the threads split every product by the matrices' work units (kernels::Matrix) and
+// the attention by heads, meeting at a barrier between dependent steps. No libtorch: the torch
+// model runs it through lcq/model/decoder.h (tested against Model::forward there), `lcq-run`
+// on weights read straight from the file (run::load_weights).
+#pragma once
+
+#include "lcq/run/weights.h"
+
+#include <vector>
+
+namespace lcq::run {
+
+class Decoder {
+ public:
+  // `cache` (its memory and length) must outlive the decoder.
+  Decoder(Weights w, CacheView cache);
+
+  // Runs `token` at position *cache.length, appends its keys and values to the cache and
+  // advances it. Returns the logits [vocab], valid until the next call.
+  const float* step(int token);
+  int64_t vocab() const { return w_.head->rows(); }
+  const Weights& weights() const { return w_; }
+
+ private:
+  Weights w_;
+  CacheView cache_;
+  // Activations of the current token, shared by the threads (each writes only its rows).
+  std::vector<float> x_, q_, k_, v_, att_, proj_, gate_, up_, logits_;
+  // Per thread: the normalized input of the current product (each thread computes it for
+  // itself rather than waiting for one to) and attention scores.
+  std::vector<std::vector<float>> norm_, scores_;
+};
+
+}  // namespace lcq::run

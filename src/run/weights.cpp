@@ -1,0 +1,63 @@
+#include "lcq/run/weights.h"
+
+#include "lcq/core/error.h"
+
+#include <cmath>
+
+namespace lcq::run {
+
+RopeTables make_rope_tables(const ModelConfig& c, int64_t positions) {
+  LCQ_CHECK(c.head_dim > 0 && c.head_dim % 2 == 0, "RoPE needs an even head dimension, not {}", c.head_dim);
+  const int64_t hd = c.head_dim, half = hd / 2;
+  // Hugging Face computes the inverse frequencies in f32 from an integer range: so do we, so
+  // that logits match the reference closely at long positions.
+  std::vector<float> inv(static_cast<size_t>(half));
+  for (int64_t i = 0; i < half; ++i)
+    inv[size_t(i)] = 1.0f / std::pow(c.rope_theta, float(2 * i) / float(hd));
+  const RopeScaling& s = c.rope_scaling;
+  if (s.type == "llama3") {
+    // Llama 3.1: long wavelengths are divided by `factor`, short ones kept, smooth in between.
+    const double low_wavelen = s.original_max_position / s.low_freq_factor;
+    const double high_wavelen = s.original_max_position / s.high_freq_factor;
+    for (float& f : inv) {
+      const double wavelen = 2 * M_PI / f;
+      if (wavelen > low_wavelen) {
+        f = float(f / s.factor);
+      } else if (wavelen >= high_wavelen) {
+        const double smooth =
+            (s.original_max_position / wavelen - s.low_freq_factor) / (s.high_freq_factor - s.low_freq_factor);
+        f = float((1 - smooth) * f / s.factor + smooth * f);
+      }
+    }
+  }
+  RopeTables t;
+  t.positions = positions;
+  t.cos.resize(size_t(positions * hd));
+  t.sin.resize(size_t(positions * hd));
+  for (int64_t p = 0; p < positions; ++p) {
+    const float pos = s.type == "linear" ? float(p) / s.factor : float(p);
+    for (int64_t i = 0; i < half; ++i) {
+      const float a = pos * inv[size_t(i)];
+      const float co = std::cos(a), si = std::sin(a);
+      t.cos[size_t(p * hd + i)] = t.cos[size_t(p * hd + half + i)] = co;  // rotate-half: both halves
+      t.sin[size_t(p * hd + i)] = t.sin[size_t(p * hd + half + i)] = si;
+    }
+  }
+  return t;
+}
+
+KVCache::KVCache(const ModelConfig& c, int64_t capacity) : capacity_(capacity) {
+  const size_t n = size_t(c.kv_dim() * capacity);
+  k_.assign(size_t(c.n_layers), std::vector<float>(n));
+  v_.assign(size_t(c.n_layers), std::vector<float>(n));
+}
+
+CacheView KVCache::view() {
+  CacheView v;
+  for (size_t l = 0; l < k_.size(); ++l) v.keys.push_back(k_[l].data()), v.values.push_back(v_[l].data());
+  v.capacity = capacity_;
+  v.length = &length_;
+  return v;
+}
+
+}  // namespace lcq::run
