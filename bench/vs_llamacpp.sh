@@ -19,11 +19,12 @@
 # Environment: LCQ (the lcq binary, default build/src/lcq), LCQ_SMOLLM2_GGUF (the Q4_1 source
 # file, fetched with scripts/fetch_smollm2.sh if unset and missing), LCQ_SHARED_DIR (for the
 # synthetic model's vocabulary, stories260K's tok512.bin), LCQ_RUNTIME_ARGS (extra lcq runtime
-# options for bench and generate, e.g. "--kernel auto"), SYNTHETIC_SHAPE, the llama.cpp build
+# options for bench, generate and lcq-run, e.g. "--kernel auto"; lcq-run knows --kernel only), SYNTHETIC_SHAPE, the llama.cpp build
 # settings of bench/llamacpp.sh. Decode is timed over 128 tokens from an empty context
 # (llama-bench tg128; lcq bench --prefill 1 --decode 128), prefill over 512 tokens (pp512;
 # lcq bench --prefill 512). Peak RSS: one process that loads the file and decodes 128 tokens
-# (llama-bench -p 0 -n 128 -r 1; lcq generate -n 128).
+# (llama-bench -p 0 -n 128 -r 1; lcq-run -n 128, lcq's binary without libtorch, $LCQ_RUN; the
+# log also gives `lcq generate -n 128`'s, which carries libtorch's ~150 MiB).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
@@ -57,6 +58,7 @@ done
 for f in "${lcq_smollm2[@]}" "${lcq_synth[@]}"; do [ -f "$f" ] || die "$f: no such file"; done
 
 LCQ=${LCQ:-$repo/build/src/lcq}
+LCQ_RUN=${LCQ_RUN:-$repo/build/src/lcq-run}
 SYNTH_TOOL=${SYNTH_TOOL:-$repo/build/bench/make_synthetic_model}
 LCQ_SMOLLM2_QUANTIZE=${LCQ_SMOLLM2_QUANTIZE---method rtn --bits 4 --group 64}
 LCQ_SYNTHETIC_QUANTIZE=${LCQ_SYNTHETIC_QUANTIZE---method rtn --bits 2 --group 128}
@@ -119,7 +121,9 @@ bench_lcq() {  # MODEL LABEL FILE
       outs+=("$base.$mode.$r.json")
     done
   done
-  rss=$(python3 "$tables" peak-rss "$LCQ" generate "$file" -p "The" -n 128 --ignore-eos --threads 1 "${rt_args[@]}")
+  rss=$(python3 "$tables" peak-rss "$LCQ_RUN" "$file" -p "The" -n 128 --ignore-eos --threads 1 "${rt_args[@]}")
+  echo "vs_llamacpp.sh: peak RSS $label: lcq-run $((rss >> 20)) MiB, lcq generate $(($(python3 "$tables" peak-rss \
+    "$LCQ" generate "$file" -p "The" -n 128 --ignore-eos --threads 1 "${rt_args[@]}") >> 20)) MiB" >&2
   python3 "$tables" speed-row "$model" lcq "$label" "$file" no "$rss" "$threads" "${outs[@]}" >>"$results"
 }
 

@@ -286,64 +286,53 @@ HWY_INLINE __m512i LookUpLevels(__m512i idx, const __m512i (&lv)[kRegs]) {
   }
 }
 
-// One 16-column chunk of the level form for the 4 tiles of a step: per column quad k, each
-// tile's 64 indices look up each rank's levels, and vpdpbusd adds level * activation over the
-// quad's 4 columns into each row's int32 lane.
-template <int kBits, int R, int kRegs>
-HWY_INLINE void LevelChunk(const uint8_t* p, int64_t tile_bytes, const int8_t* xq, const __m512i (&lv)[R][kRegs],
-                           __m512i (&acc)[detail::kLutStepTiles][R], const uint8_t* pf2, const uint8_t* pf1) {
-  constexpr int NT = detail::kLutStepTiles, kLines = (32 * kBits + 63) / 64;
-  int32_t xw[4];
-  std::memcpy(xw, xq, sizeof xw);
-  __m512i xb[4];
-#pragma GCC unroll 4
-  for (int k = 0; k < 4; ++k) xb[k] = _mm512_set1_epi32(xw[k]);  // columns 4k .. 4k + 3 in every lane
-#pragma GCC unroll 4
-  for (int u = 0; u < NT; ++u) {
-    const uint8_t* pu = p + u * tile_bytes;
-    PrefetchWeights<kLines, true>(pf2 + u * tile_bytes, pf1 + u * tile_bytes);
-    const __m512i h2 = kBits == 6 || kBits == 7 ? _mm512_loadu_si512(pu + 128) : _mm512_setzero_si512();
+// What one 16-column chunk adds to the 4 tiles of a step, per form (RowsR's loop is shared):
+// each is built once per call and run on every chunk with the chunk's weights `p` (tile u at
+// p + u * tile_bytes), its tables (or int8 activations) `lt`, the step's int32 accumulators
+// and the prefetch addresses. kTableStep: the bytes of `lt` one chunk uses.
+
+// The table form at 4 bits: half h of the chunk (column quads 2h, 2h + 1) for the 4 tiles,
+// then the next half; only that half's 2 * R tables are held, so rank 4 fits the 32 registers.
+template <int R>
+struct Table4Chunk {
+  static constexpr int kTables = 4, kTableStep = R * kTables * detail::kLutTableBytes;
+  const __m512i ones = _mm512_set1_epi8(1), nib = _mm512_set1_epi8(0x0F);
+  const __m512i offs = _mm512_set1_epi32(0x30201000);  // byte 4m + p looks up entry 16p + n
+
+  explicit Table4Chunk(const detail::LutView&) {}
+  HWY_INLINE void operator()(const uint8_t* p, int64_t tile_bytes, const int8_t* lt,
+                             __m512i (&acc)[detail::kLutStepTiles][R], const uint8_t* pf2, const uint8_t* pf1) const {
+    constexpr int kTab = detail::kLutTableBytes;
 #pragma GCC unroll 2
     for (int h = 0; h < 2; ++h) {
-      const __m512i w = _mm512_loadu_si512(pu + 64 * h);
-      const __m512i wh = kBits == 8 ? _mm512_loadu_si512(pu + 128 + 64 * h) : _mm512_setzero_si512();
-#pragma GCC unroll 2
-      for (int e = 0; e < 2; ++e) {
-        const __m512i idx = LevelIndices<kBits>(pu, w, h2, wh, 2 * h + e);
+      __m512i ta[R], tb[R];
 #pragma GCC unroll 4
-        for (int r = 0; r < R; ++r)
-          acc[u][r] = _mm512_dpbusd_epi32(acc[u][r], LookUpLevels<kBits>(idx, lv[r]), xb[2 * h + e]);
+      for (int r = 0; r < R; ++r) {
+        ta[r] = _mm512_loadu_si512(lt + (r * kTables + 2 * h) * kTab);
+        tb[r] = _mm512_loadu_si512(lt + (r * kTables + 2 * h + 1) * kTab);
+      }
+#pragma GCC unroll 4
+      for (int u = 0; u < detail::kLutStepTiles; ++u) {
+        if (h == 0) PrefetchWeights<2, true>(pf2 + u * tile_bytes, pf1 + u * tile_bytes);  // 128 bytes
+        const __m512i w = _mm512_load_si512(p + u * tile_bytes + h * kTab);
+        const __m512i il = _mm512_ternarylogic_epi32(w, nib, offs, 0xEA);  // quad 2h: (w & nib) | offs
+        const __m512i ih = _mm512_ternarylogic_epi32(_mm512_srli_epi16(w, 4), nib, offs, 0xEA);  // quad 2h + 1
+#pragma GCC unroll 4
+        for (int r = 0; r < R; ++r) {
+          acc[u][r] = SumBytes(acc[u][r], ones, _mm512_permutexvar_epi8(il, ta[r]));
+          acc[u][r] = SumBytes(acc[u][r], ones, _mm512_permutexvar_epi8(ih, tb[r]));
+        }
       }
     }
   }
-}
+};
 
-// Tiles [tile0, tile1) of kBits-bit indices with rank R; kDq: parameters are codes with block
-// scales and offsets.
-template <int kBits, int R, bool kDq>
-void RowsR(const detail::LutView& m, const detail::LutTables& L, float* y, int64_t tile0, int64_t tile1) {
-  using namespace detail;
-  constexpr int NT = kLutStepTiles, NP = R + 1;
-  constexpr int64_t kCoefStride = NP * kLutTileRows;  // parameters of one tile and group
-  const int64_t cpg = m.group / kLutChunkCols, gpr = m.groups_per_row, chunks = m.chunks, rows = m.rows;
-  // A row's groups cross a block boundary only when dq_group is not a multiple of gpr.
-  const bool stepping = kDq && m.dq_group % gpr != 0;
-  const float* d = L.d.data();
-  const float* sumx = L.sumx.data();
-  const float* shift = L.shift.data();
-  const __m512i ones = _mm512_set1_epi8(1);
-  const __m512i nib = _mm512_set1_epi8(0x0F);
-  constexpr int kChunkBytes = 32 * kBits, kTables = kBits == 4 ? 4 : 2;  // lut_chunk_bytes(), lut_chunk_tables()
-  // Level form (5-8 bits): per chunk, the token's 16 int8 activations instead of tables; each
-  // rank's levels stay in 1 (up to 6 bits: vpermb), 2 (7 bits: vpermt2b) or 4 registers.
-  constexpr bool kLevels = kBits >= 5;
-  constexpr int kTableStep = kLevels ? kLutChunkCols : R * kTables * kLutTableBytes;
-  constexpr int kLevelRegs = kBits <= 6 ? 1 : kBits == 7 ? 2 : 4;
-  __m512i lv[R][kLevelRegs];
-  if constexpr (kLevels)
-    for (int r = 0; r < R; ++r)
-      for (int v = 0; v < kLevelRegs; ++v) lv[r][v] = _mm512_loadu_si512(m.levels + r * 256 + 64 * v);
-  // 2 and 4 bits: byte 4m + p looks up table entry 16p + n. 3 bits: slot 4m + p of column group k
+// The table form at 2 and 3 bits: two tables per rank (low and high column quads).
+template <int kBits, int R>
+struct Table23Chunk {
+  static constexpr int kTableStep = R * 2 * detail::kLutTableBytes;
+  const __m512i ones = _mm512_set1_epi8(1), nib = _mm512_set1_epi8(0x0F), seven = _mm512_set1_epi8(7);
+  // 2 bits: byte 4m + p looks up table entry 16p + n. 3 bits: slot 4m + p of column group k
   // looks up entry 8 * (4 * (k % 2) + p) + n of table k / 2.
   const __m512i offs = _mm512_set1_epi32(0x30201000);
   const __m512i offs3[2] = {_mm512_set1_epi32(0x18100800), _mm512_set1_epi32(0x38302820)};
@@ -353,17 +342,127 @@ void RowsR(const detail::LutView& m, const detail::LutTables& L, float* y, int64
   // 64-bit lane i the bytes 24k + 3i .. + 2 of both groups k of the pair (lane bytes 0-2 and
   // 3-5); then vpmultishiftqb takes slot 8i + s of group 2h from lane bits 3s .. 3s + 2, of
   // group 2h + 1 from bits 24 + 3s ...
-  alignas(64) uint8_t spread_bytes[2][64], shift_bytes[2][64];
-  for (int h = 0; h < 2; ++h)
-    for (int j = 0; j < 64; ++j) {  // lane byte b of lane i (bytes 6, 7 are not read)
-      const int i = j / 8, b = j % 8, k = 2 * h + (b < 3 ? 0 : 1);
-      spread_bytes[h][j] = uint8_t(24 * k + 3 * i + (b < 3 ? b : std::min(b - 3, 2)) - 32 * h);
+  __m512i spread[2], shifts[2];
+
+  explicit Table23Chunk(const detail::LutView&) {
+    alignas(64) uint8_t spread_bytes[2][64], shift_bytes[2][64];
+    for (int h = 0; h < 2; ++h)
+      for (int j = 0; j < 64; ++j) {  // lane byte b of lane i (bytes 6, 7 are not read)
+        const int i = j / 8, b = j % 8, k = 2 * h + (b < 3 ? 0 : 1);
+        spread_bytes[h][j] = uint8_t(24 * k + 3 * i + (b < 3 ? b : std::min(b - 3, 2)) - 32 * h);
+      }
+    for (int e = 0; e < 2; ++e)
+      for (int j = 0; j < 64; ++j) shift_bytes[e][j] = uint8_t(24 * e + 3 * (j % 8));  // slot j % 8 of group 2h + e
+    for (int h = 0; h < 2; ++h) spread[h] = _mm512_load_si512(spread_bytes[h]), shifts[h] = _mm512_load_si512(shift_bytes[h]);
+  }
+
+  HWY_INLINE void operator()(const uint8_t* p, int64_t tile_bytes, const int8_t* lt,
+                             __m512i (&acc)[detail::kLutStepTiles][R], const uint8_t* pf2, const uint8_t* pf1) const {
+    constexpr int kTab = detail::kLutTableBytes;
+    __m512i tl[R], th[R];
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+      tl[r] = _mm512_loadu_si512(lt + r * 2 * kTab);
+      th[r] = _mm512_loadu_si512(lt + r * 2 * kTab + kTab);
     }
-  for (int e = 0; e < 2; ++e)
-    for (int j = 0; j < 64; ++j) shift_bytes[e][j] = uint8_t(24 * e + 3 * (j % 8));  // slot j % 8 of group 2h + e
-  const __m512i spread[2] = {_mm512_load_si512(spread_bytes[0]), _mm512_load_si512(spread_bytes[1])};
-  const __m512i shifts[2] = {_mm512_load_si512(shift_bytes[0]), _mm512_load_si512(shift_bytes[1])};
-  const __m512i seven = _mm512_set1_epi8(7);
+#pragma GCC unroll 4
+    for (int u = 0; u < detail::kLutStepTiles; ++u) {
+      const uint8_t* pu = p + u * tile_bytes;
+      PrefetchWeights<kBits == 2 ? 1 : 2, (kL1PrefetchBytes<kBits> > 0)>(pf2 + u * tile_bytes,
+                                                                         pf1 + u * tile_bytes);  // 64 or 96 bytes
+      if constexpr (kBits == 2) {
+        const __m512i w = _mm512_load_si512(pu);
+        const __m512i il = _mm512_ternarylogic_epi32(w, nib, offs, 0xEA);  // (w & nib) | offs
+        const __m512i ih = _mm512_ternarylogic_epi32(_mm512_srli_epi16(w, 4), nib, offs, 0xEA);
+#pragma GCC unroll 4
+        for (int r = 0; r < R; ++r) {
+          acc[u][r] = SumBytes(acc[u][r], ones, _mm512_permutexvar_epi8(il, tl[r]));
+          acc[u][r] = SumBytes(acc[u][r], ones, _mm512_permutexvar_epi8(ih, th[r]));
+        }
+      } else {
+        const __m512i ab[2] = {_mm512_loadu_si512(pu), _mm512_loadu_si512(pu + 32)};
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; ++h) {  // column groups 2h, 2h + 1: table h
+          const __m512i lanes = _mm512_permutexvar_epi8(spread[h], ab[h]);
+#pragma GCC unroll 2
+          for (int e = 0; e < 2; ++e) {
+            const __m512i idx =
+                _mm512_ternarylogic_epi32(_mm512_multishift_epi64_epi8(shifts[e], lanes), seven, offs3[e], 0xEA);
+#pragma GCC unroll 4
+            for (int r = 0; r < R; ++r)
+              acc[u][r] = SumBytes(acc[u][r], ones, _mm512_permutexvar_epi8(idx, h == 0 ? tl[r] : th[r]));
+          }
+        }
+      }
+    }
+  }
+};
+
+// The level form (5-8 bits): per chunk the token's 16 int8 activations instead of tables, and
+// each rank's levels held in 1 (up to 6 bits: vpermb), 2 (7 bits: vpermt2b) or 4 registers.
+// Per column quad k, each tile's 64 indices look up each rank's levels, and vpdpbusd adds
+// level * activation over the quad's 4 columns into each row's int32 lane.
+template <int kBits, int R>
+struct LevelChunk {
+  static constexpr int kTableStep = detail::kLutChunkCols;
+  static constexpr int kRegs = kBits <= 6 ? 1 : kBits == 7 ? 2 : 4;
+  __m512i lv[R][kRegs];
+
+  explicit LevelChunk(const detail::LutView& m) {
+    for (int r = 0; r < R; ++r)
+      for (int v = 0; v < kRegs; ++v) lv[r][v] = _mm512_loadu_si512(m.levels + r * 256 + 64 * v);
+  }
+
+  HWY_INLINE void operator()(const uint8_t* p, int64_t tile_bytes, const int8_t* xq,
+                             __m512i (&acc)[detail::kLutStepTiles][R], const uint8_t* pf2, const uint8_t* pf1) const {
+    constexpr int kLines = (32 * kBits + 63) / 64;
+    int32_t xw[4];
+    std::memcpy(xw, xq, sizeof xw);
+    __m512i xb[4];
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; ++k) xb[k] = _mm512_set1_epi32(xw[k]);  // columns 4k .. 4k + 3 in every lane
+#pragma GCC unroll 4
+    for (int u = 0; u < detail::kLutStepTiles; ++u) {
+      const uint8_t* pu = p + u * tile_bytes;
+      PrefetchWeights<kLines, true>(pf2 + u * tile_bytes, pf1 + u * tile_bytes);
+      const __m512i h2 = kBits == 6 || kBits == 7 ? _mm512_loadu_si512(pu + 128) : _mm512_setzero_si512();
+#pragma GCC unroll 2
+      for (int h = 0; h < 2; ++h) {
+        const __m512i w = _mm512_loadu_si512(pu + 64 * h);
+        const __m512i wh = kBits == 8 ? _mm512_loadu_si512(pu + 128 + 64 * h) : _mm512_setzero_si512();
+#pragma GCC unroll 2
+        for (int e = 0; e < 2; ++e) {
+          const __m512i idx = LevelIndices<kBits>(pu, w, h2, wh, 2 * h + e);
+#pragma GCC unroll 4
+          for (int r = 0; r < R; ++r)
+            acc[u][r] = _mm512_dpbusd_epi32(acc[u][r], LookUpLevels<kBits>(idx, lv[r]), xb[2 * h + e]);
+        }
+      }
+    }
+  }
+};
+
+template <int kBits, int R>
+using ChunkOf = std::conditional_t<(kBits >= 5), LevelChunk<kBits, R>,
+                                   std::conditional_t<kBits == 4, Table4Chunk<R>, Table23Chunk<kBits, R>>>;
+
+// Tiles [tile0, tile1) of kBits-bit indices with rank R; kDq: parameters are codes with block
+// scales and offsets. Steps of 4 tiles; per group, every chunk's sums go into int32
+// accumulators (ChunkOf: the form's chunk), then the group's scale-back into the rows' floats.
+template <int kBits, int R, bool kDq>
+void RowsR(const detail::LutView& m, const detail::LutTables& L, float* y, int64_t tile0, int64_t tile1) {
+  using namespace detail;
+  constexpr int NT = kLutStepTiles, NP = R + 1;
+  constexpr int64_t kCoefStride = NP * kLutTileRows;  // parameters of one tile and group
+  constexpr int kChunkBytes = 32 * kBits;            // lut_chunk_bytes()
+  using Chunk = ChunkOf<kBits, R>;
+  const Chunk chunk(m);
+  const int64_t cpg = m.group / kLutChunkCols, gpr = m.groups_per_row, chunks = m.chunks, rows = m.rows;
+  // A row's groups cross a block boundary only when dq_group is not a multiple of gpr.
+  const bool stepping = kDq && m.dq_group % gpr != 0;
+  const float* d = L.d.data();
+  const float* sumx = L.sumx.data();
+  const float* shift = L.shift.data();
   const int64_t tile_bytes = chunks * kChunkBytes;  // tile u's chunks are at p + u * tile_bytes
   // A prefetch that would pass the end of its tile goes on to the same tile of the next step,
   // (NT - 1) tiles further on: with short rows (576 columns: 2-3 KiB per tile) the next
@@ -396,75 +495,11 @@ void RowsR(const detail::LutView& m, const detail::LutTables& L, float* y, int64
 #pragma GCC unroll 4
         for (int r = 0; r < R; ++r) acc[u][r] = _mm512_setzero_si512();
       const int64_t nch = std::min(cpg, chunks - j * cpg);
-      for (int64_t ch = 0; ch < nch; ++ch, lt += kTableStep, p += kChunkBytes, off += kChunkBytes) {
+      for (int64_t ch = 0; ch < nch; ++ch, lt += Chunk::kTableStep, p += kChunkBytes, off += kChunkBytes) {
         constexpr int kPf2 = kPrefetchBytes<kBits>, kPf1 = kL1PrefetchBytes<kBits>;
         const uint8_t* pf2 = p + kPf2 + (off + kPf2 >= tile_bytes ? wrap : 0);
         const uint8_t* pf1 = p + kPf1 + (off + kPf1 >= tile_bytes ? wrap : 0);
-        if constexpr (kLevels) {
-          LevelChunk<kBits, R>(p, tile_bytes, lt, lv, acc, pf2, pf1);
-          continue;
-        }
-        if constexpr (kBits == 4) {
-          // Half h of the chunk (column quads 2h, 2h + 1) for the 4 tiles, then the next half:
-          // only that half's 2 * R tables are held, so rank 4 fits the 32 registers.
-#pragma GCC unroll 2
-          for (int h = 0; h < 2; ++h) {
-            __m512i ta[R], tb[R];
-#pragma GCC unroll 4
-            for (int r = 0; r < R; ++r) {
-              ta[r] = _mm512_loadu_si512(lt + (r * kTables + 2 * h) * kLutTableBytes);
-              tb[r] = _mm512_loadu_si512(lt + (r * kTables + 2 * h + 1) * kLutTableBytes);
-            }
-#pragma GCC unroll 4
-            for (int u = 0; u < NT; ++u) {
-              if (h == 0) PrefetchWeights<2, (kPf1 > 0)>(pf2 + u * tile_bytes, pf1 + u * tile_bytes);  // 128 bytes
-              const __m512i w = _mm512_load_si512(p + u * tile_bytes + h * kLutTableBytes);
-              const __m512i il = _mm512_ternarylogic_epi32(w, nib, offs, 0xEA);  // quad 2h: (w & nib) | offs
-              const __m512i ih = _mm512_ternarylogic_epi32(_mm512_srli_epi16(w, 4), nib, offs, 0xEA);  // quad 2h + 1
-#pragma GCC unroll 4
-              for (int r = 0; r < R; ++r) {
-                acc[u][r] = SumBytes(acc[u][r], ones, _mm512_permutexvar_epi8(il, ta[r]));
-                acc[u][r] = SumBytes(acc[u][r], ones, _mm512_permutexvar_epi8(ih, tb[r]));
-              }
-            }
-          }
-          continue;
-        }
-        __m512i tl[R], th[R];
-#pragma GCC unroll 4
-        for (int r = 0; r < R; ++r) {
-          tl[r] = _mm512_loadu_si512(lt + r * 2 * kLutTableBytes);
-          th[r] = _mm512_loadu_si512(lt + r * 2 * kLutTableBytes + kLutTableBytes);
-        }
-#pragma GCC unroll 4
-        for (int u = 0; u < NT; ++u) {
-          const uint8_t* pu = p + u * tile_bytes;
-          PrefetchWeights<kBits == 2 ? 1 : 2, (kPf1 > 0)>(pf2 + u * tile_bytes, pf1 + u * tile_bytes);  // 64 or 96 bytes
-          if constexpr (kBits == 2) {
-            const __m512i w = _mm512_load_si512(pu);
-            const __m512i il = _mm512_ternarylogic_epi32(w, nib, offs, 0xEA);  // (w & nib) | offs
-            const __m512i ih = _mm512_ternarylogic_epi32(_mm512_srli_epi16(w, 4), nib, offs, 0xEA);
-#pragma GCC unroll 4
-            for (int r = 0; r < R; ++r) {
-              acc[u][r] = SumBytes(acc[u][r], ones, _mm512_permutexvar_epi8(il, tl[r]));
-              acc[u][r] = SumBytes(acc[u][r], ones, _mm512_permutexvar_epi8(ih, th[r]));
-            }
-          } else {
-            const __m512i ab[2] = {_mm512_loadu_si512(pu), _mm512_loadu_si512(pu + 32)};
-#pragma GCC unroll 2
-            for (int h = 0; h < 2; ++h) {  // column groups 2h, 2h + 1: table h
-              const __m512i lanes = _mm512_permutexvar_epi8(spread[h], ab[h]);
-#pragma GCC unroll 2
-              for (int e = 0; e < 2; ++e) {
-                const __m512i idx =
-                    _mm512_ternarylogic_epi32(_mm512_multishift_epi64_epi8(shifts[e], lanes), seven, offs3[e], 0xEA);
-#pragma GCC unroll 4
-                for (int r = 0; r < R; ++r)
-                  acc[u][r] = SumBytes(acc[u][r], ones, _mm512_permutexvar_epi8(idx, h == 0 ? tl[r] : th[r]));
-              }
-            }
-          }
-        }
+        chunk(p, tile_bytes, lt, acc, pf2, pf1);
       }
       // The group's scale-back, as lut_rows_scalar(): y = fma(S_r, fma(d_r, acc_r, shift_r), y), then B.
       const __m512 neg_sumx = _mm512_set1_ps(-sumx[j]);

@@ -34,8 +34,9 @@ void run(const Args& a) {
   lcq::run::LoadOptions opts;
   opts.kernel = lcq::kernels::parse_kernel_choice(a.kernel);
   opts.positions = total;  // the RoPE tables and the cache hold what this generation needs
-  lcq::run::KVCache cache(src.config, total);
-  lcq::run::Decoder decoder(lcq::run::load_weights(src, opts), cache.view());
+  lcq::run::Weights w = lcq::run::load_weights(src, opts);  // checks the config before the cache is sized by it
+  lcq::run::KVCache cache(w.config, total);
+  lcq::run::Decoder decoder(std::move(w), cache.view());
 
   const lcq::run::GenerateOptions go = a.gen.options(*tok);
   lcq::cli::GenerationPrinter out(*tok, a.gen, prompt, go, a.json, a.quiet);
