@@ -13,6 +13,7 @@
 #include "lcq/core/error.h"
 #include "lcq/core/half.h"
 #include "lcq/kernels/clip_search.h"
+#include "lcq/kernels/matrix.h"
 #include "lcq/kernels/codebook_layer.h"
 #include "lcq/kernels/dense.h"
 #include "lcq/kernels/membw.h"
@@ -383,6 +384,30 @@ TEST(PackedCodebook, ThreadedMatchesSingleThreaded) {
         }
       }
     }
+  }
+}
+
+// The outlier split (src/kernels/outlier_split.h) of the int8 families: a token's product does
+// not depend on the tokens before it. 200 tokens with a massive input each in a different
+// column (more columns than a matrix keeps) go through one matrix; a fresh matrix given only
+// the last token computes the same bits.
+TEST(OutlierSplit, AProductDoesNotDependOnEarlierTokens) {
+  const Config c{96, 512, 4, 64, 2, 8};
+  const CodebookLayer l = random_layer(c, 77, 7);
+  for (KernelChoice k : {KernelChoice::kInt8, KernelChoice::kLut}) {
+    const Family f = choose_family(l, k);
+    if (f == Family::kFloat) continue;  // no int8-rounded kernel here: nothing is split
+    const auto seen = make_codebook_matrix(l, f);
+    std::vector<float> y(size_t(c.rows)), fresh_y(y.size());
+    std::vector<float> x;
+    for (int t = 0; t < 200; ++t) {
+      x = random_vector(size_t(c.cols), 900 + uint32_t(t));
+      x[size_t((t * 37) % c.cols)] = 300.f;  // far past 8x the token's RMS
+      seen->gemv_units(x.data(), y.data(), 0, seen->work_units());
+    }
+    const auto fresh = make_codebook_matrix(l, f);
+    fresh->gemv_units(x.data(), fresh_y.data(), 0, fresh->work_units());
+    EXPECT_EQ(y, fresh_y) << family_name(f);
   }
 }
 

@@ -33,21 +33,36 @@ class OutlierSplitMatrix final : public Matrix {
     float amax;  // one SIMD pass: most tokens of most layers have no input past the limit
     const float limit = kOutlierRatio * std::sqrt(square_sum_max_abs(x, n, &amax) / float(n));
     if (!(amax > limit)) return inner_->gemv_units(x, y, u0, u1);
+    // Every input past the limit is split (up to kMaxOutliers), whatever came before: a column
+    // beyond the kept ones is dequantized for this call. (Splitting only kept columns made the
+    // result depend on the tokens seen before: once a matrix had kept its quota, a new massive
+    // input went through the rounding, and a prompt run in chunks and run token by token
+    // differed by 0.2 in the logits.)
     int64_t idx[kMaxOutliers];
-    int count = 0;
-    for (int64_t c = 0; c < n && count < kMaxOutliers; ++c)
-      if (std::fabs(x[c]) > limit && column(c)) idx[count++] = c;
-    if (count == 0) return inner_->gemv_units(x, y, u0, u1);
+    const float* col[kMaxOutliers];
+    int count = 0, extra = 0;
+    thread_local std::vector<float> scratch;  // the columns not kept, rows() floats each
+    for (int64_t c = 0; c < n && count < kMaxOutliers; ++c) {
+      if (!(std::fabs(x[c]) > limit)) continue;
+      const float* p = column(c);
+      if (!p) {
+        scratch.resize(size_t(rows()) * kMaxOutliers);
+        float* q = scratch.data() + size_t(rows()) * size_t(extra++);
+        inner_->dequantize_column(c, q);
+        p = q;
+      }
+      idx[count] = c, col[count++] = p;
+    }
     thread_local std::vector<float> rest;
     rest.assign(x, x + n);
     for (int i = 0; i < count; ++i) rest[size_t(idx[i])] = 0.f;
     inner_->gemv_units(rest.data(), y, u0, u1);
     const int64_t r0 = row_of_unit(u0), r1 = row_of_unit(u1);
-    for (int i = 0; i < count; ++i) axpy(x[idx[i]], column(idx[i]) + r0, y + r0, r1 - r0);
+    for (int i = 0; i < count; ++i) axpy(x[idx[i]], col[i] + r0, y + r0, r1 - r0);
   }
 
  private:
-  // Column c of W (dequantized on first use), or nullptr once kMaxColumns are kept.
+  // Column c of W (dequantized on first use and kept), or nullptr once max_columns_ are kept.
   const float* column(int64_t c) const {
     if (const float* p = columns_[size_t(c)].load(std::memory_order_acquire)) return p;
     std::lock_guard<std::mutex> lock(mu_);

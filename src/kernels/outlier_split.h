@@ -9,7 +9,8 @@
 // split_outliers() wraps such a matrix: before the kernel runs, inputs larger than
 // kOutlierRatio times the token's RMS are taken out of x and their columns are added in
 // float, from columns dequantized once on first use and kept (at most kMaxColumns per matrix
-// and kColumnBytes of them, beyond which the kernel sees the input as it is).
+// and kColumnBytes of them; a column beyond those is dequantized for the call that needs it,
+// so that the product of a token never depends on the tokens before it).
 #pragma once
 
 #include "lcq/kernels/matrix.h"

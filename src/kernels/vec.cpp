@@ -87,13 +87,15 @@ void SiluMul(const float* gate, const float* up, float* out, int64_t n) {
   const DF d;
   const int64_t N = int64_t(hn::Lanes(d));
   const auto one = hn::Set(d, 1.f);
+  const auto silu_mul = [&](auto g, auto u) { return hn::Mul(hn::Mul(g, hn::Div(one, hn::Add(one, hn::Exp(d, hn::Neg(g))))), u); };
   int64_t i = 0;
-  for (; i + N <= n; i += N) {
-    const auto g = hn::LoadU(d, gate + i);
-    const auto sig = hn::Div(one, hn::Add(one, hn::Exp(d, hn::Neg(g))));
-    hn::StoreU(hn::Mul(hn::Mul(g, sig), hn::LoadU(d, up + i)), d, out + i);
+  for (; i + N <= n; i += N) hn::StoreU(silu_mul(hn::LoadU(d, gate + i), hn::LoadU(d, up + i)), d, out + i);
+  // The tail through the same vector arithmetic, so that an element's result does not depend
+  // on where a call's range starts (the decode path splits rows between threads; prefill does not).
+  if (i < n) {
+    const auto m = hn::FirstN(d, size_t(n - i));
+    hn::BlendedStore(silu_mul(hn::MaskedLoad(m, d, gate + i), hn::MaskedLoad(m, d, up + i)), m, d, out + i);
   }
-  for (; i < n; ++i) out[i] = gate[i] / (1.f + std::exp(-gate[i])) * up[i];
 }
 
 void AddInplace(float* y, const float* x, int64_t n) {

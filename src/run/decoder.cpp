@@ -136,4 +136,96 @@ const float* Decoder::step(int token) {
   return logits_.data();
 }
 
+namespace {
+
+// y[i] += b for each of n rows of y [n][len] (b may be null).
+void add_rows(float* y, const float* b, int64_t n, int64_t len) {
+  if (!b) return;
+  for (int64_t i = 0; i < n; ++i) kernels::add_inplace(y + i * len, b, len);
+}
+
+}  // namespace
+
+const float* Decoder::prefill(const int* tokens, int64_t n) {
+  LCQ_CHECK(n >= 1, "prefill: no tokens");
+  const ModelConfig& c = w_.config;
+  const int64_t D = c.dim, hd = c.head_dim, H = c.n_heads, Hkv = c.n_kv_heads, G = H / Hkv, F = c.hidden_dim;
+  const int64_t QD = H * hd, KVD = Hkv * hd, cap = cache_.capacity;
+  const float scale = 1.f / std::sqrt(float(hd));
+  const float eps = c.norm_eps;
+  // Chunks of up to 64 tokens: the products' shares stay in cache across a chunk, and the
+  // buffers stay small (64 x the hidden size) however long the prompt.
+  constexpr int64_t kChunk = 64;
+  const int64_t m_max = std::min(n, kChunk);
+  for (auto* v : {&cx_, &ch_, &cproj_}) v->resize(size_t(m_max * D));
+  for (auto* v : {&cq_, &catt_}) v->resize(size_t(m_max * QD));
+  for (auto* v : {&ck_, &cv_}) v->resize(size_t(m_max * KVD));
+  for (auto* v : {&cgate_, &cup_}) v->resize(size_t(m_max * F));
+  for (int64_t c0 = 0; c0 < n; c0 += kChunk) {
+    const int64_t m = std::min(kChunk, n - c0), pos0 = *cache_.length;
+    LCQ_CHECK(pos0 + m <= cap, "KV cache full: {} + {} positions exceed its capacity {}", pos0, m, cap);
+    LCQ_CHECK(pos0 + m <= w_.rope_positions, "position {} exceeds the prepared {} positions", pos0 + m - 1,
+              w_.rope_positions);
+    for (int64_t i = 0; i < m; ++i) {
+      const int token = tokens[c0 + i];
+      LCQ_CHECK(token >= 0 && token < w_.embedding->rows(), "decoder: token {} outside the vocabulary of {}", token,
+                w_.embedding->rows());
+      w_.embedding->dequantize_rows(token, token + 1, cx_.data() + i * D);
+    }
+    float *X = cx_.data(), *Hn = ch_.data(), *Q = cq_.data(), *K = ck_.data(), *V = cv_.data();
+    float *A = catt_.data(), *P = cproj_.data(), *Gt = cgate_.data(), *U = cup_.data();
+    for (size_t li = 0; li < w_.layers.size(); ++li) {
+      const LayerWeights& L = w_.layers[li];
+      float* kc = cache_.keys[li];  // [Hkv][cap][hd]
+      float* vc = cache_.values[li];
+#pragma omp parallel for
+      for (int64_t i = 0; i < m; ++i) kernels::rms_norm(X + i * D, L.attn_norm, eps, Hn + i * D, D);
+      L.q->gemm(Hn, m, Q), L.k->gemm(Hn, m, K), L.v->gemm(Hn, m, V);
+      add_rows(Q, L.bq, m, QD), add_rows(K, L.bk, m, KVD), add_rows(V, L.bv, m, KVD);
+#pragma omp parallel for
+      for (int64_t i = 0; i < m; ++i) {
+        const float* cos = w_.rope_cos + (pos0 + i) * hd;
+        const float* sin = w_.rope_sin + (pos0 + i) * hd;
+        for (int64_t j = 0; j < Hkv; ++j) {
+          float* kj = kc + (j * cap + pos0 + i) * hd;
+          std::copy(K + i * KVD + j * hd, K + i * KVD + (j + 1) * hd, kj);
+          kernels::rope_rotate_half(kj, cos, sin, hd);
+          std::copy(V + i * KVD + j * hd, V + i * KVD + (j + 1) * hd, vc + (j * cap + pos0 + i) * hd);
+        }
+        for (int64_t qh = 0; qh < H; ++qh) kernels::rope_rotate_half(Q + i * QD + qh * hd, cos, sin, hd);
+      }
+      // Token i attends to positions 0 .. pos0 + i (its own key included), each query head to
+      // its key/value head.
+#pragma omp parallel
+      {
+        std::vector<float> scores(size_t(pos0 + m));
+#pragma omp for collapse(2) schedule(dynamic, 4)
+        for (int64_t i = 0; i < m; ++i)
+          for (int64_t qh = 0; qh < H; ++qh) {
+            const int64_t j = qh / G;
+            kernels::attend(Q + i * QD + qh * hd, kc + j * cap * hd, vc + j * cap * hd, pos0 + i + 1, hd, scale,
+                            scores.data(), A + i * QD + qh * hd);
+          }
+      }
+      L.o->gemm(A, m, P);
+      add_rows(P, L.bo, m, D);
+      for (int64_t i = 0; i < m; ++i) kernels::add_inplace(X + i * D, P + i * D, D);
+#pragma omp parallel for
+      for (int64_t i = 0; i < m; ++i) kernels::rms_norm(X + i * D, L.ffn_norm, eps, Hn + i * D, D);
+      L.gate->gemm(Hn, m, Gt), L.up->gemm(Hn, m, U);
+      add_rows(Gt, L.bgate, m, F), add_rows(U, L.bup, m, F);
+      for (int64_t i = 0; i < m; ++i) kernels::silu_mul(Gt + i * F, U + i * F, Gt + i * F, F);  // as step() does
+      L.down->gemm(Gt, m, P);
+      add_rows(P, L.bdown, m, D);
+      for (int64_t i = 0; i < m; ++i) kernels::add_inplace(X + i * D, P + i * D, D);
+    }
+    *cache_.length += m;
+    if (c0 + m == n) {  // the head on the last token only
+      kernels::rms_norm(X + (m - 1) * D, w_.out_norm, eps, Hn, D);
+      w_.head->gemm(Hn, 1, logits_.data());
+    }
+  }
+  return logits_.data();
+}
+
 }  // namespace lcq::run

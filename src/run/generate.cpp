@@ -46,9 +46,7 @@ GenerateResult generate(Decoder& decoder, const std::vector<int>& prompt, const 
   Sampler sampler(opts.sampler);
   using clock = std::chrono::steady_clock;
   auto t0 = clock::now();
-  const float* logits = nullptr;
-  for (int t : prompt) logits = decoder.step(t);
-  int next = sampler.sample(logits, decoder.vocab());
+  int next = sampler.sample(decoder.prefill(prompt.data(), int64_t(prompt.size())), decoder.vocab());
   auto t1 = clock::now();
   res.prefill_seconds = std::chrono::duration<double>(t1 - t0).count();
   for (int i = 0; i < opts.max_new_tokens; ++i) {

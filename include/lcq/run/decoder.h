@@ -20,6 +20,10 @@ class Decoder {
   // Runs `token` at position *cache.length, appends its keys and values to the cache and
   // advances it. Returns the logits [vocab], valid until the next call.
   const float* step(int token);
+  // Runs `n` tokens (a prompt) at positions *cache.length on, like n calls of step() but a
+  // chunk of tokens per product (kernels::Matrix::gemm: each thread's share of a matrix stays
+  // in its cache across the chunk's tokens); returns the last token's logits.
+  const float* prefill(const int* tokens, int64_t n);
   int64_t vocab() const { return w_.head->rows(); }
   const Weights& weights() const { return w_; }
 
@@ -31,6 +35,8 @@ class Decoder {
   // Per thread: the normalized input of the current product (each thread computes it for
   // itself rather than waiting for one to) and attention scores.
   std::vector<std::vector<float>> norm_, scores_;
+  // prefill(): the chunk's rows of the same activations.
+  std::vector<float> cx_, ch_, cq_, ck_, cv_, catt_, cproj_, cgate_, cup_;
 };
 
 }  // namespace lcq::run

@@ -39,8 +39,8 @@ struct GenerateResult {
   double prefill_seconds = 0, decode_seconds = 0;
 };
 
-// The prompt, then new tokens, one at a time through `decoder` from its cache's current
-// length (the prompt's tokens take the same path as the new ones: no batched prefill here).
+// The prompt (Decoder::prefill), then new tokens one at a time through `decoder`, from its
+// cache's current length.
 // on_token is called with every generated token as soon as it exists (for streaming).
 GenerateResult generate(Decoder& decoder, const std::vector<int>& prompt, const GenerateOptions& opts,
                         const std::function<void(int)>& on_token = nullptr);
