@@ -25,7 +25,7 @@ namespace lcq::kernels::detail {
 // +0.8 % at 8 (int8: +2.8 -> +1.8 % and +4.4 -> +2.9 %).
 inline constexpr float kOutlierRatio = 8.f;
 inline constexpr int kMaxOutliers = 8;     // per token
-inline constexpr int kMaxColumns = 64;     // kept per matrix ...
+inline constexpr int kMaxColumns = 256;    // kept per matrix ...
 inline constexpr size_t kColumnBytes = size_t(1) << 20;  // ... and at most this many bytes of them
 
 std::shared_ptr<const Matrix> split_outliers(std::shared_ptr<const Matrix> inner);
