@@ -18,7 +18,8 @@ class Decoder {
   // runtime on the CPU and no activation quantization. Otherwise use Model::forward.
   static bool supports(const Model& m);
 
-  // `m` and `cache` (batch 1, the model's tensor options) must outlive the decoder.
+  // `m` and `cache` (batch 1, the model's tensor options) must outlive the decoder, and `m`'s
+  // tensors stay where they are meanwhile (Model::ensure_positions() replaces the RoPE tables).
   Decoder(const Model& m, KVCache& cache);
 
   // Runs `token` at position cache.length(), appends its keys and values to the cache and
