@@ -66,7 +66,7 @@ LutCodebookMatrix LutCodebookMatrix::pack(const CodebookLayer& layer) {
   const bool levels = detail::lut_levels(m.bits_);
   for (int64_t i = 0; i < m.rows_; ++i) {
     const uint8_t* row = layer.indices.data() + i * m.cols_;
-    if (levels) {  // lut_level_put() a chunk at a time (the placement arithmetic per index was most of it)
+    if (levels) {  // a chunk at a time (placing each index on its own was most of the time)
       const int p0 = 4 * int(i % detail::kLutTileRows);
       for (int64_t ch = 0; ch < m.chunks_; ++ch) {
         uint8_t* chunk = m.idx_.get() + ((i / detail::kLutTileRows) * m.chunks_ + ch) * detail::lut_chunk_bytes(m.bits_);
@@ -368,17 +368,9 @@ void decode_lut_chunk(const detail::LutView& m, int64_t i, int64_t ch, uint8_t* 
     }
     return;
   }
-  if (lut_levels(m.bits)) {  // lut_level_get() unrolled: column 4k + j is position p = 4r + j of quad k
+  if (lut_levels(m.bits)) {  // column 4k + j is position 4r + j of quad k
     for (int k = 0; k < 4; ++k)
-      for (int j = 0; j < 4; ++j) {
-        const int p = 4 * r + j, nib = 4 * (k % 2);
-        int q = (base[64 * (k / 2) + p] >> nib) & 15;
-        if (m.bits == 8) q |= ((base[128 + 64 * (k / 2) + p] >> nib) & 15) << 4;
-        if (m.bits == 6 || m.bits == 7) q |= ((base[128 + p] >> (2 * k)) & 3) << 4;
-        if (m.bits == 5) q |= ((base[128 + 8 * k + p / 8] >> (p % 8)) & 1) << 4;
-        if (m.bits == 7) q |= ((base[192 + 8 * k + p / 8] >> (p % 8)) & 1) << 6;
-        v[4 * k + j] = uint8_t(q);
-      }
+      for (int j = 0; j < 4; ++j) v[4 * k + j] = uint8_t(lut_level_get_at(base, m.bits, k, 4 * r + j));
     return;
   }
   if (m.layout == kLutLayoutPermute && m.bits == 4) {

@@ -122,16 +122,18 @@ inline LutLevelPlace lut_level_place(int64_t chunks, int bits, int64_t i, int64_
   const int m = int(i % kLutTileRows), cc = int(c % kLutChunkCols);
   return {(tile * chunks + chunk) * lut_chunk_bytes(bits), cc / 4, 4 * m + cc % 4};
 }
-inline int lut_level_get(const uint8_t* idx, int64_t chunks, int bits, int64_t i, int64_t c) {
-  const LutLevelPlace at = lut_level_place(chunks, bits, i, c);
-  const uint8_t* ch = idx + at.chunk;
-  const int k = at.quad, p = at.pos;
+// The index at column quad k, position p of the chunk at `ch`.
+inline int lut_level_get_at(const uint8_t* ch, int bits, int k, int p) {
   int q = (ch[64 * (k / 2) + p] >> (4 * (k % 2))) & 15;
   if (bits == 8) return q | ((ch[128 + 64 * (k / 2) + p] >> (4 * (k % 2))) & 15) << 4;
   int at_bit = 4;
   if (bits >= 6) q |= ((ch[128 + p] >> (2 * k)) & 3) << 4, at_bit = 6;
   if (bits == 5 || bits == 7) q |= ((ch[(bits == 5 ? 128 : 192) + 8 * k + p / 8] >> (p % 8)) & 1) << at_bit;
   return q;
+}
+inline int lut_level_get(const uint8_t* idx, int64_t chunks, int bits, int64_t i, int64_t c) {
+  const LutLevelPlace at = lut_level_place(chunks, bits, i, c);
+  return lut_level_get_at(idx + at.chunk, bits, at.quad, at.pos);
 }
 // ORs index q into the chunk at `ch` as column quad k, position p (the buffer starts zeroed).
 inline void lut_level_put_at(uint8_t* ch, int bits, int k, int p, int q) {
@@ -146,10 +148,6 @@ inline void lut_level_put_at(uint8_t* ch, int bits, int k, int p, int q) {
     uint8_t& b = ch[(bits == 5 ? 128 : 192) + 8 * k + p / 8];
     b = uint8_t(b | ((q >> at_bit) & 1) << (p % 8));
   }
-}
-inline void lut_level_put(uint8_t* idx, int64_t chunks, int bits, int64_t i, int64_t c, int q) {
-  const LutLevelPlace at = lut_level_place(chunks, bits, i, c);
-  lut_level_put_at(idx + at.chunk, bits, at.quad, at.pos, q);
 }
 
 // The index at `bit` of the buffer (it may straddle two bytes at 3 bits).

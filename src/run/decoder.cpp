@@ -61,14 +61,24 @@ Decoder::Decoder(Weights w, CacheView cache) : w_(std::move(w)), cache_(std::mov
   logits_.resize(size_t(w_.head->rows()));
 }
 
+void Decoder::check_positions(int64_t pos, int64_t n) const {
+  LCQ_CHECK(pos + n <= cache_.capacity, "KV cache full: {} + {} positions exceed its capacity {}", pos, n,
+            cache_.capacity);
+  LCQ_CHECK(pos + n <= w_.rope_positions, "position {} exceeds the prepared {} positions", pos + n - 1,
+            w_.rope_positions);
+}
+
+void Decoder::embed(int token, float* x) const {
+  LCQ_CHECK(token >= 0 && token < w_.embedding->rows(), "decoder: token {} outside the vocabulary of {}", token,
+            w_.embedding->rows());
+  w_.embedding->dequantize_rows(token, token + 1, x);
+}
+
 const float* Decoder::step(int token) {
   const ModelConfig& c = w_.config;
   const int64_t pos = *cache_.length;
-  LCQ_CHECK(token >= 0 && token < w_.embedding->rows(), "decoder: token {} outside the vocabulary of {}", token,
-            w_.embedding->rows());
-  LCQ_CHECK(pos < cache_.capacity, "KV cache full: position {} exceeds its capacity {}", pos, cache_.capacity);
-  LCQ_CHECK(pos < w_.rope_positions, "position {} exceeds the prepared {} positions", pos, w_.rope_positions);
-  w_.embedding->dequantize_rows(token, token + 1, x_.data());
+  check_positions(pos, 1);
+  embed(token, x_.data());
 
   const int threads = std::max(1, omp_get_max_threads());
   if (int(norm_.size()) < threads) norm_.resize(size_t(threads)), scores_.resize(size_t(threads));
@@ -163,15 +173,8 @@ const float* Decoder::prefill(const int* tokens, int64_t n) {
   for (auto* v : {&cgate_, &cup_}) v->resize(size_t(m_max * F));
   for (int64_t c0 = 0; c0 < n; c0 += kChunk) {
     const int64_t m = std::min(kChunk, n - c0), pos0 = *cache_.length;
-    LCQ_CHECK(pos0 + m <= cap, "KV cache full: {} + {} positions exceed its capacity {}", pos0, m, cap);
-    LCQ_CHECK(pos0 + m <= w_.rope_positions, "position {} exceeds the prepared {} positions", pos0 + m - 1,
-              w_.rope_positions);
-    for (int64_t i = 0; i < m; ++i) {
-      const int token = tokens[c0 + i];
-      LCQ_CHECK(token >= 0 && token < w_.embedding->rows(), "decoder: token {} outside the vocabulary of {}", token,
-                w_.embedding->rows());
-      w_.embedding->dequantize_rows(token, token + 1, cx_.data() + i * D);
-    }
+    check_positions(pos0, m);
+    for (int64_t i = 0; i < m; ++i) embed(tokens[c0 + i], cx_.data() + i * D);
     float *X = cx_.data(), *Hn = ch_.data(), *Q = cq_.data(), *K = ck_.data(), *V = cv_.data();
     float *A = catt_.data(), *P = cproj_.data(), *Gt = cgate_.data(), *U = cup_.data();
     for (size_t li = 0; li < w_.layers.size(); ++li) {

@@ -28,6 +28,11 @@ class Decoder {
   const Weights& weights() const { return w_; }
 
  private:
+  // Throws unless positions [pos, pos + n) fit the cache and the RoPE tables.
+  void check_positions(int64_t pos, int64_t n) const;
+  // The embedding row of `token` into x (throws for a token outside the vocabulary).
+  void embed(int token, float* x) const;
+
   Weights w_;
   CacheView cache_;
   // Activations of the current token, shared by the threads (each writes only its rows).
