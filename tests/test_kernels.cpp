@@ -388,9 +388,9 @@ TEST(PackedCodebook, ThreadedMatchesSingleThreaded) {
 }
 
 // The outlier split (src/kernels/outlier_split.h) of the int8 families: a token's product does
-// not depend on the tokens before it. 200 tokens with a massive input each in a different
-// column (more columns than a matrix keeps) go through one matrix; a fresh matrix given only
-// the last token computes the same bits.
+// not depend on the tokens before it. 400 tokens with a massive input each in a different
+// column (more columns than a matrix keeps: kMaxColumns, 256) go through one matrix; a fresh
+// matrix given only the last token computes the same bits.
 TEST(OutlierSplit, AProductDoesNotDependOnEarlierTokens) {
   const Config c{96, 512, 4, 64, 2, 8};
   const CodebookLayer l = random_layer(c, 77, 7);
@@ -400,7 +400,7 @@ TEST(OutlierSplit, AProductDoesNotDependOnEarlierTokens) {
     const auto seen = make_codebook_matrix(l, f);
     std::vector<float> y(size_t(c.rows)), fresh_y(y.size());
     std::vector<float> x;
-    for (int t = 0; t < 200; ++t) {
+    for (int t = 0; t < 400; ++t) {
       x = random_vector(size_t(c.cols), 900 + uint32_t(t));
       x[size_t((t * 37) % c.cols)] = 300.f;  // far past 8x the token's RMS
       seen->gemv_units(x.data(), y.data(), 0, seen->work_units());
