@@ -80,6 +80,49 @@ TEST(Gptq, IdentityHessianIsRtnExactly) {
   }
 }
 
+TEST(Gptq, ItsGridCanBeTheEnergyWeightedClippingSearch) {
+  // A diagonal H gives no error feedback either, so GPTQ is nearest rounding on its static
+  // grid: with --gptq-grid wmse that grid must be LCQ's wmse start weighted by diag(H) (and
+  // with mse the unweighted search), double quantization included.
+  const torch::Tensor W = load_stories().model.blocks[1].up.weight.t().contiguous();  // [64, 172]
+  torch::manual_seed(4);
+  const torch::Tensor energy = torch::rand({172}).pow(4) * 50 + 0.01;  // a few columns dominate
+  for (const quant::LcqInit grid : {quant::LcqInit::kMse, quant::LcqInit::kWmse}) {
+    for (int dq : {0, 8}) {
+      quant::LcqOptions o;
+      o.bits = 3;
+      o.group = 48;
+      o.dq_bits = dq;
+      quant::GptqOptions g;
+      g.grid = grid;
+      g.act_order = true;
+      const CodebookLayer q = quant::gptq_quantize(W, torch::diag(energy * 3), o, g);
+      quant::LcqOptions start = o;
+      start.rank = 1;
+      start.init = grid;
+      const CodebookLayer ref = quant::LcqLinear(W, start, at::detail::createCPUGenerator(0), energy).finalize();
+      const std::string what = fmt::format("{} grid, dq {}", quant::to_string(grid), dq);
+      EXPECT_EQ(q.indices, ref.indices) << what;
+      EXPECT_EQ(dequantized(q), dequantized(ref)) << what;
+    }
+  }
+  // ... and the weighting matters: the two grids differ on these energies.
+  quant::LcqOptions o;
+  o.bits = 3;
+  o.group = 48;
+  quant::GptqOptions mse, wmse;
+  mse.grid = quant::LcqInit::kMse;
+  wmse.grid = quant::LcqInit::kWmse;
+  EXPECT_NE(dequantized(quant::gptq_quantize(W, torch::diag(energy), o, mse)),
+            dequantized(quant::gptq_quantize(W, torch::diag(energy), o, wmse)));
+  quant::GptqOptions lazy = wmse;
+  lazy.groups = quant::GptqGroups::kLazy;
+  o.dq_bits = 0;
+  EXPECT_THROW(quant::validate(lazy, o), Error);
+  EXPECT_EQ(quant::parse_gptq_grid("wmse"), quant::LcqInit::kWmse);
+  EXPECT_THROW(quant::parse_gptq_grid("gptq"), Error);
+}
+
 TEST(Gptq, LazyBatchSizeOnlyChangesFloatRounding) {
   torch::manual_seed(0);
   const torch::Tensor X = torch::randn({512, 96}).mm(torch::randn({96, 96}) * 0.3 + torch::eye(96));

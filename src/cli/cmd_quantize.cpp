@@ -142,6 +142,9 @@ void register_quantize(CLI::App& app) {
              "gptq: static = each group's grid from the original weights, before the sweep (works with "
              "--dq-bits and --act-order); lazy = from the updated weights when the sweep reaches the group "
              "(the reference's default; needs --dq-bits 0)");
+  add_choice(*cmd, "--gptq-grid", a->q.gptq.grid, quant::gptq_grid_names(), quant::parse_gptq_grid,
+             "gptq: the static groups' grid: rtn (min-max, the reference's), mse (the per-group clipping "
+             "search) or wmse (that search with each column's error weighted by its input energy, diag(H))");
   cmd->add_flag("--true-sequential,!--no-true-sequential", a->q.gptq.true_sequential,
                 "gptq: within a block quantize q,k,v -> o -> gate,up -> down, each from the inputs the quantized "
                 "earlier layers produce (default on); off: all from the full-precision block");
@@ -352,9 +355,13 @@ void register_quantize(CLI::App& app) {
     if (act.bits > 0 || act.kv_bits > 0 || a->smoothquant > 0)
       settings["activations"] = {{"bits", act.bits}, {"scheme", model::to_string(act.scheme)}, {"kv_bits", act.kv_bits},
                                  {"smoothquant", a->smoothquant}};
-    if (a->q.method == quant::Method::kGptq)
-      settings["gptq"] = {{"damp", a->q.gptq.damp},           {"block", a->q.gptq.block},
-                          {"act_order", a->q.gptq.act_order}, {"groups", quant::to_string(a->q.gptq.groups)},
+    if (a->q.method == quant::Method::kGptq ||
+        (a->q.method == quant::Method::kLcq && a->q.lcq.init == quant::LcqInit::kGptq))
+      settings["gptq"] = {{"damp", a->q.gptq.damp},
+                          {"block", a->q.gptq.block},
+                          {"act_order", a->q.gptq.act_order},
+                          {"groups", quant::to_string(a->q.gptq.groups)},
+                          {"grid", quant::to_string(a->q.gptq.grid)},
                           {"true_sequential", a->q.gptq.true_sequential}};
     if (a->q.method == quant::Method::kAwq)
       settings["awq"] = {{"grid", a->q.awq.grid},           {"clip", a->q.awq.clip},

@@ -18,7 +18,15 @@ namespace lcq::quant {
 
 namespace {
 constexpr Named<GptqGroups> kGptqGroups[] = {{GptqGroups::kStatic, "static"}, {GptqGroups::kLazy, "lazy"}};
+constexpr Named<LcqInit> kGptqGrids[] = {{LcqInit::kRtn, "rtn"}, {LcqInit::kMse, "mse"}, {LcqInit::kWmse, "wmse"}};
 }  // namespace
+
+const std::vector<std::string>& gptq_grid_names() {
+  static const auto v = names_of(kGptqGrids);
+  return v;
+}
+
+LcqInit parse_gptq_grid(const std::string& name) { return parse_named(kGptqGrids, name, "--gptq-grid"); }
 
 const std::vector<std::string>& gptq_groups_names() {
   static const auto v = names_of(kGptqGroups);
@@ -38,6 +46,10 @@ void validate(const GptqOptions& g, const LcqOptions& o) {
             "--gptq-groups lazy needs --dq-bits 0: a double-quantization block's scale is known only once all "
             "its groups are, so GPTQ could not round against the grid the file stores (got --dq-bits {})",
             o.dq_bits);
+  LCQ_CHECK(is_grid_init(g.grid), "--gptq-grid must be rtn, mse or wmse, got {}", to_string(g.grid));
+  LCQ_CHECK(g.groups == GptqGroups::kStatic || g.grid == LcqInit::kRtn,
+            "--gptq-grid {} needs --gptq-groups static: lazy groups take min-max grids of the updated weights",
+            to_string(g.grid));
   LCQ_CHECK(g.groups == GptqGroups::kStatic || !g.act_order,
             "--act-order needs --gptq-groups static: lazy groups in activation order are sets of scattered "
             "columns, which a file of contiguous groups cannot hold");
@@ -77,10 +89,11 @@ CodebookLayer gptq_quantize(const torch::Tensor& W_in, const torch::Tensor& H_in
   // A column whose input is always 0 cannot affect the output: H gets a unit diagonal there
   // (so it stays invertible) and the weight becomes 0, as in the reference.
   const torch::Tensor dead = H.diagonal() == 0;
+  const torch::Tensor energy = H.diagonal().clone();  // for --gptq-grid wmse: any scale will do
   H.diagonal().masked_fill_(dead, 1.0);
   W.masked_fill_(dead.unsqueeze(0), 0.0);
 
-  CodebookLayer L = lazy ? empty_grid_layer(m, n, o) : detail::rtn_layer(W, o);
+  CodebookLayer L = lazy ? empty_grid_layer(m, n, o) : detail::grid_layer(W, o, g.grid, energy);
   const int64_t gpr = L.groups_per_row(), K = L.levels(), group = L.group;
   // Every group's codebook in CodebookLayer's own arithmetic: GPTQ's q is then exactly what
   // the file's dequantization gives back.

@@ -99,11 +99,13 @@ torch::Tensor dequantized(const CodebookLayer& layer, const torch::Tensor& like)
   return w.to(like.options()).detach();
 }
 
-CodebookLayer rtn_layer(const torch::Tensor& W, const LcqOptions& o) {
+CodebookLayer rtn_layer(const torch::Tensor& W, const LcqOptions& o) { return grid_layer(W, o, LcqInit::kRtn); }
+
+CodebookLayer grid_layer(const torch::Tensor& W, const LcqOptions& o, LcqInit init, const torch::Tensor& energy) {
   LcqOptions r = o;
   r.rank = 1;
-  r.init = LcqInit::kRtn;
-  return LcqLinear(W, r, at::detail::createCPUGenerator(0)).finalize();
+  r.init = init;
+  return LcqLinear(W, r, at::detail::createCPUGenerator(0), energy).finalize();
 }
 
 const model::Linear& linear_named(const model::Block& block, const std::string& name) {

@@ -59,6 +59,10 @@ torch::Tensor dequantized(const CodebookLayer& layer, const torch::Tensor& like)
 // RTN as --method rtn stores it: the rank-one codebook of W's min-max grid, double-quantized
 // as o says, with nearest-entry codes (LCQ rank 1 from the rtn init is exactly RTN, tested).
 CodebookLayer rtn_layer(const torch::Tensor& W, const LcqOptions& o);
+// The same for any plain grid (`init` rtn, mse or wmse; wmse weighs each column by `energy`,
+// the mean square of its input, and is mse without it).
+CodebookLayer grid_layer(const torch::Tensor& W, const LcqOptions& o, LcqInit init,
+                         const torch::Tensor& energy = torch::Tensor());
 
 // Name of one linear of the block ("attn_q", ...) -> the block's Linear.
 model::Linear& linear_named(model::Block& block, const std::string& name);

@@ -38,11 +38,18 @@ const std::vector<std::string>& gptq_groups_names();
 GptqGroups parse_gptq_groups(const std::string& name);
 std::string to_string(GptqGroups g);
 
+// --gptq-grid: the static groups' grid. rtn (min-max, the reference's), mse (the per-group
+// clipping search) or wmse (the same search with each column's error weighted by diag(H), the
+// input energy: the grid --init wmse starts LCQ from).
+const std::vector<std::string>& gptq_grid_names();
+LcqInit parse_gptq_grid(const std::string& name);
+
 struct GptqOptions {
   double damp = 0.01;             // adds damp * mean(diag H) to the diagonal of H
   int64_t block = 128;            // columns per lazy batch update
   bool act_order = false;         // quantize columns in order of decreasing diag(H)
   GptqGroups groups = GptqGroups::kStatic;
+  LcqInit grid = LcqInit::kRtn;  // static groups' grid: kRtn, kMse or kWmse
   // Within a block, quantize q,k,v -> o -> gate,up -> down in turn, each layer's H taken from
   // the inputs the already-quantized earlier layers produce (the reference's
   // --true-sequential, AutoGPTQ's default). Off: every H from the full-precision block.
