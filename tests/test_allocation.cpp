@@ -178,7 +178,8 @@ TEST(TargetCli, FilesNeverExceedTheirTargetAndHoldTheAllocation) {
   const std::string base = "quantize " + stories_bin() + " --tokenizer " + stories_tok() + " --calib " +
                            tinystories() + " --nsamples 4 --seqlen 64 --json --quiet --group 32 ";
   // From the narrowest (linears at 2 bits, embedding at 4: about 0.13 MiB) to more than
-  // everything at its widest takes (0.196 MiB), RTN and LCQ, every measure.
+  // everything at its widest takes (0.196 MiB), RTN, GPTQ and LCQ (from a grid and from GPTQ),
+  // every measure.
   const std::vector<std::string> targets = {"--target-size 0.135",
                                             "--target-size 0.15",
                                             "--target-size 160K",
@@ -186,12 +187,15 @@ TEST(TargetCli, FilesNeverExceedTheirTargetAndHoldTheAllocation) {
                                             "--target-bpw 5",
                                             "--target-size 0.2 --target-measure block",
                                             "--target-size 0.17 --target-measure model",
-                                            "--target-size 0.16 --method lcq --rank 2 --epochs 1"};
+                                            "--target-size 0.16 --method lcq --rank 2 --epochs 1",
+                                            "--target-size 0.16 --method gptq --gptq-grid wmse",
+                                            "--target-size 0.155 --method lcq --rank 2 --epochs 1 --init gptq "
+                                            "--gptq-grid wmse --act-order"};
   std::set<std::string> mixes;
   for (size_t i = 0; i < targets.size(); ++i) {
     const std::string out = dir + "/t" + std::to_string(i) + ".gguf";
-    const bool lcq = targets[i].find("--method lcq") != std::string::npos;
-    auto r = test::run_lcq(base + "-o " + out + " " + targets[i] + (lcq ? "" : " --method rtn"));
+    const bool method = targets[i].find("--method") != std::string::npos;
+    auto r = test::run_lcq(base + "-o " + out + " " + targets[i] + (method ? "" : " --method rtn"));
     ASSERT_EQ(r.exit_code, 0) << targets[i] << ": " << r.err;
     const auto j = nlohmann::json::parse(r.out);
     const uint64_t target = j.at("target").at("bytes").get<uint64_t>();
@@ -264,9 +268,9 @@ TEST(TargetCli, BadTargetsFailBeforeAnyWorkWithOneLine) {
       {"--target-size 1 --target-embed-bits 1,4" + calib, "--target-embed-bits"},
       {"--target-size 1 --target-samples 0" + calib, "--target-samples"},
       {"--target-size 1 --target-measure kl" + calib, "--target-measure"},
-      {"--target-size 1 --method gptq" + calib, "--method lcq or rtn"},
+      {"--target-size 1 --method awq" + calib, "--method lcq, rtn or gptq"},
       {"--target-size 1 --method rtn", "--calib"},
-      {"--target-size 1 --init gptq" + calib, "--init gptq"},
+      {"--target-size 1 --init awq" + calib, "--init awq"},
   };
   for (const auto& c : cases) {
     test::expect_refused(test::run_lcq(base + c.args), c.must_mention, c.args, 0);

@@ -4,6 +4,7 @@
 #include "lcq/core/error.h"
 #include "lcq/model/loader.h"
 #include "lcq/quant/awq.h"
+#include "lcq/quant/embedding.h"
 #include "lcq/quant/gptq.h"
 #include "lcq/quant/lcq.h"
 #include "lcq/quant/quantize.h"
@@ -121,6 +122,42 @@ TEST(Gptq, ItsGridCanBeTheEnergyWeightedClippingSearch) {
   EXPECT_THROW(quant::validate(lazy, o), Error);
   EXPECT_EQ(quant::parse_gptq_grid("wmse"), quant::LcqInit::kWmse);
   EXPECT_THROW(quant::parse_gptq_grid("gptq"), Error);
+}
+
+TEST(Gptq, RoundsTheHeadOnItsInputsAgainstTheSameGrid) {
+  // --embed-rounding gptq: the tied embedding/head keeps the grid nearest rounding has (the
+  // same stored codebooks), only the indices change, and the head's output error on inputs
+  // of that gram is lower. Without a gram, or for an untied embedding, it is nearest rounding.
+  const torch::Tensor W = load_stories().model.tok_embd.contiguous();  // [512, 64]
+  torch::manual_seed(5);
+  const torch::Tensor X = torch::randn({2048, 64}).mm(torch::randn({64, 64}) * 0.4 + torch::eye(64));
+  const torch::Tensor gram = X.t().mm(X).to(torch::kFloat64) / 2048.0;
+  auto out_err = [&](const CodebookLayer& l) {
+    const auto d = torch::tensor(dequantized(l)).view({512, 64}) - W;
+    return X.mm(d.t()).pow(2).sum().item<double>();
+  };
+  for (int bits : {3, 4}) {
+    quant::EmbeddingOptions o;
+    o.bits = bits;
+    o.group = 32;
+    const CodebookLayer nearest = quant::quantize_embedding(W, o, gram);
+    o.rounding = quant::EmbeddingRounding::kGptq;
+    const CodebookLayer gptq = quant::quantize_embedding(W, o, gram);
+    EXPECT_EQ(gptq.s_codes, nearest.s_codes) << bits;
+    EXPECT_EQ(gptq.s_scale, nearest.s_scale) << bits;
+    EXPECT_EQ(gptq.b_codes, nearest.b_codes) << bits;
+    EXPECT_EQ(gptq.b_scale, nearest.b_scale) << bits;
+    EXPECT_EQ(gptq.v, nearest.v) << bits;
+    EXPECT_NE(gptq.indices, nearest.indices) << bits;
+    EXPECT_LT(out_err(gptq), 0.9 * out_err(nearest)) << bits;
+    EXPECT_EQ(quant::quantize_embedding(W, o, torch::Tensor()).indices,
+              quant::quantize_embedding(W, quant::options_for(o, "token_embd", true), torch::Tensor()).indices);
+  }
+  quant::EmbeddingOptions o;
+  o.rounding = quant::EmbeddingRounding::kGptq;
+  EXPECT_EQ(quant::options_for(o, "token_embd", false).rounding, quant::EmbeddingRounding::kNearest);
+  EXPECT_EQ(quant::options_for(o, "token_embd", true).rounding, quant::EmbeddingRounding::kGptq);
+  EXPECT_EQ(quant::options_for(o, "output", false).rounding, quant::EmbeddingRounding::kGptq);
 }
 
 TEST(Gptq, LazyBatchSizeOnlyChangesFloatRounding) {

@@ -132,6 +132,10 @@ void register_quantize(CLI::App& app) {
       ->each([a](const std::string&) { a->embed_bits_given = true; });
   cmd->add_option("--embed-group", a->q.embedding.group, "Weights per group of the embedding and head")
       ->capture_default_str();
+  add_choice(*cmd, "--embed-rounding", a->q.embedding.rounding, quant::embedding_rounding_names(),
+             quant::parse_embedding_rounding,
+             "How the head's (and tied embedding's) weights take their grid's entries: nearest, or gptq (error "
+             "feedback on the head's calibration inputs: the head's output error, not each weight's, is minimised)");
   cmd->add_option("--dq-bits", a->q.lcq.dq_bits, "Double quantization of S and B (0 = keep them f32)");
   cmd->add_option("--dq-group", a->q.lcq.dq_group, "Groups per double-quantization block");
   cmd->add_option("--gptq-damp", a->q.gptq.damp, "gptq: dampening added to H's diagonal, as a fraction of its mean")
@@ -189,7 +193,7 @@ void register_quantize(CLI::App& app) {
                   "A size target instead of one bit width: the output file's size limit in MiB (or with a K, M or G\n"
                   "suffix). Each block linear gets the width of --target-bits that buys the most accuracy per byte,\n"
                   "from each layer's measured sensitivity on the calibration text; the file never exceeds the\n"
-                  "target (lcq and rtn; see `lcq info --allocation`)");
+                  "target (lcq, rtn and gptq; see `lcq info --allocation`)");
   cmd->add_option("--target-bpw", a->target_bpw,
                   "The same as a size: the file's bits over the model's parameter count (embedding, head and norms\n"
                   "included), e.g. 3.0")
@@ -262,9 +266,7 @@ void register_quantize(CLI::App& app) {
         target_embed_bits = quant::parse_bit_candidates(a->target_embed_bits, "--target-embed-bits");
       for (int b : target_embed_bits)
         LCQ_CHECK(b >= 2, "--target-embed-bits: the embedding takes 2 to 8 bits, got {}", b);
-      LCQ_CHECK(a->q.method == quant::Method::kLcq || a->q.method == quant::Method::kRtn,
-                "a size target (--target-size, --target-bpw) allocates bits for --method lcq or rtn, not {}",
-                quant::to_string(a->q.method));
+      quant::check_size_target_applies(a->q);
       LCQ_CHECK(!a->calib.empty(), "a size target needs --calib FILE: each layer's sensitivity is measured on it");
       LCQ_CHECK(act.bits == 0 && act.kv_bits == 0 && a->smoothquant == 0,
                 "a size target is for weight-only quantization (no --act-bits, --kv-bits or --smoothquant)");
@@ -336,6 +338,7 @@ void register_quantize(CLI::App& app) {
                                {"train_dtype", quant::to_string(quant::resolve_train_dtype(a->q.engine.train_dtype))},
                                {"dq_bits", a->q.lcq.dq_bits}, {"dq_group", a->q.lcq.dq_group},
                                {"embed_bits", a->q.embedding.bits}, {"embed_group", a->q.embedding.group},
+                               {"embed_rounding", quant::to_string(a->q.embedding.rounding)},
                                {"calib", a->calib},     {"nsamples", !calib_text.empty() ? a->c.nsamples : 0},
                                {"seqlen", !calib_text.empty() ? a->c.seqlen : 0}, {"seed", a->c.seed}};
     if (targeted)

@@ -89,8 +89,8 @@ LayerCost embedding_cost(model::Model& m, const QuantizeOptions& o, const Alloca
                          const torch::Tensor& logp, Progress& bar) {
   const bool tied = m.config.tie_embeddings;
   const model::BlockContext ctx = m.context();
-  const torch::Tensor importance =
-      m.output_norm.forward(inputs.back()).to(torch::kFloat32).pow(2).reshape({-1, m.config.dim}).mean(0);
+  const torch::Tensor h = m.output_norm.forward(inputs.back()).to(torch::kFloat64).reshape({-1, m.config.dim});
+  const torch::Tensor gram = h.t().mm(h) / double(h.size(0));
   const torch::Tensor embd = m.tok_embd, head = m.output.weight;
   // The model gets its own embedding and head back however the trials end.
   struct Restore {
@@ -109,7 +109,7 @@ LayerCost embedding_cost(model::Model& m, const QuantizeOptions& o, const Alloca
     eo.bits = bits;
     uint64_t bytes = 0;
     auto quantized = [&](const torch::Tensor& w, const std::string& name) {
-      const CodebookLayer l = quantize_embedding(w, eo, importance);
+      const CodebookLayer l = quantize_embedding(w, options_for(eo, name, tied), gram);
       bytes += io::codebook_file_bytes(name, l) + io::codebook_all_keys_bytes(name);
       return detail::dequantized(l, w);
     };
@@ -164,6 +164,7 @@ std::vector<LayerCost> measure_layer_costs(model::Model& m, const torch::Tensor&
     LcqOptions start = o.lcq;
     start.bits = bits;
     start.rank = 1;
+    start.init = start_grid_kind(o);
     const CodebookLayer q = LcqLinear(W, start, at::detail::createCPUGenerator(0), energy).finalize();
     return detail::dequantized(q, W);
   };
@@ -177,7 +178,7 @@ std::vector<LayerCost> measure_layer_costs(model::Model& m, const torch::Tensor&
     const model::Block& fp = m.blocks[l];
     const torch::Tensor target = inputs[l + 1].to(torch::kFloat32);
     std::map<std::string, torch::Tensor> energies;  // by linear name; empty unless --init wmse
-    if (o.lcq.init == LcqInit::kWmse) energies = detail::input_energies(ctx, fp, inputs[l]);
+    if (start_grid_kind(o) == LcqInit::kWmse) energies = detail::input_energies(ctx, fp, inputs[l]);
     auto energy_of = [&](const std::string& name) {
       const auto it = energies.find(name);
       return it == energies.end() ? torch::Tensor() : it->second;

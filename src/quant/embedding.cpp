@@ -1,12 +1,30 @@
 #include "lcq/quant/embedding.h"
 
 #include "lcq/core/error.h"
+#include "lcq/core/named.h"
+#include "lcq/quant/gptq.h"
 #include "lcq/quant/lcq.h"
 #include "lcq/quant/uniform.h"
 
 #include <torch/torch.h>
 
 namespace lcq::quant {
+
+namespace {
+constexpr Named<EmbeddingRounding> kRoundings[] = {{EmbeddingRounding::kNearest, "nearest"},
+                                                   {EmbeddingRounding::kGptq, "gptq"}};
+}  // namespace
+
+const std::vector<std::string>& embedding_rounding_names() {
+  static const auto v = names_of(kRoundings);
+  return v;
+}
+
+EmbeddingRounding parse_embedding_rounding(const std::string& name) {
+  return parse_named(kRoundings, name, "--embed-rounding");
+}
+
+std::string to_string(EmbeddingRounding r) { return name_of(kRoundings, r); }
 
 void validate(const EmbeddingOptions& o) {
   LCQ_CHECK(o.bits == 0 || (o.bits >= 2 && o.bits <= 8), "--embed-bits must be 0 (fp16) or 2..8, got {}", o.bits);
@@ -15,8 +33,13 @@ void validate(const EmbeddingOptions& o) {
             o.dq_bits, o.dq_group);
 }
 
-CodebookLayer quantize_embedding(const torch::Tensor& W, const EmbeddingOptions& o,
-                                 const torch::Tensor& column_importance) {
+EmbeddingOptions options_for(const EmbeddingOptions& o, const std::string& name, bool tied) {
+  EmbeddingOptions own = o;
+  if (name == "token_embd" && !tied) own.rounding = EmbeddingRounding::kNearest;
+  return own;
+}
+
+CodebookLayer quantize_embedding(const torch::Tensor& W, const EmbeddingOptions& o, const torch::Tensor& head_gram) {
   validate(o);
   LCQ_CHECK(o.bits > 0, "quantize_embedding: bits 0 keeps the matrix in fp16");
   torch::NoGradGuard ng;
@@ -24,9 +47,11 @@ CodebookLayer quantize_embedding(const torch::Tensor& W, const EmbeddingOptions&
   const int64_t rows = w.size(0);
   LCQ_CHECK(torch::isfinite(w).all().item<bool>(), "the embedding contains NaN or infinite values");
   torch::Tensor importance;
-  if (column_importance.defined()) {
+  if (head_gram.defined()) {
+    LCQ_CHECK(head_gram.dim() == 2 && head_gram.size(0) == w.size(1) && head_gram.size(1) == w.size(1),
+              "internal: the head's gram must be [{0}, {0}]", w.size(1));
     // A column never active would get weight 0 and any grid; keep a floor of 1e-3 of the mean.
-    importance = column_importance.to(torch::kFloat32);
+    importance = head_gram.diagonal().to(torch::kFloat32);
     importance = importance.clamp_min(1e-3 * importance.mean().item<double>() + 1e-30);
   }
   // The grid row block by row block: the search's temporaries stay a few times one block.
@@ -41,9 +66,15 @@ CodebookLayer quantize_embedding(const torch::Tensor& W, const EmbeddingOptions&
   }
   UniformGrid grid{torch::cat(scales, 0), torch::cat(zeros, 0)};
   CodebookLayer l = uniform_layer(torch::cat(codes, 0), grid, o.bits, o.group, o.dq_bits, o.dq_group);
-  // The stored (double-quantized) grid differs a little from the searched one: every weight
-  // goes to its nearest entry of what is stored.
-  assign_nearest(l, w.data_ptr<float>());
+  if (o.rounding == EmbeddingRounding::kGptq && head_gram.defined()) {
+    GptqOptions g;
+    g.act_order = true;
+    l = gptq_round(w, head_gram, std::move(l), g);
+  } else {
+    // The stored (double-quantized) grid differs a little from the searched one: every weight
+    // goes to its nearest entry of what is stored.
+    assign_nearest(l, w.data_ptr<float>());
+  }
   l.validate("embedding");
   return l;
 }

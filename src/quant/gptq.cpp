@@ -75,25 +75,25 @@ CodebookLayer empty_grid_layer(int64_t m, int64_t n, const LcqOptions& o) {
 
 }  // namespace
 
-CodebookLayer gptq_quantize(const torch::Tensor& W_in, const torch::Tensor& H_in, const LcqOptions& o,
-                            const GptqOptions& g) {
-  validate(g, o);
+namespace {
+
+// The sweep shared by gptq_quantize and gptq_round: W's columns (in order of decreasing
+// diag(H) with act-order) each rounded to the nearest entry of its group's codebook in L, the
+// error spread over the later columns. `lazy`: L's rank-one grid of a group is computed from
+// the updated weights when the sweep reaches it. Sets L.indices; returns L.
+CodebookLayer sweep(const torch::Tensor& W_in, const torch::Tensor& H_in, CodebookLayer L, const GptqOptions& g,
+                    bool lazy) {
   torch::NoGradGuard ng;
-  LCQ_CHECK(W_in.dim() == 2 && H_in.dim() == 2 && H_in.size(0) == W_in.size(1) && H_in.size(1) == W_in.size(1),
-            "GPTQ: H must be [{0}, {0}] for a weight of {0} columns", W_in.dim() == 2 ? W_in.size(1) : 0);
   const int64_t m = W_in.size(0), n = W_in.size(1);
-  const bool lazy = g.groups == GptqGroups::kLazy;
   torch::Tensor W = W_in.detach().to(torch::kFloat32).clone(at::MemoryFormat::Contiguous);
   torch::Tensor H = H_in.detach().to(torch::kFloat64).clone();
   LCQ_CHECK(torch::isfinite(H).all().item<bool>(), "GPTQ: the layer's inputs contain NaN or infinite values");
   // A column whose input is always 0 cannot affect the output: H gets a unit diagonal there
   // (so it stays invertible) and the weight becomes 0, as in the reference.
   const torch::Tensor dead = H.diagonal() == 0;
-  const torch::Tensor energy = H.diagonal().clone();  // for --gptq-grid wmse: any scale will do
   H.diagonal().masked_fill_(dead, 1.0);
   W.masked_fill_(dead.unsqueeze(0), 0.0);
 
-  CodebookLayer L = lazy ? empty_grid_layer(m, n, o) : detail::grid_layer(W, o, g.grid, energy);
   const int64_t gpr = L.groups_per_row(), K = L.levels(), group = L.group;
   // Every group's codebook in CodebookLayer's own arithmetic: GPTQ's q is then exactly what
   // the file's dequantization gives back.
@@ -181,12 +181,42 @@ CodebookLayer gptq_quantize(const torch::Tensor& W_in, const torch::Tensor& H_in
   return L;
 }
 
+void check_shapes(const torch::Tensor& W, const torch::Tensor& H) {
+  LCQ_CHECK(W.dim() == 2 && H.dim() == 2 && H.size(0) == W.size(1) && H.size(1) == W.size(1),
+            "GPTQ: H must be [{0}, {0}] for a weight of {0} columns", W.dim() == 2 ? W.size(1) : 0);
+}
+
+}  // namespace
+
+CodebookLayer gptq_quantize(const torch::Tensor& W, const torch::Tensor& H, const LcqOptions& o, const GptqOptions& g) {
+  validate(g, o);
+  check_shapes(W, H);
+  torch::NoGradGuard ng;
+  if (g.groups == GptqGroups::kLazy) return sweep(W, H, empty_grid_layer(W.size(0), W.size(1), o), g, true);
+  // The grid of the weights as the sweep sees them (never-active columns zeroed); wmse weighs
+  // each column by diag(H) (its scale does not matter).
+  const torch::Tensor dead = H.diagonal() == 0;
+  const torch::Tensor w = W.detach().to(torch::kFloat32).masked_fill(dead.unsqueeze(0), 0.0);
+  return sweep(W, H, detail::grid_layer(w, o, g.grid, H.diagonal().to(torch::kFloat32)), g, false);
+}
+
+CodebookLayer gptq_round(const torch::Tensor& W, const torch::Tensor& H, CodebookLayer codebooks,
+                         const GptqOptions& g) {
+  check_shapes(W, H);
+  LCQ_CHECK(codebooks.rows == W.size(0) && codebooks.cols == W.size(1),
+            "GPTQ: codebook layer {}x{} for a weight of {}x{}", codebooks.rows, codebooks.cols, W.size(0), W.size(1));
+  LCQ_CHECK(std::isfinite(g.damp) && g.damp >= 0 && g.block >= 1, "GPTQ: invalid damping {} or block {}", g.damp,
+            g.block);
+  return sweep(W, H, std::move(codebooks), g, false);
+}
+
 namespace {
 
 class GptqMethod final : public BlockMethod {
  public:
-  GptqMethod(const model::Model& m, const LcqOptions& o, const GptqOptions& g, bool progress)
-      : model_(&m), o_(o), g_(g), progress_(progress) {
+  GptqMethod(const model::Model& m, const LcqOptions& o, const GptqOptions& g, bool progress,
+             std::map<std::string, int> layer_bits)
+      : model_(&m), o_(o), g_(g), progress_(progress), layer_bits_(std::move(layer_bits)) {
     validate(g_, o_);
   }
 
@@ -196,7 +226,7 @@ class GptqMethod final : public BlockMethod {
     layer_ = layer;
     rtn_.clear();
     gptq_.clear();
-    for (const auto& [name, lin] : fp.linears()) rtn_.emplace(name, detail::rtn_layer(lin->weight, o_));
+    for (const auto& [name, lin] : fp.linears()) rtn_.emplace(name, detail::rtn_layer(lin->weight, options_of(name)));
 
     // Stages of layers quantized together; each stage's H comes from a pass over the block
     // in which the earlier stages are already quantized.
@@ -225,7 +255,7 @@ class GptqMethod final : public BlockMethod {
         model::Linear& lin = detail::linear_named(work, name);
         CodebookLayer cl;
         try {
-          cl = gptq_quantize(lin.weight, st.gram * (2.0 / double(st.tokens)), o_, g_);
+          cl = gptq_quantize(lin.weight, st.gram * (2.0 / double(st.tokens)), options_of(name), g_);
         } catch (const Error& e) {
           fail("blk.{}.{}: {}", layer, name, e.what());
         }
@@ -255,10 +285,18 @@ class GptqMethod final : public BlockMethod {
   }
 
  private:
+  LcqOptions options_of(const std::string& name) const {
+    LcqOptions own = o_;
+    const auto it = layer_bits_.find(model::layer_name(layer_, name));
+    if (it != layer_bits_.end()) own.bits = it->second;
+    return own;
+  }
+
   const model::Model* model_;
   LcqOptions o_;
   GptqOptions g_;
   bool progress_;
+  std::map<std::string, int> layer_bits_;
   int layer_ = 0;
   std::map<std::string, CodebookLayer> rtn_, gptq_;
 };
@@ -266,8 +304,8 @@ class GptqMethod final : public BlockMethod {
 }  // namespace
 
 std::unique_ptr<BlockMethod> make_gptq_method(const model::Model& model, const LcqOptions& o, const GptqOptions& g,
-                                              bool progress) {
-  return std::make_unique<GptqMethod>(model, o, g, progress);
+                                              bool progress, std::map<std::string, int> layer_bits) {
+  return std::make_unique<GptqMethod>(model, o, g, progress, std::move(layer_bits));
 }
 
 }  // namespace lcq::quant

@@ -41,7 +41,9 @@ class LcqFromStart final : public BlockMethod {
         starts_(std::make_shared<std::map<std::string, Start>>()),
         lcq_([o, gen, starts = starts_](int, const std::string& name, const torch::Tensor&, const torch::Tensor&) {
                const Start& s = starts->at(name);
-               return LcqLinear(s.weight, s.layer, o, gen);
+               LcqOptions own = o;
+               own.bits = s.layer.bits;  // a size target's width, as the start method chose it
+               return LcqLinear(s.weight, s.layer, own, gen);
              },
              std::move(lrs), train, gen) {}
 

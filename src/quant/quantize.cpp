@@ -68,12 +68,7 @@ void validate(const QuantizeOptions& o) {
             to_string(o.method));
   LCQ_CHECK(o.init_from.empty() || is_grid_init(o.lcq.init),
             "--init-from and --init {} both name LCQ's start: give one", to_string(o.lcq.init));
-  LCQ_CHECK(o.layer_bits.empty() || ((o.method == Method::kLcq || o.method == Method::kRtn) && o.init_from.empty() &&
-                                      is_grid_init(o.lcq.init)),
-            "a size target (--target-size, --target-bpw) allocates bits for --method lcq or rtn from the rtn, mse or "
-            "wmse start, not {}", o.method != Method::kLcq && o.method != Method::kRtn ? "--method " + to_string(o.method)
-                             : o.init_from.empty()                  ? "--init " + to_string(o.lcq.init)
-                                                                    : std::string("--init-from"));
+  if (!o.layer_bits.empty()) check_size_target_applies(o);
   for (const auto& [name, bits] : o.layer_bits)
     LCQ_CHECK(bits >= 1 && bits <= 8, "layer {}: {} bits (1 to 8 allowed)", name, bits);
   if (o.method == Method::kGptq || o.lcq.init == LcqInit::kGptq) validate(o.gptq, o.lcq);
@@ -105,6 +100,20 @@ QuantizeOptions default_recipe() {
   return o;
 }
 
+void check_size_target_applies(const QuantizeOptions& o) {
+  const bool method = o.method == Method::kLcq || o.method == Method::kRtn || o.method == Method::kGptq;
+  LCQ_CHECK(method && o.init_from.empty() && (is_grid_init(o.lcq.init) || o.lcq.init == LcqInit::kGptq),
+            "a size target (--target-size, --target-bpw) allocates bits for --method lcq, rtn or gptq from the rtn, "
+            "mse, wmse or gptq start, not {}",
+            !method               ? "--method " + to_string(o.method)
+            : o.init_from.empty() ? "--init " + to_string(o.lcq.init)
+                                  : std::string("--init-from"));
+}
+
+LcqInit start_grid_kind(const QuantizeOptions& o) {
+  return o.method == Method::kGptq || o.lcq.init == LcqInit::kGptq ? o.gptq.grid : o.lcq.init;
+}
+
 double default_lr(Method m) { return m == Method::kOmniQuant ? 1e-2 : 3e-3; }
 
 std::unique_ptr<BlockMethod> make_block_method(const QuantizeOptions& o, const model::Model& m) {
@@ -113,7 +122,7 @@ std::unique_ptr<BlockMethod> make_block_method(const QuantizeOptions& o, const m
   if (o.method == Method::kOmniQuant) return make_omniquant_method(o.lcq, lr, train);
   if (o.method == Method::kFlexRound || o.method == Method::kLrq)
     return make_flexround_method(o.lcq, o.flexround, o.method == Method::kLrq, lr, train, o.engine.seed, &m);
-  if (o.method == Method::kGptq) return make_gptq_method(m, o.lcq, o.gptq, o.engine.progress);
+  if (o.method == Method::kGptq) return make_gptq_method(m, o.lcq, o.gptq, o.engine.progress, o.layer_bits);
   if (o.method == Method::kAwq) return make_awq_method(m, o.lcq, o.awq, o.engine.progress);
   // lcq, and rtn as untrained rank-one lcq. One generator for the whole run (a handle:
   // copies share its state).
@@ -126,7 +135,7 @@ std::unique_ptr<BlockMethod> make_block_method(const QuantizeOptions& o, const m
     LcqOptions rank_one = o.lcq;
     rank_one.rank = 1;
     rank_one.init = LcqInit::kRtn;
-    auto start = o.lcq.init == LcqInit::kGptq ? make_gptq_method(m, rank_one, o.gptq, o.engine.progress)
+    auto start = o.lcq.init == LcqInit::kGptq ? make_gptq_method(m, rank_one, o.gptq, o.engine.progress, o.layer_bits)
                                       : make_awq_method(m, rank_one, o.awq, o.engine.progress);
     return make_lcq_method_from(std::move(start), lcq, lrs, train, gen);
   }
@@ -137,11 +146,11 @@ namespace {
 
 // The token embedding and (untied) output head as codebook layers "token_embd" and "output";
 // the model keeps their dequantized weights, as the blocks keep theirs.
-void quantize_embeddings(model::Model& m, const EmbeddingOptions& o, const torch::Tensor& head_importance,
+void quantize_embeddings(model::Model& m, const EmbeddingOptions& o, const torch::Tensor& head_gram,
                          std::map<std::string, CodebookLayer>& layers) {
   torch::NoGradGuard ng;
   auto quantize = [&](const std::string& name, const torch::Tensor& w) {
-    CodebookLayer l = quantize_embedding(w, o, head_importance);
+    CodebookLayer l = quantize_embedding(w, options_for(o, name, m.config.tie_embeddings), head_gram);
     torch::Tensor dq = torch::empty({l.rows, l.cols}, torch::kFloat32);
     l.dequantize(dq.data_ptr<float>());
     layers.emplace(name, std::move(l));
@@ -221,17 +230,17 @@ QuantizeResult quantize_model(model::Model& m, const torch::Tensor& calib, const
   QuantizeResult r;
   const std::unique_ptr<BlockMethod> method_ptr = make_block_method(o, m);
   BlockMethod& method = *method_ptr;
-  torch::Tensor head_importance;
+  torch::Tensor head_gram;
   if (calib.defined()) {
     ReconstructResult rr = reconstruct(m, calib, method, o.engine, r.layers);
     r.blocks = std::move(rr.blocks);
-    head_importance = rr.head_importance;
+    head_gram = rr.head_gram;
   } else {
     for (size_t l = 0; l < m.blocks.size(); ++l)
       for (auto& [name, layer] : quantize_block_uncalibrated(method, int(l), m.blocks[l]))
         r.layers.emplace(name, std::move(layer));
   }
-  if (o.embedding.bits > 0) quantize_embeddings(m, o.embedding, head_importance, r.layers);
+  if (o.embedding.bits > 0) quantize_embeddings(m, o.embedding, head_gram, r.layers);
   summarize(r, r.layers);
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return r;

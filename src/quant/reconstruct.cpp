@@ -395,12 +395,14 @@ ReconstructResult reconstruct(model::Model& m, BlockStore& store, EngineState st
   }
   {
     torch::NoGradGuard ng;
-    torch::Tensor sq = torch::zeros({x_q.size(-1)}, torch::kFloat64);
+    const int64_t dim = x_q.size(-1);
+    torch::Tensor gram = torch::zeros({dim, dim}, torch::kFloat64);
     for (int64_t i = 0; i < N; i += chunk) {
-      const torch::Tensor h = m.output_norm.forward(x_q.slice(0, i, std::min(N, i + chunk))).to(torch::kFloat64);
-      sq += h.pow(2).sum(at::IntArrayRef{0, 1});
+      const torch::Tensor h =
+          m.output_norm.forward(x_q.slice(0, i, std::min(N, i + chunk))).to(torch::kFloat64).reshape({-1, dim});
+      gram.addmm_(h.t(), h);
     }
-    result.head_importance = (sq / double(x_q.size(0) * x_q.size(1))).to(torch::kFloat32);
+    result.head_gram = gram / double(x_q.size(0) * x_q.size(1));
   }
   return result;
 }

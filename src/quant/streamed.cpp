@@ -115,7 +115,7 @@ QuantizeResult quantize_streamed(const model::BlockLoader& loader, const torch::
     const ActivationStore* offload = acts.offloaded() ? &acts : nullptr;
     for (int l = 0; l < ckpt.finished(); ++l)
       if (calib.defined()) r.blocks.push_back(ckpt.report(l));
-    torch::Tensor head_importance;
+    torch::Tensor head_gram;
     if (calib.defined()) {
       EngineState state;
       if (ckpt.finished() > 0) {
@@ -132,7 +132,7 @@ QuantizeResult quantize_streamed(const model::BlockLoader& loader, const torch::
       StreamedBlocks store(loader, ckpt, s.act);
       ReconstructResult rr = reconstruct(skeleton, store, std::move(state), *method, o.engine, offload);
       for (BlockReport& b : rr.blocks) r.blocks.push_back(std::move(b));
-      head_importance = rr.head_importance;
+      head_gram = rr.head_gram;
     } else {
       for (int l = ckpt.finished(); l < n; ++l) {
         model::Block b = loader.load(l);
@@ -178,7 +178,7 @@ QuantizeResult quantize_streamed(const model::BlockLoader& loader, const torch::
       if (name == "output" && tied) continue;
       if (o.embedding.bits > 0) {
         torch::NoGradGuard ng;
-        CodebookLayer& c = params.emplace(name, quantize_embedding(loader.matrix(name), o.embedding, head_importance))
+        CodebookLayer& c = params.emplace(name, quantize_embedding(loader.matrix(name), options_for(o.embedding, name, tied), head_gram))
                                .first->second;
         QuantizedLayer& q = layers[name];
         q.layer = &c;

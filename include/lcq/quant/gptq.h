@@ -27,6 +27,7 @@
 
 #include <torch/torch.h>
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -65,10 +66,17 @@ void validate(const GptqOptions& g, const LcqOptions& o);
 // result's dequantize() is exactly the weight GPTQ produced.
 CodebookLayer gptq_quantize(const torch::Tensor& W, const torch::Tensor& H, const LcqOptions& o, const GptqOptions& g);
 
+// The same sweep against codebooks given: every group's entries are `codebooks`' (any rank, as
+// stored: double quantization included); only its indices are replaced (g.groups and g.grid
+// do not apply). Used where the grid is chosen otherwise, e.g. the token embedding's.
+CodebookLayer gptq_round(const torch::Tensor& W, const torch::Tensor& H, CodebookLayer codebooks,
+                         const GptqOptions& g);
+
 // The block method: begin_block does all the work; apply() writes the RTN weights of the
 // same grid (so the engine's report reads "init" = RTN, "final" = GPTQ); end_block() writes
 // GPTQ's. `model` provides the block context (RoPE tables) and must outlive the method.
+// `layer_bits` ("blk.3.attn_q" -> 3) overrides o.bits per layer (a size target's allocation).
 std::unique_ptr<BlockMethod> make_gptq_method(const model::Model& model, const LcqOptions& o, const GptqOptions& g,
-                                              bool progress);
+                                              bool progress, std::map<std::string, int> layer_bits = {});
 
 }  // namespace lcq::quant

@@ -42,10 +42,20 @@ struct QuantizeOptions {
   // of lcq.init's grid; e.g. a FlexRound result.
   std::string init_from;
   // Bits per block linear where they differ from lcq.bits ("blk.3.attn_q" -> 3): a size
-  // target's allocation (lcq/quant/allocation.h). lcq and rtn only.
+  // target's allocation (lcq/quant/allocation.h). lcq (from a plain grid or from gptq), rtn
+  // and gptq.
   std::map<std::string, int> layer_bits;
   ReconstructOptions engine;
 };
+
+// Throws lcq::Error unless a size target can allocate this run's widths (lcq, rtn or gptq,
+// from a plain grid or from gptq).
+void check_size_target_applies(const QuantizeOptions& o);
+
+// The rank-one grid a run starts from, which a size target's sensitivities are measured with:
+// lcq.init's grid, or GPTQ's (--gptq-grid) for --method gptq and --init gptq (the error
+// feedback itself is not part of the measure).
+LcqInit start_grid_kind(const QuantizeOptions& o);
 
 // Checks everything before any work; throws lcq::Error with a message for the user.
 void validate(const QuantizeOptions& o);

@@ -145,9 +145,10 @@ class ActivationStore;
 
 struct ReconstructResult {
   std::vector<BlockReport> blocks;  // of the blocks this call quantized
-  // The mean square of each input column of the output head on the calibration set (the final
-  // norm's output after the quantized blocks) [dim]: the head's importance matrix.
-  torch::Tensor head_importance;
+  // The mean of h h^T over the output head's inputs h on the calibration set (the final norm's
+  // output after the quantized blocks) [dim, dim], f64: its diagonal is each column's mean
+  // square, the head's importance matrix.
+  torch::Tensor head_gram;
 };
 
 // Quantizes blocks state.next_block.. of `store` with `method`. `model` gives the context (RoPE
