@@ -234,9 +234,11 @@ MemoryEstimate estimate_memory(const ModelConfig& c, int64_t nsamples, int64_t s
                        (F * 4 + D * 8 + double(c.n_heads) * double(seqlen) * 2) * 4;
   m.activations = (offloaded ? 0.0 : 4 * set) + batch;
   // libtorch and the process (measured about 300 MB), RoPE tables, and the embedding and
-  // head when they are quantized (f32 while quantized).
+  // head when they are quantized (f32 while quantized; GPTQ's rounding adds its working copy
+  // and the codebook table, about two more).
   m.other = 300e6 + double(c.max_seq_len) * double(c.head_dim) * 4 * 2;
-  if (o.embedding.bits > 0) m.other += double(c.vocab_size) * D * 4 * 3;
+  if (o.embedding.bits > 0)
+    m.other += double(c.vocab_size) * D * 4 * (o.embedding.rounding == EmbeddingRounding::kGptq ? 5 : 3);
   return m;
 }
 
