@@ -73,7 +73,10 @@ TEST(QuantizeCli, NoOptionsRunTheDefaultRecipe) {
   EXPECT_EQ(s.at("bits"), 4);
   EXPECT_EQ(s.at("group"), 64);
   EXPECT_EQ(s.at("rank"), 2);
-  EXPECT_EQ(s.at("init"), "wmse");
+  EXPECT_EQ(s.at("init"), "gptq");
+  EXPECT_EQ(s.at("gptq").at("grid"), "wmse");
+  EXPECT_EQ(s.at("gptq").at("act_order"), true);
+  EXPECT_EQ(s.at("embed_rounding"), "gptq");
   EXPECT_EQ(s.at("epochs"), 2);
   EXPECT_EQ(s.at("embed_bits"), 6);
   EXPECT_EQ(s.at("nsamples"), 128);

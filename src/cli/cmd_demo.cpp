@@ -134,6 +134,7 @@ void register_demo(CLI::App& app) {
       model::LoadedModel q = model::load_model(path, {}, rt);
       quant::QuantizeOptions qo = recipe;
       qo.method = method;
+      qo.lcq.init = quant::default_init(method);
       // RTN needs no calibration (with it, the engine would only measure its block losses).
       auto res = quant::quantize_model(q.model, method == quant::Method::kRtn ? torch::Tensor() : calib, qo);
       const std::string name = quant::to_string(method);

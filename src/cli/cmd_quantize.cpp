@@ -30,7 +30,7 @@ struct QuantizeArgs {
   std::string out, calib, export_fake, export_type = "f16", report;
   quant::CalibrationOptions c;
   quant::QuantizeOptions q = quant::default_recipe();  // what runs when no option says otherwise
-  bool seqlen_given = false, epochs_given = false, embed_bits_given = false;
+  bool seqlen_given = false, epochs_given = false, embed_bits_given = false, init_given = false;
   double smoothquant = 0;  // alpha; 0 = off
   bool resume = false;
   std::string offload, max_memory;
@@ -85,7 +85,9 @@ void register_quantize(CLI::App& app) {
              "The rank-one start: rtn (min-max), mse (clipping search), wmse (the clipping search with each\n"
              "input column's error weighted by its mean square on the calibration text, as llama.cpp's imatrix\n"
              "does; lcq, flexround and lrq; mse without --calib), or, for lcq, the result of gptq or awq on each\n"
-             "block (their --gptq-*/--awq-* options apply); training starts from it");
+             "block (their --gptq-*/--awq-* options apply); training starts from it. Default: gptq for lcq\n"
+             "(on the wmse grid, in act-order), wmse for the others")
+      ->each([a](const std::string&) { a->init_given = true; });
   cmd->add_option("--init-from", a->q.init_from,
                   "lcq: start from the rank-one layers of this quantized model of the same model, bits and group\n"
                   "(e.g. the output of --method flexround); its codes are kept unless --init-codes nearest")
@@ -141,7 +143,9 @@ void register_quantize(CLI::App& app) {
   cmd->add_option("--gptq-damp", a->q.gptq.damp, "gptq: dampening added to H's diagonal, as a fraction of its mean")
       ->check(finite_range(0, 100));
   cmd->add_option("--gptq-block", a->q.gptq.block, "gptq: columns per lazy batch update (speed only)");
-  cmd->add_flag("--act-order", a->q.gptq.act_order, "gptq: quantize columns in order of decreasing activation energy");
+  cmd->add_flag("--act-order,!--no-act-order", a->q.gptq.act_order,
+                "gptq: quantize columns in order of decreasing activation energy (default on; the reference GPTQ is "
+                "--gptq-grid rtn --no-act-order)");
   add_choice(*cmd, "--gptq-groups", a->q.gptq.groups, quant::gptq_groups_names(), quant::parse_gptq_groups,
              "gptq: static = each group's grid from the original weights, before the sweep (works with "
              "--dq-bits and --act-order); lazy = from the updated weights when the sweep reaches the group "
@@ -213,8 +217,9 @@ void register_quantize(CLI::App& app) {
   add_report_option(*cmd, a->report);
   cmd->footer(
       "With no other option, `lcq quantize model.gguf -o model-lcq.gguf --calib FILE` runs the recipe that\n"
-      "measured best on SmolLM2 (BENCHMARKS.md): LCQ rank 2, 4 bits in groups of 64 from the activation-\n"
-      "weighted start, 2 epochs on 128 x 512 calibration tokens, the embedding and head at 6 bits.\n"
+      "measured best on SmolLM2 (BENCHMARKS.md): LCQ rank 2, 4 bits in groups of 64, started from GPTQ on\n"
+      "the activation-weighted grid, 2 epochs on 128 x 512 calibration tokens, the embedding and head at\n"
+      "6 bits rounded by GPTQ on the head's inputs.\n"
       "At most the bytes of llama.cpp's IQ4_NL --imatrix file of SmolLM2-135M, widths chosen per layer among\n"
       "3/4/5 bits and for the embedding (on SmolLM2: lower perplexity than that file, BENCHMARKS.md):\n"
       "  lcq quantize model.gguf -o model-lcq.gguf --target-size 91726688B --target-bits 3,4,5 \\\n"
@@ -226,7 +231,7 @@ void register_quantize(CLI::App& app) {
       "  lcq quantize model.gguf -o model-lcq-3bpw.gguf --target-bpw 3 --embed-bits 4 \\\n"
       "      --calib ../shared/data/ptb/ptb.valid.txt\n"
       "The baselines take the same calibration options, e.g.\n"
-      "  lcq quantize model.gguf -o model-gptq-w3.gguf --method gptq --bits 3 --group 128 --act-order \\\n"
+      "  lcq quantize model.gguf -o model-gptq-w3.gguf --method gptq --bits 3 --group 128 \\\n"
       "      --calib ../shared/data/ptb/ptb.valid.txt\n"
       "  lcq quantize model.gguf -o model-awq-w3.gguf --method awq --bits 3 --group 128 \\\n"
       "      --calib ../shared/data/ptb/ptb.valid.txt\n"
@@ -237,6 +242,8 @@ void register_quantize(CLI::App& app) {
     a->q.embedding.dq_bits = a->q.lcq.dq_bits;  // the embedding's group parameters are stored like the layers'
     a->q.embedding.dq_group = a->q.lcq.dq_group;
     if (!a->epochs_given) a->q.engine.epochs = quant::default_epochs(a->q.method, a->q.lcq.bits);
+    if (!a->init_given)  // a file start (--init-from) is the start; its grid plays the wmse start's part
+      a->q.lcq.init = a->q.init_from.empty() ? quant::default_init(a->q.method) : quant::LcqInit::kWmse;
     a->q.engine.progress = !opts->quiet && !opts->json;
     quant::validate(a->q);
     LCQ_CHECK(!a->out.empty(), "-o: the output path is empty");

@@ -48,11 +48,11 @@ void validate(const GptqOptions& g, const LcqOptions& o) {
             o.dq_bits);
   LCQ_CHECK(is_grid_init(g.grid), "--gptq-grid must be rtn, mse or wmse, got {}", to_string(g.grid));
   LCQ_CHECK(g.groups == GptqGroups::kStatic || g.grid == LcqInit::kRtn,
-            "--gptq-grid {} needs --gptq-groups static: lazy groups take min-max grids of the updated weights",
+            "--gptq-groups lazy takes min-max grids of the updated weights: it needs --gptq-grid rtn (got {})",
             to_string(g.grid));
   LCQ_CHECK(g.groups == GptqGroups::kStatic || !g.act_order,
-            "--act-order needs --gptq-groups static: lazy groups in activation order are sets of scattered "
-            "columns, which a file of contiguous groups cannot hold");
+            "--act-order needs --gptq-groups static (with lazy groups add --no-act-order): lazy groups in "
+            "activation order are sets of scattered columns, which a file of contiguous groups cannot hold");
 }
 
 namespace {

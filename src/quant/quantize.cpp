@@ -87,15 +87,20 @@ int default_epochs(Method m, int bits) {
   return 2;
 }
 
+LcqInit default_init(Method m) { return m == Method::kLcq ? LcqInit::kGptq : LcqInit::kWmse; }
+
 QuantizeOptions default_recipe() {
   QuantizeOptions o;
   o.method = Method::kLcq;
   o.lcq.bits = 4;
   o.lcq.group = 64;
   o.lcq.rank = 2;
-  o.lcq.init = LcqInit::kWmse;
+  o.lcq.init = default_init(o.method);
+  o.gptq.grid = LcqInit::kWmse;
+  o.gptq.act_order = true;
   o.embedding.bits = 6;
   o.embedding.group = 64;
+  o.embedding.rounding = EmbeddingRounding::kGptq;
   o.engine.epochs = default_epochs(o.method, o.lcq.bits);
   return o;
 }

@@ -68,9 +68,11 @@ bool is_learned_grid(Method m);     // omniquant, flexround, lrq
 
 // What `lcq quantize MODEL -o OUT --calib FILE` runs when no option says otherwise: the
 // configuration that measured best on SmolLM2-135M (BENCHMARKS.md, "The default recipe"): LCQ
-// rank 2, 4 bits in groups of 64, the activation-weighted start (wmse), the token embedding and
-// head at 6 bits in groups of 64 (the width the size targets chose at 4-5 bits per weight), and
-// default_epochs("lcq") = 2; the calibration default is CalibrationOptions' 128 x 512 tokens.
+// rank 2, 4 bits in groups of 64, started from GPTQ on the activation-weighted grid in
+// act-order (default_init(lcq), --gptq-grid wmse, --act-order; its codes kept), the token
+// embedding and head at 6 bits in groups of 64 (the width the size targets chose at 4-5 bits
+// per weight) rounded by GPTQ on the head's inputs, and default_epochs("lcq") = 2; the
+// calibration default is CalibrationOptions' 128 x 512 tokens.
 // QuantizeOptions' own member defaults are the library's neutral ones (2 bits, group 128, an
 // fp16 embedding), which the tests and the other entry points build on.
 QuantizeOptions default_recipe();
@@ -83,6 +85,9 @@ QuantizeOptions default_recipe();
 // flexround and lrq (3e-3, a starting point not yet settled by a sweep).
 int default_epochs(Method m, int bits);
 double default_lr(Method m);
+// The start each method takes where the user gives no --init: lcq gptq (the recipe's), the
+// others wmse (flexround and lrq start from that grid; the rank-one methods set their own).
+LcqInit default_init(Method m);
 
 // The block method for o.method (after quantize_model's adjustments: rank 1 and no training
 // for the rank-one methods). `model` must outlive it. Each method lives in its own file.
