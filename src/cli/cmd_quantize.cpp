@@ -136,22 +136,23 @@ void register_quantize(CLI::App& app) {
       ->capture_default_str();
   add_choice(*cmd, "--embed-rounding", a->q.embedding.rounding, quant::embedding_rounding_names(),
              quant::parse_embedding_rounding,
-             "How the head's (and tied embedding's) weights take their grid's entries: nearest, or gptq (error "
-             "feedback on the head's calibration inputs: the head's output error, not each weight's, is minimised)");
+             "How the head's (and tied embedding's) weights take their grid's entries: nearest, or gptq\n"
+             "(error feedback on the head's calibration inputs: the head's output error, not each weight's,\n"
+             "is minimised)");
   cmd->add_option("--dq-bits", a->q.lcq.dq_bits, "Double quantization of S and B (0 = keep them f32)");
   cmd->add_option("--dq-group", a->q.lcq.dq_group, "Groups per double-quantization block");
   cmd->add_option("--gptq-damp", a->q.gptq.damp, "gptq: dampening added to H's diagonal, as a fraction of its mean")
       ->check(finite_range(0, 100));
   cmd->add_option("--gptq-block", a->q.gptq.block, "gptq: columns per lazy batch update (speed only)");
   cmd->add_flag("--act-order,!--no-act-order", a->q.gptq.act_order,
-                "gptq: quantize columns in order of decreasing activation energy (default on; the reference GPTQ is "
-                "--gptq-grid rtn --no-act-order)");
+                "gptq: quantize columns in order of decreasing activation energy (default on; the reference\n"
+                "GPTQ is --gptq-grid rtn --no-act-order)");
   add_choice(*cmd, "--gptq-groups", a->q.gptq.groups, quant::gptq_groups_names(), quant::parse_gptq_groups,
              "gptq: static = each group's grid from the original weights, before the sweep (works with "
              "--dq-bits and --act-order); lazy = from the updated weights when the sweep reaches the group "
              "(the reference's default; needs --dq-bits 0)");
   add_choice(*cmd, "--gptq-grid", a->q.gptq.grid, quant::gptq_grid_names(), quant::parse_gptq_grid,
-             "gptq: the static groups' grid: rtn (min-max, the reference's), mse (the per-group clipping "
+             "gptq: the static groups' grid: rtn (min-max, the reference's), mse (the per-group clipping\n"
              "search) or wmse (that search with each column's error weighted by its input energy, diag(H))");
   cmd->add_flag("--true-sequential,!--no-true-sequential", a->q.gptq.true_sequential,
                 "gptq: within a block quantize q,k,v -> o -> gate,up -> down, each from the inputs the quantized "
