@@ -177,7 +177,7 @@ std::vector<LayerCost> measure_layer_costs(model::Model& m, const torch::Tensor&
   for (size_t l = 0; l < blocks; ++l) {
     const model::Block& fp = m.blocks[l];
     const torch::Tensor target = inputs[l + 1].to(torch::kFloat32);
-    std::map<std::string, torch::Tensor> energies;  // by linear name; empty unless --init wmse
+    std::map<std::string, torch::Tensor> energies;  // by linear name; empty unless the start grid is wmse
     if (start_grid_kind(o) == LcqInit::kWmse) energies = detail::input_energies(ctx, fp, inputs[l]);
     auto energy_of = [&](const std::string& name) {
       const auto it = energies.find(name);

@@ -37,11 +37,20 @@ GptqGroups parse_gptq_groups(const std::string& name) { return parse_named(kGptq
 
 std::string to_string(GptqGroups g) { return name_of(kGptqGroups, g); }
 
-void validate(const GptqOptions& g, const LcqOptions& o) {
-  validate(o);
+namespace {
+
+// The options the sweep itself reads (gptq_round has no grid to check).
+void validate_sweep(const GptqOptions& g) {
   LCQ_CHECK(std::isfinite(g.damp) && g.damp >= 0, "--gptq-damp must be >= 0 (a fraction of mean(diag H)), got {}",
             g.damp);
   LCQ_CHECK(g.block >= 1, "--gptq-block must be >= 1, got {}", g.block);
+}
+
+}  // namespace
+
+void validate(const GptqOptions& g, const LcqOptions& o) {
+  validate(o);
+  validate_sweep(g);
   LCQ_CHECK(g.groups == GptqGroups::kStatic || o.dq_bits == 0,
             "--gptq-groups lazy needs --dq-bits 0: a double-quantization block's scale is known only once all "
             "its groups are, so GPTQ could not round against the grid the file stores (got --dq-bits {})",
@@ -205,8 +214,7 @@ CodebookLayer gptq_round(const torch::Tensor& W, const torch::Tensor& H, Codeboo
   check_shapes(W, H);
   LCQ_CHECK(codebooks.rows == W.size(0) && codebooks.cols == W.size(1),
             "GPTQ: codebook layer {}x{} for a weight of {}x{}", codebooks.rows, codebooks.cols, W.size(0), W.size(1));
-  LCQ_CHECK(std::isfinite(g.damp) && g.damp >= 0 && g.block >= 1, "GPTQ: invalid damping {} or block {}", g.damp,
-            g.block);
+  validate_sweep(g);
   return sweep(W, H, std::move(codebooks), g, false);
 }
 
@@ -285,12 +293,7 @@ class GptqMethod final : public BlockMethod {
   }
 
  private:
-  LcqOptions options_of(const std::string& name) const {
-    LcqOptions own = o_;
-    const auto it = layer_bits_.find(model::layer_name(layer_, name));
-    if (it != layer_bits_.end()) own.bits = it->second;
-    return own;
-  }
+  LcqOptions options_of(const std::string& name) const { return with_layer_bits(o_, layer_bits_, layer_, name); }
 
   const model::Model* model_;
   LcqOptions o_;

@@ -10,16 +10,21 @@
 
 namespace lcq::quant {
 
+LcqOptions with_layer_bits(const LcqOptions& o, const std::map<std::string, int>& layer_bits, int layer,
+                           const std::string& name) {
+  LcqOptions own = o;
+  const auto it = layer_bits.find(model::layer_name(layer, name));
+  if (it != layer_bits.end()) own.bits = it->second;
+  return own;
+}
+
 std::unique_ptr<BlockMethod> make_lcq_method(const LcqOptions& o, std::vector<double> lrs, bool train,
                                              torch::Generator gen, std::map<std::string, int> layer_bits,
                                              const model::Model* inputs_of) {
   auto method = std::make_unique<detail::PerLinearMethod<LcqLinear>>(
       [o, gen, layer_bits = std::move(layer_bits)](int layer, const std::string& name, const torch::Tensor& W,
                                                    const torch::Tensor& energy) {
-        LcqOptions own = o;
-        const auto it = layer_bits.find(model::layer_name(layer, name));
-        if (it != layer_bits.end()) own.bits = it->second;
-        return LcqLinear(W, own, gen, energy);
+        return LcqLinear(W, with_layer_bits(o, layer_bits, layer, name), gen, energy);
       },
       std::move(lrs), train, gen);
   if (o.init == LcqInit::kWmse && inputs_of) method->weigh_inputs(inputs_of->context());

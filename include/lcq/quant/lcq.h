@@ -138,6 +138,11 @@ class LcqLinear {
   torch::Tensor fixed_q_;   // [m, Gr, g] codes held fixed (start_codes = keep), else undefined
 };
 
+// o with o.bits replaced by layer_bits' entry for linear `name` of block `layer`
+// ("blk.3.attn_q" -> bits: a size target's allocation), if it has one.
+LcqOptions with_layer_bits(const LcqOptions& o, const std::map<std::string, int>& layer_bits, int layer,
+                           const std::string& name);
+
 // The LCQ block method (the engine trains {S~, B~} at lrs[0] and {V} at lrs[1]), each layer
 // starting from the rtn, mse or wmse grid of o.init. One generator for the run: extra rows of V
 // differ between layers but are the same for the same seed. `layer_bits` ("blk.3.attn_q" ->
