@@ -112,6 +112,32 @@ TEST(Stories260K, IncrementalDecodingWithTheCacheEqualsTheFullForward) {
   }
 }
 
+// Prompts with RuntimeOptions::prompt_dtype bf16 run attention's score and value products in
+// bf16 (model/model.cpp): the logits move by bf16's rounding of queries, keys, values and
+// probabilities, no more; one position (decoding) stays f32 and exact.
+TEST(Stories260K, Bf16PromptAttentionStaysCloseToF32) {
+  LoadedModel lm = load_stories();
+  std::vector<int> ids = lm.tok().encode(slurp(tinystories_val()).substr(0, 1500), true);
+  ids.resize(300);
+  const torch::Tensor f32 = full_logits(lm.model, ids);
+  lm.model.options.prompt_dtype = torch::kBFloat16;
+  const torch::Tensor bf16 = full_logits(lm.model, ids);
+  const double worst = (bf16 - f32).abs().max().item<double>();
+  std::printf("bf16 prompt attention: largest logit difference %.3g (|logit| up to %.3g)\n", worst,
+              f32.abs().max().item<double>());
+  EXPECT_GT(worst, 0.0);    // the bf16 products ran
+  EXPECT_LT(worst, 0.6);    // measured 0.43 on logits up to 24 (the bf16 runtime's own bound is 0.5)
+  const torch::Tensor target = torch::tensor(std::vector<int64_t>(ids.begin() + 1, ids.end()), torch::kLong);
+  auto nll = [&](const torch::Tensor& logits) {
+    return torch::nn::functional::cross_entropy(logits.slice(0, 0, int64_t(ids.size()) - 1), target).item<double>();
+  };
+  std::printf("mean NLL: f32 %.6f, bf16 prompt attention %.6f\n", nll(f32), nll(bf16));
+  EXPECT_NEAR(nll(bf16), nll(f32), 3e-3 * nll(f32));  // measured 1.1e-3
+  const torch::Tensor one = full_logits(lm.model, {ids[0]});
+  lm.model.options.prompt_dtype = torch::kFloat32;
+  EXPECT_TRUE(one.equal(full_logits(lm.model, {ids[0]})));
+}
+
 TEST(Stories260K, PerplexityAgreesWithTheNaiveReference) {
   // The GPTQ protocol on tinystories_val.txt at the model's context (512). The test scores
   // the first 8 windows (4096 tokens); LCQ_TEST_ALL_WINDOWS=1 scores the whole file (slow).

@@ -48,9 +48,10 @@ void ModelOptions::add_to(CLI::App& cmd, bool with_runtime) {
         ->check(CLI::IsMember(kernels::kernel_choice_names()))
         ->capture_default_str();
     cmd.add_option("--prompt-dtype", prompt_dtype,
-                   "Arithmetic of packed layers on prompts (16+ tokens: their dequantized weights through\n"
-                   "BLAS): f32 (exact), bf16 (oneDNN's bf16 products: about 1.6x faster on CPUs with\n"
-                   "AVX512-BF16 or AMX, inputs rounded to bf16), auto (bf16 where the CPU has it natively)")
+                   "Arithmetic of prompts (16+ tokens): the packed layers' dequantized weights through BLAS\n"
+                   "and attention's products. f32 (exact), bf16 (oneDNN's bf16 products: about 1.6x faster\n"
+                   "on CPUs with AVX512-BF16 or AMX, inputs rounded to bf16, sums and softmax in f32), auto\n"
+                   "(bf16 where the CPU has it natively)")
         ->check(CLI::IsMember(model::prompt_dtype_names()))
         ->capture_default_str();
   }

@@ -120,8 +120,12 @@ torch::Tensor apply_rope(const torch::Tensor& x, const torch::Tensor& cos, const
 // (16 chunks) 15/32. Small enough to skip most of the triangle, large enough that each
 // product stays a well-shaped matrix multiply.
 constexpr int64_t kQueryChunk = 128;
+// From this many query positions on, attention follows the prompt dtype (as the packed
+// layers' panels do, model/linear.cpp).
+constexpr int64_t kMinLowPrecision = 16;
 
-torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, int64_t start_pos) {
+torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, int64_t start_pos,
+                        torch::ScalarType prompt_dtype) {
   // q [B, H, T, hd]; k, v [B, Hkv, S, hd] with S = start_pos + T; returns [B, T, H, hd].
   // Grouped-query attention without copying k/v: view q as [B, Hkv, G*T, hd] against each
   // shared k/v head. The score matrix is the big tensor at long contexts, so it is touched as
@@ -130,19 +134,26 @@ torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const to
   const int64_t B = q.size(0), H = q.size(1), T = q.size(2), hd = q.size(3);
   const int64_t Hkv = k.size(1), G = H / Hkv;
   const auto opts = torch::TensorOptions().dtype(q.scalar_type()).device(q.device());
+  // Prompts in bf16: keys and values rounded once, each chunk's products through oneDNN's
+  // bf16 GEMM (at 2048 positions the f32 products were a third of a perplexity window's time).
+  const bool low = prompt_dtype == torch::kBFloat16 && q.scalar_type() == torch::kFloat32 && T >= kMinLowPrecision;
+  const torch::Tensor kp = low ? k.to(torch::kBFloat16) : k, vp = low ? v.to(torch::kBFloat16) : v;
   std::vector<torch::Tensor> outs;
   for (int64_t t0 = 0; t0 < T; t0 += kQueryChunk) {
     const int64_t t1 = std::min(T, t0 + kQueryChunk), Tc = t1 - t0, S = start_pos + t1;
     auto qc = (q.slice(2, t0, t1) * (1.0 / std::sqrt(double(hd)))).reshape({B, Hkv, G * Tc, hd});
-    auto kc = k.slice(2, 0, S), vc = v.slice(2, 0, S);
-    auto scores = torch::matmul(qc, kc.transpose(2, 3));  // [B, Hkv, G*Tc, S]
+    auto kc = kp.slice(2, 0, S), vc = vp.slice(2, 0, S);
+    auto scores = torch::matmul(low ? qc.to(torch::kBFloat16) : qc, kc.transpose(2, 3));  // [B, Hkv, G*Tc, S]
+    if (low) scores = scores.to(torch::kFloat32);
     if (Tc > 1) {
       // Query at absolute position start_pos + t0 + i sees keys 0..start_pos + t0 + i.
       auto bias = torch::full({Tc, S}, -std::numeric_limits<float>::infinity(), opts).triu_(start_pos + t0 + 1);
       scores.view({B, Hkv, G, Tc, S}).add_(bias);
     }
-    auto probs = torch::softmax(scores, -1, torch::kFloat32).to(v.scalar_type());
-    outs.push_back(torch::matmul(probs, vc).reshape({B, H, Tc, hd}).transpose(1, 2));  // [B, Tc, H, hd]
+    auto probs = torch::softmax(scores, -1, torch::kFloat32).to(vc.scalar_type());
+    auto out = torch::matmul(probs, vc);
+    if (low) out = out.to(q.scalar_type());
+    outs.push_back(out.reshape({B, H, Tc, hd}).transpose(1, 2));  // [B, Tc, H, hd]
   }
   return outs.size() == 1 ? outs[0] : torch::cat(outs, 1);
 }
@@ -165,7 +176,7 @@ torch::Tensor attention_forward(const BlockContext& ctx, const Block& b, const t
     k = apply_rope(k, cos, sin);
   }
   if (cache) std::tie(k, v) = cache->append(layer, k, v);
-  auto att = attention(q, k, v, start_pos).reshape({B, T, c.n_heads * c.head_dim});
+  auto att = attention(q, k, v, start_pos, ctx.prompt_dtype).reshape({B, T, c.n_heads * c.head_dim});
   return b.o.forward(att);
 }
 

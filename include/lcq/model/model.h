@@ -104,6 +104,10 @@ struct Rope {
 struct BlockContext {
   const ModelConfig* config = nullptr;
   const Rope* rope = nullptr;
+  // Attention's score and value products over many query positions (prompts) run in this
+  // type: kFloat32 (exact) or kBFloat16 (RuntimeOptions::prompt_dtype: inputs rounded to bf16,
+  // sums and the softmax in f32). Single positions (decoding) stay f32.
+  torch::ScalarType prompt_dtype = torch::kFloat32;
 };
 
 // The two halves of a decoder layer, on their (normalised) inputs h [B, T, dim]: the attention
@@ -132,7 +136,7 @@ class Model {
   Linear output;           // shares tok_embd when tied
   Rope rope;
 
-  BlockContext context() const { return {&config, &rope}; }
+  BlockContext context() const { return {&config, &rope, options.prompt_dtype}; }
   torch::TensorOptions tensor_options() const;
 
   // tokens [B, T] (int64) -> hidden states [B, T, dim] for positions start_pos..
