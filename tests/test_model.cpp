@@ -7,6 +7,8 @@
 #include "lcq/model/generate.h"
 #include "lcq/model/linear.h"
 #include "lcq/model/loader.h"
+#include "kernel_test_helpers.h"
+#include "lcq/kernels/matrix.h"
 #include "reference/naive_llama.h"
 #include "test_util.h"
 
@@ -325,4 +327,36 @@ TEST(DenseLinear, OneTokenMatchesTorchLinearInF32AndBf16) {
   trainable.weight = torch::randn({8, 16}).requires_grad_(true);
   const torch::Tensor y = trainable.forward(torch::randn({1, 16}));
   EXPECT_TRUE(y.requires_grad());  // the weight is being learned: autograd's path
+}
+
+// --- prompts through a packed layer ------------------------------------------------------------
+
+// 16 tokens or more through a packed layer multiply its dequantized weights through BLAS, panel
+// by panel (src/model/linear.cpp): in f32 the product of the exact weights, in bf16 torch's
+// bf16 product of the rounded inputs and weights. Rows over several panels and a ragged last
+// chunk; every kernel family auto can pick.
+TEST(PackedLinear, PromptPanelsAreTheDequantizedWeightsProduct) {
+  using namespace lcq::kernels;
+  const lcq::CodebookLayer l = test::random_layer({1100, 2048, 3, 64, 2, 8}, 5);  // 512 rows per f32 panel
+  torch::Tensor w = torch::empty({l.rows, l.cols}, torch::kFloat32);
+  l.dequantize(w.data_ptr<float>());
+  torch::manual_seed(3);
+  const torch::Tensor x = torch::randn({1, 40, l.cols});
+  torch::NoGradGuard ng;
+  for (KernelChoice k : {KernelChoice::kFloat, KernelChoice::kAuto}) {
+    lcq::model::Linear lin;
+    lin.packed = make_codebook_matrix(l, choose_family(l, k));
+    const torch::Tensor exact = torch::mm(x[0].to(torch::kFloat64), w.to(torch::kFloat64).t()).to(torch::kFloat32);
+    const double scale = exact.abs().max().item<double>();
+    lin.panel_dtype = torch::kFloat32;
+    EXPECT_LT((lin.forward(x)[0] - exact).abs().max().item<double>(), 1e-5 * scale) << lin.packed->kernel_name();
+    lin.panel_dtype = torch::kBFloat16;
+    // torch's bf16 product of the rounded inputs and weights (oneDNN: a bf16 result, partial
+    // sums rounded along the way) ...
+    const torch::Tensor bf16 = torch::mm(x[0].to(torch::kBFloat16), w.to(torch::kBFloat16).t()).to(torch::kFloat32);
+    const torch::Tensor y = lin.forward(x)[0];
+    EXPECT_LT((y - bf16).abs().max().item<double>(), 1e-6 * scale) << lin.packed->kernel_name();
+    // ... within 1 % of the largest output of the exact product (measured 0.26 %).
+    EXPECT_LT((y - exact).abs().max().item<double>(), 1e-2 * scale) << lin.packed->kernel_name();
+  }
 }

@@ -50,7 +50,7 @@ void ModelOptions::add_to(CLI::App& cmd, bool with_runtime) {
     cmd.add_option("--prompt-dtype", prompt_dtype,
                    "Arithmetic of prompts (16+ tokens): the packed layers' dequantized weights through BLAS\n"
                    "and attention's products. f32 (exact), bf16 (oneDNN's bf16 products: about 1.6x faster\n"
-                   "on CPUs with AVX512-BF16 or AMX, inputs rounded to bf16, sums and softmax in f32), auto\n"
+                   "on CPUs with AVX512-BF16 or AMX; inputs and results rounded to bf16, softmax in f32), auto\n"
                    "(bf16 where the CPU has it natively)")
         ->check(CLI::IsMember(model::prompt_dtype_names()))
         ->capture_default_str();

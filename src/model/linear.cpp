@@ -5,6 +5,8 @@
 
 #include <torch/torch.h>
 
+#include <vector>
+
 namespace lcq::model {
 
 torch::Tensor ActQuant::apply(const torch::Tensor& x) const {
@@ -55,24 +57,36 @@ constexpr int64_t kPanelMinTokens = 16;
 constexpr int64_t kPanelBytes = int64_t(4) << 20;
 
 // Y [n, rows] = X [n, cols] W^T through BLAS, W dequantized panel by panel (in parallel rows),
-// in f32 or, with dtype bf16, through oneDNN's bf16 GEMM (inputs rounded to bf16, f32 sums).
+// in f32 or, with dtype bf16, through oneDNN's bf16 GEMM (inputs and result in bf16).
+// A bf16 panel is filled chunk by chunk from an f32 chunk that stays in cache: the f32 panel
+// never goes through memory.
 void panel_gemm(const kernels::Matrix& m, const torch::Tensor& x2, torch::Tensor& y2, torch::ScalarType dtype) {
   const int64_t rows = m.rows(), cols = m.cols();
   const int64_t panel = std::max<int64_t>(64, kPanelBytes / (4 * cols)) / 8 * 8;
   const bool bf16 = dtype == torch::kBFloat16;
-  torch::Tensor w = torch::empty({std::min(rows, panel), cols}, torch::kFloat32);
+  torch::Tensor w = torch::empty({std::min(rows, panel), cols}, bf16 ? torch::kBFloat16 : torch::kFloat32);
   const torch::Tensor x = bf16 ? x2.to(torch::kBFloat16) : x2;
+  constexpr int64_t kChunk = 32;
   for (int64_t r0 = 0; r0 < rows; r0 += panel) {
-    const int64_t r1 = std::min(rows, r0 + panel);
+    const int64_t r1 = std::min(rows, r0 + panel), chunks = (r1 - r0 + kChunk - 1) / kChunk;
     torch::Tensor wp = w.slice(0, 0, r1 - r0);
-    float* wd = wp.data_ptr<float>();
-    const int64_t chunk = 32, chunks = (r1 - r0 + chunk - 1) / chunk;
-#pragma omp parallel for schedule(dynamic, 1)
-    for (int64_t c = 0; c < chunks; ++c) {
-      const int64_t a = r0 + c * chunk, b = std::min(r1, a + chunk);
-      m.dequantize_rows(a, b, wd + (a - r0) * cols);
+#pragma omp parallel
+    {
+      std::vector<float> local(bf16 ? size_t(kChunk * cols) : 0);
+#pragma omp for schedule(dynamic, 1)
+      for (int64_t c = 0; c < chunks; ++c) {
+        const int64_t a = r0 + c * kChunk, b = std::min(r1, a + kChunk);
+        if (!bf16) {
+          m.dequantize_rows(a, b, wp.data_ptr<float>() + (a - r0) * cols);
+          continue;
+        }
+        m.dequantize_rows(a, b, local.data());
+        // copy_ rounds to nearest even, as .to(kBFloat16) does; inside this parallel region
+        // torch runs it on this thread.
+        wp.slice(0, a - r0, b - r0).copy_(torch::from_blob(local.data(), {b - a, cols}, torch::kFloat32));
+      }
     }
-    const torch::Tensor wt = (bf16 ? wp.to(torch::kBFloat16) : wp).t();
+    const torch::Tensor wt = wp.t();
     if (!bf16 && r0 == 0 && r1 == rows)
       torch::mm_out(y2, x, wt);
     else

@@ -29,7 +29,7 @@ struct RuntimeOptions {
   kernels::KernelChoice kernel = kernels::KernelChoice::kAuto;
   // Packed layers' products of 16 tokens or more (prompts, perplexity windows) run through
   // BLAS on dequantized rows in this type: kFloat32 (exact) or kBFloat16 (faster where the CPU
-  // multiplies bf16 natively; inputs rounded to bf16, sums in f32).
+  // multiplies bf16 natively; inputs and results rounded to bf16).
   torch::ScalarType prompt_dtype = torch::kFloat32;
   // Activation quantization (lcq/model/act_quant.h). -1 / nullopt: as the file says (its
   // lcq.act.* keys; none for an ordinary model); act_bits 0 turns it off, kv_bits 0 too.
@@ -105,8 +105,8 @@ struct BlockContext {
   const ModelConfig* config = nullptr;
   const Rope* rope = nullptr;
   // Attention's score and value products over many query positions (prompts) run in this
-  // type: kFloat32 (exact) or kBFloat16 (RuntimeOptions::prompt_dtype: inputs rounded to bf16,
-  // sums and the softmax in f32). Single positions (decoding) stay f32.
+  // type: kFloat32 (exact) or kBFloat16 (RuntimeOptions::prompt_dtype: inputs and results
+  // rounded to bf16, the softmax in f32). Single positions (decoding) stay f32.
   torch::ScalarType prompt_dtype = torch::kFloat32;
 };
 
