@@ -355,7 +355,9 @@ TEST(PackedLinear, PromptPanelsAreTheDequantizedWeightsProduct) {
     // sums rounded along the way) ...
     const torch::Tensor bf16 = torch::mm(x[0].to(torch::kBFloat16), w.to(torch::kBFloat16).t()).to(torch::kFloat32);
     const torch::Tensor y = lin.forward(x)[0];
-    EXPECT_LT((y - bf16).abs().max().item<double>(), 1e-6 * scale) << lin.packed->kernel_name();
+    // (equal here; a oneDNN that blocks the sums by the panel's shape may round one of them
+    // differently: one bf16 step of the result)
+    EXPECT_LT(((y - bf16).abs() - bf16.abs() / 128.0).max().item<double>(), 1e-6 * scale) << lin.packed->kernel_name();
     // ... within 1 % of the largest output of the exact product (measured 0.26 %).
     EXPECT_LT((y - exact).abs().max().item<double>(), 1e-2 * scale) << lin.packed->kernel_name();
   }
