@@ -311,9 +311,6 @@ void register_quantize(CLI::App& app) {
 
     model::RuntimeOptions rt = opts->runtime();
     rt.packed = false;  // quantizers read and replace dense weights (an LCQ input is dequantized)
-    // The calibration and training forwards are exact: --train-dtype, not the runtime's prompt
-    // arithmetic (which would run their attention in bf16), sets what is rounded.
-    rt.prompt_dtype = torch::kFloat32;
     rt.act_bits = 0;    // set below, from this command's options
     rt.kv_bits = 0;
     // The input is mapped; a streamed run reads one block at a time, else the model is built

@@ -47,11 +47,9 @@ torch::Tensor linear_in_f32(const torch::Tensor& x, int64_t rows, int64_t cols, 
   return y.scalar_type() == x.scalar_type() ? y : y.to(x.scalar_type());
 }
 
-// From this many tokens on, a packed layer's product is a BLAS GEMM on its weights dequantized
-// in panels of rows (prompts, perplexity): the rows are decoded once per product and the
-// multiply-adds run at BLAS speed, where the packed kernels decode the indices again for every
-// few tokens. Below it (decoding, short prompts) the packed kernel runs.
-constexpr int64_t kPanelMinTokens = 16;
+// From kPromptMinTokens on, a packed layer's product is a BLAS GEMM on its weights dequantized
+// in panels of rows: the rows are decoded once per product and the multiply-adds run at BLAS
+// speed, where the packed kernels decode the indices again for every few tokens.
 // Rows per panel: a panel of f32 weights stays within about 4 MiB (most of SmolLM2's linears
 // are one panel; the head is 28).
 constexpr int64_t kPanelBytes = int64_t(4) << 20;
@@ -97,7 +95,7 @@ void panel_gemm(const kernels::Matrix& m, const torch::Tensor& x2, torch::Tensor
 // Packed LCQ layer: its kernel for one or a few tokens, BLAS on dequantized panels for more.
 torch::Tensor packed_linear(const kernels::Matrix& m, torch::ScalarType panel_dtype, const torch::Tensor& x) {
   return linear_in_f32(x, m.rows(), m.cols(), [&](const torch::Tensor& xf, int64_t n, torch::Tensor& y) {
-    if (n < kPanelMinTokens) return m.gemm(xf.data_ptr<float>(), n, y.data_ptr<float>());
+    if (n < kPromptMinTokens) return m.gemm(xf.data_ptr<float>(), n, y.data_ptr<float>());
     torch::Tensor y2 = y.view({n, m.rows()});
     panel_gemm(m, xf.view({n, m.cols()}), y2, panel_dtype);
   });

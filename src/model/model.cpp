@@ -120,9 +120,6 @@ torch::Tensor apply_rope(const torch::Tensor& x, const torch::Tensor& cos, const
 // (16 chunks) 15/32. Small enough to skip most of the triangle, large enough that each
 // product stays a well-shaped matrix multiply.
 constexpr int64_t kQueryChunk = 128;
-// From this many query positions on, attention follows the prompt dtype (as the packed
-// layers' panels do, model/linear.cpp).
-constexpr int64_t kMinLowPrecision = 16;
 
 torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, int64_t start_pos,
                         torch::ScalarType prompt_dtype) {
@@ -136,7 +133,7 @@ torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const to
   const auto opts = torch::TensorOptions().dtype(q.scalar_type()).device(q.device());
   // Prompts in bf16: keys and values rounded once, each chunk's products through oneDNN's
   // bf16 GEMM (at 2048 positions the f32 products were a third of a perplexity window's time).
-  const bool low = prompt_dtype == torch::kBFloat16 && q.scalar_type() == torch::kFloat32 && T >= kMinLowPrecision;
+  const bool low = prompt_dtype == torch::kBFloat16 && q.scalar_type() == torch::kFloat32 && T >= kPromptMinTokens;
   const torch::Tensor kp = low ? k.to(torch::kBFloat16) : k, vp = low ? v.to(torch::kBFloat16) : v;
   std::vector<torch::Tensor> outs;
   for (int64_t t0 = 0; t0 < T; t0 += kQueryChunk) {

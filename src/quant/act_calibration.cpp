@@ -37,7 +37,7 @@ torch::Tensor channel_absmax(const model::BlockContext& ctx, const model::Block&
 int smooth_quant(model::Model& m, const torch::Tensor& calib, double alpha, bool progress) {
   LCQ_CHECK(alpha >= 0 && alpha <= 1, "--smoothquant alpha must be in [0, 1], got {}", alpha);
   torch::NoGradGuard ng;
-  const model::BlockContext ctx = m.context();
+  const model::BlockContext ctx = detail::exact_context(m);
   torch::Tensor x = m.embed(calib);
   int sites = 0;
   Progress bar("smoothquant", int64_t(m.blocks.size()), progress);
@@ -67,7 +67,7 @@ int smooth_quant(model::Model& m, const torch::Tensor& calib, double alpha, bool
 std::map<std::string, float> calibrate_input_absmax(const model::Model& m, const torch::Tensor& calib,
                                                     bool progress) {
   torch::NoGradGuard ng;
-  const model::BlockContext ctx = m.context();
+  const model::BlockContext ctx = detail::exact_context(m);
   torch::Tensor x = m.embed(calib);
   std::map<std::string, float> out;
   Progress bar("activation ranges", int64_t(m.blocks.size()), progress);

@@ -88,7 +88,7 @@ LayerCost embedding_cost(model::Model& m, const QuantizeOptions& o, const Alloca
                          const torch::Tensor& tokens, const std::vector<torch::Tensor>& inputs,
                          const torch::Tensor& logp, Progress& bar) {
   const bool tied = m.config.tie_embeddings;
-  const model::BlockContext ctx = m.context();
+  const model::BlockContext ctx = detail::exact_context(m);
   const torch::Tensor h = m.output_norm.forward(inputs.back()).to(torch::kFloat64).reshape({-1, m.config.dim});
   const torch::Tensor gram = h.t().mm(h) / double(h.size(0));
   const torch::Tensor embd = m.tok_embd, head = m.output.weight;
@@ -137,7 +137,7 @@ std::vector<LayerCost> measure_layer_costs(model::Model& m, const torch::Tensor&
   torch::NoGradGuard ng;
   const int64_t n = std::min<int64_t>(a.samples, calib.size(0));
   m.ensure_positions(calib.size(1));
-  const model::BlockContext ctx = m.context();
+  const model::BlockContext ctx = detail::exact_context(m);
   const size_t blocks = m.blocks.size();
   // Every block's full-precision input, and the model's log-probabilities.
   const torch::Tensor tokens = calib.slice(0, 0, n);

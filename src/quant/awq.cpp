@@ -171,7 +171,7 @@ class AwqMethod final : public BlockMethod {
     LCQ_CHECK(!inputs.empty() && inputs[0].defined(), "AWQ needs the block's calibration inputs");
     torch::NoGradGuard ng;
     layer_ = layer;
-    const model::BlockContext ctx = model_->context();
+    const model::BlockContext ctx = detail::exact_context(*model_);
     if (a_.inputs == AwqInputs::kFp && (layer == 0 || !x_fp_.defined())) x_fp_ = inputs[0];  // the embeddings
     const torch::Tensor x = a_.inputs == AwqInputs::kFp ? x_fp_ : inputs[0];
     rtn_.clear();

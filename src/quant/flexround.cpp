@@ -107,7 +107,7 @@ std::unique_ptr<BlockMethod> make_flexround_method(const LcqOptions& o, const Fl
         return FlexRoundLinear(W, o, lrq ? lrq_rank(W.size(0), W.size(1), f) : 0, gen, energy);
       },
       std::vector<double>{lr}, train, gen);
-  if (o.init == LcqInit::kWmse && inputs_of) method->weigh_inputs(inputs_of->context());
+  if (o.init == LcqInit::kWmse && inputs_of) method->weigh_inputs(detail::exact_context(*inputs_of));
   return method;
 }
 

@@ -245,7 +245,7 @@ class GptqMethod final : public BlockMethod {
         s = name == "attn_output" ? 1 : name == "ffn_gate" || name == "ffn_up" ? 2 : name == "ffn_down" ? 3 : 0;
       stages[s].push_back(name);
     }
-    const model::BlockContext ctx = model_->context();
+    const model::BlockContext ctx = detail::exact_context(*model_);
     model::Block work = fp;  // shares fp's tensors; quantized weights replace them one by one
     Progress bar(fmt::format("block {} gptq", layer), int64_t(rtn_.size()), progress_);
     for (const auto& stage : stages) {

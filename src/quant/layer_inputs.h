@@ -14,6 +14,15 @@
 
 namespace lcq::quant::detail {
 
+// The context quantizers run a model's blocks in: the model's own, with attention's products
+// exact (f32) whatever its runtime's prompt arithmetic (RuntimeOptions::prompt_dtype is for
+// running a model; --train-dtype alone decides what training rounds).
+inline model::BlockContext exact_context(const model::Model& m) {
+  model::BlockContext ctx = m.context();
+  ctx.prompt_dtype = torch::kFloat32;
+  return ctx;
+}
+
 // Calibration samples run through a block per forward call: bounds the attention scores.
 constexpr int64_t kChunkSamples = 8;
 

@@ -27,7 +27,7 @@ std::unique_ptr<BlockMethod> make_lcq_method(const LcqOptions& o, std::vector<do
         return LcqLinear(W, with_layer_bits(o, layer_bits, layer, name), gen, energy);
       },
       std::move(lrs), train, gen);
-  if (o.init == LcqInit::kWmse && inputs_of) method->weigh_inputs(inputs_of->context());
+  if (o.init == LcqInit::kWmse && inputs_of) method->weigh_inputs(detail::exact_context(*inputs_of));
   return method;
 }
 

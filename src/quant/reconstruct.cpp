@@ -6,6 +6,7 @@
 #include "lcq/core/named.h"
 #include "lcq/core/progress.h"
 #include "lcq/quant/activations.h"
+#include "layer_inputs.h"
 
 #include <ATen/autocast_mode.h>
 
@@ -242,7 +243,7 @@ ReconstructResult reconstruct(model::Model& m, BlockStore& store, EngineState st
   const bool cosine = o.schedule == LrSchedule::Cosine;
   const int64_t N = state.x_q.size(0), chunk = std::max<int64_t>(o.batch_size, 8);
   m.ensure_positions(state.x_q.size(1));
-  const model::BlockContext ctx = m.context();
+  const model::BlockContext ctx = detail::exact_context(m);
   std::mt19937_64 rng;
   {
     std::istringstream in(state.shuffle_rng);

@@ -20,6 +20,12 @@ struct ActQuant {
   torch::Tensor apply(const torch::Tensor& x) const;
 };
 
+// From this many tokens on, a product is a prompt's (prompts, perplexity windows): a packed
+// layer multiplies its dequantized rows through BLAS in its panel_dtype, and attention runs in
+// RuntimeOptions::prompt_dtype. Below it (decoding, short prompts) the packed kernels run and
+// attention stays f32.
+constexpr int64_t kPromptMinTokens = 16;
+
 // The weight is either a dense tensor (trainable; what quantizers substitute) or an LCQ
 // codebook layer packed for one kernel family (kernels::Matrix; inference only, CPU).
 struct Linear {
