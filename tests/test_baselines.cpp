@@ -407,6 +407,27 @@ double check_file(const std::string& path, const model::LoadedModel& q, const qu
 
 }  // namespace
 
+// The runtime's prompt arithmetic (RuntimeOptions::prompt_dtype, bf16 by default on CPUs with
+// AVX512-BF16) is for running models: every quantizer's calibration forwards are exact
+// (detail::exact_context), so a model loaded for bf16 prompts quantizes to the same bits.
+TEST(Stories260K, QuantizersIgnoreThePromptDtype) {
+  model::LoadedModel fp = load_stories();
+  const torch::Tensor calib = stories_calibration(fp, 4, 64);
+  quant::QuantizeOptions o = test::stories_options("rtn", 3, 32);
+  o.method = quant::Method::kGptq;
+  std::vector<model::LoadedModel> models;
+  for (const auto dtype : {torch::kFloat32, torch::kBFloat16}) {
+    models.push_back(load_stories());
+    models.back().model.options.prompt_dtype = dtype;
+    quant::quantize_model(models.back().model, calib, o);
+  }
+  for (size_t l = 0; l < models[0].model.blocks.size(); ++l) {
+    auto a = models[0].model.blocks[l].linears(), b = models[1].model.blocks[l].linears();
+    for (size_t i = 0; i < a.size(); ++i)
+      EXPECT_TRUE(a[i].second->dense_weight().equal(b[i].second->dense_weight())) << l << " " << a[i].first;
+  }
+}
+
 TEST(Stories260K, GptqBeatsRtnOnEveryLayerAndIsStoredExactly) {
   const std::string dir = test::scratch_dir();
   model::LoadedModel fp = load_stories();

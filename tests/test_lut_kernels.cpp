@@ -106,6 +106,33 @@ TEST(LutCodebook, RoundTripIsExact) {
   }
 }
 
+// dequantize_rows() looks the indices up in vectors of every width (lut_dequantize_simd.cpp):
+// on every SIMD target this CPU has (each packing its own layout: permute, or shuffle for 2 and
+// 4 bits without AVX-512 VBMI), any row range equals CodebookLayer::dequantize() bit for bit.
+TEST(LutCodebook, DequantizedRowsAreExactOnEveryTarget) {
+  uint32_t seed = 900;
+  int targets = 0;
+  for (const SimdTarget& target : available_simd_targets()) {
+    TargetGuard guard(target.id);
+    ++targets;
+    for (const LutCase& k : lut_cases()) {
+      const CodebookLayer l = random_layer(k.c, seed++, k.dq_group);
+      const LutCodebookMatrix m = LutCodebookMatrix::pack(l);
+      std::vector<float> want(size_t(l.rows * l.cols));
+      l.dequantize(want.data());
+      for (auto [r0, r1] : {std::pair<int64_t, int64_t>{0, l.rows}, {l.rows / 2, l.rows / 2 + 1}, {l.rows - 1, l.rows}}) {
+        std::vector<float> got(size_t((r1 - r0) * l.cols) + 1, NAN);
+        m.dequantize_rows(r0, r1, got.data());
+        int64_t bad = 0;
+        for (int64_t e = 0; e < (r1 - r0) * l.cols; ++e) bad += !(got[size_t(e)] == want[size_t(r0 * l.cols + e)]);
+        EXPECT_EQ(bad, 0) << target.name << " " << describe(k.c) << " rows " << r0 << ".." << r1;
+        EXPECT_TRUE(std::isnan(got.back())) << target.name << " " << describe(k.c) << ": wrote past the rows";
+      }
+    }
+  }
+  EXPECT_GE(targets, 1);
+}
+
 TEST(LutCodebook, CloneIsADeepCopy) {
   uint32_t seed = 40;
   for (const LutCase& k : lut_cases()) {

@@ -59,25 +59,18 @@ TEST(QuantizeCli, WritesAModelEveryCommandRunsAndAFakeQuantizedCopy) {
   }
 }
 
-// The runtime's prompt arithmetic (--prompt-dtype, bf16 by default on CPUs with AVX512-BF16)
-// is for running models: quantization's calibration forwards stay exact, so the quantized
-// weights do not depend on it.
-TEST(QuantizeCli, PromptArithmeticDoesNotReachTheQuantizer) {
-  const std::string dir = test::scratch_dir();
-  std::vector<model::LoadedModel> models;
-  for (const std::string dtype : {"f32", "bf16"}) {
-    const std::string out = dir + "/gptq-" + dtype + ".gguf";
-    auto r = test::run_lcq("quantize " + stories_bin() + " --tokenizer " + stories_tok() + " -o " + out +
-                           " --method gptq --bits 3 --group 32 --nsamples 4 --seqlen 64 --calib " + tinystories() +
-                           " --prompt-dtype " + dtype + " --quiet");
-    ASSERT_EQ(r.exit_code, 0) << r.err;
-    models.push_back(model::load_model(out));
+// Quantizers run exact products whatever a model's runtime options say (the library test is
+// Stories260K.QuantizersIgnoreThePromptDtype), so `quantize` offers no inference options.
+TEST(QuantizeCli, OffersNoInferenceOptions) {
+  for (const std::string flag : {"--prompt-dtype f32", "--kernel lut"}) {
+    auto r = test::run_lcq("quantize " + stories_bin() + " --tokenizer " + stories_tok() + " -o " +
+                           test::scratch_dir() + "/x.gguf --method rtn " + flag + " --quiet");
+    EXPECT_NE(r.exit_code, 0) << flag;
+    EXPECT_NE(r.err.find(flag.substr(0, flag.find(' '))), std::string::npos) << r.err;
   }
-  for (size_t l = 0; l < models[0].model.blocks.size(); ++l) {
-    auto a = models[0].model.blocks[l].linears(), b = models[1].model.blocks[l].linears();
-    for (size_t i = 0; i < a.size(); ++i)
-      EXPECT_TRUE(a[i].second->dense_weight().equal(b[i].second->dense_weight())) << l << " " << a[i].first;
-  }
+  auto help = test::run_lcq("quantize --help");
+  EXPECT_EQ(help.out.find("--prompt-dtype"), std::string::npos);
+  EXPECT_NE(help.out.find("--threads"), std::string::npos);
 }
 
 // `lcq quantize MODEL -o OUT --calib FILE` with no other option runs the default recipe

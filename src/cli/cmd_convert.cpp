@@ -22,7 +22,7 @@ void register_convert(CLI::App& app) {
     std::string out, to, type = "f32";
   };
   auto o = std::make_shared<Conv>();
-  opts->add_to(*cmd, /*with_runtime=*/false);
+  opts->add_to(*cmd, ModelOptions::Use::kRead);
   cmd->add_option("out", o->out, "Output: a .gguf file or a directory (Hugging Face layout)")->required();
   cmd->add_option("--to", o->to, "Output format (default: gguf if OUT ends with .gguf, else hf)")
       ->check(CLI::IsMember({"gguf", "hf"}));

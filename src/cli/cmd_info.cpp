@@ -21,7 +21,7 @@ void register_info(CLI::App& app) {
   auto list = std::make_shared<bool>(false);
   auto show_allocation = std::make_shared<bool>(false);
   auto svg = std::make_shared<std::string>();
-  opts->add_to(*cmd, /*with_runtime=*/false);
+  opts->add_to(*cmd, ModelOptions::Use::kRead);
   cmd->add_flag("--tensors", *list, "List every tensor with its type and shape");
   cmd->add_flag("--allocation", *show_allocation,
                 "A file made with a size target (quantize --target-size/--target-bpw): each layer's bits and its\n"

@@ -70,7 +70,7 @@ void register_quantize(CLI::App& app) {
       "quantize", "Quantize a model's linear layers: LCQ (learned low-rank codebooks), LRQ, FlexRound, OmniQuant, GPTQ, AWQ or RTN");
   auto opts = std::make_shared<ModelOptions>();
   auto a = std::make_shared<QuantizeArgs>();
-  opts->add_to(*cmd);
+  opts->add_to(*cmd, ModelOptions::Use::kQuantize);
   cmd->add_option("-o,--output", a->out, "Output GGUF file (written atomically)")->required();
   add_choice(*cmd, "--method", a->q.method, quant::method_names(), quant::parse_method,
              "lcq: learned low-rank codebooks on block reconstruction; rtn: round to nearest; gptq: rounding\n"

@@ -18,11 +18,11 @@
 
 namespace lcq::cli {
 
-void ModelOptions::add_to(CLI::App& cmd, bool with_runtime) {
+void ModelOptions::add_to(CLI::App& cmd, Use use) {
   cmd.add_option("model", path, "Model: a GGUF file, a Hugging Face directory, or a llama2.c .bin")->required();
   cmd.add_option("--tokenizer", tokenizer,
                  "Tokenizer file (tokenizer.bin, *.model or tokenizer.json) when the model carries none");
-  if (with_runtime) {
+  if (use != Use::kRead) {
     cmd.add_option("-t,--threads", threads, "Worker threads (default: all cores)")->check(CLI::Range(0, 1024));
     cmd.add_option("--dtype", dtype, "Compute type of the runtime")
         ->check(CLI::IsMember(model::compute_dtype_names()))
@@ -37,6 +37,8 @@ void ModelOptions::add_to(CLI::App& cmd, bool with_runtime) {
         ->check(CLI::IsMember(model::act_scheme_names()));
     cmd.add_option("--kv-bits", kv_bits, "Also quantize the k and v projections' outputs per token (0 = off)")
         ->check(CLI::Range(0, 16));
+  }
+  if (use == Use::kRun) {
     cmd.add_option("--kernel", kernel,
                    "Kernel of packed LCQ layers when decoding (prompts of 16+ tokens multiply the exactly\n"
                    "dequantized weights through BLAS): auto (the fastest this CPU has for each layer: lut,\n"

@@ -30,9 +30,12 @@ struct ModelOptions {
   // bf16. Commands that measure (perplexity, eval) default to f32 before add_to().
   std::string prompt_dtype = "auto";
 
-  // Adds MODEL (positional), --tokenizer, --json, --quiet and, with_runtime, --threads,
-  // --dtype, --act-bits, --act-scheme, --kv-bits, --kernel.
-  void add_to(CLI::App& cmd, bool with_runtime = true);
+  // What a command does with its model, which decides the options it offers: kRead (info,
+  // convert: MODEL, --tokenizer, --json, --quiet), kQuantize (also --threads, --dtype,
+  // --act-bits, --act-scheme, --kv-bits), kRun (also --kernel and --prompt-dtype, which only
+  // inference reads: quantizers run exact products, lcq/quant/layer_inputs.h).
+  enum class Use { kRead, kQuantize, kRun };
+  void add_to(CLI::App& cmd, Use use = Use::kRun);
   model::LoadedModel load() const;
   // The model (a Hugging Face directory also when named by one of its files) and --tokenizer
   // as inputs of a command's FilePlan.

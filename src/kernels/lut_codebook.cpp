@@ -353,40 +353,6 @@ void LutCodebookMatrix::gemm(const float* X, int64_t n, float* Y, LutPath path) 
 
 namespace {
 
-// The 16 indices of row i in chunk ch: the permute layout's 3- and 4-bit chunk rows unrolled
-// (lut_bit()), one index at a time otherwise.
-void decode_lut_chunk(const detail::LutView& m, int64_t i, int64_t ch, uint8_t* v) {
-  using namespace detail;
-  const int r = int(i % kLutTileRows);
-  const uint8_t* base = m.idx + ((i / kLutTileRows) * m.chunks + ch) * lut_chunk_bytes(m.bits);
-  if (m.layout == kLutLayoutPermute && m.bits == 3) {
-    // Columns 4k + j: bits 3 (4 (r % 2) + j) of the 24-bit word at byte 24k + 3 (r / 2).
-    for (int k = 0; k < 4; ++k) {
-      const uint8_t* w = base + 24 * k + 3 * (r / 2);
-      const uint32_t word = uint32_t(w[0]) | uint32_t(w[1]) << 8 | uint32_t(w[2]) << 16;
-      for (int j = 0; j < 4; ++j) v[4 * k + j] = uint8_t((word >> (3 * (4 * (r % 2) + j))) & 7);
-    }
-    return;
-  }
-  if (lut_levels(m.bits)) {  // column 4k + j is position 4r + j of quad k
-    for (int k = 0; k < 4; ++k)
-      for (int j = 0; j < 4; ++j) v[4 * k + j] = uint8_t(lut_level_get_at(base, m.bits, k, 4 * r + j));
-    return;
-  }
-  if (m.layout == kLutLayoutPermute && m.bits == 4) {
-    // Column quad k: bytes 64 (k / 2) + 4r .. + 3, low nibbles for even k, high for odd.
-    for (int k = 0; k < 4; ++k)
-      for (int j = 0; j < 4; ++j) v[4 * k + j] = uint8_t((base[64 * (k / 2) + 4 * r + j] >> (4 * (k % 2))) & 15);
-    return;
-  }
-  for (int cc = 0; cc < kLutChunkCols; ++cc)
-    v[cc] = uint8_t(lut_get(m.idx, m.bits, lut_bit(m.bits, m.layout, m.chunks, i, ch * kLutChunkCols + cc)));
-}
-
-}  // namespace
-
-namespace {
-
 // Parameter p of row i's group j with CodebookLayer::codebook's arithmetic: offset + scale *
 // code (no fma), or the f32 value.
 float exact_param(const detail::LutView& m, int64_t i, int64_t j, int p) {
@@ -413,44 +379,23 @@ void LutCodebookMatrix::dequantize_column(int64_t c, float* out) const {
 }
 
 void LutCodebookMatrix::dequantize_rows(int64_t r0, int64_t r1, float* out) const {
-  using detail::kLutChunkCols;
   LCQ_CHECK(0 <= r0 && r0 <= r1 && r1 <= rows_, "dequantize_rows({}, {}) outside a matrix of {} rows", r0, r1, rows_);
   const detail::LutView m = LutAccess::view(*this);
   const int K = 1 << bits_;
-  const int64_t cpg = group_ / kLutChunkCols;  // groups are whole chunks
-  const bool pairs = bits_ == 2 && layout_ == detail::kLutLayoutPermute;
-  float cb[256], pair[16][2], chunk[kLutChunkCols];
+  // One row's codebooks, group j's K entries at j * K (+ the look-up's padding): formed here, in
+  // CodebookLayer::codebook()'s order and rounding, and looked up by lut_dequantize_simd.cpp.
+  std::vector<float> cbs(size_t(m.groups_per_row * K + 32), 0.f);
   for (int64_t i = r0; i < r1; ++i) {
-    float* row = out + (i - r0) * cols_;
-    const int r = int(i % detail::kLutTileRows);
     for (int64_t j = 0; j < m.groups_per_row; ++j) {
-      auto param = [&](int p) { return exact_param(m, i, j, p); };
-      const float b = param(rank_);
+      float* cb = cbs.data() + j * K;
+      const float b = exact_param(m, i, j, rank_);
       for (int t = 0; t < K; ++t) cb[t] = -b;
       for (int p = 0; p < rank_; ++p) {
-        const float sp = param(p);
+        const float sp = exact_param(m, i, j, p);
         for (int t = 0; t < K; ++t) cb[t] += sp * params_.v_f[size_t(p * K + t)];
       }
-      if (pairs)  // a nibble holds a column pair: both weights from one table
-        for (int n = 0; n < 16; ++n) pair[n][0] = cb[n & 3], pair[n][1] = cb[n >> 2];
-      for (int64_t ch = j * cpg; ch < std::min(m.chunks, (j + 1) * cpg); ++ch) {
-        const int64_t c0 = ch * kLutChunkCols, n = std::min<int64_t>(kLutChunkCols, cols_ - c0);
-        float* dst = n == kLutChunkCols ? row + c0 : chunk;
-        if (pairs) {  // byte 4r + k: pair k (columns 2k, 2k + 1) low, pair 4 + k high
-          const uint8_t* base = m.idx + ((i / detail::kLutTileRows) * m.chunks + ch) * detail::lut_chunk_bytes(2);
-          for (int k = 0; k < 4; ++k) {
-            const unsigned byte = base[4 * r + k];
-            std::memcpy(dst + 2 * k, pair[byte & 15], 2 * sizeof(float));
-            std::memcpy(dst + 8 + 2 * k, pair[byte >> 4], 2 * sizeof(float));
-          }
-        } else {
-          uint8_t v[kLutChunkCols];
-          decode_lut_chunk(m, i, ch, v);
-          for (int cc = 0; cc < kLutChunkCols; ++cc) dst[cc] = cb[v[cc]];
-        }
-        if (dst == chunk) std::memcpy(row + c0, chunk, size_t(n) * sizeof(float));
-      }
     }
+    detail::expand_lut_row(m, i, cbs.data(), out + (i - r0) * cols_);
   }
 }
 

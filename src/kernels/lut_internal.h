@@ -263,4 +263,9 @@ bool lut_rows_shuffle(const LutView& m, const LutTables& L, float* y, int64_t ti
 // The level form's AVX2 kernel (5-8 bits, the same layout as AVX-512's; false where it does not run).
 bool lut_level_rows_avx2(const LutView& m, const LutTables& L, float* y, int64_t tile0, int64_t tile1);
 
+// Row i of the dequantized matrix (m.cols floats) from its groups' codebooks, group j's 2^bits
+// entries at cbs + j * 2^bits, readable 32 floats past the last group (lut_dequantize_simd.cpp,
+// every target; the look-ups are exact).
+void expand_lut_row(const LutView& m, int64_t i, const float* cbs, float* row);
+
 }  // namespace lcq::kernels::detail
