@@ -13,6 +13,7 @@
 #include <benchmark/benchmark.h>
 #include <omp.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <memory>
@@ -109,6 +110,21 @@ void lut_gemv(benchmark::State& state, Shape sh, int bits, int rank, int threads
   }
   set_counters(state, double(ms[0].nbytes()), double(sh.rows) * double(sh.cols));
   state.counters["bpw"] = ms[0].bits_per_weight();
+}
+
+// The LUT layout's rows back to floats, 32 rows per call into a panel of 256 rows (as a
+// prompt's panel product fills its panels), over the whole matrix per iteration; one thread.
+void lut_dequantize(benchmark::State& state, Shape sh, int bits, int rank, int group) {
+  const auto m =
+      lcq::kernels::LutCodebookMatrix::pack(lcq::kernels::synthetic_codebook_layer(sh.rows, sh.cols, bits, rank, group));
+  constexpr int64_t kPanel = 256, kChunk = 32;
+  std::vector<float> panel(size_t(kPanel * sh.cols));
+  for (auto _ : state) {
+    for (int64_t r0 = 0; r0 < sh.rows; r0 += kChunk)
+      m.dequantize_rows(r0, std::min(sh.rows, r0 + kChunk), panel.data() + (r0 % kPanel) * sh.cols);
+    benchmark::DoNotOptimize(panel.data());
+  }
+  set_counters(state, double(m.nbytes()), double(sh.rows) * double(sh.cols));
 }
 
 void packed_gemm(benchmark::State& state, Shape sh, int bits, int rank, int threads, int64_t n) {
@@ -229,6 +245,12 @@ void register_all() {
                 ->UseRealTime();
       }
     }
+    if (sh.rows == 1536 || sh.rows == 49152)  // prompts' panels: a MLP matrix, the head
+      for (int bits : {2, 3, 4, 6})
+        RegisterBenchmark((std::string("dequantize-lut/") + sh.name + "/b" + std::to_string(bits) + "/r2/g64").c_str(),
+                          lut_dequantize, sh, bits, 2, 64)
+            ->Unit(benchmark::kMicrosecond)
+            ->UseRealTime();
     for (int threads : {1, 2})
       for (bool cold : {false, true}) {
         if (cold && !big) continue;

@@ -351,20 +351,6 @@ void LutCodebookMatrix::gemm(const float* X, int64_t n, float* Y, LutPath path) 
   }
 }
 
-namespace {
-
-// Parameter p of row i's group j with CodebookLayer::codebook's arithmetic: offset + scale *
-// code (no fma), or the f32 value.
-float exact_param(const detail::LutView& m, int64_t i, int64_t j, int p) {
-  const int64_t at = detail::lut_coef_index(m, i / detail::kLutTileRows, j, p, int(i % detail::kLutTileRows));
-  if (m.dq_bits == 0) return m.coef_f32[at];
-  const int64_t blk = p * m.n_blocks + (i * m.groups_per_row + j) / m.dq_group;
-  const float scaled = m.blk_scale[blk] * float(m.coef_codes[at]);
-  return m.blk_offset[blk] + scaled;
-}
-
-}  // namespace
-
 void LutCodebookMatrix::dequantize_column(int64_t c, float* out) const {
   LCQ_CHECK(0 <= c && c < cols_, "dequantize_column({}) outside a matrix of {} columns", c, cols_);
   const detail::LutView m = LutAccess::view(*this);
@@ -372,31 +358,17 @@ void LutCodebookMatrix::dequantize_column(int64_t c, float* out) const {
   const int64_t j = c / group_;
   for (int64_t i = 0; i < rows_; ++i) {
     const int q = index_at(i, c);
-    float w = -exact_param(m, i, j, rank_);  // as dequantize_rows: -B, then + S_p * V_p in order
-    for (int p = 0; p < rank_; ++p) w += exact_param(m, i, j, p) * params_.v_f[size_t(p * K + q)];
+    float prm[5];
+    detail::lut_exact_params(m, i, j, prm);
+    float w = -prm[rank_];  // as dequantize_rows: -B, then + S_p * V_p in order
+    for (int p = 0; p < rank_; ++p) w += prm[p] * params_.v_f[size_t(p * K + q)];
     out[i] = w;
   }
 }
 
 void LutCodebookMatrix::dequantize_rows(int64_t r0, int64_t r1, float* out) const {
   LCQ_CHECK(0 <= r0 && r0 <= r1 && r1 <= rows_, "dequantize_rows({}, {}) outside a matrix of {} rows", r0, r1, rows_);
-  const detail::LutView m = LutAccess::view(*this);
-  const int K = 1 << bits_;
-  // One row's codebooks, group j's K entries at j * K (+ the look-up's padding): formed here, in
-  // CodebookLayer::codebook()'s order and rounding, and looked up by lut_dequantize_simd.cpp.
-  std::vector<float> cbs(size_t(m.groups_per_row * K + 32), 0.f);
-  for (int64_t i = r0; i < r1; ++i) {
-    for (int64_t j = 0; j < m.groups_per_row; ++j) {
-      float* cb = cbs.data() + j * K;
-      const float b = exact_param(m, i, j, rank_);
-      for (int t = 0; t < K; ++t) cb[t] = -b;
-      for (int p = 0; p < rank_; ++p) {
-        const float sp = exact_param(m, i, j, p);
-        for (int t = 0; t < K; ++t) cb[t] += sp * params_.v_f[size_t(p * K + t)];
-      }
-    }
-    detail::expand_lut_row(m, i, cbs.data(), out + (i - r0) * cols_);
-  }
+  detail::dequantize_lut_rows(LutAccess::view(*this), r0, r1, out);
 }
 
 }  // namespace lcq::kernels

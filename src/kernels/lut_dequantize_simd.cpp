@@ -1,10 +1,11 @@
 // LutCodebookMatrix's rows back to floats (dequantize_rows: the panels of prompt products,
-// the embedding's rows): one row's indices looked up in its groups' codebooks, a 16-column
-// chunk at a time, for every Highway target (one vector or two of 16, 8 or 4 lanes).
+// the embedding's rows), for every Highway target: per row, its groups' codebooks
+// C_g = S_g^T V - B_g (K = 2^bits floats each, a vector at a time), then its indices looked up
+// in them a 16-column chunk at a time (one vector or more of 16, 8 or 4 lanes).
 //
-// The codebooks themselves (C_g = S_g^T V - B_g, K = 2^bits floats per group) are formed by
-// the caller in lut_codebook.cpp, compiled without any target's FMA, so that their rounding is
-// CodebookLayer::dequantize()'s and the rows here are its values bit for bit.
+// The result must be CodebookLayer::dequantize()'s bit for bit: the codebooks are formed with
+// its operations in its order (-B, then + S_p * V_p for p = 0..), and this file is compiled
+// with -ffp-contract=off (src/CMakeLists.txt) so that no multiply and add fuse into an FMA.
 //
 // A chunk row's indices in the permute layout at 2, 3 and 4 bits are bit fields of at most 4
 // little-endian words (lut_internal.h, lut_bit()): lane c's index is
@@ -20,6 +21,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <vector>
 
 #include "lut_internal.h"
 
@@ -56,23 +58,20 @@ struct WordFieldTable {
   }
 };
 
-// Row m's words of a permute-layout chunk at `base` (word[4] padded with zeros), and its fields.
-const WordFields& ChunkWords(int bits, const uint8_t* base, int m, uint32_t* word) {
-  static const WordFieldTable table;
-  if (bits == 2) {
+// Row m's words of the permute-layout chunk at `base`: 1 (2 bits), 2 (4 bits) or 4 (3 bits).
+template <int kBits>
+HWY_INLINE void ChunkWords(const uint8_t* base, int m, uint32_t* word) {
+  if constexpr (kBits == 2) {
     std::memcpy(word, base + 4 * m, 4);
-    return table.f[0];
-  }
-  if (bits == 4) {
+  } else if constexpr (kBits == 4) {
     std::memcpy(word, base + 4 * m, 4);
     std::memcpy(word + 1, base + 64 + 4 * m, 4);
-    return table.f[1];
+  } else {
+    for (int k = 0; k < 4; ++k) {  // 3 bytes each: the last chunk's last word ends the buffer
+      const uint8_t* w = base + 24 * k + 3 * (m / 2);
+      word[k] = uint32_t(w[0]) | uint32_t(w[1]) << 8 | uint32_t(w[2]) << 16;
+    }
   }
-  for (int k = 0; k < 4; ++k) {  // 3 bytes each: the last chunk's last word ends the buffer
-    const uint8_t* w = base + 24 * k + 3 * (m / 2);
-    word[k] = uint32_t(w[0]) | uint32_t(w[1]) << 8 | uint32_t(w[2]) << 16;
-  }
-  return table.f[2 + m % 2];
 }
 
 // The 16 indices of row i in chunk ch as bytes, for the layouts ChunkWords() does not read.
@@ -103,43 +102,113 @@ HWY_INLINE hn::Vec<DF> LookUp(DF df, const float* cb, int K, VI idx) {
   return hn::GatherIndex(df, cb, idx);
 }
 
-}  // namespace
+// Row i's group codebooks: group j's K entries at cbs + j * K.
+void RowCodebooks(const detail::LutView& m, int64_t i, float* cbs) {
+  const hn::ScalableTag<float> df;
+  constexpr int kN = int(hn::MaxLanes(df));
+  const int K = 1 << m.bits;
+  for (int64_t j = 0; j < m.groups_per_row; ++j) {
+    float prm[5];
+    detail::lut_exact_params(m, i, j, prm);
+    float* cb = cbs + j * K;
+    int t = 0;
+    for (; t + kN <= K; t += kN) {
+      auto c = hn::Set(df, -prm[m.rank]);
+      for (int p = 0; p < m.rank; ++p) c = hn::Add(c, hn::Mul(hn::Set(df, prm[p]), hn::LoadU(df, m.v + p * K + t)));
+      hn::StoreU(c, df, cb + t);
+    }
+    for (; t < K; ++t) {
+      float c = -prm[m.rank];
+      for (int p = 0; p < m.rank; ++p) c += prm[p] * m.v[p * K + t];
+      cb[t] = c;
+    }
+  }
+}
 
-// Row i of the matrix (cols floats) from its groups' codebooks, group j's at cbs + j * K.
-void ExpandRow(const detail::LutView& m, int64_t i, const float* cbs, float* row) {
+// The chunks of row i's group j, [ch0, ch1), the last one possibly ragged: per chunk,
+// chunk(ch, dst) writes its 16 weights to dst, here or in a buffer.
+template <class Chunk>
+HWY_INLINE void ForEachChunk(const detail::LutView& m, float* row, Chunk chunk) {
+  const int64_t cpg = m.group / kLutChunkCols;  // groups are whole chunks
+  HWY_ALIGN float tail[kLutChunkCols];
+  for (int64_t j = 0, ch = 0; j < m.groups_per_row; ++j)
+    for (const int64_t ch1 = std::min(m.chunks, ch + cpg); ch < ch1; ++ch) {
+      const int64_t c0 = ch * kLutChunkCols, n = std::min<int64_t>(kLutChunkCols, m.cols - c0);
+      if (n == kLutChunkCols) {
+        chunk(j, ch, row + c0);
+      } else {
+        chunk(j, ch, tail);
+        std::memcpy(row + c0, tail, size_t(n) * sizeof(float));
+      }
+    }
+}
+
+// Row i of a permute-layout matrix of kBits = 2, 3 or 4 (cols floats) from its groups'
+// codebooks, group j's at cbs + j * 2^kBits.
+template <int kBits>
+void ExpandRowWords(const detail::LutView& m, int64_t i, const float* cbs, float* row) {
+  static const WordFieldTable table;
   const hn::ScalableTag<float> df;
   const hn::RebindToSigned<decltype(df)> di;
   const hn::RebindToUnsigned<decltype(df)> du;
+  constexpr int kN = int(hn::MaxLanes(df)), kVecs = kLutChunkCols / kN, kWords = kBits == 2 ? 1 : kBits == 4 ? 2 : 4;
+  constexpr int K = 1 << kBits;
+  const int r = int(i % detail::kLutTileRows);
+  const WordFields& f = table.f[kBits == 2 ? 0 : kBits == 4 ? 1 : 2 + r % 2];
+  // Per vector of the chunk: each lane's bit shift, and which lanes take word k (k >= 1).
+  using VU = hn::Vec<decltype(du)>;
+  using MU = hn::Mask<decltype(du)>;
+  VU shift[kVecs];
+  MU take[kVecs][kWords];
+  for (int v = 0; v < kVecs; ++v) {
+    shift[v] = hn::LoadU(du, f.shift + v * kN);
+    for (int k = 0; k < kWords; ++k) take[v][k] = hn::RebindMask(du, hn::Eq(hn::LoadU(di, f.src + v * kN), hn::Set(di, k)));
+  }
+  const auto mask = hn::Set(du, uint32_t(K - 1));
+  const uint8_t* tile = m.idx + (i / detail::kLutTileRows) * m.chunks * detail::lut_chunk_bytes(kBits);
+  ForEachChunk(m, row, [&](int64_t j, int64_t ch, float* dst) {
+    uint32_t word[4];
+    ChunkWords<kBits>(tile + ch * detail::lut_chunk_bytes(kBits), r, word);
+    const float* cb = cbs + j * K;
+    for (int v = 0; v < kVecs; ++v) {
+      // Each lane's word from broadcasts and selects: the words go from registers to lanes
+      // (an array of them reloaded as a vector would stall on store forwarding).
+      VU lanes = hn::Set(du, word[0]);
+      for (int k = 1; k < kWords; ++k) lanes = hn::IfThenElse(take[v][k], hn::Set(du, word[k]), lanes);
+      const auto q = hn::And(hn::Shr(lanes, shift[v]), mask);
+      hn::StoreU(LookUp(df, cb, K, hn::BitCast(di, q)), df, dst + v * kN);
+    }
+  });
+}
+
+// Row i of any other layout and width: its chunks' indices decoded to bytes first.
+void ExpandRowBytes(const detail::LutView& m, int64_t i, const float* cbs, float* row) {
+  const hn::ScalableTag<float> df;
+  const hn::RebindToSigned<decltype(df)> di;
   const hn::Rebind<uint8_t, decltype(di)> d8;
   constexpr int64_t kN = int64_t(hn::MaxLanes(df));
-  static_assert(kLutChunkCols % kN == 0, "a chunk is whole vectors");
   const int K = 1 << m.bits;
-  const int64_t cpg = m.group / kLutChunkCols;  // groups are whole chunks
-  const bool words = m.layout == detail::kLutLayoutPermute && m.bits <= 4 && kN >= 4;
-  const auto mask = hn::Set(du, uint32_t(K - 1));
-  const int r = int(i % detail::kLutTileRows);
-  HWY_ALIGN float chunk[kLutChunkCols];
-  for (int64_t ch = 0; ch < m.chunks; ++ch) {
-    const float* cb = cbs + (ch / cpg) * K;
-    const int64_t c0 = ch * kLutChunkCols, n = std::min<int64_t>(kLutChunkCols, m.cols - c0);
-    float* dst = n == kLutChunkCols ? row + c0 : chunk;
-    if (words) {
-      const uint8_t* base = m.idx + ((i / detail::kLutTileRows) * m.chunks + ch) * detail::lut_chunk_bytes(m.bits);
-      HWY_ALIGN uint32_t word[kN > 4 ? kN : 4] = {};
-      const WordFields& f = ChunkWords(m.bits, base, r, word);
-      const auto wv = hn::LoadU(du, word);
-      for (int64_t v = 0; v < kLutChunkCols; v += kN) {
-        const auto lanes = hn::TableLookupLanes(wv, hn::IndicesFromVec(du, hn::LoadU(di, f.src + v)));
-        const auto q = hn::And(lanes >> hn::LoadU(du, f.shift + v), mask);
-        hn::StoreU(LookUp(df, cb, K, hn::BitCast(di, q)), df, dst + v);
-      }
-    } else {
-      uint8_t bytes[kLutChunkCols];
-      DecodeChunkBytes(m, i, ch, bytes);
-      for (int64_t v = 0; v < kLutChunkCols; v += kN)
-        hn::StoreU(LookUp(df, cb, K, hn::PromoteTo(di, hn::LoadU(d8, bytes + v))), df, dst + v);
-    }
-    if (dst == chunk) std::memcpy(row + c0, chunk, size_t(n) * sizeof(float));
+  ForEachChunk(m, row, [&](int64_t j, int64_t ch, float* dst) {
+    uint8_t bytes[kLutChunkCols];
+    DecodeChunkBytes(m, i, ch, bytes);
+    for (int64_t v = 0; v < kLutChunkCols; v += kN)
+      hn::StoreU(LookUp(df, cbs + j * K, K, hn::PromoteTo(di, hn::LoadU(d8, bytes + v))), df, dst + v);
+  });
+}
+
+}  // namespace
+
+void DequantizeRows(const detail::LutView& m, int64_t r0, int64_t r1, float* out) {
+  // One row's codebooks, padded for LookUp()'s reads past a small codebook.
+  std::vector<float> cbs(size_t(m.groups_per_row << m.bits) + 2 * hn::MaxLanes(hn::ScalableTag<float>()), 0.f);
+  for (int64_t i = r0; i < r1; ++i) {
+    RowCodebooks(m, i, cbs.data());
+    float* row = out + (i - r0) * m.cols;
+    const bool words = m.layout == detail::kLutLayoutPermute && hn::MaxLanes(hn::ScalableTag<float>()) >= 4;
+    if (words && m.bits == 2) ExpandRowWords<2>(m, i, cbs.data(), row);
+    else if (words && m.bits == 3) ExpandRowWords<3>(m, i, cbs.data(), row);
+    else if (words && m.bits == 4) ExpandRowWords<4>(m, i, cbs.data(), row);
+    else ExpandRowBytes(m, i, cbs.data(), row);
   }
 }
 
@@ -149,10 +218,10 @@ HWY_AFTER_NAMESPACE();
 
 #if HWY_ONCE
 namespace lcq::kernels {
-HWY_EXPORT(ExpandRow);
+HWY_EXPORT(DequantizeRows);
 namespace detail {
-void expand_lut_row(const LutView& m, int64_t i, const float* cbs, float* row) {
-  HWY_DYNAMIC_DISPATCH(ExpandRow)(m, i, cbs, row);
+void dequantize_lut_rows(const LutView& m, int64_t r0, int64_t r1, float* out) {
+  HWY_DYNAMIC_DISPATCH(DequantizeRows)(m, r0, r1, out);
 }
 }  // namespace detail
 }  // namespace lcq::kernels

@@ -171,6 +171,22 @@ inline int64_t lut_coef_index(const LutView& m, int64_t tile, int64_t j, int p, 
          row_in_tile;
 }
 
+// The rank + 1 parameters of row i's group j (S_0 .. S_{rank-1}, B) with
+// CodebookLayer::codebook's arithmetic: offset + scale * code (no fma: the files that call it
+// are compiled without FMA or with -ffp-contract=off), or the f32 values.
+inline void lut_exact_params(const LutView& m, int64_t i, int64_t j, float* out) {
+  const int64_t at = lut_coef_index(m, i / kLutTileRows, j, 0, int(i % kLutTileRows));
+  if (m.dq_bits == 0) {
+    for (int p = 0; p <= m.rank; ++p) out[p] = m.coef_f32[at + p * kLutTileRows];
+    return;
+  }
+  const int64_t blk = (i * m.groups_per_row + j) / m.dq_group;
+  for (int p = 0; p <= m.rank; ++p) {
+    const float scaled = m.blk_scale[p * m.n_blocks + blk] * float(m.coef_codes[at + p * kLutTileRows]);
+    out[p] = m.blk_offset[p * m.n_blocks + blk] + scaled;
+  }
+}
+
 // The sum of a group's activations as both table builders form it: 16 lane sums (lane l adds
 // columns l, l + 16, ... of the group in order), then the lanes in order.
 inline float lut_lane_sum(const float* lanes) {
@@ -263,9 +279,8 @@ bool lut_rows_shuffle(const LutView& m, const LutTables& L, float* y, int64_t ti
 // The level form's AVX2 kernel (5-8 bits, the same layout as AVX-512's; false where it does not run).
 bool lut_level_rows_avx2(const LutView& m, const LutTables& L, float* y, int64_t tile0, int64_t tile1);
 
-// Row i of the dequantized matrix (m.cols floats) from its groups' codebooks, group j's 2^bits
-// entries at cbs + j * 2^bits, readable 32 floats past the last group (lut_dequantize_simd.cpp,
-// every target; the look-ups are exact).
-void expand_lut_row(const LutView& m, int64_t i, const float* cbs, float* row);
+// Rows [r0, r1) of the exact dequantized matrix ((r1 - r0) x m.cols floats; lut_dequantize_simd.cpp,
+// every target, CodebookLayer::dequantize()'s values bit for bit).
+void dequantize_lut_rows(const LutView& m, int64_t r0, int64_t r1, float* out);
 
 }  // namespace lcq::kernels::detail
