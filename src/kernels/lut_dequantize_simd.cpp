@@ -38,39 +38,55 @@ namespace {
 namespace hn = hwy::HWY_NAMESPACE;
 using detail::kLutChunkCols;
 
-// Where lane c of a permute-layout chunk row finds its index: word src[c], bit shift[c].
+// A chunk row's indices are bit fields of at most 4 little-endian words (lut_internal.h,
+// lut_bit() and the level form's planes): lane c's field is (word[src[c]] >> shift[c]) & mask.
+// The kinds of fields, each with its words' places relative to the plane's first byte `at`
+// for tile row m:
+enum FieldKind {
+  kPairs,    // 2 bits: one word at at + 4m; byte (c % 8) / 2, the pair's nibble (high for c >= 8), bits 2 (c % 2)
+  kTriples,  // 3 bits: quad k's 24-bit word at at + 24k + 3 (m / 2), field 4 (m % 2) + c % 4
+  kNibbles,  // 4 bits: quad k = c / 4 in word k / 2 (at + 4m and at + 64 + 4m), byte c % 4, nibble k % 2
+  kTwoBits,  // bits 4-5 of the level form: one word at at + 4m, byte c % 4, bits 2k
+  kOneBit,   // bit 4 or 6 of the level form: quad k's byte at at + 8k + m / 2, bit 4 (m % 2) + c % 4
+};
+constexpr int kFieldBits[] = {2, 3, 4, 2, 1};
+constexpr int kFieldWords[] = {1, 4, 2, 1, 4};
+
 struct WordFields {
   int32_t src[kLutChunkCols];
   uint32_t shift[kLutChunkCols];
 };
-// [0]: 2 bits; [1]: 4 bits; [2], [3]: 3 bits in even and odd rows of a tile.
+// Per kind, for even and odd tile rows.
 struct WordFieldTable {
-  WordFields f[4];
+  WordFields f[5][2];
   WordFieldTable() : f{} {
-    for (int c = 0; c < kLutChunkCols; ++c) {
-      // 2 bits: byte (c % 8) / 2 of the row's word, the pair's nibble (high for c >= 8), bits 2 (c % 2).
-      f[0].src[c] = 0, f[0].shift[c] = uint32_t(8 * ((c % 8) / 2) + 4 * (c / 8) + 2 * (c % 2));
-      // 4 bits: quad k = c / 4 in word k / 2 (the chunk's 64-byte half), byte c % 4, nibble k % 2.
-      f[1].src[c] = c / 8, f[1].shift[c] = uint32_t(8 * (c % 4) + 4 * ((c / 4) % 2));
-      // 3 bits: quad k's 24-bit word, 3-bit field 4 (row % 2) + c % 4.
-      for (int odd = 0; odd < 2; ++odd) f[2 + odd].src[c] = c / 4, f[2 + odd].shift[c] = uint32_t(3 * (4 * odd + c % 4));
-    }
+    for (int odd = 0; odd < 2; ++odd)
+      for (int c = 0; c < kLutChunkCols; ++c) {
+        const int k = c / 4, j = c % 4;
+        f[kPairs][odd].src[c] = 0, f[kPairs][odd].shift[c] = uint32_t(8 * ((c % 8) / 2) + 4 * (c / 8) + 2 * (c % 2));
+        f[kTriples][odd].src[c] = k, f[kTriples][odd].shift[c] = uint32_t(3 * (4 * odd + j));
+        f[kNibbles][odd].src[c] = k / 2, f[kNibbles][odd].shift[c] = uint32_t(8 * j + 4 * (k % 2));
+        f[kTwoBits][odd].src[c] = 0, f[kTwoBits][odd].shift[c] = uint32_t(8 * j + 2 * k);
+        f[kOneBit][odd].src[c] = k, f[kOneBit][odd].shift[c] = uint32_t(4 * odd + j);
+      }
   }
 };
 
-// Row m's words of the permute-layout chunk at `base`: 1 (2 bits), 2 (4 bits) or 4 (3 bits).
-template <int kBits>
-HWY_INLINE void ChunkWords(const uint8_t* base, int m, uint32_t* word) {
-  if constexpr (kBits == 2) {
-    std::memcpy(word, base + 4 * m, 4);
-  } else if constexpr (kBits == 4) {
-    std::memcpy(word, base + 4 * m, 4);
-    std::memcpy(word + 1, base + 64 + 4 * m, 4);
-  } else {
+// Tile row m's words of a field of kind kKind whose plane starts at `at`.
+template <FieldKind kKind>
+HWY_INLINE void FieldWords(const uint8_t* at, int m, uint32_t* word) {
+  if constexpr (kKind == kPairs || kKind == kTwoBits) {
+    std::memcpy(word, at + 4 * m, 4);
+  } else if constexpr (kKind == kNibbles) {
+    std::memcpy(word, at + 4 * m, 4);
+    std::memcpy(word + 1, at + 64 + 4 * m, 4);
+  } else if constexpr (kKind == kTriples) {
     for (int k = 0; k < 4; ++k) {  // 3 bytes each: the last chunk's last word ends the buffer
-      const uint8_t* w = base + 24 * k + 3 * (m / 2);
+      const uint8_t* w = at + 24 * k + 3 * (m / 2);
       word[k] = uint32_t(w[0]) | uint32_t(w[1]) << 8 | uint32_t(w[2]) << 16;
     }
+  } else {
+    for (int k = 0; k < 4; ++k) word[k] = at[8 * k + m / 2];
   }
 }
 
@@ -143,41 +159,70 @@ HWY_INLINE void ForEachChunk(const detail::LutView& m, float* row, Chunk chunk) 
     }
 }
 
-// Row i of a permute-layout matrix of kBits = 2, 3 or 4 (cols floats) from its groups'
-// codebooks, group j's at cbs + j * 2^kBits.
-template <int kBits>
-void ExpandRowWords(const detail::LutView& m, int64_t i, const float* cbs, float* row) {
-  static const WordFieldTable table;
-  const hn::ScalableTag<float> df;
-  const hn::RebindToSigned<decltype(df)> di;
-  const hn::RebindToUnsigned<decltype(df)> du;
-  constexpr int kN = int(hn::MaxLanes(df)), kVecs = kLutChunkCols / kN, kWords = kBits == 2 ? 1 : kBits == 4 ? 2 : 4;
-  constexpr int K = 1 << kBits;
-  const int r = int(i % detail::kLutTileRows);
-  const WordFields& f = table.f[kBits == 2 ? 0 : kBits == 4 ? 1 : 2 + r % 2];
-  // Per vector of the chunk: each lane's bit shift, and which lanes take word k (k >= 1).
-  using VU = hn::Vec<decltype(du)>;
-  using MU = hn::Mask<decltype(du)>;
+// One field of every lane of a chunk row, as decoded for tile row m: its words' selects and
+// shifts per vector, hoisted out of the row's chunks.
+template <FieldKind kKind, int kOffset, int kAt, class DU>
+struct Field {
+  static constexpr int kVecs = kLutChunkCols / int(hn::MaxLanes(DU())), kWords = kFieldWords[kKind];
+  using VU = hn::Vec<DU>;
   VU shift[kVecs];
-  MU take[kVecs][kWords];
-  for (int v = 0; v < kVecs; ++v) {
-    shift[v] = hn::LoadU(du, f.shift + v * kN);
-    for (int k = 0; k < kWords; ++k) take[v][k] = hn::RebindMask(du, hn::Eq(hn::LoadU(di, f.src + v * kN), hn::Set(di, k)));
-  }
-  const auto mask = hn::Set(du, uint32_t(K - 1));
-  const uint8_t* tile = m.idx + (i / detail::kLutTileRows) * m.chunks * detail::lut_chunk_bytes(kBits);
-  ForEachChunk(m, row, [&](int64_t j, int64_t ch, float* dst) {
-    uint32_t word[4];
-    ChunkWords<kBits>(tile + ch * detail::lut_chunk_bytes(kBits), r, word);
-    const float* cb = cbs + j * K;
+  hn::Mask<DU> take[kVecs][kWords];
+
+  explicit Field(int m) {
+    static const WordFieldTable table;
+    const DU du;
+    const hn::RebindToSigned<DU> di;
+    const WordFields& f = table.f[kKind][m % 2];
+    constexpr int kN = int(hn::MaxLanes(du));
     for (int v = 0; v < kVecs; ++v) {
-      // Each lane's word from broadcasts and selects: the words go from registers to lanes
-      // (an array of them reloaded as a vector would stall on store forwarding).
+      shift[v] = hn::LoadU(du, f.shift + v * kN);
+      for (int k = 0; k < kWords; ++k) take[v][k] = hn::RebindMask(du, hn::Eq(hn::LoadU(di, f.src + v * kN), hn::Set(di, k)));
+    }
+  }
+  // Vector v of the field's values, placed at bit kAt of the indices, from the chunk at `chunk`.
+  // The words go from registers to lanes by broadcasts and selects (an array of them reloaded as
+  // a vector would stall on store forwarding).
+  HWY_INLINE void Add(const uint8_t* chunk, int m, VU* q) const {
+    const DU du;
+    uint32_t word[4];
+    FieldWords<kKind>(chunk + kOffset, m, word);
+    const auto mask = hn::Set(du, uint32_t((1u << kFieldBits[kKind]) - 1));
+    for (int v = 0; v < kVecs; ++v) {
       VU lanes = hn::Set(du, word[0]);
       for (int k = 1; k < kWords; ++k) lanes = hn::IfThenElse(take[v][k], hn::Set(du, word[k]), lanes);
-      const auto q = hn::And(hn::Shr(lanes, shift[v]), mask);
-      hn::StoreU(LookUp(df, cb, K, hn::BitCast(di, q)), df, dst + v * kN);
+      const VU bits = hn::And(hn::Shr(lanes, shift[v]), mask);
+      q[v] = kAt == 0 ? bits : hn::Or(q[v], hn::ShiftLeft<kAt>(bits));
     }
+  }
+};
+
+// Row i of a permute-layout matrix of kBits (cols floats) from its groups' codebooks, group j's
+// at cbs + j * 2^kBits: the indices of 2-4 bits are one field, the level form's (5-8 bits) its
+// nibble plane and the planes of the high bits above it (lut_internal.h, lut_level_get_at()).
+template <int kBits>
+void ExpandRowFields(const detail::LutView& m, int64_t i, const float* cbs, float* row) {
+  using DF = hn::ScalableTag<float>;
+  using DU = hn::RebindToUnsigned<DF>;
+  const DF df;
+  const hn::RebindToSigned<DF> di;
+  constexpr int kN = int(hn::MaxLanes(df)), kVecs = kLutChunkCols / kN, K = 1 << kBits;
+  const int r = int(i % detail::kLutTileRows);
+  constexpr FieldKind kLow = kBits == 2 ? kPairs : kBits == 3 ? kTriples : kNibbles;
+  const Field<kLow, 0, 0, DU> low(r);
+  // The high bits: 5: one bit plane at 128; 6: two bits at 128; 7: two bits at 128, one bit at
+  // 192; 8: a second nibble plane at 128.
+  constexpr FieldKind kHigh1 = kBits == 8 ? kNibbles : kBits == 5 ? kOneBit : kTwoBits;
+  const Field<kHigh1, 128, 4, DU> high1(r);
+  const Field<kOneBit, 192, 6, DU> high2(r);
+  const uint8_t* tile = m.idx + (i / detail::kLutTileRows) * m.chunks * detail::lut_chunk_bytes(kBits);
+  ForEachChunk(m, row, [&](int64_t j, int64_t ch, float* dst) {
+    const uint8_t* chunk = tile + ch * detail::lut_chunk_bytes(kBits);
+    hn::Vec<DU> q[kVecs];
+    low.Add(chunk, r, q);
+    if constexpr (kBits >= 5) high1.Add(chunk, r, q);
+    if constexpr (kBits == 7) high2.Add(chunk, r, q);
+    const float* cb = cbs + j * K;
+    for (int v = 0; v < kVecs; ++v) hn::StoreU(LookUp(df, cb, K, hn::BitCast(di, q[v])), df, dst + v * kN);
   });
 }
 
@@ -196,6 +241,21 @@ void ExpandRowBytes(const detail::LutView& m, int64_t i, const float* cbs, float
   });
 }
 
+// ExpandRowFields for m.bits (permute layout, vectors of 4+ lanes); false if it does not apply.
+bool ExpandRowFieldsOf(const detail::LutView& m, int64_t i, const float* cbs, float* row) {
+  if (hn::MaxLanes(hn::ScalableTag<float>()) < 4) return false;
+  switch (m.bits) {
+    case 2: return ExpandRowFields<2>(m, i, cbs, row), true;
+    case 3: return ExpandRowFields<3>(m, i, cbs, row), true;
+    case 4: return ExpandRowFields<4>(m, i, cbs, row), true;
+    case 5: return ExpandRowFields<5>(m, i, cbs, row), true;
+    case 6: return ExpandRowFields<6>(m, i, cbs, row), true;
+    case 7: return ExpandRowFields<7>(m, i, cbs, row), true;
+    case 8: return ExpandRowFields<8>(m, i, cbs, row), true;
+    default: return false;
+  }
+}
+
 }  // namespace
 
 void DequantizeRows(const detail::LutView& m, int64_t r0, int64_t r1, float* out) {
@@ -204,11 +264,8 @@ void DequantizeRows(const detail::LutView& m, int64_t r0, int64_t r1, float* out
   for (int64_t i = r0; i < r1; ++i) {
     RowCodebooks(m, i, cbs.data());
     float* row = out + (i - r0) * m.cols;
-    const bool words = m.layout == detail::kLutLayoutPermute && hn::MaxLanes(hn::ScalableTag<float>()) >= 4;
-    if (words && m.bits == 2) ExpandRowWords<2>(m, i, cbs.data(), row);
-    else if (words && m.bits == 3) ExpandRowWords<3>(m, i, cbs.data(), row);
-    else if (words && m.bits == 4) ExpandRowWords<4>(m, i, cbs.data(), row);
-    else ExpandRowBytes(m, i, cbs.data(), row);
+    if (m.layout != detail::kLutLayoutPermute || !ExpandRowFieldsOf(m, i, cbs.data(), row))
+      ExpandRowBytes(m, i, cbs.data(), row);
   }
 }
 
