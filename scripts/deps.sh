@@ -4,6 +4,7 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build pkg-config git
   libtorch-dev libopenblas0-openmp      # tensors/autograd; OpenBLAS instead of the slow reference BLAS
+  libdnnl-dev                           # oneDNN, libtorch's CPU backend: the f32 GEMM of prompt panels
   libsentencepiece-dev libpcre2-dev     # tokenizers
   nlohmann-json3-dev libcli11-dev libfmt-dev libhwy-dev
   libxxhash-dev                         # content fingerprints

