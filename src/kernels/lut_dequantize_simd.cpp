@@ -7,12 +7,12 @@
 // its operations in its order (-B, then + S_p * V_p for p = 0..), and this file is compiled
 // with -ffp-contract=off (src/CMakeLists.txt) so that no multiply and add fuse into an FMA.
 //
-// A chunk row's indices in the permute layout at 2, 3 and 4 bits are bit fields of at most 4
-// little-endian words (lut_internal.h, lut_bit()): lane c's index is
-// (word[src(c)] >> shift(c)) & (K - 1), one lane permutation, one variable shift and one AND
-// per vector. Other layouts (the shuffle layout of 2 and 4 bits, the level form of 5-8 bits)
-// decode the 16 indices to bytes first. The look-up is a lane permutation of the codebook when
-// it fits one vector (K <= lanes), two and a select when it fits two, else a gather.
+// A chunk row's indices, in every layout (lut_internal.h: lut_bit(), lut_level_get_at()), are
+// made of bit fields of at most 4 little-endian words: in each, lane c's bits are
+// (word[src(c)] >> shift(c)) & mask, the words broadcast to the lanes by selects, one variable
+// shift and one AND per vector (FieldKind, Field); the level form (5-8 bits) ORs its planes.
+// The look-up is a lane permutation of the codebook when it fits one vector (K <= lanes), two
+// and a select when it fits two, else a gather. (Speeds: bench_kernels' dequantize-lut rows.)
 
 #ifndef HWY_DISABLED_TARGETS
 #define HWY_DISABLED_TARGETS (HWY_SVE | HWY_SVE2 | HWY_SVE_256 | HWY_SVE2_128 | HWY_RVV)
@@ -48,9 +48,14 @@ enum FieldKind {
   kNibbles,  // 4 bits: quad k = c / 4 in word k / 2 (at + 4m and at + 64 + 4m), byte c % 4, nibble k % 2
   kTwoBits,  // bits 4-5 of the level form: one word at at + 4m, byte c % 4, bits 2k
   kOneBit,   // bit 4 or 6 of the level form: quad k's byte at at + 8k + m / 2, bit 4 (m % 2) + c % 4
+  // The shuffle layout (AVX2's, 2 and 4 bits): slot s (column c at 4 bits, pair c / 2 at 2) is
+  // the nibble at byte 32 (s / 4) + 16 (s % 2) + m, the high one for s % 4 >= 2; word q holds
+  // bytes 32q + m and 32q + 16 + m, so slot s is word s / 4, bits 8 (s % 2) + 4 ((s % 4) / 2).
+  kShuffledNibbles,  // 4 bits
+  kShuffledPairs,    // 2 bits: the column's 2 bits 2 (c % 2) inside its pair's nibble
 };
-constexpr int kFieldBits[] = {2, 3, 4, 2, 1};
-constexpr int kFieldWords[] = {1, 4, 2, 1, 4};
+constexpr int kFieldBits[] = {2, 3, 4, 2, 1, 4, 2};
+constexpr int kFieldWords[] = {1, 4, 2, 1, 4, 4, 4};
 
 struct WordFields {
   int32_t src[kLutChunkCols];
@@ -58,7 +63,7 @@ struct WordFields {
 };
 // Per kind, for even and odd tile rows.
 struct WordFieldTable {
-  WordFields f[5][2];
+  WordFields f[7][2];
   WordFieldTable() : f{} {
     for (int odd = 0; odd < 2; ++odd)
       for (int c = 0; c < kLutChunkCols; ++c) {
@@ -68,6 +73,10 @@ struct WordFieldTable {
         f[kNibbles][odd].src[c] = k / 2, f[kNibbles][odd].shift[c] = uint32_t(8 * j + 4 * (k % 2));
         f[kTwoBits][odd].src[c] = 0, f[kTwoBits][odd].shift[c] = uint32_t(8 * j + 2 * k);
         f[kOneBit][odd].src[c] = k, f[kOneBit][odd].shift[c] = uint32_t(4 * odd + j);
+        f[kShuffledNibbles][odd].src[c] = c / 4, f[kShuffledNibbles][odd].shift[c] = uint32_t(8 * (c % 2) + 4 * ((c % 4) / 2));
+        const int s = c / 2;  // the pair's slot
+        f[kShuffledPairs][odd].src[c] = s / 4;
+        f[kShuffledPairs][odd].shift[c] = uint32_t(8 * (s % 2) + 4 * ((s % 4) / 2) + 2 * (c % 2));
       }
   }
 };
@@ -85,8 +94,10 @@ HWY_INLINE void FieldWords(const uint8_t* at, int m, uint32_t* word) {
       const uint8_t* w = at + 24 * k + 3 * (m / 2);
       word[k] = uint32_t(w[0]) | uint32_t(w[1]) << 8 | uint32_t(w[2]) << 16;
     }
-  } else {
+  } else if constexpr (kKind == kOneBit) {
     for (int k = 0; k < 4; ++k) word[k] = at[8 * k + m / 2];
+  } else {
+    for (int q = 0; q < 4; ++q) word[q] = uint32_t(at[32 * q + m]) | uint32_t(at[32 * q + 16 + m]) << 8;
   }
 }
 
@@ -196,10 +207,10 @@ struct Field {
   }
 };
 
-// Row i of a permute-layout matrix of kBits (cols floats) from its groups' codebooks, group j's
-// at cbs + j * 2^kBits: the indices of 2-4 bits are one field, the level form's (5-8 bits) its
-// nibble plane and the planes of the high bits above it (lut_internal.h, lut_level_get_at()).
-template <int kBits>
+// Row i of a kBits matrix in the permute layout or, kShuffled, the shuffle layout (cols floats)
+// from its groups' codebooks, group j's at cbs + j * 2^kBits: the indices of 2-4 bits are one
+// field, the level form's (5-8 bits) its nibble plane and the planes of the high bits above it.
+template <int kBits, bool kShuffled = false>
 void ExpandRowFields(const detail::LutView& m, int64_t i, const float* cbs, float* row) {
   using DF = hn::ScalableTag<float>;
   using DU = hn::RebindToUnsigned<DF>;
@@ -207,7 +218,8 @@ void ExpandRowFields(const detail::LutView& m, int64_t i, const float* cbs, floa
   const hn::RebindToSigned<DF> di;
   constexpr int kN = int(hn::MaxLanes(df)), kVecs = kLutChunkCols / kN, K = 1 << kBits;
   const int r = int(i % detail::kLutTileRows);
-  constexpr FieldKind kLow = kBits == 2 ? kPairs : kBits == 3 ? kTriples : kNibbles;
+  constexpr FieldKind kLow = kShuffled ? (kBits == 2 ? kShuffledPairs : kShuffledNibbles)
+                                       : kBits == 2 ? kPairs : kBits == 3 ? kTriples : kNibbles;
   const Field<kLow, 0, 0, DU> low(r);
   // The high bits: 5: one bit plane at 128; 6: two bits at 128; 7: two bits at 128, one bit at
   // 192; 8: a second nibble plane at 128.
@@ -241,9 +253,14 @@ void ExpandRowBytes(const detail::LutView& m, int64_t i, const float* cbs, float
   });
 }
 
-// ExpandRowFields for m.bits (permute layout, vectors of 4+ lanes); false if it does not apply.
+// ExpandRowFields for m's layout and width (vectors of 4+ lanes); false if it does not apply.
 bool ExpandRowFieldsOf(const detail::LutView& m, int64_t i, const float* cbs, float* row) {
   if (hn::MaxLanes(hn::ScalableTag<float>()) < 4) return false;
+  if (m.layout == detail::kLutLayoutShuffle) {
+    if (m.bits == 2) return ExpandRowFields<2, true>(m, i, cbs, row), true;
+    if (m.bits == 4) return ExpandRowFields<4, true>(m, i, cbs, row), true;
+    return false;
+  }
   switch (m.bits) {
     case 2: return ExpandRowFields<2>(m, i, cbs, row), true;
     case 3: return ExpandRowFields<3>(m, i, cbs, row), true;
@@ -264,8 +281,7 @@ void DequantizeRows(const detail::LutView& m, int64_t r0, int64_t r1, float* out
   for (int64_t i = r0; i < r1; ++i) {
     RowCodebooks(m, i, cbs.data());
     float* row = out + (i - r0) * m.cols;
-    if (m.layout != detail::kLutLayoutPermute || !ExpandRowFieldsOf(m, i, cbs.data(), row))
-      ExpandRowBytes(m, i, cbs.data(), row);
+    if (!ExpandRowFieldsOf(m, i, cbs.data(), row)) ExpandRowBytes(m, i, cbs.data(), row);
   }
 }
 
