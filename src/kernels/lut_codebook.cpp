@@ -358,7 +358,7 @@ void LutCodebookMatrix::dequantize_column(int64_t c, float* out) const {
   const int64_t j = c / group_;
   for (int64_t i = 0; i < rows_; ++i) {
     const int q = index_at(i, c);
-    float prm[5];
+    float prm[5] = {};
     detail::lut_exact_params(m, i, j, prm);
     float w = -prm[rank_];  // as dequantize_rows: -B, then + S_p * V_p in order
     for (int p = 0; p < rank_; ++p) w += prm[p] * params_.v_f[size_t(p * K + q)];

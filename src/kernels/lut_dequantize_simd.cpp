@@ -135,7 +135,7 @@ void RowCodebooks(const detail::LutView& m, int64_t i, float* cbs) {
   constexpr int kN = int(hn::MaxLanes(df));
   const int K = 1 << m.bits;
   for (int64_t j = 0; j < m.groups_per_row; ++j) {
-    float prm[5];
+    float prm[5] = {};
     detail::lut_exact_params(m, i, j, prm);
     float* cb = cbs + j * K;
     int t = 0;
