@@ -12,14 +12,17 @@ namespace lcq::model {
 
 namespace F = torch::nn::functional;
 
-const std::vector<std::string>& prompt_dtype_names() {
-  static const std::vector<std::string> names = {"auto", "f32", "bf16"};
-  return names;
-}
-
 namespace {
 const Named<torch::ScalarType> kComputeTypes[] = {{torch::kFloat32, "f32"}, {torch::kBFloat16, "bf16"}};
+// --prompt-dtype; kUndefined stands for auto.
+const Named<torch::ScalarType> kPromptTypes[] = {
+    {torch::ScalarType::Undefined, "auto"}, {torch::kFloat32, "f32"}, {torch::kBFloat16, "bf16"}};
 }  // namespace
+
+const std::vector<std::string>& prompt_dtype_names() {
+  static const auto v = names_of(kPromptTypes);
+  return v;
+}
 
 const std::vector<std::string>& compute_dtype_names() {
   static const auto v = names_of(kComputeTypes);
@@ -28,9 +31,9 @@ const std::vector<std::string>& compute_dtype_names() {
 torch::ScalarType parse_compute_dtype(const std::string& name) { return parse_named(kComputeTypes, name, "--dtype"); }
 
 torch::ScalarType resolve_prompt_dtype(const std::string& name) {
-  LCQ_CHECK(name == "auto" || name == "f32" || name == "bf16", "unknown prompt dtype '{}' (expected auto, f32 or bf16)",
-            name);
-  return name == "bf16" || (name == "auto" && cpu_has_native_bf16()) ? torch::kBFloat16 : torch::kFloat32;
+  const torch::ScalarType t = parse_named(kPromptTypes, name, "--prompt-dtype");
+  if (t != torch::ScalarType::Undefined) return t;
+  return cpu_has_native_bf16() ? torch::kBFloat16 : torch::kFloat32;
 }
 
 torch::Tensor Norm::forward(const torch::Tensor& x) const {
