@@ -32,7 +32,8 @@ struct Linear {
   torch::Tensor weight;  // [out, in]; undefined when `packed` holds the layer
   std::shared_ptr<const kernels::Matrix> packed;
   // Products of `packed` with 16 tokens or more (prompts) multiply its dequantized rows through
-  // BLAS in this type: f32 (exact) or bf16 (oneDNN's bf16 GEMM; RuntimeOptions::prompt_dtype).
+  // a GEMM in this type: f32 (exact; oneDNN's sgemm) or bf16 (oneDNN's bf16 GEMM through
+  // libtorch; RuntimeOptions::prompt_dtype).
   torch::ScalarType panel_dtype = torch::kFloat32;
   torch::Tensor bias;    // [out] or undefined
   std::shared_ptr<const ActQuant> input_quant;   // quantize x before the product
