@@ -23,6 +23,7 @@
 #include <cstring>
 #include <vector>
 
+#include "lcq/core/error.h"
 #include "lut_internal.h"
 
 #undef HWY_TARGET_INCLUDE
@@ -99,20 +100,6 @@ HWY_INLINE void FieldWords(const uint8_t* at, int m, uint32_t* word) {
   } else {
     for (int q = 0; q < 4; ++q) word[q] = uint32_t(at[32 * q + m]) | uint32_t(at[32 * q + 16 + m]) << 8;
   }
-}
-
-// The 16 indices of row i in chunk ch as bytes, for the layouts ChunkWords() does not read.
-void DecodeChunkBytes(const detail::LutView& m, int64_t i, int64_t ch, uint8_t* v) {
-  using namespace detail;
-  const int r = int(i % kLutTileRows);
-  const uint8_t* base = m.idx + ((i / kLutTileRows) * m.chunks + ch) * lut_chunk_bytes(m.bits);
-  if (lut_levels(m.bits)) {  // column 4k + j is position 4r + j of quad k
-    for (int k = 0; k < 4; ++k)
-      for (int j = 0; j < 4; ++j) v[4 * k + j] = uint8_t(lut_level_get_at(base, m.bits, k, 4 * r + j));
-    return;
-  }
-  for (int cc = 0; cc < kLutChunkCols; ++cc)
-    v[cc] = uint8_t(lut_get(m.idx, m.bits, lut_bit(m.bits, m.layout, m.chunks, i, ch * kLutChunkCols + cc)));
 }
 
 // cb[idx] for the lanes of idx (indices < K; cb readable for K + 2 * lanes floats).
@@ -238,39 +225,18 @@ void ExpandRowFields(const detail::LutView& m, int64_t i, const float* cbs, floa
   });
 }
 
-// Row i of any other layout and width: its chunks' indices decoded to bytes first.
-void ExpandRowBytes(const detail::LutView& m, int64_t i, const float* cbs, float* row) {
-  const hn::ScalableTag<float> df;
-  const hn::RebindToSigned<decltype(df)> di;
-  const hn::Rebind<uint8_t, decltype(di)> d8;
-  constexpr int64_t kN = int64_t(hn::MaxLanes(df));
-  const int K = 1 << m.bits;
-  ForEachChunk(m, row, [&](int64_t j, int64_t ch, float* dst) {
-    uint8_t bytes[kLutChunkCols];
-    DecodeChunkBytes(m, i, ch, bytes);
-    for (int64_t v = 0; v < kLutChunkCols; v += kN)
-      hn::StoreU(LookUp(df, cbs + j * K, K, hn::PromoteTo(di, hn::LoadU(d8, bytes + v))), df, dst + v);
-  });
-}
+using ExpandRow = void (*)(const detail::LutView&, int64_t, const float*, float*);
 
-// ExpandRowFields for m's layout and width (vectors of 4+ lanes); false if it does not apply.
-bool ExpandRowFieldsOf(const detail::LutView& m, int64_t i, const float* cbs, float* row) {
-  if (hn::MaxLanes(hn::ScalableTag<float>()) < 4) return false;
+// The ExpandRowFields instance of m's layout and width (every layout pack() makes has one).
+ExpandRow ExpandRowFor(const detail::LutView& m) {
   if (m.layout == detail::kLutLayoutShuffle) {
-    if (m.bits == 2) return ExpandRowFields<2, true>(m, i, cbs, row), true;
-    if (m.bits == 4) return ExpandRowFields<4, true>(m, i, cbs, row), true;
-    return false;
+    LCQ_CHECK(m.bits == 2 || m.bits == 4, "the shuffle layout holds 2- and 4-bit layers only (got {} bits)", m.bits);
+    return m.bits == 2 ? &ExpandRowFields<2, true> : &ExpandRowFields<4, true>;
   }
-  switch (m.bits) {
-    case 2: return ExpandRowFields<2>(m, i, cbs, row), true;
-    case 3: return ExpandRowFields<3>(m, i, cbs, row), true;
-    case 4: return ExpandRowFields<4>(m, i, cbs, row), true;
-    case 5: return ExpandRowFields<5>(m, i, cbs, row), true;
-    case 6: return ExpandRowFields<6>(m, i, cbs, row), true;
-    case 7: return ExpandRowFields<7>(m, i, cbs, row), true;
-    case 8: return ExpandRowFields<8>(m, i, cbs, row), true;
-    default: return false;
-  }
+  constexpr ExpandRow kPermute[] = {&ExpandRowFields<2>, &ExpandRowFields<3>, &ExpandRowFields<4>, &ExpandRowFields<5>,
+                                    &ExpandRowFields<6>, &ExpandRowFields<7>, &ExpandRowFields<8>};
+  LCQ_CHECK(m.bits >= 2 && m.bits <= 8, "the LUT layout holds 2- to 8-bit layers (got {} bits)", m.bits);
+  return kPermute[m.bits - 2];
 }
 
 }  // namespace
@@ -278,10 +244,10 @@ bool ExpandRowFieldsOf(const detail::LutView& m, int64_t i, const float* cbs, fl
 void DequantizeRows(const detail::LutView& m, int64_t r0, int64_t r1, float* out) {
   // One row's codebooks, padded for LookUp()'s reads past a small codebook.
   std::vector<float> cbs(size_t(m.groups_per_row << m.bits) + 2 * hn::MaxLanes(hn::ScalableTag<float>()), 0.f);
+  const ExpandRow expand = ExpandRowFor(m);
   for (int64_t i = r0; i < r1; ++i) {
     RowCodebooks(m, i, cbs.data());
-    float* row = out + (i - r0) * m.cols;
-    if (!ExpandRowFieldsOf(m, i, cbs.data(), row)) ExpandRowBytes(m, i, cbs.data(), row);
+    expand(m, i, cbs.data(), out + (i - r0) * m.cols);
   }
 }
 
