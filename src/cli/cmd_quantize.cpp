@@ -9,6 +9,7 @@
 #include "lcq/quant/allocation.h"
 #include "lcq/quant/calibration.h"
 #include "lcq/quant/quantize.h"
+#include "lcq/quant/rotation.h"
 #include "lcq/quant/streamed.h"
 
 #include <torch/torch.h>
@@ -183,6 +184,11 @@ void register_quantize(CLI::App& app) {
                   "Before quantizing, migrate activation outliers into the weights with SmoothQuant at this alpha\n"
                   "(LRQ uses 0.8 for W8A8/W4A8; 0 = off). Needs --calib")
       ->check(finite_range(0, 1));
+  cmd->add_flag("--rotate", a->q.rotate,
+                "Before quantizing, rotate the residual stream (LLaMA-family models): the norms' weights are folded\n"
+                "into the linears, which are multiplied by a random orthogonal matrix (Hadamard x random, --seed) on\n"
+                "the stream's side; the same function, with the inputs' outlier channels spread over every group.\n"
+                "The file keeps the rotation (dim x dim f32, counted in a size target). Holds the model in memory");
   cmd->add_flag("--resume", a->resume,
                 "Continue an interrupted run of this command (Ctrl-C, kill, power loss) after its last finished block;\n"
                 "the finished blocks are kept in OUT.lcq-resume/ while a run lasts. The output is the same bytes\n"
@@ -348,7 +354,8 @@ void register_quantize(CLI::App& app) {
                                {"embed_bits", a->q.embedding.bits}, {"embed_group", a->q.embedding.group},
                                {"embed_rounding", quant::to_string(a->q.embedding.rounding)},
                                {"calib", a->calib},     {"nsamples", !calib_text.empty() ? a->c.nsamples : 0},
-                               {"seqlen", !calib_text.empty() ? a->c.seqlen : 0}, {"seed", a->c.seed}};
+                               {"seqlen", !calib_text.empty() ? a->c.seqlen : 0}, {"seed", a->c.seed},
+                               {"rotate", a->q.rotate}};
     if (targeted)
       settings["target"] = {{"bytes", target_bytes},
                             {"bits", target_bits},
@@ -441,6 +448,7 @@ void register_quantize(CLI::App& app) {
     } else {
       model::Model m = model::build_model(src, rt);
       try {
+        if (a->q.rotate) quant::rotate_residual(m, a->q.engine.seed);
         if (a->smoothquant > 0) quant::smooth_quant(m, calib, a->smoothquant, a->q.engine.progress);
         if (static_act) act.static_absmax = quant::calibrate_input_absmax(m, calib, a->q.engine.progress);
         if (act.bits > 0 || act.kv_bits > 0) model::set_activation_quant(m, act);

@@ -29,6 +29,7 @@ BlockLoader::BlockLoader(io::ModelSource src, const RuntimeOptions& opts) : src_
     const io::TensorView& pe = src_.get("position_embd.weight");
     skeleton_.pos_embd = read.get("position_embd.weight", {pe.shape.empty() ? 0 : pe.shape[0], D});
   }
+  skeleton_.rotation = read.rotation();
   skeleton_.output_norm = read.norm("output_norm");
   // The head as build_model() decides it: a codebook layer or output.weight of its own, else tied.
   if (io::has_codebook_layer(src_, "output") && !src_.find("output.weight")) {

@@ -51,6 +51,14 @@ torch::Tensor TensorReader::get_opt(const std::string& name, const std::vector<i
   return src_.find(name) ? get(name, shape) : torch::Tensor();
 }
 
+torch::Tensor TensorReader::rotation() const {
+  const std::string name = "residual_rotation.weight";
+  LCQ_CHECK(!src_.find(name) || src_.config.arch == Arch::Llama,
+            "{}: a rotated residual stream ({}) is for LLaMA-family models, not {}", src_.path, name,
+            arch_name(src_.config.arch));
+  return get_opt(name, {src_.config.dim, src_.config.dim});
+}
+
 Norm TensorReader::norm(const std::string& prefix) const {
   const int64_t D = src_.config.dim;
   Norm n;
@@ -178,6 +186,7 @@ Model build_model(const io::ModelSource& src, const RuntimeOptions& opts) {
     const io::TensorView& pe = src.get("position_embd.weight");
     m.pos_embd = read.get("position_embd.weight", {pe.shape.empty() ? 0 : pe.shape[0], D});
   }
+  m.rotation = read.rotation();
   for (int l = 0; l < c.n_layers; ++l) m.blocks.push_back(read.block(l));
   m.output_norm = read.norm("output_norm");
   if (io::has_codebook_layer(src, "output") && !src.find("output.weight")) {

@@ -89,7 +89,7 @@ LayerCost embedding_cost(model::Model& m, const QuantizeOptions& o, const Alloca
                          const torch::Tensor& logp, Progress& bar) {
   const bool tied = m.config.tie_embeddings;
   const model::BlockContext ctx = detail::exact_context(m);
-  const torch::Tensor h = m.output_norm.forward(inputs.back()).to(torch::kFloat64).reshape({-1, m.config.dim});
+  const torch::Tensor h = m.final_norm(inputs.back()).to(torch::kFloat64).reshape({-1, m.config.dim});
   const torch::Tensor gram = h.t().mm(h) / double(h.size(0));
   const torch::Tensor embd = m.tok_embd, head = m.output.weight;
   // The model gets its own embedding and head back however the trials end.

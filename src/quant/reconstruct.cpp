@@ -400,7 +400,7 @@ ReconstructResult reconstruct(model::Model& m, BlockStore& store, EngineState st
     torch::Tensor gram = torch::zeros({dim, dim}, torch::kFloat64);
     for (int64_t i = 0; i < N; i += chunk) {
       const torch::Tensor h =
-          m.output_norm.forward(x_q.slice(0, i, std::min(N, i + chunk))).to(torch::kFloat64).reshape({-1, dim});
+          m.final_norm(x_q.slice(0, i, std::min(N, i + chunk))).to(torch::kFloat64).reshape({-1, dim});
       gram.addmm_(h.t(), h);
     }
     result.head_gram = gram / double(x_q.size(0) * x_q.size(1));

@@ -87,6 +87,7 @@ class StreamedBlocks final : public BlockStore {
 std::string streaming_obstacle(const QuantizeOptions& o, const model::ActQuantConfig& act, bool export_fake,
                                bool smoothquant) {
   if (!o.init_from.empty()) return "--init-from";
+  if (o.rotate) return "--rotate";
   if (export_fake) return "--export-fake";
   if (smoothquant) return "--smoothquant";
   if (act.bits > 0 && act.scheme == model::ActQuant::Scheme::PerTensorStatic) return "--act-scheme per-tensor-static";
@@ -194,6 +195,7 @@ QuantizeResult quantize_streamed(const model::BlockLoader& loader, const torch::
       dense.emplace(w.name, std::move(w));
     }
     add_f32("position_embd.weight", skeleton.pos_embd);
+    add_f32("residual_rotation.weight", skeleton.rotation);
     add_f32("output_norm.weight", skeleton.output_norm.weight);
     add_f32("output_norm.bias", skeleton.output_norm.bias);
     write_quantized_file(out, skeleton.config, vocab, in_file_order(skeleton.config, n, std::move(dense)), layers,

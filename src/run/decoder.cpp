@@ -59,6 +59,8 @@ Decoder::Decoder(Weights w, CacheView cache) : w_(std::move(w)), cache_(std::mov
   gate_.resize(size_t(c.hidden_dim));
   up_.resize(size_t(c.hidden_dim));
   logits_.resize(size_t(w_.head->rows()));
+  LCQ_CHECK(!w_.rotate_in == !w_.rotate_out, "decoder: a rotation needs both directions");
+  if (w_.rotate_in) unrotated_.resize(size_t(c.dim));
 }
 
 void Decoder::check_positions(int64_t pos, int64_t n) const {
@@ -68,10 +70,12 @@ void Decoder::check_positions(int64_t pos, int64_t n) const {
             w_.rope_positions);
 }
 
-void Decoder::embed(int token, float* x) const {
+void Decoder::embed(int token, float* x) {
   LCQ_CHECK(token >= 0 && token < w_.embedding->rows(), "decoder: token {} outside the vocabulary of {}", token,
             w_.embedding->rows());
-  w_.embedding->dequantize_rows(token, token + 1, x);
+  if (!w_.rotate_in) return w_.embedding->dequantize_rows(token, token + 1, x);
+  w_.embedding->dequantize_rows(token, token + 1, unrotated_.data());
+  w_.rotate_in->gemv_units(unrotated_.data(), x, 0, w_.rotate_in->work_units());
 }
 
 const float* Decoder::step(int token) {
@@ -139,7 +143,13 @@ const float* Decoder::step(int token) {
       kernels::add_inplace(x_.data() + rows[0][0], proj_.data() + rows[0][0], rows[0][1] - rows[0][0]);
 #pragma omp barrier
     }
-    kernels::rms_norm(x_.data(), w_.out_norm, eps, h.data(), D);
+    const float* stream = x_.data();
+    if (w_.rotate_out) {
+      run_share({Product{w_.rotate_out.get(), unrotated_.data(), nullptr}}, x_.data(), id, nt);
+      stream = unrotated_.data();
+#pragma omp barrier
+    }
+    kernels::rms_norm(stream, w_.out_norm, eps, h.data(), D);
     run_share({Product{w_.head.get(), logits_.data(), nullptr}}, h.data(), id, nt);
   }
   ++*cache_.length;
@@ -224,7 +234,12 @@ const float* Decoder::prefill(const int* tokens, int64_t n) {
     }
     *cache_.length += m;
     if (c0 + m == n) {  // the head on the last token only
-      kernels::rms_norm(X + (m - 1) * D, w_.out_norm, eps, Hn, D);
+      const float* last = X + (m - 1) * D;
+      if (w_.rotate_out) {
+        w_.rotate_out->gemv_units(last, unrotated_.data(), 0, w_.rotate_out->work_units());
+        last = unrotated_.data();
+      }
+      kernels::rms_norm(last, w_.out_norm, eps, Hn, D);
       w_.head->gemm(Hn, 1, logits_.data());
     }
   }

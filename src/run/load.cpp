@@ -109,6 +109,7 @@ Weights load_weights(const io::ModelSource& src, const LoadOptions& opts) {
   Reader read(src, opts, w);
   const int64_t D = c.dim, V = c.vocab_size, F = c.hidden_dim, Q = int64_t(c.n_heads) * c.head_dim, KV = c.kv_dim();
   w.embedding = read.matrix("token_embd", V, D);
+  if (src.find("residual_rotation.weight")) set_rotation(w, read.f32("residual_rotation.weight", {D, D}).data());
   for (int l = 0; l < c.n_layers; ++l) {
     const std::string p = "blk." + std::to_string(l) + ".";
     LayerWeights L;

@@ -6,6 +6,18 @@
 
 namespace lcq::run {
 
+void set_rotation(Weights& w, const float* r) {
+  const int64_t D = w.config.dim;
+  auto both = std::make_shared<std::vector<float>>(size_t(2 * D * D));
+  float* in = both->data();
+  float* out = in + D * D;
+  for (int64_t i = 0; i < D; ++i)
+    for (int64_t j = 0; j < D; ++j) in[i * D + j] = out[j * D + i] = r[i * D + j];
+  w.storage.push_back(both);
+  w.rotate_in = kernels::make_dense_matrix(in, kernels::DenseType::kF32, D, D);
+  w.rotate_out = kernels::make_dense_matrix(out, kernels::DenseType::kF32, D, D);
+}
+
 RopeTables make_rope_tables(const ModelConfig& c, int64_t positions) {
   LCQ_CHECK(c.head_dim > 0 && c.head_dim % 2 == 0, "RoPE needs an even head dimension, not {}", c.head_dim);
   const int64_t hd = c.head_dim, half = hd / 2;

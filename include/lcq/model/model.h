@@ -135,6 +135,9 @@ class Model {
   Norm output_norm;
   Linear output;           // shares tok_embd when tied
   Rope rope;
+  // [dim, dim] orthogonal R when the residual stream is rotated (lcq/quant/rotation.h): the
+  // blocks see R·h, embed() applies R after the lookup and final_norm() R^T before the norm.
+  torch::Tensor rotation;
 
   BlockContext context() const { return {&config, &rope, options.prompt_dtype}; }
   torch::TensorOptions tensor_options() const;
@@ -143,6 +146,8 @@ class Model {
   torch::Tensor embed(const torch::Tensor& tokens, int64_t start_pos = 0) const;
   // final norm + output head: [B, T, dim] -> logits [B, T, vocab] (float32)
   torch::Tensor head(const torch::Tensor& x) const;
+  // The head's input: the final norm of the (un-rotated) residual stream.
+  torch::Tensor final_norm(const torch::Tensor& x) const;
   // Full forward. With a cache, continues after cache->length() and advances it.
   // last_only: the logits of the last position only ([B, 1, vocab]; what generation samples
   // from): the head, a fifth of a small model's weights, runs on one row instead of all.

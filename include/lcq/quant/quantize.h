@@ -45,6 +45,9 @@ struct QuantizeOptions {
   // target's allocation (lcq/quant/allocation.h). lcq (from a plain grid or from gptq), rtn
   // and gptq.
   std::map<std::string, int> layer_bits;
+  // Rotate the residual stream before anything else (lcq/quant/rotation.h; --rotate), with
+  // engine.seed's rotation; the model is then held in memory (not streamed).
+  bool rotate = false;
   ReconstructOptions engine;
 };
 

@@ -30,13 +30,16 @@ class Decoder {
  private:
   // Throws unless positions [pos, pos + n) fit the cache and the RoPE tables.
   void check_positions(int64_t pos, int64_t n) const;
-  // The embedding row of `token` into x (throws for a token outside the vocabulary).
-  void embed(int token, float* x) const;
+  // The embedding row of `token` into x (throws for a token outside the vocabulary), rotated
+  // when the residual stream is.
+  void embed(int token, float* x);
 
   Weights w_;
   CacheView cache_;
   // Activations of the current token, shared by the threads (each writes only its rows).
   std::vector<float> x_, q_, k_, v_, att_, proj_, gate_, up_, logits_;
+  // An embedding row before its rotation, and the stream un-rotated for the final norm.
+  std::vector<float> unrotated_;
   // Per thread: the normalized input of the current product (each thread computes it for
   // itself rather than waiting for one to) and attention scores.
   std::vector<std::vector<float>> norm_, scores_;

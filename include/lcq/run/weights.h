@@ -39,11 +39,17 @@ struct Weights {
   std::vector<LayerWeights> layers;
   MatrixPtr embedding, head;  // the head may be the embedding (tied)
   const float* out_norm = nullptr;
+  // A rotated residual stream (lcq/quant/rotation.h): R after the embedding lookup, R^T
+  // before the final norm; null when the stream is not rotated. See set_rotation().
+  MatrixPtr rotate_in, rotate_out;
   const float *rope_cos = nullptr, *rope_sin = nullptr;  // [rope_positions][head_dim]
   int64_t rope_positions = 0;
   // What the pointers above point into, when the weights own it (load_weights()).
   std::vector<std::shared_ptr<const void>> storage;
 };
+
+// Sets w.rotate_in and w.rotate_out from R [dim][dim] (row-major f32), copied into w.storage.
+void set_rotation(Weights& w, const float* r);
 
 // Keys and values per layer, [n_kv_heads][capacity][head_dim] f32, and how many positions
 // they hold. A view: the torch model's KVCache (model::KVCache::view()) or a run::KVCache.
