@@ -123,6 +123,18 @@ TEST(RotationCli, QuantizeRotatesAndRecordsIt) {
   EXPECT_EQ(nlohmann::json::parse(lean.out).at("tokens"), nlohmann::json::parse(full.out).at("tokens"));
 }
 
+// With a size target the rotation's bytes are counted: the file stays within the target.
+TEST(RotationCli, SizeTargetCountsTheRotation) {
+  const std::string dir = test::scratch_dir(), out = dir + "/rot-target.gguf";
+  auto r = test::run_lcq("quantize " + test::stories_bin() + " --tokenizer " + test::stories_tok() + " -o " + out +
+                         " --method rtn --group 32 --rotate --target-bpw 6 --target-bits 2,3,4 --embed-bits 4 --calib " +
+                         test::tinystories() + " --nsamples 4 --seqlen 64 --json --quiet");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto t = nlohmann::json::parse(r.out).at("target");
+  EXPECT_LE(t.at("file_bytes").get<uint64_t>(), t.at("bytes").get<uint64_t>());
+  EXPECT_GE(t.at("estimated_bytes").get<uint64_t>(), t.at("file_bytes").get<uint64_t>());
+}
+
 // A file whose rotation has the wrong shape is refused with one line naming file and tensor.
 TEST(RotationCli, RefusesABadRotation) {
   const std::string dir = test::scratch_dir(), path = dir + "/bad.gguf";
