@@ -25,15 +25,26 @@ double max_abs(const torch::Tensor& t) { return t.abs().max().item<double>(); }
 
 TEST(Rotation, IsOrthogonalAndSeeded) {
   for (int64_t n : {1, 7, 64, 96, 576}) {
-    const torch::Tensor r = quant::make_rotation(n, 3);
-    ASSERT_EQ(r.sizes(), (std::vector<int64_t>{n, n}));
-    EXPECT_LT(max_abs(torch::matmul(r, r.t()) - torch::eye(n, r.options())), 1e-12) << n;
-    EXPECT_TRUE(torch::equal(r, quant::make_rotation(n, 3))) << n;
-    if (n > 1) EXPECT_FALSE(torch::equal(r, quant::make_rotation(n, 4))) << n;
+    const model::ResidualRotation r = quant::make_rotation(n, 3);
+    ASSERT_EQ(r.matrix.sizes(), (std::vector<int64_t>{n, n}));
+    const torch::Tensor m = r.matrix.to(torch::kFloat64);
+    // f32 entries: orthogonal to f32 rounding.
+    EXPECT_LT(max_abs(torch::matmul(m, m.t()) - torch::eye(n, m.options())), 1e-6) << n;
+    EXPECT_TRUE(torch::equal(r.matrix, quant::make_rotation(n, 3).matrix)) << n;
+    if (n > 1) EXPECT_FALSE(torch::equal(r.matrix, quant::make_rotation(n, 4).matrix)) << n;
+    // What a file stores: the a x a mix (a = n over its largest power-of-two factor) and n signs.
+    EXPECT_EQ(r.mix.size(0), n == 96 ? 3 : n == 576 ? 9 : n == 64 ? 1 : n);
+    EXPECT_EQ(r.signs.abs().sum().item<double>(), double(n));
   }
   // A power of two is a Hadamard matrix with random column signs: every entry +-1/sqrt(n).
-  const torch::Tensor h = quant::make_rotation(64, 1);
-  EXPECT_LT(max_abs(h.abs() - 1.0 / 8), 1e-15);
+  const torch::Tensor h = quant::make_rotation(64, 1).matrix;
+  EXPECT_LT(max_abs(h.abs() - 1.0 / 8), 1e-7);
+  // Factors that make no rotation are refused.
+  const float bad_mix[4] = {1, 1, 0, 1}, signs[4] = {1, -1, 1, 1}, odd[4] = {1, 0.5f, 1, 1}, eye[4] = {1, 0, 0, 1};
+  EXPECT_THROW(run::expand_rotation(bad_mix, 2, signs, 4), Error);
+  EXPECT_THROW(run::expand_rotation(eye, 2, odd, 4), Error);
+  EXPECT_THROW(run::expand_rotation(eye, 2, signs, 6), Error);  // 6 / 2 is not a power of two
+  EXPECT_NO_THROW(run::expand_rotation(eye, 2, signs, 4));
 }
 
 std::vector<int64_t> eval_ids(const model::LoadedModel& m, size_t n) {
@@ -85,7 +96,7 @@ TEST(Rotation, QuantizedFileKeepsTheRotation) {
   const std::vector<int> eval = test::stories_eval_tokens(m);
   const double fp_ppl = test::stories_ppl(m);
   quant::rotate_residual(m.model, 11);
-  const torch::Tensor r = m.model.rotation.clone();
+  const torch::Tensor r = m.model.rotation.matrix.clone();
   const quant::QuantizeResult q = quant::quantize_model(m.model, torch::Tensor(), test::stories_options("rtn", 8, 32));
   quant::write_quantized_model(path, m.model, m.tok().vocab(), q, {});
 
@@ -93,7 +104,7 @@ TEST(Rotation, QuantizedFileKeepsTheRotation) {
   lo.tokenizer_path = test::stories_tok();
   const model::LoadedModel back = model::load_model(path, lo);
   ASSERT_TRUE(back.model.rotation.defined());
-  EXPECT_TRUE(torch::equal(back.model.rotation, r));
+  EXPECT_TRUE(torch::equal(back.model.rotation.matrix, r));
   const double ppl = test::stories_ppl(back.model, eval);
   EXPECT_LT(std::abs(ppl / fp_ppl - 1), 0.01) << ppl << " against " << fp_ppl;
 
@@ -102,7 +113,7 @@ TEST(Rotation, QuantizedFileKeepsTheRotation) {
   ASSERT_TRUE(w.rotate_in && w.rotate_out);
   // Without R in the loader, the file's logits would be those of a different function.
   model::LoadedModel unrotated = model::load_model(path, lo);
-  unrotated.model.rotation = torch::Tensor();
+  unrotated.model.rotation = model::ResidualRotation();
   EXPECT_GT(test::stories_ppl(unrotated.model, eval), 1.5 * fp_ppl);
 }
 
@@ -114,7 +125,10 @@ TEST(RotationCli, QuantizeRotatesAndRecordsIt) {
   EXPECT_EQ(nlohmann::json::parse(r.out).at("settings").at("rotate"), true);
   io::LoadOptions lo;
   lo.tokenizer_path = test::stories_tok();
-  EXPECT_NE(io::load_model_source(out, lo).find("residual_rotation.weight"), nullptr);
+  const io::ModelSource src = io::load_model_source(out, lo);
+  ASSERT_NE(src.find("residual_rotation.mix"), nullptr);
+  EXPECT_EQ(src.find("residual_rotation.mix")->shape, (std::vector<int64_t>{1, 1}));  // stories260K: 64 wide
+  EXPECT_EQ(src.find("residual_rotation.signs")->shape, (std::vector<int64_t>{64}));
   // lcq-run (its own loader applies the rotation) generates lcq generate's tokens.
   const std::string args = out + " --tokenizer " + test::stories_tok() + " -n 16 --json";
   const test::CommandResult lean = test::run_lcq_run(args), full = test::run_lcq("generate " + args);
@@ -135,17 +149,18 @@ TEST(RotationCli, SizeTargetCountsTheRotation) {
   EXPECT_GE(t.at("estimated_bytes").get<uint64_t>(), t.at("file_bytes").get<uint64_t>());
 }
 
-// A file whose rotation has the wrong shape is refused with one line naming file and tensor.
+// A file whose rotation factors make no rotation is refused with one line naming file and tensor.
 TEST(RotationCli, RefusesABadRotation) {
   const std::string dir = test::scratch_dir(), path = dir + "/bad.gguf";
   model::LoadedModel m = test::load_stories();
-  m.model.rotation = torch::eye(m.model.config.dim + 1);
+  quant::rotate_residual(m.model, 1);
+  m.model.rotation.signs[5] = 0.5f;  // not a sign: the factors make no rotation
   quant::write_dense_model(path, m.model, m.tok().vocab(), io::DType::F32, nlohmann::json::object());
   test::expect_refused(test::run_lcq("perplexity " + path + " --tokenizer " + test::stories_tok() + " --text " +
                                      test::tinystories() + " --limit 1 --quiet"),
-                       "residual_rotation.weight", "a rotation of the wrong shape");
+                       "residual_rotation.signs", "a rotation that is not one");
   test::expect_refused(test::run_lcq_run(path + " --tokenizer " + test::stories_tok() + " -n 2 --quiet"),
-                       "residual_rotation.weight", "a rotation of the wrong shape (lcq-run)", 1, "lcq-run");
+                       "residual_rotation.signs", "a rotation that is not one (lcq-run)", 1, "lcq-run");
 }
 
 }  // namespace

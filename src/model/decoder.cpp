@@ -55,7 +55,7 @@ run::Weights lean_weights(const Model& m) {
     w.layers.push_back(std::move(l));
   }
   w.out_norm = f32_data(m.output_norm.weight);
-  if (m.rotation.defined()) run::set_rotation(w, f32_data(m.rotation));
+  if (m.rotation.defined()) run::set_rotation(w, f32_data(m.rotation.matrix));
   w.head = matrix_of(m.output);
   if (m.tok_embd_packed) {
     w.embedding = m.tok_embd_packed;

@@ -6,6 +6,7 @@
 #include "lcq/io/codebook_tensors.h"
 #include "lcq/kernels/matrix.h"
 #include "lcq/model/act_quant.h"
+#include "lcq/run/weights.h"
 #include "tensor_reader.h"
 
 #include <torch/torch.h>
@@ -51,12 +52,23 @@ torch::Tensor TensorReader::get_opt(const std::string& name, const std::vector<i
   return src_.find(name) ? get(name, shape) : torch::Tensor();
 }
 
-torch::Tensor TensorReader::rotation() const {
-  const std::string name = "residual_rotation.weight";
-  LCQ_CHECK(!src_.find(name) || src_.config.arch == Arch::Llama,
-            "{}: a rotated residual stream ({}) is for LLaMA-family models, not {}", src_.path, name,
-            arch_name(src_.config.arch));
-  return get_opt(name, {src_.config.dim, src_.config.dim});
+ResidualRotation TensorReader::rotation() const {
+  ResidualRotation r;
+  const io::TensorView* mix = src_.find("residual_rotation.mix");
+  if (!mix && !src_.find("residual_rotation.signs")) return r;
+  LCQ_CHECK(src_.config.arch == Arch::Llama, "{}: a rotated residual stream (residual_rotation.*) is for LLaMA-family models, not {}",
+            src_.path, arch_name(src_.config.arch));
+  const int64_t D = src_.config.dim, a = mix && !mix->shape.empty() ? mix->shape[0] : 0;
+  r.mix = get("residual_rotation.mix", {a, a}).to(torch::kFloat32).contiguous();
+  r.signs = get("residual_rotation.signs", {D}).to(torch::kFloat32).contiguous();
+  std::vector<float> m;
+  try {
+    m = run::expand_rotation(r.mix.data_ptr<float>(), a, r.signs.data_ptr<float>(), D);
+  } catch (const Error& e) {
+    fail("{}: {}", src_.path, e.what());
+  }
+  r.matrix = torch::from_blob(m.data(), {D, D}, torch::kFloat32).to(torch::TensorOptions().dtype(opts_.dtype).device(opts_.device)).clone();
+  return r;
 }
 
 Norm TensorReader::norm(const std::string& prefix) const {

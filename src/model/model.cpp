@@ -222,7 +222,7 @@ torch::Tensor Model::embed(const torch::Tensor& tokens, int64_t start_pos) const
     x = F::embedding(tokens.to(tok_embd.device()), tok_embd);
   }
   if (x.scalar_type() != options.dtype) x = x.to(options.dtype);  // fp16-stored embeddings
-  if (rotation.defined()) x = torch::matmul(x, rotation.t());      // rows e^T R^T = (R e)^T
+  if (rotation.defined()) x = torch::matmul(x, rotation.matrix.t());      // rows e^T R^T = (R e)^T
   if (pos_embd.defined()) {
     // HF OPT's learned positions are offset by 2 (rows 0 and 1 are unused padding slots).
     const int64_t T = tokens.size(1);
@@ -235,7 +235,7 @@ torch::Tensor Model::embed(const torch::Tensor& tokens, int64_t start_pos) const
 }
 
 torch::Tensor Model::final_norm(const torch::Tensor& x) const {
-  return output_norm.forward(rotation.defined() ? torch::matmul(x, rotation) : x);
+  return output_norm.forward(rotation.defined() ? torch::matmul(x, rotation.matrix) : x);
 }
 
 torch::Tensor Model::head(const torch::Tensor& x) const { return output.forward(final_norm(x)).to(torch::kFloat32); }

@@ -22,8 +22,8 @@ class TensorReader {
   torch::Tensor get(const std::string& name, const std::vector<int64_t>& shape) const;
   torch::Tensor get_opt(const std::string& name, const std::vector<int64_t>& shape) const;  // undefined if absent
   Norm norm(const std::string& prefix) const;
-  // residual_rotation.weight [dim, dim] (Model::rotation), undefined if the file has none.
-  torch::Tensor rotation() const;
+  // The file's residual rotation (Model::rotation), undefined if it has none.
+  ResidualRotation rotation() const;
   // A matrix stored as an LCQ codebook layer: packed for the kernels (compact runtime), or
   // dequantized to a dense tensor of the runtime's dtype.
   void codebook(const std::string& name, int64_t rows, int64_t cols, Linear& out) const;

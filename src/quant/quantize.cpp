@@ -21,7 +21,8 @@ template <typename Fn>
 void for_each_tensor(const model::Model& m, Fn fn) {
   fn("token_embd.weight", m.tok_embd);
   fn("position_embd.weight", m.pos_embd);
-  fn("residual_rotation.weight", m.rotation);
+  fn("residual_rotation.mix", m.rotation.mix);
+  fn("residual_rotation.signs", m.rotation.signs);
   for (size_t l = 0; l < m.blocks.size(); ++l) {
     const model::Block& b = m.blocks[l];
     const std::string p = "blk." + std::to_string(l) + ".";
@@ -253,7 +254,8 @@ QuantizeResult quantize_model(model::Model& m, const torch::Tensor& calib, const
 }
 
 std::vector<std::string> model_tensor_names(const ModelConfig& c, int n_blocks) {
-  std::vector<std::string> out = {"token_embd.weight", "position_embd.weight", "residual_rotation.weight"};
+  std::vector<std::string> out = {"token_embd.weight", "position_embd.weight", "residual_rotation.mix",
+                                  "residual_rotation.signs"};
   std::vector<std::string> linears = {"attn_q", "attn_k", "attn_v", "attn_output"};
   if (c.arch != Arch::OPT) linears.push_back("ffn_gate");
   linears.push_back("ffn_up");
@@ -296,7 +298,8 @@ std::map<std::string, io::WriteTensor> dense_tensors(const model::Model& m,
   auto add = [&](const std::string& name, const torch::Tensor& t) { add_as(name, t, dtype); };
   if (!skip || !skip->count("token_embd")) add_as("token_embd.weight", m.tok_embd, embedding_dtype);
   add_as("position_embd.weight", m.pos_embd, dtype);
-  add_as("residual_rotation.weight", m.rotation, io::DType::F32);  // exact: R^T R = I to f32 rounding
+  add_as("residual_rotation.mix", m.rotation.mix, io::DType::F32);
+  add("residual_rotation.signs", m.rotation.signs);
   for (size_t l = 0; l < m.blocks.size(); ++l) {
     const model::Block& b = m.blocks[l];
     const std::string p = "blk." + std::to_string(l) + ".";

@@ -1,6 +1,7 @@
 #include "lcq/quant/rotation.h"
 
 #include "lcq/core/error.h"
+#include "lcq/run/weights.h"
 
 #include <torch/torch.h>
 
@@ -25,12 +26,24 @@ torch::Tensor random_orthogonal(int64_t n, torch::Generator& gen) {
   return (q * torch::sign(torch::diagonal(r)).unsqueeze(0)).contiguous();  // Haar-distributed
 }
 
-torch::Tensor rotation_of(int64_t n, torch::Generator& gen) {
+torch::Tensor rotation_of(int64_t n, torch::Generator& gen) {  // f64, not stored
   int64_t b = 1;
   while (n % (2 * b) == 0) b *= 2;
   const int64_t a = n / b;
   torch::Tensor r = a == 1 ? hadamard(b) : torch::kron(random_orthogonal(a, gen), hadamard(b));
   return r * random_signs(n, gen).unsqueeze(0);  // r · diag(s)
+}
+
+// The residual rotation as a file stores it: its factors in f32 and R expanded from them.
+model::ResidualRotation residual_rotation_of(int64_t n, torch::Generator& gen) {
+  int64_t b = 1;
+  while (n % (2 * b) == 0) b *= 2;
+  model::ResidualRotation r;
+  r.mix = random_orthogonal(n / b, gen).to(torch::kFloat32).contiguous();
+  r.signs = random_signs(n, gen).to(torch::kFloat32).contiguous();
+  std::vector<float> m = run::expand_rotation(r.mix.data_ptr<float>(), n / b, r.signs.data_ptr<float>(), n);
+  r.matrix = torch::from_blob(m.data(), {n, n}, torch::kFloat32).clone();
+  return r;
 }
 
 torch::Tensor f64(const torch::Tensor& t) { return t.detach().to(torch::kFloat64); }
@@ -44,10 +57,10 @@ void rewrite(torch::Tensor& w, F f) {
 
 }  // namespace
 
-torch::Tensor make_rotation(int64_t n, uint64_t seed) {
+model::ResidualRotation make_rotation(int64_t n, uint64_t seed) {
   LCQ_CHECK(n > 0, "rotation: invalid size {}", n);
   torch::Generator gen = at::detail::createCPUGenerator(seed);
-  return rotation_of(n, gen);
+  return residual_rotation_of(n, gen);
 }
 
 void rotate_residual(model::Model& m, uint64_t seed) {
@@ -60,7 +73,8 @@ void rotate_residual(model::Model& m, uint64_t seed) {
   LCQ_CHECK(nkv > 0 && nh % nkv == 0, "--rotate: {} query heads do not share {} key/value heads evenly", nh, nkv);
 
   torch::Generator gen = at::detail::createCPUGenerator(seed);
-  const torch::Tensor R = rotation_of(D, gen);
+  model::ResidualRotation rotation = residual_rotation_of(D, gen);
+  const torch::Tensor R = rotation.matrix.to(torch::kFloat64);
   for (model::Block& b : m.blocks) {
     LCQ_CHECK(b.attn_norm.rms && b.ffn_norm.rms && !b.attn_norm.bias.defined() && !b.ffn_norm.bias.defined(),
               "--rotate needs RMSNorm layers");
@@ -97,7 +111,8 @@ void rotate_residual(model::Model& m, uint64_t seed) {
     for (model::Linear* l : {&b.o, &b.down})
       rewrite(l->bias, [&](const torch::Tensor& v) { return torch::matmul(R, v); });
   }
-  m.rotation = R.to(m.tensor_options()).contiguous();
+  rotation.matrix = rotation.matrix.to(m.tensor_options()).contiguous();
+  m.rotation = std::move(rotation);
 }
 
 }  // namespace lcq::quant

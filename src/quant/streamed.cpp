@@ -195,7 +195,8 @@ QuantizeResult quantize_streamed(const model::BlockLoader& loader, const torch::
       dense.emplace(w.name, std::move(w));
     }
     add_f32("position_embd.weight", skeleton.pos_embd);
-    add_f32("residual_rotation.weight", skeleton.rotation);
+    add_f32("residual_rotation.mix", skeleton.rotation.mix);
+    add_f32("residual_rotation.signs", skeleton.rotation.signs);
     add_f32("output_norm.weight", skeleton.output_norm.weight);
     add_f32("output_norm.bias", skeleton.output_norm.bias);
     write_quantized_file(out, skeleton.config, vocab, in_file_order(skeleton.config, n, std::move(dense)), layers,

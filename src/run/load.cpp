@@ -109,7 +109,17 @@ Weights load_weights(const io::ModelSource& src, const LoadOptions& opts) {
   Reader read(src, opts, w);
   const int64_t D = c.dim, V = c.vocab_size, F = c.hidden_dim, Q = int64_t(c.n_heads) * c.head_dim, KV = c.kv_dim();
   w.embedding = read.matrix("token_embd", V, D);
-  if (src.find("residual_rotation.weight")) set_rotation(w, read.f32("residual_rotation.weight", {D, D}).data());
+  if (const io::TensorView* mix = src.find("residual_rotation.mix")) {
+    const int64_t a = mix->shape.empty() ? 0 : mix->shape[0];
+    const std::vector<float> m = read.f32("residual_rotation.mix", {a, a}), s = read.f32("residual_rotation.signs", {D});
+    try {
+      set_rotation(w, expand_rotation(m.data(), a, s.data(), D).data());
+    } catch (const Error& e) {
+      fail("{}: {}", src.path, e.what());
+    }
+  } else {
+    LCQ_CHECK(!src.find("residual_rotation.signs"), "{}: residual_rotation.signs without residual_rotation.mix", src.path);
+  }
   for (int l = 0; l < c.n_layers; ++l) {
     const std::string p = "blk." + std::to_string(l) + ".";
     LayerWeights L;

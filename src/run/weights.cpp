@@ -6,6 +6,29 @@
 
 namespace lcq::run {
 
+std::vector<float> expand_rotation(const float* mix, int64_t a, const float* signs, int64_t dim) {
+  LCQ_CHECK(a > 0 && dim > 0 && dim % a == 0 && ((dim / a) & (dim / a - 1)) == 0,
+            "residual_rotation.mix: {} x {} does not divide the width {} into a power of two", a, a, dim);
+  for (int64_t i = 0; i < dim; ++i)
+    LCQ_CHECK(signs[i] == 1.f || signs[i] == -1.f, "residual_rotation.signs: entry {} is {}, not +-1", i, signs[i]);
+  for (int64_t i = 0; i < a; ++i)
+    for (int64_t j = 0; j < a; ++j) {
+      double dot = 0;
+      for (int64_t k = 0; k < a; ++k) dot += double(mix[i * a + k]) * double(mix[j * a + k]);
+      LCQ_CHECK(std::abs(dot - (i == j)) < 1e-4, "residual_rotation.mix is not orthogonal (rows {} and {}: {})", i, j,
+                dot);
+    }
+  const int64_t b = dim / a;
+  const double h = 1 / std::sqrt(double(b));
+  std::vector<float> r(size_t(dim * dim));
+  for (int64_t i = 0; i < dim; ++i)
+    for (int64_t j = 0; j < dim; ++j) {
+      const double hij = __builtin_popcountll(uint64_t((i % b) & (j % b))) % 2 ? -h : h;
+      r[size_t(i * dim + j)] = float(double(mix[(i / b) * a + j / b]) * hij * double(signs[j]));
+    }
+  return r;
+}
+
 void set_rotation(Weights& w, const float* r) {
   const int64_t D = w.config.dim;
   auto both = std::make_shared<std::vector<float>>(size_t(2 * D * D));

@@ -122,6 +122,15 @@ torch::Tensor mlp_forward(const ModelConfig& config, const Block& block, const t
 torch::Tensor block_forward(const BlockContext& ctx, const Block& block, const torch::Tensor& x, int64_t start_pos,
                             KVCache* cache = nullptr, int layer = 0);
 
+// An orthogonal R = kron(mix, H) · diag(signs) (run::expand_rotation), stored in files as its
+// two factors (residual_rotation.mix, residual_rotation.signs: 2.6 KB for SmolLM2's 576).
+struct ResidualRotation {
+  torch::Tensor mix;     // [a, a] f32, orthogonal; dim / a is a power of two
+  torch::Tensor signs;   // [dim] f32, +-1
+  torch::Tensor matrix;  // R [dim, dim], the runtime's dtype
+  bool defined() const { return matrix.defined(); }
+};
+
 class Model {
  public:
   ModelConfig config;
@@ -135,9 +144,9 @@ class Model {
   Norm output_norm;
   Linear output;           // shares tok_embd when tied
   Rope rope;
-  // [dim, dim] orthogonal R when the residual stream is rotated (lcq/quant/rotation.h): the
-  // blocks see R·h, embed() applies R after the lookup and final_norm() R^T before the norm.
-  torch::Tensor rotation;
+  // Set when the residual stream is rotated (lcq/quant/rotation.h): the blocks see R·h,
+  // embed() applies R after the lookup and final_norm() R^T before the norm.
+  ResidualRotation rotation;
 
   BlockContext context() const { return {&config, &rope, options.prompt_dtype}; }
   torch::TensorOptions tensor_options() const;

@@ -17,11 +17,11 @@
 
 namespace lcq::quant {
 
-// An orthogonal n x n matrix (f64): kron(Q, H) · diag(s), H the normalised Hadamard matrix of
+// An orthogonal n x n rotation: R = kron(Q, H) · diag(s), H the normalised Hadamard matrix of
 // the largest power of two dividing n, Q a random orthogonal matrix of the rest (QR of a
-// Gaussian matrix), s random signs; from `seed`, the same on every machine up to libtorch's
-// QR.
-torch::Tensor make_rotation(int64_t n, uint64_t seed);
+// Gaussian matrix, rounded to f32), s random signs; from `seed`, the same on every machine up
+// to libtorch's QR. R (f32) is expanded from the f32 factors as a loader expands them.
+model::ResidualRotation make_rotation(int64_t n, uint64_t seed);
 
 // Rewrites a float LLaMA-family model in place as described above (throws lcq::Error for
 // other architectures, LayerNorm models, packed or quantized weights, or a model already

@@ -48,6 +48,12 @@ struct Weights {
   std::vector<std::shared_ptr<const void>> storage;
 };
 
+// A residual rotation from its stored factors: R = kron(mix, H) · diag(signs), row-major
+// [dim][dim], H the normalised Hadamard matrix of order dim / a (a power of two), each entry
+// computed in f64 and rounded once (every loader gets the same bits). Throws lcq::Error for
+// factors that do not make an orthogonal matrix (sizes, signs other than +-1, mix not
+// orthogonal to 1e-4).
+std::vector<float> expand_rotation(const float* mix, int64_t a, const float* signs, int64_t dim);
 // Sets w.rotate_in and w.rotate_out from R [dim][dim] (row-major f32), copied into w.storage.
 void set_rotation(Weights& w, const float* r);
 
