@@ -188,7 +188,7 @@ void register_quantize(CLI::App& app) {
                 "Before quantizing, rotate the residual stream (LLaMA-family models): the norms' weights are folded\n"
                 "into the linears, which are multiplied by a random orthogonal matrix (Hadamard x random, --seed) on\n"
                 "the stream's side; the same function, with the inputs' outlier channels spread over every group.\n"
-                "The file keeps the rotation (dim x dim f32, counted in a size target). Holds the model in memory");
+                "The file keeps the rotation's factors (a few KB); both runtimes apply it. Holds the model in memory");
   cmd->add_flag("--resume", a->resume,
                 "Continue an interrupted run of this command (Ctrl-C, kill, power loss) after its last finished block;\n"
                 "the finished blocks are kept in OUT.lcq-resume/ while a run lasts. The output is the same bytes\n"

@@ -3,12 +3,14 @@
 // RMSNorm weight folded in and is multiplied by an orthogonal R^T on its input side; every
 // weight that writes to it is multiplied by R on its output side; each value head gets its own
 // rotation, undone in the output projection's columns. The stream between the embedding and
-// the final norm is then R·h instead of h: the model keeps R (Model::rotation, the file's
-// residual_rotation.weight) and applies it after the embedding lookup and R^T before the final
-// norm, so the embedding, the head and the final norm stay as they were.
+// the final norm is then R·h instead of h: the model keeps R (Model::rotation; a file stores
+// its two small factors, residual_rotation.mix and .signs) and applies it after the embedding
+// lookup and R^T before the final norm, so the embedding, the head and the final norm stay as
+// they were.
 //
 // The rotated weights compute the same function (to rounding) but spread each input
-// channel's outliers over all columns of a group, which GPTQ and LCQ round with less error.
+// channel's outliers over all columns of a group, which GPTQ rounds with less error on some
+// texts and more on others (docs/quantization.md, "Rotating the residual stream").
 #pragma once
 
 #include "lcq/model/model.h"
