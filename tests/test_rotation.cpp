@@ -129,6 +129,9 @@ TEST(RotationCli, QuantizeRotatesAndRecordsIt) {
   ASSERT_NE(src.find("residual_rotation.mix"), nullptr);
   EXPECT_EQ(src.find("residual_rotation.mix")->shape, (std::vector<int64_t>{1, 1}));  // stories260K: 64 wide
   EXPECT_EQ(src.find("residual_rotation.signs")->shape, (std::vector<int64_t>{64}));
+  auto info = test::run_lcq("info " + out + " --tokenizer " + test::stories_tok() + " --json");
+  ASSERT_EQ(info.exit_code, 0) << info.err;
+  EXPECT_EQ(nlohmann::json::parse(info.out).at("residual_rotation"), (nlohmann::json{{"mix", 1}, {"hadamard", 64}}));
   // lcq-run (its own loader applies the rotation) generates lcq generate's tokens.
   const std::string args = out + " --tokenizer " + test::stories_tok() + " -n 16 --json";
   const test::CommandResult lean = test::run_lcq_run(args), full = test::run_lcq("generate " + args);
