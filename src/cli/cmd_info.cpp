@@ -66,8 +66,8 @@ void register_info(CLI::App& app) {
     std::optional<quant::Allocation> allocation;
     // A rotated residual stream (lcq quantize --rotate): R = kron(Q, H) diag(s).
     const io::TensorView* mix = src.find("residual_rotation.mix");
-    const int64_t rot_a = mix && !mix->shape.empty() ? mix->shape[0] : 0;
-    if (mix) j["residual_rotation"] = {{"mix", rot_a}, {"hadamard", rot_a > 0 ? c.dim / rot_a : 0}};
+    const int64_t rot_a = mix && !mix->shape.empty() ? mix->shape[0] : 0, rot_b = rot_a > 0 ? c.dim / rot_a : 0;
+    if (mix) j["residual_rotation"] = {{"mix", rot_a}, {"hadamard", rot_b}};
     if (src.metadata.contains("lcq.allocation")) {
       const nlohmann::json& v = src.metadata["lcq.allocation"];
       try {
@@ -103,8 +103,7 @@ void register_info(CLI::App& app) {
       fmt::print("  rope          theta {:g}, scaling {}\n", c.rope_theta, c.rope_scaling.type);
     fmt::print("  tied head     {}\n", c.tie_embeddings ? "yes" : "no");
     if (mix)
-      fmt::print("  rotated       residual stream, R = kron({} x {} orthogonal, Hadamard {}) x signs\n", rot_a, rot_a,
-                 rot_a > 0 ? c.dim / rot_a : 0);
+      fmt::print("  rotated       residual stream, R = kron({} x {} orthogonal, Hadamard {}) x signs\n", rot_a, rot_a, rot_b);
     // In an LCQ file the tensors hold indices and codebook parameters, not weights.
     const bool lcq_file = j.contains("quantization");
     fmt::print("  {}{} ({} in tensors, {:.2f} bits per {})\n", lcq_file ? "stored values " : "parameters    ",

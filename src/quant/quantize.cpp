@@ -297,8 +297,8 @@ std::map<std::string, io::WriteTensor> dense_tensors(const model::Model& m,
   };
   auto add = [&](const std::string& name, const torch::Tensor& t) { add_as(name, t, dtype); };
   if (!skip || !skip->count("token_embd")) add_as("token_embd.weight", m.tok_embd, embedding_dtype);
-  add_as("position_embd.weight", m.pos_embd, dtype);
-  add_as("residual_rotation.mix", m.rotation.mix, io::DType::F32);
+  add("position_embd.weight", m.pos_embd);
+  add_as("residual_rotation.mix", m.rotation.mix, io::DType::F32);  // a 2-D tensor kept f32 in any file
   add("residual_rotation.signs", m.rotation.signs);
   for (size_t l = 0; l < m.blocks.size(); ++l) {
     const model::Block& b = m.blocks[l];

@@ -11,12 +11,6 @@ namespace {
 
 const auto kF64 = torch::TensorOptions().dtype(torch::kFloat64);
 
-torch::Tensor hadamard(int64_t n) {  // Sylvester's construction, n a power of two, normalised
-  torch::Tensor h = torch::ones({1, 1}, kF64);
-  while (h.size(0) < n) h = torch::cat({torch::cat({h, h}, 1), torch::cat({h, -h}, 1)}, 0);
-  return h / std::sqrt(double(n));
-}
-
 torch::Tensor random_signs(int64_t n, torch::Generator& gen) {
   return torch::randint(0, 2, {n}, gen, kF64) * 2 - 1;
 }
@@ -26,17 +20,10 @@ torch::Tensor random_orthogonal(int64_t n, torch::Generator& gen) {
   return (q * torch::sign(torch::diagonal(r)).unsqueeze(0)).contiguous();  // Haar-distributed
 }
 
-torch::Tensor rotation_of(int64_t n, torch::Generator& gen) {  // f64, not stored
-  int64_t b = 1;
-  while (n % (2 * b) == 0) b *= 2;
-  const int64_t a = n / b;
-  torch::Tensor r = a == 1 ? hadamard(b) : torch::kron(random_orthogonal(a, gen), hadamard(b));
-  return r * random_signs(n, gen).unsqueeze(0);  // r · diag(s)
-}
-
-// The residual rotation as a file stores it: its factors in f32 and R expanded from them.
+// An n x n rotation as a file stores it: its factors in f32 and R expanded from them (the
+// Hadamard part by run::expand_rotation, as every loader expands it).
 model::ResidualRotation residual_rotation_of(int64_t n, torch::Generator& gen) {
-  int64_t b = 1;
+  int64_t b = 1;  // the largest power of two dividing n
   while (n % (2 * b) == 0) b *= 2;
   model::ResidualRotation r;
   r.mix = random_orthogonal(n / b, gen).to(torch::kFloat32).contiguous();
@@ -92,7 +79,7 @@ void rotate_residual(model::Model& m, uint64_t seed) {
     // Each value head k: values Rk·v (rows and bias), undone in the columns of o that read
     // the query heads sharing it.
     std::vector<torch::Tensor> rv;
-    for (int64_t k = 0; k < nkv; ++k) rv.push_back(rotation_of(hd, gen));
+    for (int64_t k = 0; k < nkv; ++k) rv.push_back(residual_rotation_of(hd, gen).matrix.to(torch::kFloat64));
     auto per_head = [&](const torch::Tensor& t) {  // [nkv * hd, ...] -> Rk applied to each head's rows
       std::vector<torch::Tensor> parts;
       for (int64_t k = 0; k < nkv; ++k) parts.push_back(torch::matmul(rv[size_t(k)], t.narrow(0, k * hd, hd)));
